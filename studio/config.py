@@ -1,0 +1,314 @@
+"""Typed configuration of a fine-tuning run: model, data, LoRA, training, generation.
+
+The dataclasses are the single source of truth. Help text lives once, in each field's
+metadata (``help``), and the UI reuses it. ``StudioConfig`` round-trips to YAML;
+``validate()`` raises ``ConfigError`` with a message a non-programmer can act on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message says which one and what to do."""
+
+
+def _f(default: Any, help: str, choices: tuple | None = None, **kw):
+    meta = {"help": help}
+    if choices is not None:
+        meta["choices"] = choices
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+QUANTIZATIONS = ("none", "8bit", "4bit-nf4", "4bit-fp4")
+COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
+TEMPLATES = ("auto", "model", "chatml", "alpaca", "human_assistant")
+FORMATS = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text", "mapping")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts")
+OPTIMIZERS = ("adamw_torch", "paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit", "sgd", "adafactor")
+
+
+@dataclass
+class ModelConfig:
+    source: str = _f("default", "Which base model to fine-tune: 'default' (the built-in SmolLM2-135M-Instruct, works offline), "
+                     "a Hugging Face Hub id such as 'Qwen/Qwen2.5-0.5B-Instruct', a folder on this computer, or a .gguf file.")
+    quantization: str = _f("none", "How the base model is stored while training. '4bit-nf4' is QLoRA (least memory), "
+                           "'8bit' halves memory, 'none' keeps 16-bit weights (fastest, most memory).", QUANTIZATIONS)
+    double_quant: bool = _f(True, "Also compress the 4-bit scaling factors (saves about 0.4 bits per weight). Only used with 4-bit.")
+    compute_dtype: str = _f("auto", "Number format for the maths. 'auto' picks bfloat16 on GPUs that support it, "
+                            "float16 on older GPUs and float32 on a CPU.", COMPUTE_DTYPES)
+    trust_remote_code: bool = _f(False, "Run Python code shipped with the model. Only tick this for models from people you trust.")
+
+
+@dataclass
+class DataConfig:
+    file: str = _f("demo", "The training data: 'demo' (built-in support FAQ), a .jsonl/.json/.csv/.tsv/.parquet file, "
+                   "or a Hugging Face dataset id.")
+    format: str = _f("auto", "The shape of the rows. 'auto' detects alpaca, sharegpt, messages, prompt/completion and text; "
+                     "'mapping' uses the column mapping below.", FORMATS)
+    prompt_column: str = _f("", "With format 'mapping': the column that holds the question or instruction.")
+    answer_column: str = _f("", "With format 'mapping': the column that holds the answer the model should learn.")
+    system_column: str = _f("", "With format 'mapping' (optional): the column that holds a system prompt.")
+    template: str = _f("auto", "How conversations are turned into text. 'auto' uses the model's own chat template "
+                       "and falls back to chatml when it has none.", TEMPLATES)
+    max_length: int = _f(512, "Longest training example in tokens. Longer rows are cut or dropped (see below).")
+    overlong: str = _f("truncate", "What to do with rows longer than the maximum length.", ("truncate", "drop"))
+    train_on: str = _f("assistant", "Which tokens the model learns from: only the assistant's answers (recommended) "
+                       "or the whole conversation.", ("assistant", "all"))
+    validation: float = _f(0.05, "Rows held back to measure progress: a fraction below 1 (0.1 = 10%) or a count of rows "
+                           "(e.g. 20). 0 turns evaluation off.")
+    max_rows: int = _f(0, "Use at most this many rows (0 = all). Handy for a quick trial.")
+
+
+@dataclass
+class LoraConfig:
+    r: int = _f(16, "LoRA rank: the size of the small trainable matrices. 8-64 is typical; higher learns more "
+                "but uses more memory.")
+    alpha: int = _f(32, "LoRA alpha: scales the adapter's effect (often 2 x r, or 16 in the QLoRA paper).")
+    dropout: float = _f(0.05, "Dropout on the adapter during training, between 0 and 1. 0.05-0.1 helps against overfitting.")
+    target_modules: Any = _f("all-linear", "Which layers get adapters: 'all-linear' or a list of layer names "
+                             "such as [q_proj, v_proj].")
+    use_dora: bool = _f(False, "DoRA: a LoRA variant that often learns better at low rank; slower.")
+    use_rslora: bool = _f(False, "rsLoRA: scales by alpha/sqrt(r) instead of alpha/r, which keeps high ranks stable.")
+    bias: str = _f("none", "Whether bias terms are trained too.", ("none", "lora_only", "all"))
+
+
+@dataclass
+class TrainingConfig:
+    epochs: float = _f(1.0, "How many times to go through the data. Ignored when max steps is set.")
+    max_steps: int = _f(0, "Stop after this many optimizer steps (0 = use epochs).")
+    batch_size: int = _f(4, "Examples per step on the device. Lower it if you run out of memory.")
+    grad_accum: int = _f(1, "Gradient accumulation: steps to add up before each update. "
+                         "Effective batch = batch size x this.")
+    learning_rate: float = _f(2e-4, "How big each update is. 1e-4 to 3e-4 is typical for LoRA.")
+    scheduler: str = _f("cosine", "How the learning rate changes over the run.", SCHEDULERS)
+    warmup_ratio: float = _f(0.03, "Fraction of the run spent raising the learning rate from 0.")
+    weight_decay: float = _f(0.0, "Weight decay (a mild brake on large weights).")
+    optimizer: str = _f("adamw_torch", "Optimizer. 'paged_adamw_8bit' saves memory on NVIDIA GPUs (QLoRA paper).", OPTIMIZERS)
+    max_grad_norm: float = _f(1.0, "Clip gradients to this norm (0.3 in the QLoRA paper).")
+    gradient_checkpointing: bool = _f(False, "Recompute activations instead of storing them: much less memory, about 30% slower.")
+    seed: int = _f(42, "Random seed, so a run can be repeated.")
+    logging_steps: int = _f(1, "Record the loss every this many steps.")
+    eval_steps: int = _f(0, "Measure the validation loss every this many steps (0 = only at the end).")
+    save_steps: int = _f(0, "Save a checkpoint every this many steps (0 = only at the end).")
+    packing: bool = _f(False, "Pack several short examples into one sequence: faster on short data.")
+    output_dir: str = _f("", "Where the run folder goes (empty = the studio's runs folder).")
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = _f(200, "Longest answer in tokens.")
+    temperature: float = _f(0.0, "Randomness of answers: 0 always picks the likeliest word; 0.7 is more varied.")
+    top_p: float = _f(0.9, "Only sample from the likeliest words that add up to this probability.")
+    repetition_penalty: float = _f(1.1, "Above 1 discourages repeating the same words.")
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "lora": LoraConfig,
+            "training": TrainingConfig, "generation": GenerationConfig}
+
+
+@dataclass
+class StudioConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    name: str = ""
+
+    # ---- dict / YAML -------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "StudioConfig":
+        return merge(cls(), d or {})
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "StudioConfig":
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"The config is not valid YAML: {e}") from None
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError("The config must be a YAML mapping with sections such as 'model:' and 'training:'.")
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml(), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "StudioConfig":
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"Config file not found: {p}")
+        return cls.from_yaml(p.read_text(encoding="utf-8"))
+
+    def validate(self, linear_modules: Iterable[str] | None = None) -> "StudioConfig":
+        validate(self, linear_modules)
+        return self
+
+
+def field_help(section: str, name: str) -> str:
+    """The help text of one field, for UI tooltips and CLI help."""
+    for f in dataclasses.fields(SECTIONS[section]):
+        if f.name == name:
+            return f.metadata.get("help", "")
+    raise KeyError(f"{section}.{name}")
+
+
+def field_choices(section: str, name: str) -> tuple | None:
+    for f in dataclasses.fields(SECTIONS[section]):
+        if f.name == name:
+            return f.metadata.get("choices")
+    raise KeyError(f"{section}.{name}")
+
+
+def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
+    """Turn a YAML/UI value into the field's type, or explain why it cannot be."""
+    where = f"{section}.{f.name}"
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if f.name == "target_modules":
+        if isinstance(value, str):
+            value = value.strip()
+            if value in ("all-linear", "all_linear", "all linear"):
+                return "all-linear"
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise ConfigError(f"{where} must be 'all-linear' or a list of layer names, not {value!r}.")
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.lower() in ("true", "yes", "on", "1")
+        raise ConfigError(f"{where} must be true or false, not {value!r}.")
+    if isinstance(default, int):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be a whole number, not {value!r}.")
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} must be a whole number, not {value!r}.")
+    if isinstance(default, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be a number, not {value!r}.")
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a number, not {value!r}.") from None
+        if math.isnan(out) or math.isinf(out):
+            raise ConfigError(f"{where} must be a finite number.")
+        return out
+    if isinstance(default, str):
+        if value is None:
+            return ""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be text, not {value!r}.")
+        return value
+    return value
+
+
+def merge(cfg: StudioConfig, overrides: dict) -> StudioConfig:
+    """A new config: ``cfg`` with the (partial, nested) ``overrides`` applied and type-checked."""
+    out = dataclasses.replace(cfg, **{s: dataclasses.replace(getattr(cfg, s)) for s in SECTIONS})
+    for key, value in overrides.items():
+        if key == "name":
+            out.name = "" if value is None else str(value)
+            continue
+        if key not in SECTIONS:
+            raise ConfigError(f"Unknown config section '{key}'. Known sections: name, {', '.join(SECTIONS)}.")
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"Section '{key}' must be a mapping of settings, not {value!r}.")
+        section = getattr(out, key)
+        fields = {f.name: f for f in dataclasses.fields(section)}
+        for name, v in value.items():
+            if name not in fields:
+                raise ConfigError(f"Unknown setting '{key}.{name}'. Settings of '{key}': {', '.join(fields)}.")
+            setattr(section, name, _coerce(key, fields[name], v))
+    return out
+
+
+def _choice(where: str, value: str, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{where} is '{value}', which is not an option. Choose one of: {', '.join(choices)}.")
+
+
+def validate(cfg: StudioConfig, linear_modules: Iterable[str] | None = None) -> None:
+    """Raise ConfigError for the first setting that cannot work, with a fix the user can apply."""
+    m, d, l, t, g = cfg.model, cfg.data, cfg.lora, cfg.training, cfg.generation
+    if not m.source.strip():
+        raise ConfigError("Choose a base model: 'default', a Hub id, a folder or a .gguf file.")
+    for section in SECTIONS:
+        obj = getattr(cfg, section)
+        for f in dataclasses.fields(obj):
+            choices = f.metadata.get("choices")
+            if choices:
+                _choice(f"{section}.{f.name}", getattr(obj, f.name), choices)
+    if not d.file.strip():
+        raise ConfigError("Choose training data: 'demo', a file, or a Hub dataset id.")
+    if d.format == "mapping" and not (d.prompt_column and d.answer_column):
+        raise ConfigError("With format 'mapping', say which column holds the prompt and which holds the answer.")
+    if d.max_length < 16:
+        raise ConfigError(f"data.max_length is {d.max_length}; it must be at least 16 tokens (512-2048 is typical).")
+    if d.validation < 0 or (d.validation >= 1 and not float(d.validation).is_integer()):
+        raise ConfigError("data.validation must be a fraction between 0 and 1 (e.g. 0.1) or a whole number of rows (e.g. 20).")
+    if d.max_rows < 0:
+        raise ConfigError("data.max_rows must be 0 (all rows) or a positive whole number.")
+    if l.r < 1:
+        raise ConfigError(f"LoRA r is {l.r}; r must be a positive whole number (8, 16, 32 or 64 are typical).")
+    if l.alpha < 1:
+        raise ConfigError(f"LoRA alpha is {l.alpha}; it must be a positive whole number (often 2 x r).")
+    if not 0 <= l.dropout < 1:
+        raise ConfigError(f"LoRA dropout is {l.dropout}; it must be at least 0 and below 1 (0.05 is typical).")
+    if isinstance(l.target_modules, list):
+        if not l.target_modules:
+            raise ConfigError("Pick at least one target module for LoRA, or 'all-linear'.")
+        if linear_modules is not None:
+            have = sorted(set(linear_modules))
+            missing = [x for x in l.target_modules if x not in have]
+            if missing:
+                raise ConfigError(f"These target modules are not in this model: {', '.join(missing)}. "
+                                  f"The model has: {', '.join(have)}.")
+    if t.max_steps < 0:
+        raise ConfigError("training.max_steps must be 0 (use epochs) or a positive whole number.")
+    if t.max_steps == 0 and t.epochs <= 0:
+        raise ConfigError("Set either a number of epochs above 0 or a maximum number of steps.")
+    for name in ("batch_size", "grad_accum", "logging_steps"):
+        if getattr(t, name) < 1:
+            raise ConfigError(f"training.{name} must be a positive whole number.")
+    for name in ("eval_steps", "save_steps"):
+        if getattr(t, name) < 0:
+            raise ConfigError(f"training.{name} must be 0 or a positive whole number.")
+    if not 0 < t.learning_rate < 1:
+        raise ConfigError(f"The learning rate {t.learning_rate} is out of range; LoRA usually uses 1e-4 to 3e-4.")
+    if not 0 <= t.warmup_ratio < 1:
+        raise ConfigError("training.warmup_ratio must be between 0 and 1 (e.g. 0.03).")
+    if t.weight_decay < 0 or t.max_grad_norm < 0:
+        raise ConfigError("Weight decay and gradient clipping must not be negative.")
+    if g.max_new_tokens < 1:
+        raise ConfigError("generation.max_new_tokens must be a positive whole number.")
+    if g.temperature < 0 or not 0 < g.top_p <= 1 or g.repetition_penalty <= 0:
+        raise ConfigError("Generation: temperature must be 0 or more, top-p between 0 and 1, repetition penalty above 0.")

@@ -1,0 +1,65 @@
+"""Plain data types shared by the data pipeline, the trainer and the UI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class DataError(ValueError):
+    """Nothing usable in the data (empty file, unreadable, no valid row); the message says why."""
+
+
+@dataclass
+class Problem:
+    row: int          # 1-based row (JSONL: line number; CSV: data row; JSON array: element)
+    message: str      # plain language, e.g. "the answer is empty"
+
+    def to_dict(self) -> dict:
+        return {"row": self.row, "message": self.message}
+
+
+@dataclass
+class Conversation:
+    """One normalised example: messages with role system/user/assistant, ending with assistant.
+    A plain-text row is a single message with role 'text' (whole sequence trained)."""
+    row: int
+    messages: list[dict]
+
+
+@dataclass
+class EncodedRow:
+    row: int
+    input_ids: list[int]
+    labels: list[int]         # -100 where no loss is taken
+    text: str                 # the exact rendered training text
+    truncated: bool = False
+
+
+@dataclass
+class DataReport:
+    source: str
+    format: str                                   # alpaca|sharegpt|messages|prompt_completion|text|mapping|unknown
+    rows: int                                     # valid rows
+    total: int                                    # rows read
+    problems: list[Problem] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+    suggested_mapping: dict = field(default_factory=dict)   # {"prompt": col, "answer": col, "system": col|""}
+    template: str = ""                            # template name used for rendering ("model" or a fallback)
+    preview: list[str] = field(default_factory=list)        # formatted text of the first rows
+    token_stats: dict | None = None               # min/median/p95/max/over_max/max_length/lengths
+    message: str = ""                             # a summary for people
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "format": self.format, "rows": self.rows, "total": self.total,
+                "problems": [p.to_dict() for p in self.problems], "columns": self.columns,
+                "suggested_mapping": self.suggested_mapping, "template": self.template,
+                "preview": self.preview, "token_stats": self.token_stats, "message": self.message}
+
+
+@dataclass
+class PreparedData:
+    train: list[EncodedRow]
+    validation: list[EncodedRow]
+    report: DataReport
+    template_name: str
+    chat_template: str        # the Jinja template actually used; saved with the adapter and used in chat

@@ -1,0 +1,43 @@
+"""Where the studio keeps its files: the workspace (runs, uploads) and the model cache.
+
+``STUDIO_HOME`` moves the whole workspace; ``STUDIO_CACHE`` moves only the model cache
+(the converted built-in model lives there). Defaults sit under the user's cache folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+PRESETS_DIR = REPO_DIR / "presets"
+ASSETS_DIR = REPO_DIR / "assets"
+DEMO_DATA = ASSETS_DIR / "demo" / "support_faq.jsonl"
+DEMO_HELD_OUT = ASSETS_DIR / "demo" / "held_out.jsonl"
+
+
+def workspace() -> Path:
+    base = os.environ.get("STUDIO_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "finetune-studio")
+    p = Path(base)
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def cache_dir() -> Path:
+    p = Path(os.environ.get("STUDIO_CACHE") or workspace() / "models")
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def runs_dir() -> Path:
+    p = workspace() / "runs"
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def uploads_dir() -> Path:
+    p = workspace() / "uploads"
+    p.mkdir(parents=True, exist_ok=True)
+    return p

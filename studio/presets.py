@@ -1,0 +1,71 @@
+"""Presets: small commented YAML files in ``presets/``, each a partial StudioConfig.
+
+A preset is applied over the defaults (or over a config the user already has), so a file
+only names what it changes. ``studio presets`` lists them with their first comment line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .config import ConfigError, StudioConfig, merge
+from .paths import PRESETS_DIR
+
+
+@dataclass
+class Preset:
+    name: str
+    summary: str
+    path: Path
+
+    def overrides(self) -> dict:
+        try:
+            data = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"Preset '{self.name}' is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"Preset '{self.name}' must be a YAML mapping.")
+        return data
+
+
+def _summary(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def list_presets(folder: Path | None = None) -> list[Preset]:
+    folder = folder or PRESETS_DIR
+    return [Preset(p.stem, _summary(p), p) for p in sorted(folder.glob("*.yaml"))]
+
+
+def get_preset(name: str, folder: Path | None = None) -> Preset:
+    presets = {p.name: p for p in list_presets(folder)}
+    if name not in presets:
+        raise ConfigError(f"There is no preset called '{name}'. Presets: {', '.join(presets) or 'none'}.")
+    return presets[name]
+
+
+def load_preset(name: str, base: StudioConfig | None = None, folder: Path | None = None) -> StudioConfig:
+    """``base`` (or the defaults) with the preset applied."""
+    return merge(base or StudioConfig(), get_preset(name, folder).overrides())
+
+
+def save_preset(cfg: StudioConfig, name: str, summary: str = "", folder: Path | None = None) -> Path:
+    """Write the current settings as a preset (model source and data file left out: a preset is a recipe)."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name or ""):
+        raise ConfigError("A preset name may use letters, digits, '-', '_' and '.', and must start with a letter or digit.")
+    folder = folder or PRESETS_DIR
+    d = cfg.to_dict()
+    d.pop("name", None)
+    d["model"].pop("source", None)
+    d["data"].pop("file", None)
+    head = f"# {summary or 'Saved from the studio.'}\n"
+    path = folder / f"{name}.yaml"
+    path.write_text(head + yaml.safe_dump(d, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
