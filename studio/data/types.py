@@ -48,12 +48,17 @@ class DataReport:
     preview: list[str] = field(default_factory=list)        # formatted text of the first rows
     token_stats: dict | None = None               # min/median/p95/max/over_max/max_length/lengths
     message: str = ""                             # a summary for people
+    kind: str = ""                                # jsonl|json|csv|tsv|parquet|hub
+    notes: list[str] = field(default_factory=list)          # e.g. "read as GB18030", rows that will be cut
+    # per preview row: [[text, carries_loss], ...] pieces of the exact training text, for highlighting
+    preview_marked: list[list[list]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"source": self.source, "format": self.format, "rows": self.rows, "total": self.total,
                 "problems": [p.to_dict() for p in self.problems], "columns": self.columns,
                 "suggested_mapping": self.suggested_mapping, "template": self.template,
-                "preview": self.preview, "token_stats": self.token_stats, "message": self.message}
+                "preview": self.preview, "token_stats": self.token_stats, "message": self.message,
+                "kind": self.kind, "notes": self.notes, "preview_marked": self.preview_marked}
 
 
 @dataclass

@@ -1,0 +1,230 @@
+"""The data pipeline's entry points: ``inspect`` (a report for people) and ``prepare`` (rows for training).
+
+    report = inspect("my.csv", tokenizer=tok)           # format, problems, preview, token statistics
+    data = prepare(cfg.data, tok, seed=42)              # encoded train/validation rows + the template used
+
+Both read the source, detect or apply the shape, normalise row by row (bad rows become problems with
+their row numbers), render through the chat template and mask the loss (see render.py).
+"""
+
+from __future__ import annotations
+
+import random
+
+from ..config import DataConfig
+from .formats import columns_of, detect_format, normalise, suggest_mapping
+from .read import read_source
+from .render import FALLBACKS, IGNORE, RenderError, assistant_spans, encode_full, fit, render, resolve_template
+from .stats import token_stats
+from .types import Conversation, DataError, DataReport, EncodedRow, PreparedData, Problem
+
+__all__ = ["inspect", "prepare", "split_rows", "validation_count", "mapping_of"]
+
+
+def mapping_of(cfg: DataConfig) -> dict:
+    return {"prompt": cfg.prompt_column, "answer": cfg.answer_column, "system": cfg.system_column}
+
+
+def validation_count(n: int, validation: float) -> int:
+    """Rows to hold back: a fraction (<1) or a count (>=1); always leaves at least one training row."""
+    if validation <= 0 or n < 2:
+        return 0
+    k = int(validation) if validation >= 1 else max(1, round(n * validation))
+    return min(k, n - 1)
+
+
+def split_rows(rows: list, validation: float, seed: int) -> tuple[list, list]:
+    """A seeded shuffle, then (train, validation)."""
+    rows = list(rows)
+    random.Random(seed).shuffle(rows)
+    k = validation_count(len(rows), validation)
+    return rows[k:], rows[:k]
+
+
+def _segments(tokenizer, ids: list[int], labels: list[int], text: str, ends: list[int]) -> list[list]:
+    """[[text, carries_loss], ...] following the tokens, so the highlight is exactly what is trained."""
+    out: list[list] = []
+    pos = 0
+    for i, (tid, lab) in enumerate(zip(ids, labels)):
+        if ends:
+            piece, pos = text[pos:max(pos, ends[i])], max(pos, ends[i])
+        else:
+            piece = tokenizer.decode([tid])
+        trained = lab != IGNORE
+        if out and out[-1][1] == trained:
+            out[-1][0] += piece
+        elif piece:
+            out.append([piece, trained])
+    if ends and pos < len(text):
+        out.append([text[pos:], False])
+    return out
+
+
+def _preview(tokenizer, conv: Conversation, jinja: str, cfg: DataConfig) -> tuple[str, list[list]]:
+    if tokenizer is None:     # no model chosen yet: show the fallback rendering, marked by characters
+        if conv.messages[0]["role"] == "text":
+            text = conv.messages[0]["content"]
+            return text, [[text, True]]
+        text, spans = assistant_spans(lambda m, g: render(None, jinja, m, g), conv.messages)
+        from .render import marked_segments
+        marks = [[t, cfg.train_on == "all" or on] for t, on in marked_segments(text, spans)]
+        return text, marks
+    ids, labels, text, ends = encode_full(tokenizer, conv, jinja, cfg.train_on)
+    row = fit(conv.row, ids, labels, text, ends, cfg.max_length, "truncate", tokenizer)
+    if row is None:
+        return text, [[text, False]]
+    return row.text, _segments(tokenizer, row.input_ids, row.labels, row.text, ends[:len(row.input_ids)])
+
+
+def _lengths(tokenizer, convs: list[Conversation], jinja: str) -> tuple[list[Conversation], list[int], list[Problem]]:
+    """Token length of each conversation (one render each, tokenized in one batch); refused rows become problems."""
+    kept, texts, problems = [], [], []
+    for c in convs:
+        if c.messages[0]["role"] == "text":
+            kept.append(c)
+            texts.append(c.messages[0]["content"])
+            continue
+        try:
+            texts.append(render(tokenizer, jinja, c.messages))
+            kept.append(c)
+        except RenderError as e:
+            problems.append(Problem(c.row, str(e)))
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    lengths = []
+    for c, x in zip(kept, ids):   # plain text rows also get the special tokens and an end-of-sequence
+        extra = 1 if c.messages[0]["role"] == "text" and tokenizer.eos_token_id is not None else 0
+        lengths.append(len(x) + extra)
+    return kept, lengths, problems
+
+
+def _load(source: str, fmt: str) -> tuple:
+    read = read_source(source)
+    columns = columns_of(read.records)
+    detected = detect_format(read.records) if fmt == "auto" else fmt
+    return read, columns, detected
+
+
+def _summary(fmt: str, rows: int, total: int, problems: list[Problem], template: str, stats: dict | None,
+             cfg: DataConfig) -> str:
+    bad = len({p.row for p in problems})
+    parts = [f"{rows} usable row{'s' if rows != 1 else ''} of {total} ({fmt} format)"]
+    if bad:
+        parts.append(f"{bad} row{'s' if bad != 1 else ''} with problems (listed below)")
+    if template:
+        parts.append(f"template: {template}")
+    if stats and stats["count"]:
+        parts.append(f"tokens per row: median {stats['median']:g}, 95% under {stats['p95']}, longest {stats['max']}")
+        if stats["over_max"]:
+            verb = "will be cut" if cfg.overlong == "truncate" else "will be left out"
+            parts.append(f"{stats['over_max']} longer than {cfg.max_length} tokens {verb}")
+    return "; ".join(parts) + "."
+
+
+def inspect(source: str, fmt: str = "auto", mapping: dict | None = None, tokenizer=None,
+            data_cfg: DataConfig | None = None, preview_rows: int = 3) -> DataReport:
+    """Read and check a data source. Raises DataError only when the source cannot be read at all."""
+    cfg = data_cfg or DataConfig(file=source)
+    if fmt == "auto" and data_cfg is not None:
+        fmt = cfg.format
+    if mapping is None and fmt == "mapping":
+        mapping = mapping_of(cfg)
+    read, columns, detected = _load(source, fmt)
+    report = DataReport(source=source, format=detected, rows=0, total=len(read.records) + len(read.problems),
+                        problems=list(read.problems), columns=columns, suggested_mapping=suggest_mapping(columns),
+                        kind=read.kind, notes=list(read.notes))
+    if not read.records:
+        report.message = "No usable rows: " + _why_none(report.problems)
+        return report
+    try:
+        convs, problems = normalise(read.records, detected, mapping)
+    except DataError as e:
+        report.message = str(e)
+        return report
+    report.problems += problems
+    try:
+        name, jinja = resolve_template(tokenizer, cfg.template) if tokenizer is not None else ("chatml", FALLBACKS["chatml"])
+    except DataError as e:
+        name, jinja = "", ""
+        report.notes.append(str(e))
+    report.template = name
+    if tokenizer is not None and jinja:
+        convs, lengths, refused = _lengths(tokenizer, convs, jinja)
+        report.problems += refused
+        report.token_stats = token_stats(lengths, cfg.max_length)
+        if cfg.overlong == "drop":
+            report.problems += [Problem(c.row, f"the row is {n} tokens, longer than the maximum of {cfg.max_length}; "
+                                               "it will be left out") for c, n in zip(convs, lengths) if n > cfg.max_length]
+            convs = [c for c, n in zip(convs, lengths) if n <= cfg.max_length]
+    for conv in convs[:preview_rows] if jinja else []:
+        try:
+            text, marks = _preview(tokenizer, conv, jinja, cfg)
+        except RenderError:
+            continue
+        report.preview.append(text)
+        report.preview_marked.append(marks)
+    report.problems.sort(key=lambda p: p.row)
+    report.rows = len(convs)
+    report.message = _summary(detected, report.rows, report.total, report.problems, name, report.token_stats, cfg)
+    if not report.rows:
+        report.message = "No usable rows: " + _why_none(report.problems)
+    return report
+
+
+def _why_none(problems: list[Problem]) -> str:
+    if not problems:
+        return "the data holds no examples."
+    shown = "; ".join(f"row {p.row}: {p.message}" for p in problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return f"every row has a problem. {shown}{more}."
+
+
+def prepare(data_cfg: DataConfig, tokenizer, seed: int) -> PreparedData:
+    """Encoded, shuffled train/validation rows. Raises DataError when nothing usable is left."""
+    cfg = data_cfg
+    mapping = mapping_of(cfg) if cfg.format == "mapping" else None
+    read, columns, detected = _load(cfg.file, cfg.format)
+    if not read.records:
+        raise DataError("No usable training rows: " + _why_none(read.problems))
+    convs, problems = normalise(read.records, detected, mapping)
+    problems = list(read.problems) + problems
+    name, jinja = resolve_template(tokenizer, cfg.template)
+    convs = list(convs)
+    random.Random(seed).shuffle(convs)      # max_rows takes a random sample, not just the top of the file
+    if cfg.max_rows:
+        convs = convs[:cfg.max_rows]
+    rows: list[EncodedRow] = []
+    lengths: list[int] = []
+    for conv in convs:
+        try:
+            ids, labels, text, ends = encode_full(tokenizer, conv, jinja, cfg.train_on)
+        except RenderError as e:
+            problems.append(Problem(conv.row, str(e)))
+            continue
+        lengths.append(len(ids))
+        row = fit(conv.row, ids, labels, text, ends, cfg.max_length, cfg.overlong, tokenizer)
+        if row is None:
+            why = ("it will be left out" if cfg.overlong == "drop"
+                   else "nothing of the answer is left after cutting, so it is left out")
+            problems.append(Problem(conv.row, f"the row is {len(ids)} tokens, longer than the maximum of "
+                                              f"{cfg.max_length}; {why}"))
+            continue
+        rows.append(row)
+    problems.sort(key=lambda p: p.row)
+    total = len(read.records) + len(read.problems)
+    if not rows:
+        raise DataError("No usable training rows: " + _why_none(problems))
+    k = validation_count(len(rows), cfg.validation)
+    train, val = rows[k:], rows[:k]        # rows are already in seeded random order
+    stats = token_stats(lengths, cfg.max_length)
+    report = DataReport(source=cfg.file, format=detected, rows=len(rows), total=total, problems=problems,
+                        columns=columns, suggested_mapping=suggest_mapping(columns), template=name,
+                        token_stats=stats, kind=read.kind, notes=list(read.notes))
+    kept = {r.row for r in rows}
+    for conv in sorted((c for c in convs if c.row in kept), key=lambda c: c.row)[:3]:
+        text, marks = _preview(tokenizer, conv, jinja, cfg)
+        report.preview.append(text)
+        report.preview_marked.append(marks)
+    report.message = _summary(detected, len(rows), total, problems, name, stats, cfg)
+    if cfg.max_rows and len(convs) < len(read.records):
+        report.notes.append(f"Using a random {len(convs)} of the rows (max_rows = {cfg.max_rows}).")
+    return PreparedData(train=train, validation=val, report=report, template_name=name, chat_template=jinja)

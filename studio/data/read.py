@@ -1,0 +1,294 @@
+"""Reading training data into plain records: JSON array, JSONL, CSV, TSV, Parquet or a Hub dataset.
+
+Each record is a dict with the key ``"__row__"`` (its 1-based line number in JSONL, element number in
+a JSON array, data row in CSV/TSV/Parquet/Hub). Broken JSON lines become ``Problem``s, not errors;
+a file that cannot be read at all raises ``DataError`` with a message a person can act on.
+``"demo"`` is the built-in support FAQ, ``"chatterbot"`` the English chatterbot corpus.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .. import paths
+from .types import DataError, Problem
+
+DEFAULT_MAX_BYTES = 500 * 1024 * 1024
+KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv",
+         ".parquet": "parquet", ".pq": "parquet"}
+# owner/name or a bare dataset name: letters, digits, - _ . only, no file extension we know of
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+CONVERT_HINT = ("Open it in a text editor and save it as 'UTF-8' (in Excel: File > Save As > 'CSV UTF-8'), "
+                "then load it again.")
+
+
+@dataclass
+class ReadResult:
+    records: list[dict]
+    problems: list[Problem]
+    kind: str
+    notes: list[str] = field(default_factory=list)   # e.g. "read as GB18030"
+
+
+def read_records(source: str, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[list[dict], list[Problem], str]:
+    """The raw records, the read problems and the kind of file (jsonl|json|csv|tsv|parquet|hub)."""
+    r = read_source(source, max_bytes)
+    return r.records, r.problems, r.kind
+
+
+def read_source(source: str, max_bytes: int = DEFAULT_MAX_BYTES) -> ReadResult:
+    """Like ``read_records`` but also returns notes for the report (such as the encoding used)."""
+    source = (source or "").strip()
+    if not source:
+        raise DataError("No data chosen: give a file, 'demo', or a Hugging Face dataset id.")
+    if source == "demo":
+        path = paths.DEMO_DATA
+        if not path.is_file():
+            raise DataError(f"The built-in demo data is missing ({path}); reinstall the studio or choose a file.")
+        return _read_file(path, max_bytes)
+    if source == "chatterbot":
+        from .chatterbot import corpus_file
+        return _read_file(corpus_file(), max_bytes)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        raise DataError(f"'{source}' is a folder; choose a data file inside it (.jsonl, .json, .csv, .tsv or .parquet).")
+    if path.is_file():
+        return _read_file(path, max_bytes)
+    looks_like_path = (path.suffix.lower() in KINDS or source.startswith((".", "~", os.sep))
+                       or (os.sep in source and not _HUB_ID.match(source)))
+    if looks_like_path:
+        raise DataError(f"File not found: {source}. Check the name and folder, or upload the file again.")
+    if _HUB_ID.match(source):
+        return _read_hub(source)
+    raise DataError(f"File not found: {source}.")
+
+
+# ---- files ---------------------------------------------------------------------------------------
+def _read_file(path: Path, max_bytes: int) -> ReadResult:
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise DataError(f"{path.name} is {size / 2**20:.0f} MB, more than the limit of {max_bytes / 2**20:.0f} MB. "
+                        "Use a smaller part of the data (for example the first rows) or raise the limit.")
+    if size == 0:
+        raise DataError(f"{path.name} is empty.")
+    kind = KINDS.get(path.suffix.lower())
+    if kind == "parquet":
+        return _read_parquet(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"Could not read {path.name}: {e.strerror or e}.") from None
+    text, notes = decode_bytes(raw, path.name)
+    if not text.strip():
+        raise DataError(f"{path.name} is empty (it only holds blank space).")
+    if kind is None:
+        kind = _sniff(text, path.name)
+    if kind == "json":
+        result = _read_json(text, path.name)
+    elif kind == "jsonl":
+        result = _read_jsonl(text)
+    else:
+        result = _read_delimited(text, "\t" if kind == "tsv" else ",", path.name, kind)
+    result.notes[:0] = notes
+    if not result.records and not result.problems:
+        raise DataError(f"{path.name} holds no rows.")
+    return result
+
+
+def decode_bytes(raw: bytes, name: str) -> tuple[str, list[str]]:
+    """Text of a file and notes: UTF-8 (with or without BOM) silently, other encodings detected and noted."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return raw[3:].decode("utf-8", errors="replace"), []
+    for bom, enc in ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+                     (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+        if raw.startswith(bom):
+            try:
+                return raw.decode(enc), [f"{name} was read as {enc.upper()}."]
+            except UnicodeDecodeError:
+                break
+    try:
+        return raw.decode("utf-8"), []
+    except UnicodeDecodeError as e:
+        bad_at = e.start
+    from charset_normalizer import from_bytes
+    best = from_bytes(raw[:2_000_000]).best()
+    if best is None or best.encoding in ("utf_8", "ascii"):
+        line = raw[:bad_at].count(b"\n") + 1
+        raise DataError(f"{name} is not UTF-8 text (the first unreadable character is on line {line}) and its "
+                        f"encoding could not be recognised. {CONVERT_HINT}")
+    enc = best.encoding
+    try:
+        text = raw.decode(enc)
+    except (UnicodeDecodeError, LookupError):
+        raise DataError(f"{name} looks like {enc.upper()} text but could not be read that way. {CONVERT_HINT}") from None
+    label = enc.upper().replace("_", "-")
+    return text, [f"{name} is not UTF-8; it was read as {label}. If the preview shows garbled characters, "
+                  f"save the file as UTF-8 and load it again."]
+
+
+def _sniff(text: str, name: str) -> str:
+    head = text.lstrip()[:1]
+    if head == "[":
+        return "json"
+    if head == "{":
+        return "jsonl"
+    first = text.splitlines()[0] if text else ""
+    if "\t" in first:
+        return "tsv"
+    if "," in first:
+        return "csv"
+    raise DataError(f"Could not tell what kind of file {name} is. Use a .jsonl, .json, .csv, .tsv or .parquet file.")
+
+
+def _read_jsonl(text: str) -> ReadResult:
+    records, problems = [], []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append(Problem(n, f"line {n} is not valid JSON ({e.msg} at character {e.colno})"))
+            continue
+        _add(records, problems, value, n, "line")
+    return ReadResult(records, problems, "jsonl")
+
+
+def _read_json(text: str, name: str) -> ReadResult:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        if text.lstrip().startswith("{") and "\n" in text.strip():
+            return _read_jsonl(text)        # JSON Lines saved with a .json name
+        raise DataError(f"{name} is not valid JSON: {e.msg} on line {e.lineno}, column {e.colno}. "
+                        "Fix that spot (often a missing comma or quote) or save the data as JSON Lines.") from None
+    if isinstance(value, dict):
+        lists = [v for v in value.values() if isinstance(v, list)]
+        if len(lists) == 1:                 # {"data": [...]} and similar wrappers
+            value = lists[0]
+        else:
+            value = [value]
+    if not isinstance(value, list):
+        raise DataError(f"{name} must hold a list of examples ([{{...}}, {{...}}]), not a single value.")
+    if not value:
+        raise DataError(f"{name} holds an empty list: there are no examples in it.")
+    records, problems = [], []
+    for n, item in enumerate(value, 1):
+        _add(records, problems, item, n, "row")
+    return ReadResult(records, problems, "json")
+
+
+def _add(records: list, problems: list, value, n: int, unit: str) -> None:
+    if isinstance(value, dict):
+        records.append({**value, "__row__": n})
+    else:
+        problems.append(Problem(n, f"{unit} {n} is {_kind_of(value)}, not an example with fields "
+                                   "(such as instruction/output or messages)"))
+
+
+def _kind_of(value) -> str:
+    return {list: "a list", str: "a piece of text", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def _read_delimited(text: str, delimiter: str, name: str, kind: str) -> ReadResult:
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader, None)
+        rows = list(reader)
+    except csv.Error as e:
+        raise DataError(f"{name} is not a readable {kind.upper()} file (line {reader.line_num}: {e}).") from None
+    if not header or not any(h.strip() for h in header):
+        raise DataError(f"{name} has no header row. The first line must name the columns, e.g. question,answer.")
+    header = [h.strip() or f"column {i + 1}" for i, h in enumerate(header)]
+    if len(header) == 1 and delimiter == "," and "\t" in text.splitlines()[0]:
+        return _read_delimited(text, "\t", name, "tsv")
+    records, problems = [], []
+    for n, row in enumerate(rows, 1):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(header):
+            problems.append(Problem(n, f"row {n} has {len(row)} cells but the header names {len(header)} columns "
+                                       "(a comma inside a cell that is not in quotes?)"))
+            continue
+        rec = dict(zip(header, row))
+        rec["__row__"] = n
+        records.append(rec)
+    if not records and not problems:
+        raise DataError(f"{name} has a header but no rows of data.")
+    return ReadResult(records, problems, kind)
+
+
+def _read_parquet(path: Path) -> ReadResult:
+    try:
+        import pyarrow.parquet as pq
+        rows = pq.read_table(path).to_pylist()
+    except Exception as e:  # pyarrow raises many types for corrupt files
+        raise DataError(f"{path.name} is not a readable Parquet file ({type(e).__name__}: {e}).") from None
+    return _from_rows(rows, "parquet", path.name)
+
+
+def _from_rows(rows: list, kind: str, name: str) -> ReadResult:
+    records = []
+    for n, row in enumerate(rows, 1):
+        rec = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in dict(row).items()}
+        rec["__row__"] = n
+        records.append(rec)
+    if not records:
+        raise DataError(f"{name} holds no rows.")
+    return ReadResult(records, [], kind)
+
+
+# ---- Hugging Face Hub ----------------------------------------------------------------------------
+def _offline_message(dataset_id: str) -> str:
+    return (f"This computer is offline, so the dataset '{dataset_id}' cannot be fetched from the Hugging Face Hub. "
+            "Download the data file on a computer with internet (the 'Files' tab of the dataset page), "
+            "then upload the file here instead.")
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _env_offline() -> bool:
+    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+               for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _read_hub(dataset_id: str) -> ReadResult:
+    offline = _env_offline()
+    if not offline and not _hub_reachable():
+        raise DataError(_offline_message(dataset_id))
+    try:
+        import datasets
+        from datasets.utils.logging import disable_progress_bar
+        disable_progress_bar()
+        loaded = datasets.load_dataset(dataset_id)
+    except Exception as e:  # the datasets library raises many types (not found, gated, offline, bad config)
+        if offline:      # offline mode only reads the local cache; not being there is the usual reason
+            raise DataError(_offline_message(dataset_id)) from None
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "doesn't exist" in text or "not found" in text.lower() or type(e).__name__ == "DatasetNotFoundError":
+            raise DataError(f"No dataset '{dataset_id}' was found on the Hugging Face Hub (or it is private). "
+                            "Check the spelling (owner/name) or upload a file instead.") from None
+        raise DataError(f"Could not load the dataset '{dataset_id}': {text}") from None
+    if isinstance(loaded, dict):
+        split = "train" if "train" in loaded else next(iter(loaded))
+        loaded = loaded[split]
+    return _from_rows(loaded.to_list(), "hub", dataset_id)
