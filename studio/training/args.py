@@ -1,0 +1,82 @@
+"""``TrainingArguments`` from the studio's ``TrainingConfig``, and the notes on what had to change.
+
+Kept apart from the job so the mapping can be read (and tested) in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers import TrainingArguments
+
+from ..config import StudioConfig
+
+# bitsandbytes optimizers need an NVIDIA GPU; on a CPU the plain PyTorch AdamW does the same job.
+_CUDA_ONLY_OPTIMIZERS = {"paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit"}
+
+
+@dataclass
+class ResolvedArgs:
+    args: TrainingArguments
+    optimizer: str
+    precision: str                      # "bf16" | "fp16" | "fp32"
+    notes: list[str] = field(default_factory=list)   # plain-language changes made for this device
+
+
+def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype: torch.dtype,
+                        has_validation: bool) -> ResolvedArgs:
+    t = cfg.training
+    notes: list[str] = []
+
+    optimizer = t.optimizer
+    if optimizer in _CUDA_ONLY_OPTIMIZERS and not on_cuda:
+        notes.append(f"The optimizer '{optimizer}' needs an NVIDIA GPU; using 'adamw_torch' on this CPU instead.")
+        optimizer = "adamw_torch"
+
+    precision = "fp32"
+    if on_cuda and dtype == torch.bfloat16:
+        precision = "bf16"
+    elif on_cuda and dtype == torch.float16:
+        precision = "fp16"
+
+    evaluate = has_validation and t.eval_steps > 0
+    steps = {"max_steps": t.max_steps} if t.max_steps > 0 else {"num_train_epochs": t.epochs}
+    args = TrainingArguments(
+        output_dir=output_dir,
+        **steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup_ratio,          # a float below 1 is a ratio of the total steps
+        weight_decay=t.weight_decay,
+        optim=optimizer,
+        max_grad_norm=t.max_grad_norm,
+        activation_checkpointing=t.gradient_checkpointing,
+        # Non-reentrant checkpointing works with frozen embeddings (LoRA) without extra hooks.
+        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_strategy="steps",
+        logging_steps=t.logging_steps,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=t.eval_steps if evaluate else None,
+        save_strategy="steps" if t.save_steps > 0 else "no",
+        save_steps=t.save_steps if t.save_steps > 0 else 500,
+        save_total_limit=2,                    # checkpoints carry optimizer state; keep the last two
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,              # workers would fork a process holding the model
+        dataloader_pin_memory=on_cuda,
+        remove_unused_columns=False,           # our rows are already tokenised; keep every column
+        # Packed batches have no padding at all; padded batches count their attention mask.
+        include_num_input_tokens_seen="all" if t.packing else "non_padding",
+        use_cpu=not on_cuda,
+        save_only_model=False,
+        log_level="info",
+    )
+    return ResolvedArgs(args=args, optimizer=optimizer, precision=precision, notes=notes)

@@ -1,0 +1,379 @@
+"""One fine-tuning run: load, wrap with LoRA, train with the transformers ``Trainer``, save the adapter.
+
+``TrainingJob.run()`` does the whole run synchronously; ``start()`` runs it in a background thread
+(the job manager in ``studio/jobs.py`` owns that thread, not a request handler). Everything a watcher
+needs is on the job (``state``, ``message``, ``hint``, ``progress``, ``metrics``, ``result``) and in the
+run folder (``state.json``, ``metrics.jsonl``), so a later runner may do the same work in a subprocess
+and the UI can follow the files instead.
+
+States: pending → loading → training → saving → done | stopped | failed. A failure of any kind
+(bad data found late, out of memory, disk full, a bug) is caught, written to ``state.json`` and
+``train.log`` with a plain message and a hint, and the model is freed; the process keeps serving.
+
+The job keeps the trained model in memory after it ends (``keep_model=True``) so chat can use it
+without reloading; ``release()`` frees it (the manager does so before the next job starts).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import logging
+import math
+import os
+import shutil
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..config import StudioConfig
+from .callbacks import MetricsCallback, Progress, StopCallback, gpu_memory_gb
+from .failures import explain
+from .metrics import MetricsLog
+from .run_folder import RunFolder
+
+_log = logging.getLogger("studio.training")
+
+PENDING, LOADING, TRAINING, SAVING = "pending", "loading", "training", "saving"
+DONE, STOPPED, FAILED = "done", "stopped", "failed"
+ACTIVE_STATES = (PENDING, LOADING, TRAINING, SAVING)
+FINAL_STATES = (DONE, STOPPED, FAILED)
+
+
+def _now() -> str:
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
+def _empty_cuda_cache() -> None:
+    try:
+        import torch
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+    except Exception:
+        pass
+
+
+def estimate_total_steps(cfg: StudioConfig, train_rows: int) -> int:
+    """Optimizer steps the run will take (the trainer's own count replaces it once training starts)."""
+    t = cfg.training
+    if t.max_steps > 0:
+        return t.max_steps
+    updates_per_epoch = max(1, math.ceil(train_rows / t.batch_size) // t.grad_accum)
+    return math.ceil(t.epochs * updates_per_epoch) if train_rows else 0
+
+
+class TrainingJob:
+    """A run of ``cfg``. ``model``/``tokenizer``/``data`` may be passed in already loaded (the UI's
+    "use the model already loaded", and tests); otherwise they are loaded from the config.
+
+    A ``PeftModel`` passed in is unloaded to its base first: every run trains a fresh adapter.
+    ``callbacks`` are extra ``TrainerCallback``s. ``device_lock`` is the lock shared with chat
+    (see ``studio.jobs.DeviceLock``); the job holds it from loading to the end of saving.
+    """
+
+    def __init__(self, cfg: StudioConfig, run_dir: str | Path | RunFolder | None = None, model: Any = None,
+                 tokenizer: Any = None, data: Any = None, callbacks: Iterable = (), keep_model: bool = True,
+                 device_lock: Any = None):
+        self.cfg = cfg
+        if isinstance(run_dir, RunFolder):
+            self.run = run_dir
+        elif run_dir is not None:
+            self.run = RunFolder(run_dir)
+            self.run.path.mkdir(parents=True, exist_ok=True)
+            if not self.run.config_path.exists():
+                cfg.save(self.run.config_path)
+        else:
+            self.run = RunFolder.create(cfg, cfg.training.output_dir or None)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.data = data
+        self.chat_template: str | None = None
+        self.extra_callbacks = list(callbacks)
+        self.keep_model = keep_model
+        self.device_lock = device_lock
+        self._owns_model = model is None
+        self._peft_model = None
+
+        self.state = PENDING
+        self.message = "Waiting to start."
+        self.hint = ""
+        self.error: str | None = None          # the exception text of a failure (the traceback is in train.log)
+        self.progress = Progress(total_steps=cfg.training.max_steps)
+        self.metrics = MetricsLog(self.run.metrics_path)
+        self.result: dict | None = None
+        self.started: str | None = None
+        self.finished: str | None = None
+        self.info: dict = {}                   # device, precision, optimizer, rows… (goes to state.json)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._state_lock = threading.Lock()
+        self._write_state()
+
+    # ---- control ------------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return self.run.path
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    def start(self) -> "TrainingJob":
+        """Run in a background (daemon) thread and return at once."""
+        if self._thread is not None:
+            raise RuntimeError("This job was already started.")
+        self._thread = threading.Thread(target=self.run_sync, name=f"training-{self.run.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the run to stop: it ends within one optimizer step and saves the adapter trained so far."""
+        self._stop.set()
+        if self.active:
+            self._set(message="Stopping: finishing the current step, then saving the adapter.")
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread; True when the job has ended."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.active
+
+    def release(self) -> None:
+        """Free the model the job still holds (chat sessions made from this job stop working)."""
+        peft_model = self._peft_model
+        self._peft_model = None
+        if peft_model is not None and not self._owns_model:
+            try:  # give the caller its model back without our LoRA layers
+                peft_model.unload()
+            except Exception:
+                pass
+        self.model = None
+        del peft_model
+        gc.collect()
+        _empty_cuda_cache()
+
+    # ---- status -------------------------------------------------------------------------
+    def status(self) -> dict:
+        """A snapshot for the UI: state, message, hint, progress, run folder."""
+        return {"state": self.state, "message": self.message, "hint": self.hint,
+                "progress": self.progress.to_dict(), "run_dir": str(self.run.path), "name": self.run.name,
+                "result": self.result}
+
+    def _set(self, state: str | None = None, message: str | None = None, hint: str | None = None) -> None:
+        with self._state_lock:
+            if state is not None:
+                self.state = state
+            if message is not None:
+                self.message = message
+            if hint is not None:
+                self.hint = hint
+        self._write_state()
+
+    def _write_state(self) -> None:
+        p = self.progress
+        last_train = self.metrics.last("train") if hasattr(self, "metrics") else None
+        state = {"state": self.state, "message": self.message, "hint": self.hint, "error": self.error,
+                 "name": self.run.name, "started": self.started, "finished": self.finished,
+                 "step": p.step, "total_steps": p.total_steps, "epoch": p.epoch, "elapsed_s": p.elapsed_s,
+                 "eta_s": p.eta_s, "final_loss": last_train["loss"] if last_train else None,
+                 "final_eval_loss": p.last_eval_loss, "model_source": self.cfg.model.source,
+                 "data_source": self.cfg.data.file,
+                 "adapter": str(self.run.adapter_dir) if self.run.has_adapter() else None,
+                 "pid": os.getpid(), "result": self.result, **self.info}
+        try:
+            self.run.write_state(state)
+        except OSError:
+            pass  # a full disk must not turn into a second failure while reporting the first
+
+    def _on_row(self, row: dict) -> None:
+        _log.info("metrics %s", {k: v for k, v in row.items() if v is not None and k != "time"})
+        self._write_state()
+
+    # ---- the run ------------------------------------------------------------------------
+    def run_sync(self) -> "TrainingJob":
+        """The whole run in the calling thread. Never raises: the outcome is on the job."""
+        self.started = _now()
+        t0 = time.monotonic()
+        holding_lock = False
+        with self.run.capture_logs() as log:
+            try:
+                holding_lock = self._acquire_device(log)
+                if holding_lock or self.device_lock is None:
+                    self._train(log)
+            except Exception as exc:  # every failure ends here, in plain words
+                self._fail(exc, log)
+            finally:
+                if holding_lock:
+                    self.device_lock.release()
+                self.progress.elapsed_s = round(time.monotonic() - t0, 1)
+                self.finished = _now()
+                if self.state == FAILED or not self.keep_model:
+                    self.release()
+                self._write_state()
+                self.metrics.close()
+        return self
+
+    def _acquire_device(self, log) -> bool:
+        if self.device_lock is None:
+            return False
+        first = True
+        while not self._stop.is_set():
+            if self.device_lock.acquire("training", timeout=0.5):
+                return True
+            if first:
+                self._set(message="Waiting for the chat to finish its answer before training starts.")
+                first = False
+        self._finish_stopped_early(log)
+        return False
+
+    def _finish_stopped_early(self, log) -> None:
+        log.info("Stopped before training began.")
+        self._set(STOPPED, "Stopped before training began; nothing was trained.")
+
+    def _train(self, log) -> None:
+        import torch
+        from transformers import PrinterCallback, Trainer, set_seed
+
+        from .. import models
+        from .args import build_training_args
+        from .collator import EncodedDataset, PaddingCollator
+
+        cfg = self.cfg
+        log.info("Run folder: %s", self.run.path)
+        self._set(LOADING, "Loading the tokenizer.")
+        if self.tokenizer is None:
+            self.tokenizer = models.load_tokenizer(cfg.model)
+        tokenizer = self.tokenizer
+
+        if self.data is None:
+            from ..data.pipeline import prepare
+            self._set(message="Reading and preparing the training data.")
+            self.data = prepare(cfg.data, tokenizer, cfg.training.seed)
+        data = self.data
+        self.chat_template = data.chat_template
+        self.progress.total_steps = estimate_total_steps(cfg, len(data.train))
+        log.info("Data: %d training rows, %d validation rows, template %s.",
+                 len(data.train), len(data.validation), data.template_name)
+        if getattr(data.report, "message", ""):
+            log.info("Data report: %s", data.report.message)
+        if self._stop.is_set():
+            return self._finish_stopped_early(log)
+
+        self._set(message="Loading the model.")
+        model = self.model
+        if model is None:
+            model = models.load_model(cfg.model, for_training=True)
+        else:
+            from peft import PeftModel
+            if isinstance(model, PeftModel):
+                model = model.unload()  # a previous run's model: start from its clean base
+        if self._stop.is_set():
+            self.model = None if self._owns_model else model
+            return self._finish_stopped_early(log)
+
+        self._set(message="Adding the LoRA adapters.")
+        set_seed(cfg.training.seed)     # LoRA's A matrices are random: the same seed gives the same run
+        quantized = cfg.model.quantization != "none"
+        peft_model = models.apply_lora(model, cfg.lora, quantized, cfg.training.gradient_checkpointing)
+        self._peft_model = self.model = peft_model
+        del model
+
+        on_cuda = torch.cuda.is_available()
+        dtype = models.resolve_dtype(cfg.model)
+        has_val = len(data.validation) > 0
+        resolved = build_training_args(cfg, str(self.run.checkpoints_dir), on_cuda, dtype, has_val)
+        for note in resolved.notes:
+            log.info(note)
+        trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in peft_model.parameters())
+        self.info = {"device": "cuda" if on_cuda else "cpu", "precision": resolved.precision,
+                     "optimizer": resolved.optimizer, "notes": resolved.notes,
+                     "train_rows": len(data.train), "validation_rows": len(data.validation),
+                     "template": data.template_name, "trainable_params": trainable, "total_params": total}
+        if on_cuda:
+            self.info["gpu_mem_before_gb"] = gpu_memory_gb()[0]
+        log.info("Device %s, precision %s, optimizer %s; %s of %s parameters trainable.",
+                 self.info["device"], resolved.precision, resolved.optimizer, f"{trainable:,}", f"{total:,}")
+
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        metrics_cb = MetricsCallback(self.metrics, self.progress, on_row=self._on_row)
+        stop_cb = StopCallback(self._stop)
+        trainer = Trainer(model=peft_model, args=resolved.args,
+                          train_dataset=EncodedDataset(data.train),
+                          eval_dataset=EncodedDataset(data.validation) if has_val else None,
+                          data_collator=PaddingCollator(pad_id, packing=cfg.training.packing),
+                          processing_class=tokenizer,
+                          callbacks=[metrics_cb, stop_cb, *self.extra_callbacks])
+        # The trainer prints each log dict to stdout when progress bars are off; the rows go to
+        # metrics.jsonl and train.log instead.
+        trainer.remove_callback(PrinterCallback)
+        try:
+            self._set(TRAINING, "Training.")
+            trainer.train()
+            stopped = stop_cb.stopped_at is not None
+            if has_val and not stopped and cfg.training.eval_steps == 0:
+                self._set(message="Measuring the validation loss.")
+                trainer.evaluate()     # the one evaluation at the end when eval_steps is 0
+        finally:
+            trainer.callback_handler.callbacks.clear()
+            del trainer                # the optimizer state goes with it
+            gc.collect()
+
+        self._set(SAVING, "Saving the adapter.")
+        self._save_adapter(peft_model, tokenizer, data.chat_template)
+        peft_model.config.use_cache = True   # the trainer turned the cache off; chat wants it
+        self.result = self._result(metrics_cb, stopped)
+        if on_cuda:
+            self.info["gpu_mem_peak_gb"] = gpu_memory_gb()[1]
+        p = self.progress
+        loss = f"{p.last_loss:.4f}" if p.last_loss is not None else "n/a"
+        if stopped:
+            log.info("Stopped at step %d of %d.", p.step, p.total_steps)
+            self._set(STOPPED, f"Stopped at step {p.step} of {p.total_steps} (loss {loss}); "
+                               f"the adapter trained so far is in {self.run.adapter_dir}.")
+        else:
+            log.info("Finished %d steps.", p.step)
+            self._set(DONE, f"Finished {p.step} steps (loss {loss}). The adapter is in {self.run.adapter_dir}.")
+
+    def _save_adapter(self, peft_model, tokenizer, chat_template: str) -> None:
+        """Write adapter/ atomically: to a side folder first, renamed when complete."""
+        final = self.run.adapter_dir
+        partial = final.with_name("adapter.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            peft_model.save_pretrained(str(partial), safe_serialization=True)
+            tokenizer.chat_template = chat_template     # the template trained with is the one chat uses
+            tokenizer.save_pretrained(str(partial))
+            (partial / "chat_template.jinja").write_text(chat_template, encoding="utf-8")
+            shutil.rmtree(final, ignore_errors=True)
+            partial.rename(final)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+
+    def _result(self, metrics_cb: MetricsCallback, stopped: bool) -> dict:
+        p = self.progress
+        train_rows = self.metrics.rows("train")
+        eval_rows = self.metrics.rows("eval")
+        runtime = metrics_cb.summary.get("train_runtime") or p.elapsed_s or None
+        return {"state": STOPPED if stopped else DONE, "steps": p.step, "total_steps": p.total_steps,
+                "train_loss": train_rows[-1]["loss"] if train_rows else None,
+                "train_loss_mean": metrics_cb.summary.get("train_loss"),
+                "eval_loss": eval_rows[-1]["eval_loss"] if eval_rows else None,
+                "tokens_seen": p.tokens_seen,
+                "tokens_per_sec": round(p.tokens_seen / runtime, 1) if runtime else None,
+                "train_runtime_s": round(runtime, 1) if runtime else None,
+                "adapter_dir": str(self.run.adapter_dir)}
+
+    def _fail(self, exc: BaseException, log) -> None:
+        self.error = f"{type(exc).__name__}: {exc}"
+        log.error("The run failed:\n%s", "".join(traceback.format_exception(exc)))
+        message, hint = explain(exc, str(self.run.log_path))
+        self._set(FAILED, message, hint)
