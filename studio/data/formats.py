@@ -56,28 +56,23 @@ def detect_format(records: list[dict]) -> str:
 
 def suggest_mapping(columns: list[str]) -> dict:
     """A guess of which columns hold the prompt, the answer and the system prompt ('' when none fits)."""
-    taken: set[str] = set()
-
-    def pick(names: tuple) -> str:
-        lower = {c: c.lower().strip() for c in columns if c not in taken}
-        for name in names:                       # exact names first, in order of preference
-            for col, low in lower.items():
-                if low == name:
-                    taken.add(col)
-                    return col
-        for name in names:                       # then names inside longer ones ("user_question")
-            if len(name) < 3:
+    lower = {c: c.lower().strip() for c in columns}
+    found = {"prompt": "", "answer": "", "system": ""}
+    order = (("system", SYSTEM_NAMES), ("answer", ANSWER_NAMES), ("prompt", PROMPT_NAMES))
+    # Exact names first for every part, so 'system_prompt' is taken as the system before 'prompt' matches
+    # inside it; then names inside longer ones ("user_question"), in order of preference.
+    for exact in (True, False):
+        for part, names in order:
+            if found[part]:
                 continue
-            for col, low in lower.items():
-                if name in low:
-                    taken.add(col)
-                    return col
-        return ""
-
-    answer = pick(ANSWER_NAMES)
-    prompt = pick(PROMPT_NAMES)
-    system = pick(SYSTEM_NAMES)
-    return {"prompt": prompt, "answer": answer, "system": system}
+            free = {c: low for c, low in lower.items() if c not in found.values()}
+            for name in names:
+                hit = next((c for c, low in free.items()
+                            if (low == name if exact else len(name) >= 3 and name in low)), "")
+                if hit:
+                    found[part] = hit
+                    break
+    return found
 
 
 # ---- values --------------------------------------------------------------------------------------
@@ -106,7 +101,10 @@ def _text(rec: dict, key: str, what: str, required: bool = True) -> str:
 def _type_name(value) -> str:
     if isinstance(value, bool):
         return "true/false"
-    return {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {list: "a list", dict: "an object", str: "a piece of text", type(None): "empty (null)"}.get(
+        type(value), type(value).__name__)
 
 
 def _check_turns(messages: list[dict]) -> list[dict]:
@@ -116,7 +114,8 @@ def _check_turns(messages: list[dict]) -> list[dict]:
         if m["role"] == "system" and i > 0:
             raise _Bad(f"message {i + 1} is a system message; a system message may only come first")
         if m["role"] != "system" and not m["content"].strip():
-            raise _Bad(f"message {i + 1} ({m['role']}) is empty")
+            what = "the answer" if m["role"] == "assistant" else "the user's message"
+            raise _Bad(f"{what} (message {i + 1}) is empty")
         if i and m["role"] == messages[i - 1]["role"]:
             raise _Bad(f"messages {i} and {i + 1} are both from the {m['role']}; turns must alternate "
                        "user/assistant (merge them or add the missing reply)")

@@ -104,6 +104,13 @@ def _load(source: str, fmt: str) -> tuple:
     return read, columns, detected
 
 
+ROW_NOTE = "Row numbers count data rows: row 1 is the first row under the header."
+
+
+def _row_note(kind: str, problems: list[Problem]) -> list[str]:
+    return [ROW_NOTE] if problems and kind in ("csv", "tsv") else []
+
+
 def _summary(fmt: str, rows: int, total: int, problems: list[Problem], template: str, stats: dict | None,
              cfg: DataConfig) -> str:
     bad = len({p.row for p in problems})
@@ -163,6 +170,7 @@ def inspect(source: str, fmt: str = "auto", mapping: dict | None = None, tokeniz
         report.preview.append(text)
         report.preview_marked.append(marks)
     report.problems.sort(key=lambda p: p.row)
+    report.notes += _row_note(read.kind, report.problems)
     report.rows = len(convs)
     report.message = _summary(detected, report.rows, report.total, report.problems, name, report.token_stats, cfg)
     if not report.rows:
@@ -218,7 +226,7 @@ def prepare(data_cfg: DataConfig, tokenizer, seed: int) -> PreparedData:
     stats = token_stats(lengths, cfg.max_length)
     report = DataReport(source=cfg.file, format=detected, rows=len(rows), total=total, problems=problems,
                         columns=columns, suggested_mapping=suggest_mapping(columns), template=name,
-                        token_stats=stats, kind=read.kind, notes=list(read.notes))
+                        token_stats=stats, kind=read.kind, notes=list(read.notes) + _row_note(read.kind, problems))
     kept = {r.row for r in rows}
     for conv in sorted((c for c in convs if c.row in kept), key=lambda c: c.row)[:3]:
         text, marks = _preview(tokenizer, conv, jinja, cfg)

@@ -82,6 +82,9 @@ def _read_file(path: Path, max_bytes: int) -> ReadResult:
     if size == 0:
         raise DataError(f"{path.name} is empty.")
     kind = KINDS.get(path.suffix.lower())
+    if path.suffix.lower() in (".xlsx", ".xls", ".ods", ".numbers"):
+        raise DataError(f"{path.name} is a spreadsheet file, which cannot be read directly. In your spreadsheet "
+                        "program choose File > Save As (or Download) > 'CSV UTF-8', then load the .csv file.")
     if kind == "parquet":
         return _read_parquet(path)
     try:
@@ -212,8 +215,10 @@ def _read_delimited(text: str, delimiter: str, name: str, kind: str) -> ReadResu
     if not header or not any(h.strip() for h in header):
         raise DataError(f"{name} has no header row. The first line must name the columns, e.g. question,answer.")
     header = [h.strip() or f"column {i + 1}" for i, h in enumerate(header)]
-    if len(header) == 1 and delimiter == "," and "\t" in text.splitlines()[0]:
-        return _read_delimited(text, "\t", name, "tsv")
+    if len(header) == 1 and delimiter == ",":     # tab- or semicolon-separated file saved as .csv
+        for other in ("\t", ";"):
+            if other in text.splitlines()[0]:
+                return _read_delimited(text, other, name, "tsv" if other == "\t" else kind)
     records, problems = [], []
     for n, row in enumerate(rows, 1):
         if not any(cell.strip() for cell in row):

@@ -120,8 +120,10 @@ def assistant_spans(render_fn: Callable[[list[dict], bool], str], messages: list
         if found < 0:
             found, size = lo, 0
         content_end = found + size
-        # A space the template puts between its header and the answer ("### Assistant: ...") is generated too.
-        start = lo if before and lo == len(before) and lo >= floor else found
+        # A space the template puts between its header and the answer ("### Assistant: ...") is generated
+        # too; a header of a template that ignores add_generation_prompt is not part of the answer.
+        exact = bool(before) and lo == len(before)
+        start = lo if exact and lo <= found and not full[lo:found].strip() else found
         try:
             end = max(content_end, _common(full, render_fn(messages[:i + 1], False)))
         except RenderError:
