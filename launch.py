@@ -1,0 +1,161 @@
+"""Start the studio in the browser.
+
+    python launch.py                              # http://127.0.0.1:7860, on this computer only
+    python launch.py --port 8000 --workspace ~/studio
+    python launch.py --host 0.0.0.0 --auth alice:secret      # on the network: a password is required
+    python launch.py --share --auth users.txt                # users.txt: one "user:password" per line
+
+The first screen has the built-in default model and the demo data chosen (on a CPU also the
+cpu-demo preset), so pressing Start on the Train tab works at once. ``--model``, ``--data``,
+``--preset`` and ``--config`` choose something else to start from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python launch.py", description="The fine-tuning studio in your browser.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--share", action="store_true", help="also make a public gradio.live link (needs --auth)")
+    p.add_argument("--auth", metavar="USER:PASS|FILE",
+                   help="require a login: USER:PASS, or a file with one user:password per line")
+    p.add_argument("--workspace", metavar="DIR",
+                   help="where runs, uploads and the model cache live (sets STUDIO_HOME)")
+    p.add_argument("--max-file-size", default="1gb", help="largest upload, e.g. 200mb or 2gb (default 1gb)")
+    p.add_argument("--queue-size", type=int, default=64, help="requests that may wait in the queue (default 64)")
+    p.add_argument("--model", metavar="SOURCE", help="base model to start with: default, a Hub id, folder or .gguf")
+    p.add_argument("--data", metavar="FILE", help="training data to start with: demo, a file or a Hub dataset id")
+    p.add_argument("--preset", help="preset to start with (default: cpu-demo on a machine without a GPU)")
+    p.add_argument("--config", metavar="FILE", help="a config YAML to start with (as written by the Settings tab)")
+    p.add_argument("--lang", choices=("en", "zh"), default="en", help="interface language at first (en or zh)")
+    return p
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK or host.startswith("127.")
+
+
+def parse_auth(value: str | None) -> list[tuple[str, str]] | None:
+    """``USER:PASS`` or a file of such lines (blank lines and # comments skipped). SystemExit if malformed."""
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if path.is_file():
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        lines = [ln for ln in lines if ln and not ln.startswith("#")]
+        where = f"in {path}"
+    elif ":" in value:
+        lines, where = [value], "in --auth"
+    else:
+        raise SystemExit(f"--auth {value!r}: give USER:PASS or the path of a file with one user:password per line.")
+    users = []
+    for ln in lines:
+        user, sep, pw = ln.partition(":")
+        if not sep or not user.strip() or not pw:
+            raise SystemExit(f"A login {where} is not of the form user:password: {ln!r}.")
+        users.append((user.strip(), pw))
+    if not users:
+        raise SystemExit(f"No user:password lines {where}.")
+    return users
+
+
+def check_exposure(host: str, share: bool, auth) -> None:
+    """Refuse to open the studio to other computers without a login: it can read files, start
+    GPU jobs and run models on this machine for anyone who reaches it."""
+    if auth:
+        return
+    if share:
+        raise SystemExit("Refusing --share without --auth: a public link would let anyone on the internet use this "
+                         "computer's GPU and read the files the studio can reach. Add --auth USER:PASS.")
+    if not is_loopback(host):
+        raise SystemExit(f"Refusing to listen on {host} without --auth: everyone on the network could use this "
+                         "computer's GPU and files. Add --auth USER:PASS, or leave --host at 127.0.0.1.")
+
+
+def set_workspace(workspace: str | None) -> Path:
+    """STUDIO_HOME and Gradio's temp dir (inside the workspace); before gradio is imported, which reads it."""
+    if workspace:
+        os.environ["STUDIO_HOME"] = str(Path(workspace).expanduser().resolve())
+    from studio import paths
+    home = paths.workspace()
+    tmp = home / "gradio-tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # nothing leaves the machine unasked
+    return home
+
+
+def initial_config(args) -> tuple:
+    """The config the widgets show at first, and the preset it came from."""
+    from studio.config import StudioConfig, merge
+    from studio.presets import load_preset
+
+    preset = args.preset
+    if args.config:
+        cfg = StudioConfig.load(args.config)
+    else:
+        if preset is None and not args.config:
+            preset = "cpu-demo" if not _has_cuda() else None
+        cfg = load_preset(preset) if preset else StudioConfig()
+    over: dict = {}
+    if args.model:
+        over["model"] = {"source": args.model}
+    if args.data:
+        over["data"] = {"file": args.data}
+    return merge(cfg, over), (None if args.config else preset)
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    auth = parse_auth(args.auth)
+    check_exposure(args.host, args.share, auth)
+    home = set_workspace(args.workspace)
+
+    from studio.config import ConfigError
+    try:
+        cfg, preset = initial_config(args)
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
+
+    from studio.ui.app import AppOptions, build_app, css
+
+    demo = build_app(AppOptions(config=cfg, preset=preset, lang=args.lang))
+    demo.queue(max_size=args.queue_size, default_concurrency_limit=4)
+    exports = home / "exports"
+    exports.mkdir(parents=True, exist_ok=True)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
+                    max_file_size=args.max_file_size, allowed_paths=[str(exports)], css=css(),
+                    prevent_thread_lock=True, quiet=True, footer_links=["api", "settings"], show_error=False)
+    except OSError as e:
+        raise SystemExit(f"Could not listen on {args.host}:{args.port} ({e}). Is another studio running? "
+                         "Choose another port with --port.") from None
+    print(f"Fine-tune Studio is running at {demo.local_url}", flush=True)
+    if demo.share_url:
+        print(f"Public link: {demo.share_url}", flush=True)
+    print(f"Workspace: {home}   (Ctrl+C to quit)", flush=True)
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

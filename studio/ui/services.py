@@ -1,0 +1,250 @@
+"""The UI's window onto the engine: one process-wide object the tabs call, holding small caches.
+
+Engine modules are imported when first used, so the page is served at once and an engine part
+that fails to import shows up as a message on the action that needs it, not as a dead app.
+Everything here is plain Python (no gradio), kept out of the tab modules so they stay layout.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from studio import paths
+from studio.config import ConfigError, ModelConfig, StudioConfig
+
+UPLOAD_EXTS = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
+
+
+class Services:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.last_summary: dict | None = None          # the last model checked on the Model tab
+        self._summary_key: tuple | None = None
+        self._facts: dict[tuple, dict] = {}
+        self._tokenizers: dict[tuple, Any] = {}
+        self._records: dict[tuple, list[dict]] = {}
+        self._reports: dict[tuple, Any] = {}
+        self._chat: tuple[str, Any] | None = None      # (run dir, ChatSession): one model in memory at a time
+
+    # ---- device and model ---------------------------------------------------------------
+    def device(self) -> dict:
+        from studio.models import device_info
+        return device_info()
+
+    def inspect_model(self, model_cfg: ModelConfig) -> dict:
+        """Load the model once to describe it, then free it (training loads its own copy)."""
+        import gc
+
+        from studio import models
+        tok = models.load_tokenizer(model_cfg)
+        model = models.load_model(model_cfg, for_training=False)
+        try:
+            summary = models.model_summary(model, tok)
+        finally:
+            del model
+            gc.collect()
+            models._free_gpu() if hasattr(models, "_free_gpu") else None
+        summary["source"] = model_cfg.source
+        summary["linear_names"] = summary.get("linear_modules") or []
+        with self._lock:
+            self.last_summary = summary
+            self._summary_key = (model_cfg.source, model_cfg.trust_remote_code)
+        return summary
+
+    def linear_names(self, model_cfg: ModelConfig) -> list[str] | None:
+        """The checked model's linear layers, when the checked model is the one configured."""
+        if self.last_summary and self._summary_key == (model_cfg.source, model_cfg.trust_remote_code):
+            return self.last_summary["linear_names"]
+        return None
+
+    def facts(self, model_cfg: ModelConfig) -> dict | None:
+        """Sizes of the configured model without loading it (None when it is not on this computer yet)."""
+        key = (model_cfg.source, model_cfg.trust_remote_code)
+        if key not in self._facts:
+            from studio import model_sources as ms
+            try:
+                if model_cfg.source == "default" and not ms.is_converted(ms.default_model_dir()):
+                    return None   # converting takes a while: only on an explicit load or training
+                if ms.looks_like_hub_id(model_cfg.source) and not Path(model_cfg.source).exists():
+                    return None   # no download just to draw an estimate
+                folder = ms.resolve_source(model_cfg.source, model_cfg.trust_remote_code)
+                self._facts[key] = ms.config_facts(folder)
+            except Exception:  # an estimate is optional; the load button reports real problems
+                return None
+        return self._facts[key]
+
+    def memory(self, cfg: StudioConfig) -> dict | None:
+        facts = self.facts(cfg.model)
+        if not facts:
+            return None
+        from studio.models import estimate_memory
+        return estimate_memory(facts["num_params"], cfg.model, cfg.lora, cfg.training, cfg.data,
+                               facts["hidden_size"], facts["num_layers"], vocab_size=facts["vocab_size"],
+                               intermediate_size=facts["intermediate_size"])
+
+    def tokenizer(self, model_cfg: ModelConfig) -> Any:
+        key = (model_cfg.source, model_cfg.trust_remote_code)
+        if key not in self._tokenizers:
+            from studio.models import load_tokenizer
+            self._tokenizers[key] = load_tokenizer(model_cfg)
+        return self._tokenizers[key]
+
+    # ---- data ---------------------------------------------------------------------------
+    @staticmethod
+    def _stamp(source: str) -> tuple:
+        p = paths.DEMO_DATA if source == "demo" else Path(source)
+        try:
+            st = p.stat()
+            return (source, st.st_mtime_ns, st.st_size)
+        except OSError:
+            return (source, 0, 0)
+
+    def records(self, source: str) -> list[dict]:
+        """The raw rows of a data source (cached while the file is unchanged)."""
+        key = self._stamp(source)
+        if key not in self._records:
+            from studio.data.read import read_records
+            records, _, _ = read_records(source)
+            self._records = {key: records}   # one file at a time: data sets can be big
+        return self._records[key]
+
+    def inspect_data(self, cfg: StudioConfig, preview_rows: int = 30) -> Any:
+        """A DataReport for the configured data, rendered with the configured model's tokenizer."""
+        from studio.data.pipeline import inspect
+        d = cfg.data
+        key = (self._stamp(d.file), d.format, d.prompt_column, d.answer_column, d.system_column, d.template,
+               d.max_length, d.train_on, d.overlong, cfg.model.source, preview_rows)
+        if key in self._reports:
+            return self._reports[key]
+        try:
+            tok = self.tokenizer(cfg.model)
+        except Exception:  # no model yet (e.g. offline Hub id): still check the data, without tokens
+            tok = None
+        report = inspect(d.file, fmt=d.format, tokenizer=tok, data_cfg=d, preview_rows=preview_rows)
+        self._reports = {key: report}
+        return report
+
+    def formatted_example(self, cfg: StudioConfig, index: int) -> dict | None:
+        """One example's exact training text as (piece, "loss"|None) segments for highlighting."""
+        report = self.inspect_data(cfg)
+        marked = getattr(report, "preview_marked", None) or []
+        if not marked:
+            return None
+        index = max(0, min(index, len(marked) - 1))
+        segments = [(text, "loss" if on else None) for text, on in marked[index]]
+        return {"segments": segments, "index": index, "shown": len(marked), "rows": report.rows}
+
+    def save_upload(self, file: Any) -> Path:
+        """Copy an uploaded file from Gradio's temp folder into the workspace's uploads folder."""
+        src = Path(getattr(file, "name", None) or str(file))
+        if src.suffix.lower() not in UPLOAD_EXTS:
+            raise ConfigError(f"'{src.name}' is not a data file the studio reads. "
+                              f"Use one of: {', '.join(UPLOAD_EXTS)}.")
+        dest = paths.uploads_dir() / src.name
+        if dest.exists() and dest.resolve() != src.resolve():
+            dest = dest.with_name(f"{dest.stem}-{time.strftime('%Y%m%d-%H%M%S')}{dest.suffix}")
+        shutil.copyfile(src, dest)
+        return dest
+
+    # ---- training -----------------------------------------------------------------------
+    def manager(self) -> Any:
+        from studio.jobs import get_manager
+        return get_manager()
+
+    def start(self, cfg: StudioConfig) -> Any:
+        with self._lock:
+            if self._chat is not None:   # the chat model would sit in memory next to the training
+                self._chat = None
+        return self.manager().start(cfg)
+
+    def stop(self) -> Any:
+        m = self.manager()
+        return m.current() if m.stop() else None
+
+    def current_job(self) -> Any:
+        return self.manager().current()
+
+    @staticmethod
+    def log_tail(run_dir: str, lines: int = 40) -> str:
+        try:
+            with open(Path(run_dir) / "train.log", "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 64 * 1024))
+                text = f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    # ---- runs ---------------------------------------------------------------------------
+    def all_runs(self) -> list[dict]:
+        out = []
+        for r in self.manager().runs():
+            path = r.get("run_dir", "")
+            out.append({**r, "path": path, "name": r.get("name") or Path(path).name,
+                        "has_adapter": (Path(path) / "adapter" / "adapter_config.json").is_file()})
+        return out
+
+    def chat_runs(self) -> list[dict]:
+        return [r for r in self.all_runs() if r["has_adapter"]]
+
+    @staticmethod
+    def run_name(path: str) -> str:
+        return Path(path).name
+
+    @staticmethod
+    def run_metrics(path: str) -> list[dict]:
+        from studio.training.metrics import MetricsLog
+        return MetricsLog.read(Path(path) / "metrics.jsonl")
+
+    @staticmethod
+    def run_config_text(path: str) -> str:
+        try:
+            return (Path(path) / "config.yaml").read_text(encoding="utf-8")
+        except OSError:
+            return ""
+
+    def export_adapter(self, path: str, lang: str = "en") -> Path:
+        """Zip a run's adapter folder into the workspace's exports folder."""
+        from .i18n import t
+        adapter = Path(path or "") / "adapter"
+        if not path or not (adapter / "adapter_config.json").is_file():
+            raise ConfigError(t("runs.no_adapter", lang))
+        out_dir = paths.workspace() / "exports"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        dest = out_dir / f"{Path(path).name}-adapter.zip"
+        with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted(adapter.rglob("*")):
+                if f.is_file():
+                    z.write(f, Path("adapter") / f.relative_to(adapter))
+        return dest
+
+    # ---- chat ---------------------------------------------------------------------------
+    def chat_session(self, run_dir: str) -> Any:
+        """A ChatSession for a run: the just-finished job's model when it is still in memory,
+        else loaded from the run folder. One session is kept; choosing another run replaces it."""
+        from studio import inference
+        run_dir = str(run_dir)
+        with self._lock:
+            if self._chat is not None and self._chat[0] == run_dir:
+                return self._chat[1]
+            self._chat = None
+            job = self.current_job()
+            if (job is not None and not job.active and str(job.run_dir) == run_dir
+                    and getattr(job, "model", None) is not None):
+                session = inference.ChatSession.from_job(job)
+            else:
+                session = inference.ChatSession.from_run(run_dir)
+            self._chat = (run_dir, session)
+            return session
+
+    @staticmethod
+    def temp_dir() -> str:
+        d = Path(os.environ.get("GRADIO_TEMP_DIR") or paths.workspace() / "tmp")
+        d.mkdir(parents=True, exist_ok=True)
+        return str(d)

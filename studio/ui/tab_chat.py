@@ -1,0 +1,123 @@
+"""Chat tab: talk to a finished run, the untuned base and the tuned model side by side.
+
+Side by side, one question goes to both: the base answer (adapter switched off) streams into the
+left chat, then the tuned answer into the right one, from ONE loaded model. Single mode talks to
+the tuned model only. Each side keeps its own history. The held-out demo questions are examples.
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import gradio as gr
+
+from studio import paths
+
+from . import views
+from .common import GPU, guarded, history_to_messages
+from .i18n import t
+
+
+def held_out_questions(limit: int = 8) -> list[str]:
+    out = []
+    try:
+        for line in paths.DEMO_HELD_OUT.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                q = json.loads(line).get("question")
+                if q:
+                    out.append(q)
+    except (OSError, ValueError):
+        pass  # no examples is better than no chat tab
+    return out[:limit]
+
+
+def build(ctx) -> SimpleNamespace:
+    L, B = ctx.labels, ctx.bind
+    ui = SimpleNamespace()
+    with gr.Tab(label=L("tab.chat"), id="chat", elem_id="tab-chat") as ui.tab:
+        L.add(ui.tab, label="tab.chat")
+        with gr.Row(equal_height=True):
+            ui.run = L.make(gr.Dropdown, label="chat.run", info="chat.run_info", choices=[], value=None,
+                            elem_id="chat-run", scale=3, allow_custom_value=True)
+            ui.refresh = L.make(gr.Button, text="common.refresh", size="sm", scale=0, min_width=100,
+                                elem_id="chat-refresh")
+            ui.mode = L.make(gr.Radio, label="chat.mode", choices=[("chat.mode.compare", "compare"),
+                                                                   ("chat.mode.tuned", "tuned")],
+                             value="compare", elem_id="chat-mode", scale=2)
+        with gr.Row(equal_height=True):
+            ui.base = L.make(gr.Chatbot, label="chat.base", elem_id="chat-base", height=420, scale=1)
+            ui.tuned = L.make(gr.Chatbot, label="chat.tuned", elem_id="chat-tuned", height=420, scale=1)
+        with gr.Row(equal_height=True):
+            ui.input = L.make(gr.Textbox, label="chat.input", placeholder="chat.placeholder", lines=2,
+                              elem_id="chat-input", scale=5, show_label=False)
+            with gr.Column(scale=1, min_width=120):
+                ui.send = L.make(gr.Button, text="chat.send", variant="primary", elem_id="chat-send")
+                ui.clear = L.make(gr.Button, text="chat.clear", size="sm", elem_id="chat-clear")
+        ui.status = gr.Markdown("", elem_id="chat-status")
+        questions = held_out_questions()
+        if questions:
+            ui.examples = gr.Examples([[q] for q in questions], inputs=[ui.input], label=L("chat.examples"),
+                                      examples_per_page=8)
+        with L.add(gr.Accordion(L("chat.generation"), open=False, elem_id="chat-generation"),
+                   label="chat.generation"):
+            with gr.Row():
+                B.widget("generation", "max_new_tokens")
+                B.widget("generation", "temperature")
+                B.widget("generation", "top_p")
+                B.widget("generation", "repetition_penalty")
+    return ui
+
+
+def wire(ctx) -> None:
+    ui, B, svc = ctx.chat, ctx.bind, ctx.svc
+
+    def run_choices(lang, current=None):
+        runs = svc.chat_runs()
+        choices = [(views.run_label(r, lang), r["path"]) for r in runs]
+        paths_ = [p for _, p in choices]
+        value = current if current in paths_ else (paths_[0] if paths_ else None)
+        return gr.update(choices=choices, value=value)
+
+    ui.refresh.click(run_choices, [ctx.lang, ui.run], ui.run, api_name="chat_runs", show_progress="hidden")
+    ctx.on_load.append((run_choices, [ctx.lang, ui.run], [ui.run]))
+    ctx.train.tab.select(run_choices, [ctx.lang, ui.run], ui.run, api_visibility="private",
+                         show_progress="hidden")
+    ui.tab.select(run_choices, [ctx.lang, ui.run], ui.run, api_visibility="private", show_progress="hidden")
+
+    ui.mode.change(lambda m: gr.update(visible=m == "compare"), ui.mode, ui.base, queue=False,
+                   show_progress="hidden", api_visibility="private")
+
+    @guarded(4)
+    def chat(message, base_hist, tuned_hist, run, mode, lang, *values):
+        """Answer ``message`` with the tuned model, and with the base model too in side-by-side mode.
+        Streams; returns (base chat, tuned chat, cleared input, status)."""
+        message = (message or "").strip()
+        if not message:
+            yield gr.skip(), gr.skip(), gr.skip(), t("chat.empty", lang)
+            return
+        if not run:
+            yield gr.skip(), gr.skip(), gr.skip(), t("chat.no_run", lang)
+            return
+        gen = B.to_config(values).generation
+        yield gr.skip(), gr.skip(), gr.skip(), t("chat.loading", lang)
+        session = svc.chat_session(run)   # the question stays in the box until this worked
+        sides = [("tuned", True)] if mode == "tuned" else [("base", False), ("tuned", True)]
+        hist = {"base": list(base_hist or []), "tuned": list(tuned_hist or [])}
+        prior = {k: history_to_messages(v) for k, v in hist.items()}
+        for side, _ in sides:
+            hist[side] = hist[side] + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+        yield hist["base"], hist["tuned"], "", t("chat.thinking", lang)
+        for side, use_adapter in sides:
+            for text in session.stream(prior[side], message, use_adapter=use_adapter, generation=gen):
+                hist[side][-1] = {"role": "assistant", "content": text}
+                yield hist["base"], hist["tuned"], gr.skip(), gr.skip()
+        yield hist["base"], hist["tuned"], gr.skip(), ""
+
+    inputs = [ui.input, ui.base, ui.tuned, ui.run, ui.mode, ctx.lang] + B.inputs
+    outputs = [ui.base, ui.tuned, ui.input, ui.status]
+    B.named(chat, "message", "base_history", "tuned_history", "run", "mode", "lang")
+    ui.send.click(chat, inputs, outputs, api_name="chat", **GPU)
+    ui.input.submit(chat, inputs, outputs, api_visibility="private", **GPU)
+    ui.clear.click(lambda: ([], [], ""), None, [ui.base, ui.tuned, ui.status], api_name="clear_chat",
+                   queue=False)

@@ -1,0 +1,73 @@
+"""Model tab: where the base model comes from, how it is loaded, and what it is.
+
+"Check model" loads the model once to describe it (architecture, size, chat template, linear
+layers, memory estimate) and then frees it: training loads the model itself, so the first click
+on Start works without visiting this tab.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+
+from . import views
+from .common import GPU, guarded
+from .i18n import t
+
+
+def build(ctx) -> SimpleNamespace:
+    L, B = ctx.labels, ctx.bind
+    ui = SimpleNamespace()
+    with gr.Tab(label=L("tab.model"), id="model", elem_id="tab-model") as ui.tab:
+        L.add(ui.tab, label="tab.model")
+        L.make(gr.Markdown, text="intro.model", elem_classes=["intro"])
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                ui.kind, ui.source = B.widget("model", "source")
+                ui.quant = B.widget("model", "quantization")
+                with gr.Row():
+                    ui.double_quant = B.widget("model", "double_quant")
+                    ui.dtype = B.widget("model", "compute_dtype")
+                ui.trust = B.widget("model", "trust_remote_code")
+                ui.trust_warning = L.make(gr.Markdown, text="warn.remote_code", visible=False,
+                                          elem_id="remote-code-warning", elem_classes=["warning-box"])
+                ui.load_btn = L.make(gr.Button, text="model.load", variant="primary", elem_id="model-load-btn")
+                L.make(gr.Markdown, text="model.load_note", elem_classes=["note"])
+            with gr.Column(scale=2):
+                ui.device = gr.Markdown(elem_id="model-device", elem_classes=["card"])
+                ui.summary = gr.Markdown(L("model.not_loaded"), elem_id="model-summary", elem_classes=["card"])
+                ui.memory = gr.Markdown("", elem_id="model-memory", elem_classes=["card"])
+    return ui
+
+
+def wire(ctx) -> None:
+    ui, B, svc = ctx.model, ctx.bind, ctx.svc
+    modules = B.widgets["lora.target_modules"][0]
+
+    ui.trust.change(lambda on: gr.update(visible=bool(on)), ui.trust, ui.trust_warning,
+                    queue=False, show_progress="hidden", api_visibility="private")
+
+    @guarded(3)
+    def load_model(lang, *values):
+        """Load the chosen base model, describe it, update the target-module choices, free it again."""
+        cfg = B.to_config(values)
+        summary = svc.inspect_model(cfg.model)
+        B.module_choices = list(summary.get("linear_names") or B.module_choices)
+        current = B.to_overrides(values)["lora"]["target_modules"]
+        sel = ["all-linear"] if current == "all-linear" else [m for m in current if m in B.module_choices]
+        return (views.model_summary(summary, lang), views.memory(svc.memory(cfg), lang),
+                gr.update(choices=["all-linear"] + B.module_choices, value=sel or ["all-linear"]))
+
+    B.named(load_model, "lang")
+    ui.load_btn.click(load_model, [ctx.lang] + B.inputs, [ui.summary, ui.memory, modules],
+                      api_name="load_model", **GPU)
+
+    def describe(lang):
+        """Device and (if checked before, also from another tab or before a reload) the model summary."""
+        summary = (t("model.not_loaded", lang) if svc.last_summary is None
+                   else views.model_summary(svc.last_summary, lang))
+        return views.device(svc.device(), lang), summary
+
+    ctx.on_load.append((describe, [ctx.lang], [ui.device, ui.summary]))
+    ctx.on_lang.append((describe, [ctx.lang], [ui.device, ui.summary]))

@@ -1,0 +1,153 @@
+"""Settings tab: presets, LoRA and training settings, and the exact config as YAML and as a command.
+
+A preset fills every field except the model and the data the user picked in their own tabs.
+The YAML view is editable: "Apply YAML" sets every widget from it, so a config file from
+``studio train --config`` and the studio stay one and the same thing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+
+from studio.config import StudioConfig
+from studio.presets import list_presets, load_preset, save_preset
+
+from . import views
+from .bindings import command_for
+from .common import guarded
+from .i18n import t
+
+KEEP_ON_PRESET = ("model.source", "data.file")   # chosen in the Model and Data tabs, not by a recipe
+
+
+def preset_choices() -> list[str]:
+    return [p.name for p in list_presets()]
+
+
+def build(ctx) -> SimpleNamespace:
+    L, B = ctx.labels, ctx.bind
+    ui = SimpleNamespace()
+    with gr.Tab(label=L("tab.settings"), id="settings", elem_id="tab-settings") as ui.tab:
+        L.add(ui.tab, label="tab.settings")
+        with gr.Row(equal_height=True):
+            ui.preset = L.make(gr.Dropdown, label="settings.preset", choices=preset_choices(),
+                               value=ctx.options.preset, info="settings.preset_info", elem_id="settings-preset",
+                               scale=2)
+            ui.preset_summary = gr.Markdown(views.preset_summary(ctx.options.preset, L.lang),
+                                            elem_id="settings-preset-summary")
+        with L.add(gr.Accordion(L("settings.lora"), open=True), label="settings.lora"):
+            with gr.Row():
+                B.widget("lora", "r")
+                B.widget("lora", "alpha")
+                B.widget("lora", "dropout")
+            B.widget("lora", "target_modules")
+            with gr.Row():
+                B.widget("lora", "use_dora")
+                B.widget("lora", "use_rslora")
+                B.widget("lora", "bias")
+        with L.add(gr.Accordion(L("settings.training"), open=True), label="settings.training"):
+            with gr.Row():
+                B.widget("training", "epochs")
+                B.widget("training", "max_steps")
+                B.widget("training", "batch_size")
+                B.widget("training", "grad_accum")
+            with gr.Row():
+                B.widget("training", "learning_rate")
+                B.widget("training", "scheduler")
+                B.widget("training", "warmup_ratio")
+                B.widget("training", "optimizer")
+            with gr.Row():
+                B.widget("data", "max_length")
+                B.widget("data", "overlong")
+                B.widget("training", "gradient_checkpointing")
+                B.widget("training", "packing")
+            with gr.Row():
+                B.widget("training", "eval_steps")
+                B.widget("training", "save_steps")
+                B.widget("training", "logging_steps")
+                B.widget("training", "seed")
+        with L.add(gr.Accordion(L("settings.advanced"), open=False), label="settings.advanced"):
+            with gr.Row():
+                B.widget("training", "weight_decay")
+                B.widget("training", "max_grad_norm")
+                B.widget("training", "output_dir")
+        with L.add(gr.Accordion(L("settings.yaml"), open=False, elem_id="settings-yaml-box"), label="settings.yaml"):
+            ui.yaml = gr.Code(value=ctx.initial.to_yaml(), language="yaml", interactive=True, lines=18,
+                              elem_id="settings-yaml")
+            with gr.Row():
+                ui.apply_yaml = L.make(gr.Button, text="settings.apply_yaml", size="sm", elem_id="settings-apply-yaml")
+                ui.download = L.make(gr.DownloadButton, text="settings.download_yaml", size="sm",
+                                     elem_id="settings-download-yaml")
+        with L.add(gr.Accordion(L("settings.command"), open=False, elem_id="settings-command-box"),
+                   label="settings.command"):
+            ui.command = gr.Code(value=views.command_text(ctx.initial, L.lang), language="shell", interactive=False,
+                                 lines=4, elem_id="settings-command")
+        with gr.Row(equal_height=True):
+            ui.save_name = L.make(gr.Textbox, label="settings.save_name", placeholder="settings.save_placeholder",
+                                  elem_id="settings-save-name", scale=2)
+            ui.save_btn = L.make(gr.Button, text="settings.save", elem_id="settings-save-btn", scale=1)
+    return ui
+
+
+def wire(ctx) -> None:
+    ui, B, svc = ctx.settings, ctx.bind, ctx.svc
+
+    @guarded(len(B.inputs) + 1)
+    def apply_preset(name, lang, *values):
+        """Fill every setting from a preset (the model and data chosen in their tabs stay)."""
+        if not name:
+            return tuple(gr.skip() for _ in range(len(B.inputs) + 1))
+        cfg = load_preset(name, base=B.to_config(values))
+        return (views.preset_summary(name, lang), *B.to_updates(cfg, keep=lambda k: k in KEEP_ON_PRESET))
+
+    B.named(apply_preset, "preset", "lang")
+    ui.preset.input(apply_preset, [ui.preset, ctx.lang] + B.inputs, [ui.preset_summary] + B.inputs,
+                    api_name="apply_preset")
+
+    @guarded(len(B.inputs))
+    def apply_yaml(text, lang, *values):
+        cfg = StudioConfig.from_yaml(text)
+        gr.Info(t("settings.yaml_applied", lang))
+        return tuple(B.to_updates(cfg))
+
+    B.named(apply_yaml, "yaml", "lang")
+    ui.apply_yaml.click(apply_yaml, [ui.yaml, ctx.lang] + B.inputs, B.inputs, api_name="apply_yaml")
+
+    def show_config(lang, *values):
+        """The YAML, the command and the memory estimate of what the widgets show now."""
+        try:
+            cfg = B.to_config(values)
+        except Exception as e:  # a half-typed number: say so where the YAML would be
+            return f"# {e}", gr.skip(), gr.skip()
+        return cfg.to_yaml(), views.command_text(cfg, lang), views.memory(svc.memory(cfg), lang)
+
+    triggers = [w.change for w in B.inputs] + [ctx.lang.change]
+    gr.on(triggers, show_config, [ctx.lang] + B.inputs, [ui.yaml, ui.command, ctx.model.memory],
+          trigger_mode="always_last", show_progress="hidden", api_visibility="private", queue=False)
+
+    @guarded(1)
+    def download(lang, *values):
+        cfg = B.to_config(values)
+        folder = Path(tempfile.mkdtemp(prefix="config-", dir=svc.temp_dir()))
+        path = folder / "studio-config.yaml"
+        cfg.save(path)
+        return str(path)
+
+    ui.download.click(download, [ctx.lang] + B.inputs, ui.download, api_visibility="private")
+
+    @guarded(2)
+    def save_as_preset(name, lang, *values):
+        """Save the current settings (without model and data) as a preset in the presets folder."""
+        path = save_preset(B.to_config(values), (name or "").strip(), summary=t("settings.saved_summary", lang))
+        gr.Info(t("settings.saved", lang, path=path))
+        return gr.update(choices=preset_choices(), value=path.stem), gr.update(value="")
+
+    B.named(save_as_preset, "name", "lang")
+    ui.save_btn.click(save_as_preset, [ui.save_name, ctx.lang] + B.inputs, [ui.preset, ui.save_name],
+                      api_name="save_preset")
+    ctx.on_lang.append((lambda name, lang: views.preset_summary(name, lang), [ui.preset, ctx.lang],
+                        [ui.preset_summary]))

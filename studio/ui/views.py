@@ -1,0 +1,197 @@
+"""Text the tabs show, rendered from engine dicts: Markdown cards, tables, the progress bar.
+
+Pure functions (engine data + language in, Markdown/HTML/pandas out), so the words stay in
+``i18n`` and the layout code stays free of formatting.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any, Sequence
+
+import pandas as pd
+
+from studio.config import StudioConfig
+
+from .bindings import command_for
+from .i18n import t
+
+STATE_ICONS = {"pending": "⏳", "loading": "⏳", "training": "🏃", "saving": "💾", "done": "✅",
+               "stopped": "⏹️", "failed": "❌", "interrupted": "⚠️"}
+
+
+def _num(n: Any) -> str:
+    if not isinstance(n, (int, float)):
+        return "–"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def _duration(s: Any) -> str:
+    if not isinstance(s, (int, float)):
+        return "–"
+    s = int(s)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _loss(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, (int, float)) else "–"
+
+
+# ---- Model tab ------------------------------------------------------------------------------
+def device(info: dict, lang: str) -> str:
+    if info.get("device") == "cuda":
+        line = t("model.device_gpu", lang, name=info.get("name", "GPU"), free=info.get("free_gb", 0),
+                 total=info.get("total_gb", 0))
+        if not info.get("bf16"):
+            line += "  \n" + t("model.no_bf16", lang)
+        return f"**{t('model.device', lang)}**  \n{line}"
+    return (f"**{t('model.device', lang)}**  \n" +
+            t("model.device_cpu", lang, name=info.get("name", "CPU"), free=info.get("free_gb", 0)))
+
+
+def model_summary(s: dict, lang: str) -> str:
+    template = t("model.template_own", lang) if s.get("has_chat_template") else t("model.template_fallback", lang)
+    mods = ", ".join(f"`{m}`" for m in s.get("linear_names") or []) or "–"
+    rows = [
+        (t("model.architecture", lang), s.get("architecture", "–")),
+        (t("model.params", lang), _num(s.get("params"))),
+        (t("model.context", lang), s.get("context_length") or "–"),
+        (t("field.data.template", lang), template),
+        (t("model.linear", lang), mods),
+        (t("model.loaded_as", lang), f"{s.get('dtype', '')} · {s.get('quantization', '')} · {s.get('device', '')}"),
+    ]
+    return f"**{t('model.summary', lang)}** · `{s.get('source', '')}`\n\n" + "\n".join(
+        f"- {k}: {v}" for k, v in rows)
+
+
+def memory(est: dict | None, lang: str) -> str:
+    if not est:
+        return ""
+    parts = est.get("parts", {})
+    detail = " · ".join(f"{t('mem.' + k, lang)} {v:.2f}" for k, v in parts.items())
+    verdict = t("mem.fits", lang) if est.get("fits") else t("mem.too_big", lang)
+    return (f"**{t('mem.title', lang)}**  \n" +
+            t("mem.line", lang, need=est.get("total_gb", 0), free=est.get("free_gb", 0)) +
+            f" — {verdict}  \n<small>{detail} GB</small>")
+
+
+# ---- Data tab -------------------------------------------------------------------------------
+def data_summary(report: Any, data_cfg: Any, lang: str) -> str:
+    from studio.data.pipeline import validation_count
+    n_val = validation_count(report.rows, data_cfg.validation)
+    head = t("data.summary", lang, rows=report.rows, total=report.total, fmt=report.format,
+             template=report.template or "–")
+    split = t("data.split", lang, train=report.rows - n_val, val=n_val)
+    lines = [f"**{head}**", split]
+    if report.format in ("unknown",) or report.rows == 0:
+        lines.append("⚠️ " + (report.message or t("data.no_rows", lang)))
+    if report.problems:
+        lines.append(t("data.problem_count", lang, n=len(report.problems)))
+    stats = report.token_stats or {}
+    if stats.get("count"):
+        lines.append(t("data.tokens", lang, median=stats.get("median"), p95=stats.get("p95"), max=stats.get("max"),
+                       over=stats.get("over_max", 0), limit=data_cfg.max_length))
+    lines += [f"<small>{html.escape(n)}</small>" for n in getattr(report, "notes", [])]
+    return "  \n".join(lines)
+
+
+def problems_frame(problems: Sequence[Any], lang: str) -> pd.DataFrame:
+    return pd.DataFrame([(p.row, p.message) for p in problems],
+                        columns=[t("data.col_row", lang), t("data.col_problem", lang)])
+
+
+def _cell(v: Any) -> str:
+    s = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+    return s if len(s) <= 400 else s[:400] + " …"
+
+
+def rows_page(records: list[dict], page: int, size: int, lang: str) -> tuple[pd.DataFrame, int, str]:
+    """One page of raw rows as a table, the page actually shown, and 'page p of n'."""
+    pages = max(1, -(-len(records) // size))
+    page = max(1, min(int(page or 1), pages))
+    chunk = records[(page - 1) * size: page * size]
+    cols: list[str] = []
+    for r in chunk:
+        cols += [k for k in r if k != "__row__" and k not in cols]
+    frame = pd.DataFrame([[r.get("__row__", "")] + [_cell(r.get(c, "")) for c in cols] for r in chunk],
+                         columns=[t("data.col_row", lang)] + cols)
+    return frame, page, t("data.page_of", lang, page=page, pages=pages, rows=len(records))
+
+
+def example_info(ex: dict, lang: str) -> str:
+    return t("data.example_of", lang, n=ex["index"] + 1, shown=ex["shown"], rows=ex["rows"])
+
+
+# ---- Settings -------------------------------------------------------------------------------
+def preset_summary(name: str | None, lang: str) -> str:
+    if not name:
+        return t("settings.no_preset", lang)
+    from studio.presets import list_presets
+    for p in list_presets():
+        if p.name == name:
+            return f"*{html.escape(p.summary)}*"
+    return ""
+
+
+def command_text(cfg: StudioConfig, lang: str) -> str:
+    return "\n".join([f"# {t('settings.command_help', lang)}", command_for(cfg)])
+
+
+# ---- Train tab ------------------------------------------------------------------------------
+def status_error(message: str, lang: str) -> str:
+    return f"❌ **{t('train.refused', lang)}**  \n{html.escape(message)}"
+
+
+def job_status(status: dict, lang: str) -> str:
+    state = status.get("state", "")
+    head = f"{STATE_ICONS.get(state, '')} **{t('state.' + state, lang)}** · `{status.get('name', '')}`"
+    lines = [head, html.escape(status.get("message") or "")]
+    if status.get("hint"):
+        lines.append(f"💡 {html.escape(status['hint'])}")
+    return "  \n".join(lines)
+
+
+def progress_html(status: dict | None, lang: str, last: dict | None = None) -> str:
+    p = (status or {}).get("progress") or {}
+    frac = float(p.get("fraction") or 0.0)
+    if (status or {}).get("state") == "done":
+        frac = 1.0
+    last = last or {}
+    tps = last.get("tokens_per_sec")
+    mem = last.get("gpu_mem_gb")
+    stats = [
+        (t("train.step", lang), f"{p.get('step', 0)} / {p.get('total_steps') or '–'}"),
+        (t("train.eta", lang), _duration(p.get("eta_s")) if status and status.get("state") == "training" else "–"),
+        (t("train.elapsed", lang), _duration(p.get("elapsed_s"))),
+        (t("train.tps", lang), f"{tps:,.0f}" if isinstance(tps, (int, float)) else "–"),
+        (t("plot.train_loss", lang), _loss(p.get("last_loss"))),
+        (t("plot.eval_loss", lang), _loss(p.get("last_eval_loss"))),
+        (t("train.gpu_mem", lang), f"{mem:.2f} GB" if isinstance(mem, (int, float)) else "–"),
+    ]
+    cards = "".join(f'<div class="stat"><div class="stat-label">{html.escape(k)}</div>'
+                    f'<div class="stat-value">{html.escape(str(v))}</div></div>' for k, v in stats)
+    return (f'<div class="progress-outer" role="progressbar" aria-valuenow="{frac * 100:.0f}" '
+            f'aria-valuemin="0" aria-valuemax="100"><div class="progress-inner" style="width:{frac * 100:.1f}%">'
+            f'</div></div><div class="stats">{cards}</div>')
+
+
+# ---- Runs and chat ---------------------------------------------------------------------------
+def run_label(r: dict, lang: str) -> str:
+    state = t("state." + r.get("state", ""), lang) if r.get("state") else ""
+    return f"{r['name']} · {state}"
+
+
+def runs_frame(runs: Sequence[dict], lang: str) -> pd.DataFrame:
+    cols = ["runs.col_name", "runs.col_date", "runs.col_model", "runs.col_data", "train.step",
+            "plot.train_loss", "plot.eval_loss", "runs.col_state"]
+    rows = []
+    for r in runs:
+        steps = f"{r.get('step', 0)} / {r.get('total_steps') or '–'}"
+        rows.append([r["name"], (r.get("started") or "").replace("T", " "), r.get("model_source", ""),
+                     r.get("data_source", ""), steps, _loss(r.get("final_loss")), _loss(r.get("final_eval_loss")),
+                     t("state." + r.get("state", ""), lang)])
+    return pd.DataFrame(rows, columns=[t(c, lang) for c in cols])
