@@ -192,3 +192,12 @@ def test_cli_subprocess_prints_one_json_object(tmp_path):
     data = json.loads(proc.stdout)
     assert data["format"] == "alpaca" and [p["row"] for p in data["problems"]] == [2, 3, 4, 5]
     assert "Traceback" not in proc.stderr
+
+
+def test_inspect_lengths_match_prepare(tok):
+    for name in ("text.jsonl", "sharegpt.jsonl", "alpaca.json"):
+        cfg = DataConfig(file=fx(name), validation=0)
+        r = inspect(cfg.file, tokenizer=tok, data_cfg=cfg)
+        d = prepare(cfg, tok, seed=0)
+        by_row = {row.row: len(row.input_ids) for row in d.train}
+        assert sorted(r.token_stats["lengths"]) == sorted(by_row.values())

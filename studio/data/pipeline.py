@@ -91,9 +91,12 @@ def _lengths(tokenizer, convs: list[Conversation], jinja: str) -> tuple[list[Con
             problems.append(Problem(c.row, str(e)))
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
     lengths = []
-    for c, x in zip(kept, ids):   # plain text rows also get the special tokens and an end-of-sequence
-        extra = 1 if c.messages[0]["role"] == "text" and tokenizer.eos_token_id is not None else 0
-        lengths.append(len(x) + extra)
+    for c, x, text in zip(kept, ids, texts):
+        if c.messages[0]["role"] == "text":   # plain text gets the tokenizer's special tokens and an end
+            x = tokenizer(text, add_special_tokens=True)["input_ids"]
+            lengths.append(len(x) + (tokenizer.eos_token_id is not None and (not x or x[-1] != tokenizer.eos_token_id)))
+        else:
+            lengths.append(len(x))
     return kept, lengths, problems
 
 

@@ -16,6 +16,7 @@ import os
 import re
 import socket
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -263,12 +264,21 @@ def _offline_message(dataset_id: str) -> str:
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Can the Hub be reached? Runs in a thread because a name lookup can hang longer than the socket timeout."""
     host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, 443), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+    return bool(result and result[0])
 
 
 def _env_offline() -> bool:
