@@ -1,0 +1,389 @@
+"""Loading base models for LoRA / QLoRA: tokenizer, dtype, quantization, adapters, facts and sizes.
+
+Where a model comes from (default, .gguf, folder, Hub id) lives in ``model_sources``; this module
+loads what it resolves: ``load_tokenizer``, ``load_model`` (bitsandbytes 4-bit / 8-bit when asked),
+``apply_lora``, ``linear_module_names``, ``parameter_counts``, ``device_info``, ``estimate_memory``
+and ``model_summary``. Every failure a user can cause becomes a ``ModelError`` with a plain message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from .config import ConfigError, DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig, validate
+from .model_sources import (ModelError, config_facts, default_gguf, default_model_dir,  # noqa: F401
+                            resolve_source)
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+# ---- device and number format --------------------------------------------------------------
+
+def _cpu_memory_gb() -> tuple[float, float]:
+    """(total, available) RAM in GB; /proc/meminfo where it exists, sysconf otherwise."""
+    total = free = 0.0
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            info = {line.split(":")[0]: float(line.split()[1]) * 1024 for line in f if ":" in line}
+        total, free = info.get("MemTotal", 0.0), info.get("MemAvailable", info.get("MemFree", 0.0))
+    except (OSError, ValueError, IndexError):
+        try:
+            page = os.sysconf("SC_PAGE_SIZE")
+            total = page * os.sysconf("SC_PHYS_PAGES")
+            free = page * os.sysconf("SC_AVPHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            pass
+    return total / 1e9, free / 1e9
+
+
+def _gpu_has_bf16() -> bool:
+    # Native bf16 needs compute capability 8.0 (Ampere) or newer; older cards only emulate it slowly.
+    return torch.cuda.is_available() and torch.cuda.get_device_capability(0)[0] >= 8
+
+
+def device_info() -> dict:
+    """The device training will use: ``device`` ('cuda'|'cpu'), ``name``, ``total_gb``, ``free_gb``, ``bf16``, ``note``."""
+    if torch.cuda.is_available():
+        try:
+            free, total = torch.cuda.mem_get_info(0)
+        except RuntimeError:
+            free, total = 0, torch.cuda.get_device_properties(0).total_memory
+        return {"device": "cuda", "name": torch.cuda.get_device_name(0), "total_gb": round(total / 1e9, 2),
+                "free_gb": round(free / 1e9, 2), "bf16": _gpu_has_bf16(),
+                "note": "" if _gpu_has_bf16() else "This GPU has no fast bfloat16: float16 is used."}
+    total, free = _cpu_memory_gb()
+    return {"device": "cpu", "name": f"CPU ({os.cpu_count() or 1} cores)", "total_gb": round(total, 2),
+            "free_gb": round(free, 2), "bf16": False, "note": "CPU only: training will be slow"}
+
+
+def dtype_and_note(model_cfg: ModelConfig) -> tuple[torch.dtype, str]:
+    """The compute dtype for ``model_cfg.compute_dtype`` on this machine, and a note when it differs."""
+    choice = model_cfg.compute_dtype
+    if not torch.cuda.is_available():
+        if choice in ("bfloat16", "float16"):
+            # bf16/fp16 matmuls on a CPU are emulated and about 20x slower than float32.
+            return torch.float32, f"{choice} is slow on a CPU, so float32 is used instead."
+        return torch.float32, ""
+    if choice == "auto":
+        return (torch.bfloat16 if _gpu_has_bf16() else torch.float16), ""
+    if choice == "bfloat16" and not _gpu_has_bf16():
+        return torch.float16, "This GPU has no native bfloat16, so float16 is used instead."
+    return _DTYPES.get(choice, torch.float32), ""
+
+
+def resolve_dtype(model_cfg: ModelConfig) -> torch.dtype:
+    """auto → bf16 on GPUs that have it, fp16 on older GPUs, fp32 on a CPU (any 16-bit choice too)."""
+    dtype, note = dtype_and_note(model_cfg)
+    if note:
+        log.warning(note)
+    return dtype
+
+
+# ---- tokenizer and model ----------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _friendly_errors(name: str, quantization: str = "none") -> Iterator[None]:
+    """Turn the errors a user can cause while loading into ModelError."""
+    try:
+        yield
+    except ModelError:
+        raise
+    except torch.cuda.OutOfMemoryError:
+        _free_gpu()
+        raise ModelError(_oom_message(name, quantization)) from None
+    except MemoryError:
+        raise ModelError(_oom_message(name, quantization)) from None
+    except (ValueError, OSError, RuntimeError, KeyError, ImportError) as e:
+        text = str(e)
+        low = text.lower()
+        if "out of memory" in low or "can't allocate memory" in low or "not enough memory" in low:
+            _free_gpu()
+            raise ModelError(_oom_message(name, quantization)) from None
+        if "trust_remote_code" in text or "custom code" in low:
+            raise ModelError(f"{name} needs to run Python code that ships with the model. "
+                             "Tick 'trust remote code' only if you trust the authors.") from None
+        if "bitsandbytes" in low:
+            raise ModelError(f"Quantized loading needs the bitsandbytes package ({text.splitlines()[0] if text else ''}). "
+                             "Install it with `pip install bitsandbytes`, or choose quantization 'none'.") from None
+        first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+        raise ModelError(f"Could not load {name}: {first}") from None
+
+
+def _oom_message(name: str, quantization: str) -> str:
+    hint = ("Choose quantization '4bit-nf4' (QLoRA), which needs about a quarter of the memory, or a smaller model."
+            if quantization in ("none", "8bit") else "Choose a smaller model, or close other programs using the GPU.")
+    return f"Not enough memory to load {name}. {hint}"
+
+
+def _free_gpu() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def load_tokenizer(model_cfg: ModelConfig) -> Any:
+    """The model's tokenizer with a pad token (eos, else unk, else bos: no new tokens are added)."""
+    from transformers import AutoTokenizer
+
+    folder = resolve_source(model_cfg.source, model_cfg.trust_remote_code)
+    with _friendly_errors(model_cfg.source):
+        tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=model_cfg.trust_remote_code)
+    if tok.pad_token is None:
+        # A new token would need a resized embedding matrix, which LoRA does not train; reuse one.
+        for candidate in ("eos_token", "unk_token", "bos_token"):
+            if getattr(tok, candidate, None) is not None:
+                tok.pad_token = getattr(tok, candidate)
+                break
+        else:
+            raise ModelError(f"The tokenizer of {model_cfg.source} has no end-of-text, unknown or start token "
+                             "to use for padding, so batches cannot be built. Choose another model.")
+    return tok
+
+
+def _quantization_config(model_cfg: ModelConfig, dtype: torch.dtype) -> Any:
+    if model_cfg.quantization == "none":
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ModelError("Quantization needs the bitsandbytes package: `pip install bitsandbytes`, "
+                         "or choose quantization 'none'.") from None
+    from transformers import BitsAndBytesConfig
+
+    if model_cfg.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=model_cfg.quantization.split("-")[1],
+                              bnb_4bit_use_double_quant=model_cfg.double_quant, bnb_4bit_compute_dtype=dtype)
+
+
+def load_model(model_cfg: ModelConfig, for_training: bool = True) -> Any:
+    """The base model on ``cuda`` (if present) or ``cpu``, in the resolved dtype, quantized as configured.
+
+    bitsandbytes 0.50 runs 4-bit (NF4/FP4) and 8-bit layers on a CPU too, including backward through
+    LoRA, so no quantization is refused on a CPU (it is only slow there).
+    """
+    from transformers import AutoModelForCausalLM
+
+    folder = resolve_source(model_cfg.source, model_cfg.trust_remote_code)
+    dtype = resolve_dtype(model_cfg)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    quant = _quantization_config(model_cfg, dtype)
+    if device == "cpu" and model_cfg.quantization == "8bit":
+        # It works (bitsandbytes 0.50 has CPU int8 kernels) but measured 10-30x slower per step than 'none'.
+        log.warning("8-bit on a CPU works but is very slow; '4bit-nf4' or 'none' train much faster here.")
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": model_cfg.trust_remote_code}
+    if any(Path(folder).glob("*.safetensors")):
+        kwargs["use_safetensors"] = True      # never unpickle a .bin when a safe twin exists
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": 0 if device == "cuda" else "cpu"}
+    with _friendly_errors(model_cfg.source, model_cfg.quantization), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*cast from torch.float32 to float16.*")
+        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+        if quant is None:
+            model.to(device)
+    if for_training:
+        model.config.use_cache = False   # no KV cache is needed while training; it only costs memory
+    else:
+        model.eval()
+    return model
+
+
+# ---- LoRA ---------------------------------------------------------------------------------------
+
+def _linear_classes() -> tuple[type, ...]:
+    from transformers.pytorch_utils import Conv1D   # GPT-2 style "linear" layers
+
+    return (torch.nn.Linear, Conv1D)    # bnb Linear4bit / Linear8bitLt subclass nn.Linear
+
+
+def linear_module_names(model: Any) -> list[str]:
+    """Sorted unique leaf names of the linear layers LoRA can target (``q_proj``, ...), without the output head."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    names = set()
+    for full, module in base.named_modules():
+        if not isinstance(module, _linear_classes()) or module is head:
+            continue
+        parts = full.split(".")
+        if any(p.startswith("lora_") for p in parts):       # LoRA's own A/B matrices
+            continue
+        if parts[-1] == "base_layer" and len(parts) > 1:     # a layer already wrapped by LoRA
+            parts = parts[:-1]
+        if parts[-1] != "lm_head":
+            names.add(parts[-1])
+    return sorted(names)
+
+
+def _numel(p: torch.nn.Parameter) -> int:
+    if type(p).__name__ == "Params4bit":
+        # Two 4-bit values are packed per byte of storage, so numel() shows half (or less).
+        shape = getattr(getattr(p, "quant_state", None), "shape", None)
+        return int(shape.numel()) if shape is not None else p.numel() * 2 * p.element_size()
+    return p.numel()
+
+
+def parameter_counts(model: Any) -> dict:
+    """``total`` and ``trainable`` parameters (4-bit packed weights counted as real weights)."""
+    total = trainable = 0
+    for p in model.parameters():
+        n = _numel(p)
+        total += n
+        if p.requires_grad:
+            trainable += n
+    return {"total": total, "trainable": trainable}
+
+
+def _enable_checkpointing(model: Any) -> None:
+    # Non-reentrant checkpointing lets gradients reach LoRA weights without forcing input grads.
+    kwargs = {"use_reentrant": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def apply_lora(model: Any, lora_cfg: LoraConfig, quantized: bool, gradient_checkpointing: bool) -> Any:
+    """Wrap ``model`` in LoRA adapters (a PeftModel); only the adapters are trainable.
+
+    Target modules are checked against the model first, so a typo gives a ConfigError naming the
+    layers that do exist.
+    """
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    names = linear_module_names(model)
+    if not names:
+        raise ModelError("This model has no linear layers that LoRA can adapt.")
+    validate(StudioConfig(lora=lora_cfg), names)   # the same message as config validation
+    if quantized:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            model = prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif gradient_checkpointing:
+        _enable_checkpointing(model)
+    if gradient_checkpointing:
+        model.config.use_cache = False
+    target = lora_cfg.target_modules
+    peft_cfg = PeftLoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
+                              target_modules="all-linear" if target == "all-linear" else list(target),
+                              use_dora=lora_cfg.use_dora, use_rslora=lora_cfg.use_rslora, bias=lora_cfg.bias,
+                              task_type="CAUSAL_LM")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)   # transformers 5 renames inside peft
+            return get_peft_model(model, peft_cfg)
+    except ValueError as e:
+        raise ConfigError(f"LoRA cannot be applied with these settings: {str(e).splitlines()[0]}") from None
+
+
+# ---- memory estimate ------------------------------------------------------------------------------
+
+# Bytes of optimizer state per trainable parameter (Adam keeps two moments).
+_OPTIMIZER_BYTES = {"adamw_torch": 8, "paged_adamw_32bit": 8, "adamw_8bit": 2, "paged_adamw_8bit": 2,
+                    "sgd": 0, "adafactor": 1}
+_ATTN = ("q_proj", "k_proj", "v_proj", "o_proj", "query", "key", "value", "dense", "c_attn", "qkv_proj", "out_proj")
+
+
+def _lora_params(lora_cfg: LoraConfig, hidden: int, inter: int, layers: int) -> int:
+    """LoRA adds r x (in + out) per adapted layer; attention layers are h->h, MLP layers h<->intermediate."""
+    targets = lora_cfg.target_modules
+    if targets == "all-linear":
+        per_layer = 4 * 2 * hidden + 3 * (hidden + inter)
+    else:
+        per_layer = sum(2 * hidden if t in _ATTN else hidden + inter for t in targets)
+    return lora_cfg.r * per_layer * layers
+
+
+def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfig, training_cfg: TrainingConfig,
+                    data_cfg: DataConfig, hidden_size: int, num_layers: int, *, vocab_size: int = 0,
+                    intermediate_size: int = 0, device: dict | None = None) -> dict:
+    """A rough but honest estimate (GB) of the memory a LoRA run needs, and whether it fits.
+
+    With P parameters, E = vocab x hidden embedding weights, h hidden, L layers, b batch, s max length,
+    a bytes per activation (2 for 16-bit, 4 for float32):
+    - weights: P x 2 (or 4 on a CPU) bytes; 8-bit: (P-E) x 1 + E x 4; 4-bit: (P-E) x 4.13 bits
+      (4.5 without double quantization) + E x 4 (kbit preparation keeps embeddings in float32);
+    - adapters: N = r x layers x sum(in + out) over target layers, times 8 bytes (fp32 weight + grad)
+      plus the optimizer state (Adam: 8 bytes, 8-bit Adam: 2);
+    - activations: b x s x h x L x 20 values (attention without the s^2 matrix, MLP, LoRA dropout
+      copies); with gradient checkpointing only each layer's input is kept: b x s x h x (L + 20);
+    - logits: b x s x vocab x (a + 8) bytes (logits, their float32 copy for the loss, its gradient);
+    - overhead: 0.75 GB on a GPU (CUDA context, allocator slack), 0.5 GB on a CPU.
+    The real figure moves with the attention kernel, fragmentation and sequence lengths in the data.
+    """
+    dev = device or device_info()
+    on_gpu = dev.get("device") == "cuda"
+    act_bytes = 4 if not on_gpu else 2
+    embed = vocab_size * hidden_size
+    quant = model_cfg.quantization
+    if quant == "none":
+        weights = num_params * act_bytes
+    elif quant == "8bit":
+        weights = (num_params - embed) * 1 + embed * 4
+    else:
+        bits = 4 + (0.127 if model_cfg.double_quant else 0.5)
+        weights = (num_params - embed) * bits / 8 + embed * 4
+    inter = intermediate_size or 4 * hidden_size
+    n_lora = _lora_params(lora_cfg, hidden_size, inter, num_layers)
+    adapters = n_lora * (8 + _OPTIMIZER_BYTES.get(training_cfg.optimizer, 8))
+    tokens = training_cfg.batch_size * data_cfg.max_length
+    kept_layers = 1 if training_cfg.gradient_checkpointing else 20
+    per_layer_values = kept_layers * num_layers + (20 if training_cfg.gradient_checkpointing else 0)
+    activations = tokens * hidden_size * per_layer_values * act_bytes
+    logits = tokens * vocab_size * (act_bytes + 8)
+    overhead = 0.75e9 if on_gpu else 0.5e9
+    parts = {"weights": weights, "adapters_and_optimizer": adapters, "activations": activations,
+             "logits": logits, "overhead": overhead}
+    total = sum(parts.values()) / 1e9
+    free = float(dev.get("free_gb") or 0.0)
+    return {"parts": {k: round(v / 1e9, 3) for k, v in parts.items()}, "total_gb": round(total, 2),
+            "free_gb": free, "fits": total <= free, "device": dev.get("device", "cpu"), "lora_params": n_lora}
+
+
+# ---- summary --------------------------------------------------------------------------------------
+
+def quantization_of(model: Any) -> str:
+    """'4bit-nf4', '4bit-fp4', '8bit' or 'none' for a loaded model."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    q = getattr(base.config, "quantization_config", None)
+    if q is None:
+        return "none"
+    get = (lambda k: q.get(k)) if isinstance(q, dict) else (lambda k: getattr(q, k, None))
+    if get("load_in_4bit"):
+        return f"4bit-{get('bnb_4bit_quant_type') or 'fp4'}"
+    if get("load_in_8bit"):
+        return "8bit"
+    return str(get("quant_method") or "none")
+
+
+def model_summary(model: Any, tokenizer: Any) -> dict:
+    """What the UI shows about a loaded model: architecture, size, context, template, LoRA targets."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = base.config
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    counts = parameter_counts(model)
+    return {
+        "architecture": (getattr(cfg, "architectures", None) or [type(base).__name__])[0],
+        "params": counts["total"],
+        "trainable_params": counts["trainable"],
+        "context_length": getattr(cfg, "max_position_embeddings", None),
+        "has_chat_template": has_template,
+        "template": "model" if has_template else "chatml fallback",
+        "linear_modules": linear_module_names(model),
+        "dtype": str(getattr(base, "dtype", "")).replace("torch.", ""),
+        "quantization": quantization_of(model),
+        "device": str(getattr(base, "device", "cpu")),
+    }
