@@ -335,7 +335,7 @@ def download(repo_id: str, trust_remote_code: bool = False) -> Path:
         return folder
     try:
         # A quick look-up first: it answers within seconds and tells us which files exist.
-        info = _within(HUB_PROBE_SECONDS + 2, lambda: HfApi().model_info(repo_id, timeout=HUB_PROBE_SECONDS))
+        info = _within(HUB_PROBE_SECONDS * 2, lambda: HfApi().model_info(repo_id, timeout=HUB_PROBE_SECONDS))
     except hub_errors.GatedRepoError:
         raise ModelError(_gated_message(repo_id)) from None
     except hub_errors.RepositoryNotFoundError:
