@@ -121,6 +121,21 @@ def _has_cuda() -> bool:
         return False
 
 
+def warm_up() -> None:
+    """Import the engine (torch, transformers...) in the background while the server starts, so the
+    first clicks do not wait ten seconds for imports. A failing import is reported by the action that needs it."""
+    import importlib
+    import threading
+
+    def run() -> None:
+        for name in ("studio.models", "studio.jobs", "studio.data.pipeline", "studio.inference"):
+            try:
+                importlib.import_module(name)
+            except Exception:
+                pass
+    threading.Thread(target=run, name="engine-warm-up", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     auth = parse_auth(args.auth)
@@ -133,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         raise SystemExit(str(e)) from None
 
+    warm_up()
     from studio.ui.app import AppOptions, build_app, css
 
     demo = build_app(AppOptions(config=cfg, preset=preset, lang=args.lang))

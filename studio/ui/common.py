@@ -30,7 +30,8 @@ def _user_error_types() -> tuple[type, ...]:
 
     found: list[type] = []
     for mod, names in (("studio.config", ("ConfigError",)), ("studio.data.types", ("DataError",)),
-                       ("studio.models", ("ModelError",)), ("studio.jobs", ("JobBusy", "JobError"))):
+                       ("studio.models", ("ModelError",)), ("studio.jobs", ("JobBusy", "DeviceBusy")),
+                       ("studio.inference", ("ChatError",))):
         try:
             m = importlib.import_module(mod)
         except Exception:  # an engine module that is missing must not take the UI down

@@ -2,8 +2,8 @@
 config's field help (the English help lives once, in ``studio/config.py``). {name} are placeholders."""
 
 TEXT: dict[str, tuple[str, str]] = {
-    "app.title": ("## 🎛️ Fine-tune Studio\nLoRA / QLoRA fine-tuning on your own data, no code needed.",
-                  "## 🎛️ 微调工作室\n用你自己的数据做 LoRA / QLoRA 微调，无需写代码。"),
+    "app.title": ("## Fine-tune Studio\nLoRA / QLoRA fine-tuning on your own data, no code needed.",
+                  "## 微调工作室\n用你自己的数据做 LoRA / QLoRA 微调，无需写代码。"),
     # tabs
     "tab.model": ("1 · Model", "1 · 模型"),
     "tab.data": ("2 · Data", "2 · 数据"),
@@ -90,9 +90,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "choice.overlong.truncate": ("Cut", "截断"),
     "choice.overlong.drop": ("Leave out", "丢弃"),
     # model tab
-    "warn.remote_code": ("⚠️ **Remote code runs Python from the model's authors on this computer.** "
+    "warn.remote_code": ("⚠ **Remote code runs Python from the model's authors on this computer.** "
                          "Only allow it for models from people you trust.",
-                         "⚠️ **远程代码会在本机运行模型作者提供的 Python 代码。** 只对你信任的来源开启。"),
+                         "⚠ **远程代码会在本机运行模型作者提供的 Python 代码。** 只对你信任的来源开启。"),
     "model.load": ("Check model", "检查模型"),
     "model.load_note": ("Loads the model once to describe it, then frees the memory.",
                         "加载一次模型以查看信息，随后释放内存。"),
@@ -113,9 +113,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "model.loaded_as": ("Loaded as", "已加载为"),
     "mem.title": ("Memory estimate", "显存/内存估算"),
     "mem.line": ("needs about {need:.1f} GB, {free:.1f} GB free", "约需 {need:.1f} GB，可用 {free:.1f} GB"),
-    "mem.fits": ("✅ should fit", "✅ 应该够用"),
-    "mem.too_big": ("⚠️ probably too much: try 4-bit, a smaller batch or a shorter max length",
-                    "⚠️ 可能不够：试试 4 位量化、更小的批大小或更短的最大长度"),
+    "mem.fits": ("✓ should fit", "✓ 应该够用"),
+    "mem.too_big": ("⚠ probably too much: try 4-bit, a smaller batch or a shorter max length",
+                    "⚠ 可能不够：试试 4 位量化、更小的批大小或更短的最大长度"),
     "mem.weights": ("weights", "权重"),
     "mem.adapters_and_optimizer": ("adapters+optimizer", "适配器+优化器"),
     "mem.activations": ("activations", "激活值"),
@@ -209,6 +209,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "chat.empty": ("Type a message first.", "请先输入消息。"),
     "chat.no_run": ("No finished run yet: train one on the Train tab first.", "还没有完成的运行：请先在“训练”页训练一个。"),
     "chat.loading": ("Loading the model…", "正在加载模型…"),
+    "chat.no_answer": ("(no answer: the model ended its turn at once)", "（无回答：模型立即结束了回复）"),
     "chat.thinking": ("Writing…", "生成中…"),
     # runs tab
     "runs.select": ("Compare loss curves", "对比损失曲线"),

@@ -8,6 +8,7 @@ Everything here is plain Python (no gradio), kept out of the tab modules so they
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 import time
@@ -18,6 +19,7 @@ from typing import Any
 from studio import paths
 from studio.config import ConfigError, ModelConfig, StudioConfig
 
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ (?P<level>[A-Z]+) (?P<name>\S+?):")
 UPLOAD_EXTS = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
 
 
@@ -172,14 +174,23 @@ class Services:
 
     @staticmethod
     def log_tail(run_dir: str, lines: int = 40) -> str:
+        """The end of a run's train.log, without the libraries' INFO chatter (config dumps, file
+        lists): the studio's own notes, and every warning or error with its traceback."""
         try:
             with open(Path(run_dir) / "train.log", "rb") as f:
                 f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 64 * 1024))
+                f.seek(max(0, f.tell() - 256 * 1024))
                 text = f.read().decode("utf-8", errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        kept, keep = [], False
+        for line in text.splitlines():
+            m = _LOG_LINE.match(line)
+            if m:
+                keep = m.group("name").startswith("studio") or m.group("level") in ("WARNING", "ERROR", "CRITICAL")
+            if keep:
+                kept.append(line)
+        return "\n".join(kept[-lines:])
 
     # ---- runs ---------------------------------------------------------------------------
     def all_runs(self) -> list[dict]:

@@ -15,7 +15,7 @@ import gradio as gr
 from studio import paths
 
 from . import views
-from .common import GPU, guarded, history_to_messages
+from .common import GPU, history_to_messages, warn
 from .i18n import t
 
 
@@ -37,11 +37,12 @@ def build(ctx) -> SimpleNamespace:
     ui = SimpleNamespace()
     with gr.Tab(label=L("tab.chat"), id="chat", elem_id="tab-chat") as ui.tab:
         L.add(ui.tab, label="tab.chat")
-        with gr.Row(equal_height=True):
-            ui.run = L.make(gr.Dropdown, label="chat.run", info="chat.run_info", choices=[], value=None,
-                            elem_id="chat-run", scale=3, allow_custom_value=True)
-            ui.refresh = L.make(gr.Button, text="common.refresh", size="sm", scale=0, min_width=100,
-                                elem_id="chat-refresh")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                ui.run = L.make(gr.Dropdown, label="chat.run", info="chat.run_info", choices=[], value=None,
+                                elem_id="chat-run", allow_custom_value=True)
+                ui.refresh = L.make(gr.Button, text="common.refresh", size="sm", elem_id="chat-refresh",
+                                    elem_classes=["inline-btn"])
             ui.mode = L.make(gr.Radio, label="chat.mode", choices=[("chat.mode.compare", "compare"),
                                                                    ("chat.mode.tuned", "tuned")],
                              value="compare", elem_id="chat-mode", scale=2)
@@ -88,10 +89,17 @@ def wire(ctx) -> None:
     ui.mode.change(lambda m: gr.update(visible=m == "compare"), ui.mode, ui.base, queue=False,
                    show_progress="hidden", api_visibility="private")
 
-    @guarded(4)
     def chat(message, base_hist, tuned_hist, run, mode, lang, *values):
         """Answer ``message`` with the tuned model, and with the base model too in side-by-side mode.
-        Streams; returns (base chat, tuned chat, cleared input, status)."""
+        Streams; returns (base chat, tuned chat, cleared input, status). On any error the chats go
+        back to how they were and the message returns to the input box, with the reason shown."""
+        try:
+            yield from answer(message, base_hist, tuned_hist, run, mode, lang, *values)
+        except Exception as e:  # noqa: BLE001 - never a traceback; nothing typed is lost
+            msg = warn(e, lang)
+            yield list(base_hist or []), list(tuned_hist or []), message, "✗ " + msg
+
+    def answer(message, base_hist, tuned_hist, run, mode, lang, *values):
         message = (message or "").strip()
         if not message:
             yield gr.skip(), gr.skip(), gr.skip(), t("chat.empty", lang)
@@ -108,10 +116,15 @@ def wire(ctx) -> None:
         for side, _ in sides:
             hist[side] = hist[side] + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         yield hist["base"], hist["tuned"], "", t("chat.thinking", lang)
+        session.generation = gen   # one answer at a time (GPU slot), so setting it per request is safe
         for side, use_adapter in sides:
-            for text in session.stream(prior[side], message, use_adapter=use_adapter, generation=gen):
+            text = ""
+            for piece in session.stream(prior[side], message, use_adapter=use_adapter):
+                text += piece
                 hist[side][-1] = {"role": "assistant", "content": text}
                 yield hist["base"], hist["tuned"], gr.skip(), gr.skip()
+            if not text.strip():
+                hist[side][-1] = {"role": "assistant", "content": t("chat.no_answer", lang)}
         yield hist["base"], hist["tuned"], gr.skip(), ""
 
     inputs = [ui.input, ui.base, ui.tuned, ui.run, ui.mode, ctx.lang] + B.inputs

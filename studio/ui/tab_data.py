@@ -91,7 +91,7 @@ def wire(ctx) -> None:
         return (views.data_summary(report, cfg.data, lang),
                 gr.update(value=views.problems_frame(report.problems, lang), visible=bool(report.problems)),
                 hist, table, pg, page_text, gr.update(open=not known), *col_updates,
-                gr.update(value=1, maximum=max(1, report.rows)), info, segments)
+                gr.update(value=1, maximum=max(1, len(report.preview_marked))), info, segments)
 
     def _example(cfg, n, lang):
         try:

@@ -37,7 +37,7 @@ def build(ctx) -> SimpleNamespace:
             with gr.Column(scale=2):
                 ui.device = gr.Markdown(elem_id="model-device", elem_classes=["card"])
                 ui.summary = gr.Markdown(L("model.not_loaded"), elem_id="model-summary", elem_classes=["card"])
-                ui.memory = gr.Markdown("", elem_id="model-memory", elem_classes=["card"])
+                ui.memory = gr.Markdown("", elem_id="model-memory", elem_classes=["card"], visible=False)
     return ui
 
 
@@ -56,7 +56,8 @@ def wire(ctx) -> None:
         B.module_choices = list(summary.get("linear_names") or B.module_choices)
         current = B.to_overrides(values)["lora"]["target_modules"]
         sel = ["all-linear"] if current == "all-linear" else [m for m in current if m in B.module_choices]
-        return (views.model_summary(summary, lang), views.memory(svc.memory(cfg), lang),
+        mem = views.memory(svc.memory(cfg), lang)
+        return (views.model_summary(summary, lang), gr.update(value=mem, visible=bool(mem)),
                 gr.update(choices=["all-linear"] + B.module_choices, value=sel or ["all-linear"]))
 
     B.named(load_model, "lang")

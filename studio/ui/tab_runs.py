@@ -49,8 +49,9 @@ def wire(ctx) -> None:
                 gr.update(choices=choices, value=opened), svc.run_config_text(opened) if opened else "")
 
     outs = [ui.table, ui.select, ui.open, ui.config]
-    ui.refresh.click(list_runs, [ctx.lang, ui.select, ui.open], outs, api_name="list_runs")
-    ui.tab.select(list_runs, [ctx.lang, ui.select, ui.open], outs, api_visibility="private")
+    ui.refresh.click(list_runs, [ctx.lang, ui.select, ui.open], outs, api_name="list_runs", show_progress="hidden")
+    ui.tab.select(list_runs, [ctx.lang, ui.select, ui.open], outs, api_visibility="private",
+                  show_progress="hidden")
     ctx.on_load.append((list_runs, [ctx.lang, ui.select, ui.open], outs))
 
     @guarded(1)

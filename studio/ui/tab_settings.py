@@ -33,12 +33,16 @@ def build(ctx) -> SimpleNamespace:
     ui = SimpleNamespace()
     with gr.Tab(label=L("tab.settings"), id="settings", elem_id="tab-settings") as ui.tab:
         L.add(ui.tab, label="tab.settings")
-        with gr.Row(equal_height=True):
-            ui.preset = L.make(gr.Dropdown, label="settings.preset", choices=preset_choices(),
-                               value=ctx.options.preset, info="settings.preset_info", elem_id="settings-preset",
-                               scale=2)
-            ui.preset_summary = gr.Markdown(views.preset_summary(ctx.options.preset, L.lang),
-                                            elem_id="settings-preset-summary")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                ui.preset = L.make(gr.Dropdown, label="settings.preset", choices=preset_choices(),
+                                   value=ctx.options.preset, info="settings.preset_info", elem_id="settings-preset")
+                ui.preset_summary = gr.Markdown(views.preset_summary(ctx.options.preset, L.lang),
+                                                elem_id="settings-preset-summary")
+            with gr.Column(scale=2, min_width=260):
+                ui.save_name = L.make(gr.Textbox, label="settings.save_name",
+                                      placeholder="settings.save_placeholder", elem_id="settings-save-name")
+                ui.save_btn = L.make(gr.Button, text="settings.save", size="sm", elem_id="settings-save-btn")
         with L.add(gr.Accordion(L("settings.lora"), open=True), label="settings.lora"):
             with gr.Row():
                 B.widget("lora", "r")
@@ -86,10 +90,6 @@ def build(ctx) -> SimpleNamespace:
                    label="settings.command"):
             ui.command = gr.Code(value=views.command_text(ctx.initial, L.lang), language="shell", interactive=False,
                                  lines=4, elem_id="settings-command")
-        with gr.Row(equal_height=True):
-            ui.save_name = L.make(gr.Textbox, label="settings.save_name", placeholder="settings.save_placeholder",
-                                  elem_id="settings-save-name", scale=2)
-            ui.save_btn = L.make(gr.Button, text="settings.save", elem_id="settings-save-btn", scale=1)
     return ui
 
 
@@ -123,11 +123,14 @@ def wire(ctx) -> None:
             cfg = B.to_config(values)
         except Exception as e:  # a half-typed number: say so where the YAML would be
             return f"# {e}", gr.skip(), gr.skip()
-        return cfg.to_yaml(), views.command_text(cfg, lang), views.memory(svc.memory(cfg), lang)
+        mem = views.memory(svc.memory(cfg), lang)
+        return cfg.to_yaml(), views.command_text(cfg, lang), gr.update(value=mem, visible=bool(mem))
 
-    triggers = [w.change for w in B.inputs] + [ctx.lang.change]
+    triggers = [w.change for w in B.inputs] + [ctx.lang.change, ctx.model.load_btn.click]
     gr.on(triggers, show_config, [ctx.lang] + B.inputs, [ui.yaml, ui.command, ctx.model.memory],
           trigger_mode="always_last", show_progress="hidden", api_visibility="private", queue=False)
+
+    ctx.on_load.append((show_config, [ctx.lang] + B.inputs, [ui.yaml, ui.command, ctx.model.memory]))
 
     @guarded(1)
     def download(lang, *values):

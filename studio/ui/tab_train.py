@@ -25,12 +25,15 @@ def build(ctx) -> SimpleNamespace:
     with gr.Tab(label=L("tab.train"), id="train", elem_id="tab-train") as ui.tab:
         L.add(ui.tab, label="tab.train")
         L.make(gr.Markdown, text="intro.train", elem_classes=["intro"])
-        with gr.Row(equal_height=True):
-            ui.name = B.widget("", "name", scale=3)
-            ui.start_btn = L.make(gr.Button, text="train.start", variant="primary", elem_id="start-btn",
-                                  scale=1, min_width=140)
-            ui.stop_btn = L.make(gr.Button, text="train.stop", variant="stop", elem_id="stop-btn",
-                                 scale=1, min_width=140)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                ui.name = B.widget("", "name")
+            with gr.Column(scale=2, min_width=300):
+                with gr.Row():
+                    ui.start_btn = L.make(gr.Button, text="train.start", variant="primary", elem_id="start-btn",
+                                          size="lg", min_width=140)
+                    ui.stop_btn = L.make(gr.Button, text="train.stop", variant="stop", elem_id="stop-btn",
+                                         size="lg", min_width=100)
         ui.status = gr.Markdown(L("train.idle"), elem_id="train-status", elem_classes=["card", "status"])
         ui.progress = gr.HTML(views.progress_html(None, L.lang), elem_id="train-progress")
         ui.plot = L.make(gr.Plot, label="train.plot", elem_id="loss-plot")

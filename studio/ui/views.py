@@ -17,8 +17,9 @@ from studio.config import StudioConfig
 from .bindings import command_for
 from .i18n import t
 
-STATE_ICONS = {"pending": "⏳", "loading": "⏳", "training": "🏃", "saving": "💾", "done": "✅",
-               "stopped": "⏹️", "failed": "❌", "interrupted": "⚠️"}
+# Symbols every system font has (emoji fonts are often missing on Linux servers).
+STATE_ICONS = {"pending": "…", "loading": "…", "training": "▶", "saving": "●", "done": "✓",
+               "stopped": "■", "failed": "✗", "interrupted": "⚠"}
 
 
 def _num(n: Any) -> str:
@@ -88,7 +89,7 @@ def data_summary(report: Any, data_cfg: Any, lang: str) -> str:
     split = t("data.split", lang, train=report.rows - n_val, val=n_val)
     lines = [f"**{head}**", split]
     if report.format in ("unknown",) or report.rows == 0:
-        lines.append("⚠️ " + (report.message or t("data.no_rows", lang)))
+        lines.append("⚠ " + (report.message or t("data.no_rows", lang)))
     if report.problems:
         lines.append(t("data.problem_count", lang, n=len(report.problems)))
     stats = report.token_stats or {}
@@ -143,7 +144,7 @@ def command_text(cfg: StudioConfig, lang: str) -> str:
 
 # ---- Train tab ------------------------------------------------------------------------------
 def status_error(message: str, lang: str) -> str:
-    return f"❌ **{t('train.refused', lang)}**  \n{html.escape(message)}"
+    return f"✗ **{t('train.refused', lang)}**  \n{html.escape(message)}"
 
 
 def job_status(status: dict, lang: str) -> str:
@@ -151,7 +152,7 @@ def job_status(status: dict, lang: str) -> str:
     head = f"{STATE_ICONS.get(state, '')} **{t('state.' + state, lang)}** · `{status.get('name', '')}`"
     lines = [head, html.escape(status.get("message") or "")]
     if status.get("hint"):
-        lines.append(f"💡 {html.escape(status['hint'])}")
+        lines.append(f"ℹ {html.escape(status['hint'])}")
     return "  \n".join(lines)
 
 
