@@ -24,10 +24,10 @@ PAIRS = [
 ]
 
 
-def write_data(folder: Path, n: int = 8) -> Path:
+def write_data(folder: Path, n: int = 8, pairs: list | None = None) -> Path:
     path = Path(folder) / "faq.jsonl"
     with open(path, "w", encoding="utf-8") as f:
-        for q, a in (PAIRS * 4)[:n]:
+        for q, a in ((pairs or PAIRS) * 32)[:n]:
             f.write(json.dumps({"messages": [{"role": "user", "content": q},
                                              {"role": "assistant", "content": a}]}) + "\n")
     return path

@@ -1,0 +1,110 @@
+"""Chat with a run: base vs tuned from one loaded model, streaming, history, the run's own template."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from transformers import LlamaForCausalLM
+
+from studio.config import GenerationConfig
+from test_training_job import PAIRS, make_cfg, write_data
+
+GEN = GenerationConfig(max_new_tokens=16, temperature=0.0, repetition_penalty=1.0)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_dir):
+    """A run trained from the tiny model folder, loaded the way the CLI does it (no injection)."""
+    from studio.training import TrainingJob
+
+    tmp = tmp_path_factory.mktemp("inference")
+    cfg = make_cfg(write_data(tmp, pairs=PAIRS[:2]), max_steps=30, learning_rate=0.01)
+    cfg.lora.r, cfg.lora.alpha = 16, 32
+    cfg.model.source = str(tiny_dir)
+    job = TrainingJob(cfg, tmp / "run").start()
+    assert job.join(120) and job.state == "done", job.message
+    return job
+
+
+class Counter:
+    def __init__(self, monkeypatch):
+        self.n = 0
+        original = LlamaForCausalLM.__init__
+
+        def counting(model, *a, **kw):
+            self.n += 1
+            original(model, *a, **kw)
+        monkeypatch.setattr(LlamaForCausalLM, "__init__", counting)
+
+
+def test_compare_answers_from_one_base_and_the_base_is_the_untuned_model(trained_run, tiny_dir, monkeypatch):
+    from studio.inference import ChatSession
+    from studio.jobs import DeviceLock
+    from transformers import AutoModelForCausalLM
+
+    count = Counter(monkeypatch)
+    chat = ChatSession.from_run(trained_run.run_dir, generation=GEN, device_lock=DeviceLock())
+    assert count.n == 1                                   # one model object: the base under the adapter
+    question = "What is the warranty?"
+    base, tuned = chat.compare(question)
+    assert count.n == 1                                   # comparing loads nothing more
+    assert base != tuned
+
+    plain = AutoModelForCausalLM.from_pretrained(str(tiny_dir))
+    reference = ChatSession(plain, chat.tokenizer, chat.chat_template, GEN, DeviceLock())
+    assert reference.reply([], question) == base
+    # The tuned side learned the training answer's start.
+    assert tuned.startswith("Two years")
+
+
+def test_from_job_uses_the_model_in_memory(trained_run, monkeypatch):
+    from studio.inference import ChatSession
+    from studio.jobs import DeviceLock
+
+    count = Counter(monkeypatch)
+    chat = ChatSession.from_job(trained_run, generation=GEN, device_lock=DeviceLock())
+    assert count.n == 0 and chat.model is trained_run.model
+    assert chat.chat_template == trained_run.data.chat_template
+    assert chat.reply([], "What is the warranty?").startswith("Two years")
+
+
+def test_stream_gives_pieces_and_each_side_keeps_its_history(trained_run):
+    from studio.inference import ChatSession
+    from studio.jobs import DeviceLock
+
+    chat = ChatSession.from_job(trained_run, generation=GEN, device_lock=DeviceLock(), system_prompt="Be brief.")
+    pieces = list(chat.stream([], "What is the warranty?"))
+    assert len(pieces) > 1 and "".join(pieces).strip() == chat.reply([], "What is the warranty?")
+    history = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi there"}]
+    text = chat.prompt_text(history, "And the price?")
+    assert text.index("Be brief.") < text.index("Hello") < text.index("Hi there") < text.index("And the price?")
+    assert chat.prompt_text([("Hello", "Hi there")], "And the price?") == text
+
+
+def test_leaving_a_stream_early_frees_the_device(trained_run):
+    from studio.inference import ChatSession
+    from studio.jobs import DeviceLock
+
+    lock = DeviceLock()
+    chat = ChatSession.from_job(trained_run, generation=GenerationConfig(max_new_tokens=200), device_lock=lock)
+    stream = chat.stream([], "What is the warranty?")
+    next(stream)
+    stream.close()
+    deadline = time.time() + 10
+    while lock.locked() and time.time() < deadline:
+        time.sleep(0.01)
+    assert not lock.locked()
+
+
+def test_a_run_without_adapter_gives_a_plain_message(tmp_path):
+    from studio.inference import ChatError, ChatSession
+
+    with pytest.raises(ChatError, match="no run folder"):
+        ChatSession.from_run(tmp_path / "nowhere")
+    run = tmp_path / "run"
+    run.mkdir()
+    make_cfg("demo").save(run / "config.yaml")
+    (run / "state.json").write_text('{"state": "failed"}')
+    with pytest.raises(ChatError, match="no adapter yet.*'failed'"):
+        ChatSession.from_run(run)
