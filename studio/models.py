@@ -307,30 +307,41 @@ def _lora_params(lora_cfg: LoraConfig, hidden: int, inter: int, layers: int) -> 
     return lora_cfg.r * per_layer * layers
 
 
+# Bytes per stored activation value, measured on an H100 (Llama, bf16 autocast, SDPA attention; see
+# estimate_memory): kbit preparation keeps the residual stream and the head in float32, 8-bit more still.
+_ACT_BYTES = {"none": 2.0, "4bit-nf4": 2.4, "4bit-fp4": 2.4, "8bit": 2.8}
+_CKPT_BYTES = {"none": 2.0, "4bit-nf4": 4.0, "4bit-fp4": 4.0, "8bit": 28.0}
+
+
 def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfig, training_cfg: TrainingConfig,
                     data_cfg: DataConfig, hidden_size: int, num_layers: int, *, vocab_size: int = 0,
-                    intermediate_size: int = 0, device: dict | None = None) -> dict:
+                    intermediate_size: int = 0, tied_embeddings: bool = False, device: dict | None = None) -> dict:
     """A rough but honest estimate (GB) of the memory a LoRA run needs, and whether it fits.
 
-    With P parameters, E = vocab x hidden embedding weights, h hidden, L layers, b batch, s max length,
-    a bytes per activation (2 for 16-bit, 4 for float32):
-    - weights: P x 2 (or 4 on a CPU) bytes; 8-bit: (P-E) x 1 + E x 4; 4-bit: (P-E) x 4.13 bits
-      (4.5 without double quantization) + E x 4 (kbit preparation keeps embeddings in float32);
-    - adapters: N = r x layers x sum(in + out) over target layers, times 8 bytes (fp32 weight + grad)
-      plus the optimizer state (Adam: 8 bytes, 8-bit Adam: 2);
-    - activations: b x s x h x L x 20 values (attention without the s^2 matrix, MLP, LoRA dropout
-      copies); with gradient checkpointing only each layer's input is kept: b x s x h x (L + 20);
-    - logits: b x s x vocab x (a + 8) bytes (logits, their float32 copy for the loss, its gradient);
+    P parameters, E = vocab x hidden (times 2 unless tied: embeddings and head), h hidden, i intermediate,
+    L layers, T = batch x max length tokens (the worst case: every row at full length):
+    - weights: 16-bit P x 2 bytes (float32 on a CPU: x 4); 8-bit (P-E) x 1 + E x 4; 4-bit (P-E) x 4.13
+      bits (4.5 without double quantization) + E x 4, since kbit preparation casts embeddings and head
+      to float32;
+    - adapters: N = r x L x sum(in + out) over the target layers, x (8 + optimizer state) bytes:
+      float32 weight and gradient, plus 8 for Adam, 2 for 8-bit Adam;
+    - activations without checkpointing: T x L x (14h + 6i) x c, c = bytes per value: 2.0 (16-bit),
+      2.4 (4-bit), 2.8 (8-bit), 4 on a CPU; with checkpointing only each layer's input stays,
+      T x L x h x k (k = 2 16-bit, 4 4-bit, 28 8-bit: bitsandbytes int8 keeps far more) plus one layer
+      being recomputed, T x (14h + 6i) x c;
+    - logits: T x vocab x (l + 8) bytes, l = 2 for a 16-bit head, 4 for a float32 one (quantized or CPU):
+      the logits, their float32 copy for the loss, and its gradient;
     - overhead: 0.75 GB on a GPU (CUDA context, allocator slack), 0.5 GB on a CPU.
-    The real figure moves with the attention kernel, fragmentation and sequence lengths in the data.
+    Fitted on an H100 (1.1B Llama: h 2048, i 5632, 22 layers; r 16 on all linear layers; batch 1-8 x
+    512-1024; none / 4-bit / 8-bit, with and without checkpointing): the sum without the overhead fell
+    within -8%..+14% of the measured peak allocation, and the total stayed above every measured peak.
     """
     dev = device or device_info()
     on_gpu = dev.get("device") == "cuda"
-    act_bytes = 4 if not on_gpu else 2
-    embed = vocab_size * hidden_size
     quant = model_cfg.quantization
+    embed = vocab_size * hidden_size * (1 if tied_embeddings else 2)
     if quant == "none":
-        weights = num_params * act_bytes
+        weights = num_params * (2 if on_gpu else 4)
     elif quant == "8bit":
         weights = (num_params - embed) * 1 + embed * 4
     else:
@@ -340,10 +351,15 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
     n_lora = _lora_params(lora_cfg, hidden_size, inter, num_layers)
     adapters = n_lora * (8 + _OPTIMIZER_BYTES.get(training_cfg.optimizer, 8))
     tokens = training_cfg.batch_size * data_cfg.max_length
-    kept_layers = 1 if training_cfg.gradient_checkpointing else 20
-    per_layer_values = kept_layers * num_layers + (20 if training_cfg.gradient_checkpointing else 0)
-    activations = tokens * hidden_size * per_layer_values * act_bytes
-    logits = tokens * vocab_size * (act_bytes + 8)
+    per_layer = 14 * hidden_size + 6 * inter
+    act = _ACT_BYTES.get(quant, 2.0) if on_gpu else 4.0
+    if training_cfg.gradient_checkpointing:
+        kept = _CKPT_BYTES.get(quant, 2.0) if on_gpu else 4.0
+        activations = tokens * (num_layers * hidden_size * kept + per_layer * act)
+    else:
+        activations = tokens * num_layers * per_layer * act
+    head_bytes = 2 if (on_gpu and quant == "none") else 4
+    logits = tokens * vocab_size * (head_bytes + 8)
     overhead = 0.75e9 if on_gpu else 0.5e9
     parts = {"weights": weights, "adapters_and_optimizer": adapters, "activations": activations,
              "logits": logits, "overhead": overhead}

@@ -58,7 +58,8 @@ def test_bad_target_modules_name_what_exists(tiny_model):
 
 def test_gradient_checkpointing_still_trains_the_adapters(tiny_model):
     peft_model = models.apply_lora(tiny_model, LoraConfig(r=4), quantized=False, gradient_checkpointing=True)
-    assert peft_model.get_base_model().is_activation_checkpointing
+    base = peft_model.get_base_model()
+    assert getattr(base, "is_activation_checkpointing", None) or base.is_gradient_checkpointing
     assert peft_model.get_base_model().config.use_cache is False
     _train_step_changes_adapters(peft_model)
 
@@ -68,7 +69,7 @@ def _train_step_changes_adapters(peft_model):
     before = {n: p.detach().clone() for n, p in peft_model.named_parameters() if p.requires_grad}
     assert before and all("lora_" in n for n in before)
     opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-2)
-    x = torch.randint(3, 300, (2, 12))
+    x = torch.randint(3, 300, (2, 12), device=peft_model.device)
     loss = peft_model(input_ids=x, labels=x).loss
     loss.backward()
     opt.step()
@@ -170,7 +171,7 @@ def test_memory_estimate_moves_the_right_way():
     assert 13 < plain["parts"]["weights"] < 15          # 7B x 2 bytes
     assert 3.5 < nf4["parts"]["weights"] < 5            # about 4.1 bits per weight + float32 embeddings
     assert _estimate(checkpointing=True)["parts"]["activations"] < plain["parts"]["activations"] / 5
-    assert _estimate(batch_size=8)["parts"]["activations"] == pytest.approx(2 * plain["parts"]["activations"])
+    assert _estimate(batch_size=8)["parts"]["activations"] == pytest.approx(2 * plain["parts"]["activations"], rel=1e-3)
     assert plain["total_gb"] == pytest.approx(sum(plain["parts"].values()), abs=0.02)
     assert plain["fits"] and not _estimate(free_gb=8.0)["fits"]
     assert _estimate(optimizer="paged_adamw_8bit")["parts"]["adapters_and_optimizer"] < \

@@ -132,9 +132,12 @@ def test_converted_folder_reloads_same_weights(tmp_path, fake_gguf_loader):
 
 def test_default_model_converted_once(tmp_path, monkeypatch, fake_gguf_loader):
     monkeypatch.setenv("STUDIO_CACHE", str(tmp_path / "cache"))
+    shipped = tmp_path / "SmolLM2.gguf"
+    shipped.write_bytes(b"gguf")
+    monkeypatch.setattr(ms, "default_gguf", lambda: shipped)
     folder = resolve_source("default")
     assert folder == tmp_path / "cache" / ms.DEFAULT_NAME and ms.is_converted(folder)
-    assert fake_gguf_loader == [ms.default_gguf()]
+    assert fake_gguf_loader == [shipped]
     assert resolve_source("default") == folder and len(fake_gguf_loader) == 1
     (folder / ms.MARKER).unlink()           # an interrupted conversion is redone
     resolve_source("default")
