@@ -184,12 +184,12 @@ def load_model(model_cfg: ModelConfig, for_training: bool = True) -> Any:
         kwargs["use_safetensors"] = True      # never unpickle a .bin when a safe twin exists
     if quant is not None:
         kwargs["quantization_config"] = quant
+    if device == "cuda" or quant is not None:
+        # Straight onto the GPU, layer by layer: no full copy in CPU memory first.
         kwargs["device_map"] = {"": 0 if device == "cuda" else "cpu"}
     with _friendly_errors(model_cfg.source, model_cfg.quantization), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*cast from torch.float32 to float16.*")
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
-        if quant is None:
-            model.to(device)
     if for_training:
         model.config.use_cache = False   # no KV cache is needed while training; it only costs memory
     else:

@@ -162,3 +162,53 @@ def test_config_facts_reads_sizes_without_loading(tiny_dir):
     assert facts["num_params"] == sum(p.numel() for p in model.parameters())
     assert facts["hidden_size"] == model.config.hidden_size and facts["num_layers"] == 2
     assert facts["vocab_size"] == model.config.vocab_size
+
+
+# ---- the Hub, with the network replaced --------------------------------------------------------
+
+@pytest.fixture()
+def online(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+
+
+def _hub_error(cls):
+    import httpx2
+    request = httpx2.Request("GET", "https://huggingface.co/api/models/org/name")
+    return cls("refused", response=httpx2.Response(401, request=request))
+
+
+def test_hub_download_prefers_safetensors(online, monkeypatch, tmp_path, tiny_dir):
+    from types import SimpleNamespace
+
+    import huggingface_hub
+
+    files = ["config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json"]
+    info = SimpleNamespace(siblings=[SimpleNamespace(rfilename=f) for f in files])
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda self, repo_id, **k: info)
+    asked = {}
+
+    def fake_download(repo_id, **kw):
+        asked.update(kw, repo_id=repo_id)
+        if kw.get("local_files_only"):
+            raise FileNotFoundError
+        return str(tiny_dir)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    assert resolve_source("org/name") == Path(tiny_dir)
+    assert asked["repo_id"] == "org/name" and "*.safetensors" in asked["allow_patterns"]
+    assert "*.bin" not in asked["allow_patterns"]
+
+
+@pytest.mark.parametrize("error, message", [("GatedRepoError", "gated: accept its licence"),
+                                            ("RepositoryNotFoundError", "no model 'org/name'")])
+def test_hub_refusals_are_explained(online, monkeypatch, error, message):
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    def refuse(self, repo_id, **k):
+        raise _hub_error(getattr(errors, error))
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", refuse)
+    with pytest.raises(ModelError, match=message):
+        resolve_source("org/name")
