@@ -122,8 +122,8 @@ def _has_cuda() -> bool:
 
 
 def warm_up() -> None:
-    """Import the engine (torch, transformers...) in the background while the server starts, so the
-    first clicks do not wait ten seconds for imports. A failing import is reported by the action that needs it."""
+    """Import the engine (torch, transformers...) in the background while the browser loads the page,
+    so the first clicks do not wait ten seconds for imports. A failing import is reported by the action that needs it."""
     import importlib
     import threading
 
@@ -148,7 +148,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         raise SystemExit(str(e)) from None
 
-    warm_up()
     from studio.ui.app import AppOptions, build_app, css
 
     demo = build_app(AppOptions(config=cfg, preset=preset, lang=args.lang))
@@ -162,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         raise SystemExit(f"Could not listen on {args.host}:{args.port} ({e}). Is another studio running? "
                          "Choose another port with --port.") from None
+    warm_up()   # after the server is up: the page loads while the engine imports
     print(f"Fine-tune Studio is running at {demo.local_url}", flush=True)
     if demo.share_url:
         print(f"Public link: {demo.share_url}", flush=True)

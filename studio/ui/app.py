@@ -49,6 +49,8 @@ def build_app(options: AppOptions | None = None, services: Services | None = Non
         for mod in TABS:
             mod.wire(ctx)
 
+        # Plotly sizes a chart drawn in a hidden tab to nothing; a resize event once the tab shows redraws it.
+        ctx.tabs.select(None, None, None, js="() => { setTimeout(() => window.dispatchEvent(new Event('resize')), 60); }")
         # Switching language relabels every registered component; values stay as the user left them.
         ctx.lang.change(labels.updates, ctx.lang, labels.components, queue=False, show_progress="hidden",
                         api_visibility="private")

@@ -18,10 +18,11 @@ EVAL_COLOR = "#ea580c"
 PALETTE = ["#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777"]
 
 
-def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 360) -> go.Figure:
+def _layout(fig: go.Figure, x: str, y: str, height: int = 360) -> go.Figure:
+    # No figure title: the gr.Plot label names the chart (Gradio adds 100 px of margin to titled plots).
     fig.update_layout(
-        title=dict(text=title, x=0.01, font=dict(size=15)), height=height, template="plotly_white",
-        margin=dict(l=50, r=20, t=45, b=40), xaxis_title=x, yaxis_title=y,
+        height=height, template="plotly_white",
+        margin=dict(l=50, r=20, t=30, b=40), xaxis_title=x, yaxis_title=y,
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
         font=dict(family="Noto Sans, Noto Sans CJK SC, sans-serif"),
     )
@@ -54,7 +55,7 @@ def loss_figure(rows: Sequence[dict], lang: str = "en", total_steps: int | None 
     if es:
         fig.add_trace(go.Scatter(x=es, y=el, mode="lines+markers", name=t("plot.eval_loss", lang),
                                  line=dict(color=EVAL_COLOR, width=2, dash="dot"), marker=dict(size=9)))
-    _layout(fig, t("plot.loss_title", lang), t("plot.step", lang), t("plot.loss", lang))
+    _layout(fig, t("plot.step", lang), t("plot.loss", lang))
     if total_steps:
         fig.update_xaxes(range=[0, max(total_steps, max(ts + es, default=0)) * 1.02])
     if not ts and not es:
@@ -73,7 +74,7 @@ def overlay_figure(curves: dict[str, Sequence[dict]], lang: str = "en") -> go.Fi
         if es:
             fig.add_trace(go.Scatter(x=es, y=el, mode="lines+markers", name=f"{name} · {t('plot.eval', lang)}",
                                      line=dict(color=color, dash="dot"), marker=dict(size=7)))
-    _layout(fig, t("plot.overlay_title", lang), t("plot.step", lang), t("plot.loss", lang))
+    _layout(fig, t("plot.step", lang), t("plot.loss", lang))
     if not curves:
         fig.add_annotation(text=t("plot.pick_runs", lang), showarrow=False, x=0.5, y=0.5,
                            xref="paper", yref="paper", font=dict(size=14, color="#6b7280"))
@@ -85,10 +86,10 @@ def length_histogram(lengths: Sequence[int], max_length: int, lang: str = "en") 
     fig = go.Figure()
     fig.add_trace(go.Histogram(x=list(lengths), nbinsx=min(60, max(10, len(lengths) // 4)),
                                marker=dict(color=TRAIN_COLOR), name=t("plot.examples", lang)))
-    fig.add_vline(x=max_length, line=dict(color="#dc2626", width=2, dash="dash"),
-                  annotation_text=t("plot.max_length", lang, n=max_length), annotation_position="top right")
     over = sum(1 for n in lengths if n > max_length)
-    title = t("data.histogram", lang) + (" · " + t("plot.over_max", lang, n=over) if over else "")
-    _layout(fig, title, t("plot.tokens", lang), t("plot.count", lang), height=300)
+    note = t("plot.max_length", lang, n=max_length) + (" · " + t("plot.over_max", lang, n=over) if over else "")
+    fig.add_vline(x=max_length, line=dict(color="#dc2626", width=2, dash="dash"),
+                  annotation_text=note, annotation_position="top right")
+    _layout(fig, t("plot.tokens", lang), t("plot.count", lang), height=300)
     fig.update_layout(showlegend=False, bargap=0.05)
     return fig

@@ -11,6 +11,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from studio.config import merge
+
 from . import plots, views
 from .common import guarded
 from .i18n import t
@@ -72,11 +74,22 @@ def wire(ctx) -> None:
     ui, B, svc = ctx.data, ctx.bind, ctx.svc
     cols = [ui.prompt_col, ui.answer_col, ui.system_col]
     outputs = [ui.summary, ui.problems, ui.hist, ui.rows, ui.page, ui.page_info, ui.mapping,
-               *cols, ui.example, ui.example_info, ui.formatted]
+               *cols, ui.format, ui.example, ui.example_info, ui.formatted]
 
     def report_outputs(cfg, lang):
         report = svc.inspect_data(cfg)
         mapping = report.suggested_mapping or {}
+        fmt_update = gr.skip()
+        if report.format == "unknown" and report.columns:
+            # A table of unknown shape: switch to the column mapping, with the columns the engine suggests
+            # (if any), so the next check - or this one, when both are suggested - reads it.
+            fmt_update = "mapping"
+            cfg = merge(cfg, {"data": {"format": "mapping",
+                                       "prompt_column": cfg.data.prompt_column or mapping.get("prompt", ""),
+                                       "answer_column": cfg.data.answer_column or mapping.get("answer", ""),
+                                       "system_column": cfg.data.system_column or mapping.get("system", "")}})
+            if cfg.data.prompt_column and cfg.data.answer_column:
+                report = svc.inspect_data(cfg)
         col_choices = [""] + list(report.columns)
         known = report.format not in ("unknown", "mapping") and report.rows > 0
         stats = report.token_stats or {}
@@ -90,7 +103,7 @@ def wire(ctx) -> None:
         segments, info = _example(cfg, 1, lang)
         return (views.data_summary(report, cfg.data, lang),
                 gr.update(value=views.problems_frame(report.problems, lang), visible=bool(report.problems)),
-                hist, table, pg, page_text, gr.update(open=not known), *col_updates,
+                hist, table, pg, page_text, gr.update(open=not known), *col_updates, fmt_update,
                 gr.update(value=1, maximum=max(1, len(report.preview_marked))), info, segments)
 
     def _example(cfg, n, lang):
@@ -109,6 +122,8 @@ def wire(ctx) -> None:
 
     B.named(check_data, "lang")
     ui.check_btn.click(check_data, [ctx.lang] + B.inputs, outputs, api_name="check_data")
+    for col in (ui.prompt_col, ui.answer_col):   # picking a column re-checks at once
+        col.input(check_data, [ctx.lang] + B.inputs, outputs, api_visibility="private")
 
     @guarded(len(outputs) + 2)
     def upload_data(file, lang, *values):

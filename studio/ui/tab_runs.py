@@ -36,7 +36,7 @@ def wire(ctx) -> None:
     ui, svc = ctx.runs, ctx.svc
 
     @guarded(4)
-    def list_runs(lang, selected, opened):
+    def list_runs(lang, selected=None, opened=None):
         """The runs table; the overlay and the single-run pickers keep what is still there."""
         runs = svc.all_runs()
         choices = [(views.run_label(r, lang), r["path"]) for r in runs]

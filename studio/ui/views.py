@@ -83,10 +83,11 @@ def memory(est: dict | None, lang: str) -> str:
 # ---- Data tab -------------------------------------------------------------------------------
 def data_summary(report: Any, data_cfg: Any, lang: str) -> str:
     from studio.data.pipeline import validation_count
-    n_val = validation_count(report.rows, data_cfg.validation)
+    used = min(report.rows, data_cfg.max_rows) if data_cfg.max_rows else report.rows
+    n_val = validation_count(used, data_cfg.validation)
     head = t("data.summary", lang, rows=report.rows, total=report.total, fmt=report.format,
              template=report.template or "–")
-    split = t("data.split", lang, train=report.rows - n_val, val=n_val)
+    split = t("data.split", lang, used=used, train=used - n_val, val=n_val)
     lines = [f"**{head}**", split]
     if report.format in ("unknown",) or report.rows == 0:
         lines.append("⚠ " + (report.message or t("data.no_rows", lang)))
