@@ -134,7 +134,8 @@ def save_as_hf_folder(model: Any, tokenizer: Any, dest: Path) -> None:
     transformers refuses ``save_pretrained`` on a GGUF-loaded model (its GGUF quantizer is "not
     serializable") and has no GGUF ``dequantize()``, although the weights are already plain floats.
     So the model is rebuilt from its config without the quantization entry and given the state dict.
-    float32 is kept so the folder reproduces the GGUF model exactly; training loads it in bf16/fp16.
+    Models under a billion parameters stay float32, so the folder reproduces the GGUF model exactly
+    (training loads it in bf16/fp16 anyway); bigger ones are stored in bfloat16 to halve the disk use.
     """
     import copy
 
@@ -145,7 +146,8 @@ def save_as_hf_folder(model: Any, tokenizer: Any, dest: Path) -> None:
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.name_or_path = dest.name
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    big = sum(p.numel() for p in model.parameters()) >= 1_000_000_000
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16 if big else torch.float32)
     # Tied embeddings: the GGUF state dict has both keys pointing at one tensor; the rebuilt model
     # ties them again, and save_pretrained writes the shared tensor once.
     missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)

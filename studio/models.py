@@ -98,7 +98,7 @@ def _friendly_errors(name: str, quantization: str = "none") -> Iterator[None]:
     except ModelError:
         raise
     except torch.cuda.OutOfMemoryError:
-        _free_gpu()
+        free_gpu()
         raise ModelError(_oom_message(name, quantization)) from None
     except MemoryError:
         raise ModelError(_oom_message(name, quantization)) from None
@@ -106,7 +106,7 @@ def _friendly_errors(name: str, quantization: str = "none") -> Iterator[None]:
         text = str(e)
         low = text.lower()
         if "out of memory" in low or "can't allocate memory" in low or "not enough memory" in low:
-            _free_gpu()
+            free_gpu()
             raise ModelError(_oom_message(name, quantization)) from None
         if "trust_remote_code" in text or "custom code" in low:
             raise ModelError(f"{name} needs to run Python code that ships with the model. "
@@ -124,9 +124,13 @@ def _oom_message(name: str, quantization: str) -> str:
     return f"Not enough memory to load {name}. {hint}"
 
 
-def _free_gpu() -> None:
+def free_gpu() -> None:
+    """Hand cached GPU memory back after a model is dropped (call after ``del model; gc.collect()``)."""
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+_free_gpu = free_gpu   # older name, still used by callers
 
 
 def load_tokenizer(model_cfg: ModelConfig) -> Any:
