@@ -59,9 +59,9 @@ def cases(steps: int) -> list[tuple[str, StudioConfig]]:
             ("16-bit LoRA bf16, r64 all-linear", lora16)]
 
 
-def run_case(label: str, cfg: StudioConfig, out_dir: Path, stop_after: int | None = None) -> dict:
+def run_case(label: str, cfg: StudioConfig, run_dir: Path, stop_after: int | None = None) -> dict:
     manager = get_manager()
-    cfg = merge(cfg, {"training": {"output_dir": str(out_dir)}})
+    cfg = merge(cfg, {"training": {"output_dir": str(run_dir)}})
     before = memory_now()
     torch.cuda.reset_peak_memory_stats()
     t0 = time.monotonic()
@@ -110,13 +110,13 @@ def main() -> int:
                "date": time.strftime("%Y-%m-%d"), "cases": []}
     import transformers, peft, bitsandbytes  # noqa: E401
     results.update(transformers=transformers.__version__, peft=peft.__version__, bitsandbytes=bitsandbytes.__version__)
-    for label, cfg in cases(args.steps):
-        r = run_case(label, cfg, out_dir)
+    for i, (label, cfg) in enumerate(cases(args.steps)):
+        r = run_case(label, cfg, out_dir / f"case{i + 1}")
         results["cases"].append(r)
         print(json.dumps(r), flush=True)
     qlora = cases(args.steps)[0][1]
     stop_cfg = merge(qlora, {"training": {"max_steps": 1000}})
-    r = run_case("QLoRA, Stop pressed at step 20 of 1000", stop_cfg, out_dir, stop_after=20)
+    r = run_case("QLoRA, Stop pressed at step 20 of 1000", stop_cfg, out_dir / "stop", stop_after=20)
     results["cases"].append(r)
     print(json.dumps(r), flush=True)
     Path(args.out).write_text(json.dumps(results, indent=2))

@@ -24,6 +24,20 @@ class ResolvedArgs:
     notes: list[str] = field(default_factory=list)   # plain-language changes made for this device
 
 
+def _compatible(kwargs: dict) -> dict:
+    """Rename arguments for older transformers 5.x releases (5.17 is on many GPU images), which call
+    activation checkpointing ``gradient_checkpointing`` and take a warmup ratio separately."""
+    import dataclasses
+    fields = {f.name: f for f in dataclasses.fields(TrainingArguments)}
+    out = dict(kwargs)
+    if "activation_checkpointing" not in fields:
+        out["gradient_checkpointing"] = out.pop("activation_checkpointing")
+        out["gradient_checkpointing_kwargs"] = out.pop("activation_checkpointing_kwargs")
+    if "float" not in str(fields["warmup_steps"].type) and "warmup_ratio" in fields:
+        out["warmup_ratio"] = out.pop("warmup_steps")
+    return {k: v for k, v in out.items() if k in fields}
+
+
 def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype: torch.dtype,
                         has_validation: bool) -> ResolvedArgs:
     t = cfg.training
@@ -42,7 +56,7 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
 
     evaluate = has_validation and t.eval_steps > 0
     steps = {"max_steps": t.max_steps} if t.max_steps > 0 else {"num_train_epochs": t.epochs}
-    args = TrainingArguments(
+    kwargs = dict(
         output_dir=output_dir,
         **steps,
         per_device_train_batch_size=t.batch_size,
@@ -79,4 +93,5 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
         save_only_model=False,
         log_level="info",
     )
+    args = TrainingArguments(**_compatible(kwargs))
     return ResolvedArgs(args=args, optimizer=optimizer, precision=precision, notes=notes)
