@@ -173,9 +173,12 @@ def online(monkeypatch):
 
 
 def _hub_error(cls):
-    import httpx2
-    request = httpx2.Request("GET", "https://huggingface.co/api/models/org/name")
-    return cls("refused", response=httpx2.Response(401, request=request))
+    try:
+        import httpx2 as http    # huggingface_hub 2.x
+    except ImportError:
+        import httpx as http     # huggingface_hub 1.x
+    request = http.Request("GET", "https://huggingface.co/api/models/org/name")
+    return cls("refused", response=http.Response(401, request=request))
 
 
 def test_hub_download_prefers_safetensors(online, monkeypatch, tmp_path, tiny_dir):
