@@ -1,9 +1,132 @@
-"""``studio chat``: not written yet."""
+"""``studio chat``: talk to a fine-tuned run, or compare it with its untuned base.
+
+    studio chat --run runs/demo --prompt "How much is the Pro?"              one answer
+    studio chat --run runs/demo --prompt "How much is the Pro?" --compare    base: ... / tuned: ...
+    studio chat --run runs/demo [--compare]                                  interactive (/reset, /quit)
+
+The base answer comes from the same loaded model with the adapter switched off. Generation settings
+default to the run's config (its ``generation`` section); the flags override them.
+Exit codes: 0 fine, 1 the run cannot be loaded or answered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
 
 
 def add_parser(sub):
-    return sub.add_parser("chat", help="(coming)")
+    p = sub.add_parser("chat", help="chat with a fine-tuned run (optionally side by side with its base)",
+                       description="Chat with the adapter of a run folder. With --compare every prompt is "
+                                   "answered by the untuned base and by the tuned model.")
+    p.add_argument("--run", required=True, help="the run folder (the one `studio train` printed)")
+    p.add_argument("--prompt", help="ask this one question and exit (otherwise: interactive)")
+    p.add_argument("--compare", action="store_true", help="answer as the base model too, labelled base: and tuned:")
+    p.add_argument("--system", default="", help="a system prompt to start the conversation with")
+    p.add_argument("--max-new-tokens", type=int, help="longest answer in tokens")
+    p.add_argument("--temperature", type=float, help="0 = always the likeliest word (default from the run)")
+    return p
+
+
+def _generation(args, run_dir):
+    from ..config import ConfigError, GenerationConfig, StudioConfig
+    try:
+        gen = StudioConfig.load(f"{run_dir}/config.yaml").generation
+    except ConfigError:
+        gen = GenerationConfig()
+    if args.max_new_tokens is not None:
+        gen = dataclasses.replace(gen, max_new_tokens=args.max_new_tokens)
+    if args.temperature is not None:
+        gen = dataclasses.replace(gen, temperature=args.temperature)
+    if gen.max_new_tokens < 1 or gen.temperature < 0:
+        raise ValueError("--max-new-tokens must be positive and --temperature 0 or more.")
+    return gen
+
+
+def _say(label: str, pieces) -> str:
+    """Print a streamed answer after its label; returns the whole answer."""
+    sys.stdout.write(f"{label}: ")
+    sys.stdout.flush()
+    text = ""
+    for piece in pieces:
+        if not text:
+            piece = piece.lstrip()
+        text += piece
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    return text.strip()
+
+
+def _answer(chat, prompt: str, compare: bool, hist_base: list, hist_tuned: list) -> None:
+    if compare:
+        base = _say("base", chat.stream(hist_base, prompt, use_adapter=False))
+        hist_base += [{"role": "user", "content": prompt}, {"role": "assistant", "content": base}]
+        label = "tuned"
+    else:
+        label = "tuned" if chat.has_adapter else "model"
+    tuned = _say(label, chat.stream(hist_tuned, prompt, use_adapter=True))
+    hist_tuned += [{"role": "user", "content": prompt}, {"role": "assistant", "content": tuned}]
+
+
+def _interactive(chat, compare: bool) -> None:
+    print("Type a message; /reset forgets the conversation, /quit (or Ctrl-D) leaves.", file=sys.stderr)
+    hist_base: list = []
+    hist_tuned: list = []
+    while True:
+        try:
+            prompt = input("you: ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return
+        if prompt in ("/quit", "/exit"):
+            return
+        if prompt == "/reset":
+            hist_base.clear()
+            hist_tuned.clear()
+            print("(conversation forgotten)", file=sys.stderr)
+            continue
+        if not prompt:
+            continue
+        try:
+            _answer(chat, prompt, compare, hist_base, hist_tuned)
+        except KeyboardInterrupt:
+            print("\n(answer interrupted)", file=sys.stderr)
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal for the conversation: no loading bars or library deprecation notes."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 def run(args) -> int:
-    raise SystemExit("studio chat is not available yet")
+    from ..inference import ChatError, ChatSession
+    from ..jobs import DeviceBusy
+
+    _quiet_libraries()
+    try:
+        generation = _generation(args, args.run)
+        print(f"Loading the run in {args.run} ...", file=sys.stderr)
+        chat = ChatSession.from_run(args.run, generation=generation, system_prompt=args.system)
+        if args.prompt is not None:
+            if not args.prompt.strip():
+                raise ChatError("The prompt is empty; write a question after --prompt.")
+            _answer(chat, args.prompt, args.compare, [], [])
+        else:
+            _interactive(chat, args.compare)
+    except (ChatError, DeviceBusy, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:   # a model that cannot be loaded (ModelError) and the like: one line, no traceback
+        if type(e).__name__ in ("ModelError", "ConfigError", "DataError"):
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        raise
+    return 0

@@ -144,6 +144,8 @@ class RunFolder:
         studio_propagate = logging.getLogger("studio").propagate
         logging.getLogger("studio").propagate = False   # our notes go to the file, not to the console
         hf_logging.disable_default_handler()
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()          # "Loading weights" bars would land on the console
         was_capturing = getattr(logging, "_warnings_showwarning", None) is not None
         logging.captureWarnings(True)
         try:
@@ -151,6 +153,8 @@ class RunFolder:
         finally:
             logging.captureWarnings(was_capturing)
             hf_logging.enable_default_handler()
+            if bars:
+                hf_logging.enable_progress_bar()
             logging.getLogger("studio").propagate = studio_propagate
             for lg, level in saved:
                 lg.removeHandler(handler)

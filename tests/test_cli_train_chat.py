@@ -1,0 +1,88 @@
+"""``studio train`` and ``studio chat`` end to end on a tiny model folder and a small data file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from studio.cli import main
+from test_training_job import PAIRS, write_data
+
+
+def write_config(folder: Path, tiny_dir: Path, data: Path) -> Path:
+    cfg = {"model": {"source": str(tiny_dir)},
+           "data": {"file": str(data), "validation": 2, "max_length": 128},
+           "lora": {"r": 16, "alpha": 32, "dropout": 0.0},
+           "training": {"max_steps": 30, "batch_size": 4, "learning_rate": 0.01, "scheduler": "constant",
+                        "warmup_ratio": 0.0, "logging_steps": 1, "seed": 0},
+           "generation": {"max_new_tokens": 16, "repetition_penalty": 1.0}}
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def test_train_then_chat_compare(tmp_path, tiny_dir, studio_home, capsys):
+    config = write_config(tmp_path, tiny_dir, write_data(tmp_path, n=10, pairs=PAIRS[:2]))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--max-steps", "30", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "step 30/30" in printed
+    for words in ("Done:", "train loss", "eval loss", "tokens/s", f"adapter        {out / 'adapter'}"):
+        assert words in printed
+    assert json.loads((out / "state.json").read_text())["state"] == "done"
+
+    code = main(["chat", "--run", str(out), "--prompt", "What is the warranty?", "--compare"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    base = [line for line in lines if line.startswith("base: ")]
+    tuned = [line for line in lines if line.startswith("tuned: ")]
+    assert len(base) == 1 and len(tuned) == 1 and lines.index(base[0]) < lines.index(tuned[0])
+    assert tuned[0].startswith("tuned: Two years") and base[0] != "base: " + tuned[0][len("tuned: "):]
+
+    assert main(["chat", "--run", str(out), "--prompt", "What is the warranty?"]) == 0
+    assert capsys.readouterr().out.startswith("tuned: Two years")
+
+
+def test_cli_errors_are_one_plain_line(tmp_path, studio_home, capsys):
+    assert main(["chat", "--run", str(tmp_path / "missing"), "--prompt", "hi"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: There is no run folder") and "Traceback" not in "\n".join(err)
+
+    assert main(["train", "--preset", "no-such-preset"]) == 2
+    assert "no preset called 'no-such-preset'" in capsys.readouterr().err
+
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("x")
+    assert main(["train", "--output", str(tmp_path / "full")]) == 2
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_saves_and_exits_130(tmp_path, tiny_dir, studio_home):
+    config = write_config(tmp_path, tiny_dir, write_data(tmp_path, n=10))
+    out = tmp_path / "run"
+    env = {**os.environ, "STUDIO_HOME": str(studio_home), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "studio.cli", "train", "--config", str(config),
+                             "--max-steps", "100000", "--output", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.time() + 120
+        for line in proc.stdout:              # one line per logged step when not on a terminal
+            if line.startswith("step ") and not line.startswith("step 0/") or time.time() > deadline:
+                break
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Stopping after the current step" in stderr
+    assert "Stopped:" in stdout
+    state = json.loads((out / "state.json").read_text())
+    assert state["state"] == "stopped" and 0 < state["step"] < 100000
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
