@@ -47,8 +47,10 @@ def build(ctx) -> SimpleNamespace:
                                                                    ("chat.mode.tuned", "tuned")],
                              value="compare", elem_id="chat-mode", scale=2)
         with gr.Row(equal_height=True):
-            ui.base = L.make(gr.Chatbot, label="chat.base", elem_id="chat-base", height=420, scale=1)
-            ui.tuned = L.make(gr.Chatbot, label="chat.tuned", elem_id="chat-tuned", height=420, scale=1)
+            ui.base = L.make(gr.Chatbot, label="chat.base", elem_id="chat-base", height=420, scale=1,
+                             buttons=["copy", "copy_all"])
+            ui.tuned = L.make(gr.Chatbot, label="chat.tuned", elem_id="chat-tuned", height=420, scale=1,
+                              buttons=["copy", "copy_all"])
         with gr.Row(equal_height=True):
             ui.input = L.make(gr.Textbox, label="chat.input", placeholder="chat.placeholder", lines=2,
                               elem_id="chat-input", scale=5, show_label=False)

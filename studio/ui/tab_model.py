@@ -27,7 +27,8 @@ def build(ctx) -> SimpleNamespace:
                 ui.kind, ui.source = B.widget("model", "source")
                 ui.quant = B.widget("model", "quantization")
                 with gr.Row():
-                    ui.double_quant = B.widget("model", "double_quant")
+                    ui.double_quant = B.widget("model", "double_quant",
+                                               visible=ctx.initial.model.quantization.startswith("4bit"))
                     ui.dtype = B.widget("model", "compute_dtype")
                 ui.trust = B.widget("model", "trust_remote_code")
                 ui.trust_warning = L.make(gr.Markdown, text="warn.remote_code", visible=False,
@@ -46,6 +47,8 @@ def wire(ctx) -> None:
     modules = B.widgets["lora.target_modules"][0]
 
     ui.trust.change(lambda on: gr.update(visible=bool(on)), ui.trust, ui.trust_warning,
+                    queue=False, show_progress="hidden", api_visibility="private")
+    ui.quant.change(lambda q: gr.update(visible=str(q).startswith("4bit")), ui.quant, ui.double_quant,
                     queue=False, show_progress="hidden", api_visibility="private")
 
     @guarded(3)

@@ -17,7 +17,6 @@ from studio.config import StudioConfig
 from studio.presets import list_presets, load_preset, save_preset
 
 from . import views
-from .bindings import command_for
 from .common import guarded
 from .i18n import t
 
