@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import threading
 from pathlib import Path
@@ -220,3 +221,30 @@ def test_bad_data_found_late_fails_with_the_data_message(tmp_path):
     job.join(60)
     assert job.state == "failed"
     assert "data" in job.message.lower() and "Traceback" not in job.message
+
+
+class DiskFullOnSave(TrainerCallback):
+    """Makes the adapter's save fail as a full disk would."""
+
+    def on_train_end(self, args, state, control, model=None, **kw):
+        def full(*a, **k):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        model.save_pretrained = full
+
+
+def test_a_full_disk_while_saving_fails_with_a_plain_message_and_no_half_adapter(tmp_path):
+    job = run_job(tmp_path, callbacks=[DiskFullOnSave()], max_steps=2)
+    assert job.state == "failed"
+    assert "disk is full" in job.message and "disk space" in job.hint
+    assert not (job.run_dir / "adapter").exists() and not (job.run_dir / "adapter.partial").exists()
+
+
+def test_stop_before_training_begins_ends_without_training(tmp_path):
+    from studio.training import TrainingJob
+    tok = tiny_tokenizer()
+    cfg = make_cfg(write_data(tmp_path))
+    job = TrainingJob(cfg, tmp_path / "run", model=tiny_model(tok), tokenizer=tok, data=prepared(cfg, tok))
+    job.stop()
+    job.run_sync()
+    assert job.state == "stopped" and "before training began" in job.message
+    assert job.metrics.rows() == [] and not (job.run_dir / "adapter").exists()

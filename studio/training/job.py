@@ -200,25 +200,34 @@ class TrainingJob:
     def run_sync(self) -> "TrainingJob":
         """The whole run in the calling thread. Never raises: the outcome is on the job."""
         self.started = _now()
+        try:
+            with self.run.capture_logs() as log:
+                self._run_logged(log)
+        except Exception as exc:  # train.log itself could not be opened (folder gone, disk full)
+            self._fail(exc, _log)
+            self.release()
+            self.finished = self.finished or _now()
+            self._write_state()
+        return self
+
+    def _run_logged(self, log) -> None:
         t0 = time.monotonic()
         holding_lock = False
-        with self.run.capture_logs() as log:
-            try:
-                holding_lock = self._acquire_device(log)
-                if holding_lock or self.device_lock is None:
-                    self._train(log)
-            except Exception as exc:  # every failure ends here, in plain words
-                self._fail(exc, log)
-            finally:
-                if holding_lock:
-                    self.device_lock.release()
-                self.progress.elapsed_s = round(time.monotonic() - t0, 1)
-                self.finished = _now()
-                if self.state == FAILED or not self.keep_model:
-                    self.release()
-                self._write_state()
-                self.metrics.close()
-        return self
+        try:
+            holding_lock = self._acquire_device(log)
+            if holding_lock or self.device_lock is None:
+                self._train(log)
+        except Exception as exc:  # every failure ends here, in plain words
+            self._fail(exc, log)
+        finally:
+            if holding_lock:
+                self.device_lock.release()
+            self.progress.elapsed_s = round(time.monotonic() - t0, 1)
+            self.finished = _now()
+            if self.state == FAILED or not self.keep_model:
+                self.release()
+            self._write_state()
+            self.metrics.close()
 
     def _acquire_device(self, log) -> bool:
         if self.device_lock is None:
