@@ -91,5 +91,6 @@ def length_histogram(lengths: Sequence[int], max_length: int, lang: str = "en") 
     fig.add_vline(x=max_length, line=dict(color="#dc2626", width=2, dash="dash"),
                   annotation_text=note, annotation_position="top right")
     _layout(fig, t("plot.tokens", lang), t("plot.count", lang), height=300)
+    fig.update_xaxes(range=[0, max([max_length, *lengths]) * 1.05])   # the cut line always in view
     fig.update_layout(showlegend=False, bargap=0.05)
     return fig

@@ -254,9 +254,3 @@ class Services:
                 session = inference.ChatSession.from_run(run_dir)
             self._chat = (run_dir, session)
             return session
-
-    @staticmethod
-    def temp_dir() -> str:
-        d = Path(os.environ.get("GRADIO_TEMP_DIR") or paths.workspace() / "tmp")
-        d.mkdir(parents=True, exist_ok=True)
-        return str(d)

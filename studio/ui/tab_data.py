@@ -31,7 +31,7 @@ def build(ctx) -> SimpleNamespace:
             with gr.Column(scale=2, min_width=320):
                 ui.kind, ui.file = B.widget("data", "file")
                 ui.upload = L.make(gr.File, label="data.upload", file_types=FILE_TYPES, file_count="single",
-                                   elem_id="data-upload", height=110)
+                                   elem_id="data-upload")
                 ui.format = B.widget("data", "format")
                 with L.add(gr.Accordion(L("data.mapping"), open=False, elem_id="data-mapping"),
                            label="data.mapping") as ui.mapping:

@@ -25,7 +25,8 @@ def build(ctx) -> SimpleNamespace:
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 ui.open = L.make(gr.Dropdown, label="runs.open", choices=[], elem_id="runs-open")
-                ui.config = gr.Code(language="yaml", interactive=False, lines=14, elem_id="runs-config")
+                ui.config = L.make(gr.Code, label="runs.config", language="yaml", interactive=False, lines=12,
+                                   max_lines=24, elem_id="runs-config")
             with gr.Column(scale=2):
                 ui.export_btn = L.make(gr.Button, text="runs.export", elem_id="runs-export-btn")
                 ui.export = L.make(gr.File, label="runs.export_file", interactive=False, elem_id="runs-export")

@@ -7,8 +7,6 @@ The YAML view is editable: "Apply YAML" sets every widget from it, so a config f
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
@@ -79,16 +77,14 @@ def build(ctx) -> SimpleNamespace:
                 B.widget("training", "max_grad_norm")
                 B.widget("training", "output_dir")
         with L.add(gr.Accordion(L("settings.yaml"), open=False, elem_id="settings-yaml-box"), label="settings.yaml"):
-            ui.yaml = gr.Code(value=ctx.initial.to_yaml(), language="yaml", interactive=True, lines=18,
-                              elem_id="settings-yaml")
-            with gr.Row():
-                ui.apply_yaml = L.make(gr.Button, text="settings.apply_yaml", size="sm", elem_id="settings-apply-yaml")
-                ui.download = L.make(gr.DownloadButton, text="settings.download_yaml", size="sm",
-                                     elem_id="settings-download-yaml")
+            ui.yaml = L.make(gr.Code, label="settings.yaml", value=ctx.initial.to_yaml(), language="yaml",
+                             interactive=True, lines=12, max_lines=24, elem_id="settings-yaml")
+            # (the code box has its own copy and download buttons)
+            ui.apply_yaml = L.make(gr.Button, text="settings.apply_yaml", size="sm", elem_id="settings-apply-yaml")
         with L.add(gr.Accordion(L("settings.command"), open=False, elem_id="settings-command-box"),
                    label="settings.command"):
-            ui.command = gr.Code(value=views.command_text(ctx.initial, L.lang), language="shell", interactive=False,
-                                 lines=4, elem_id="settings-command")
+            ui.command = L.make(gr.Code, label="settings.command", value=views.command_text(ctx.initial, L.lang),
+                                language="shell", interactive=False, lines=3, elem_id="settings-command")
     return ui
 
 
@@ -131,15 +127,6 @@ def wire(ctx) -> None:
 
     ctx.on_load.append((show_config, [ctx.lang] + B.inputs, [ui.yaml, ui.command, ctx.model.memory]))
 
-    @guarded(1)
-    def download(lang, *values):
-        cfg = B.to_config(values)
-        folder = Path(tempfile.mkdtemp(prefix="config-", dir=svc.temp_dir()))
-        path = folder / "studio-config.yaml"
-        cfg.save(path)
-        return str(path)
-
-    ui.download.click(download, [ctx.lang] + B.inputs, ui.download, api_visibility="private")
 
     @guarded(2)
     def save_as_preset(name, lang, *values):

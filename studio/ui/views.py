@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
@@ -187,13 +188,18 @@ def run_label(r: dict, lang: str) -> str:
     return f"{r['name']} · {state}"
 
 
+def _short(source: str) -> str:
+    """A folder or file by its name (the table is narrow); Hub ids and 'default' as they are."""
+    return Path(source).name if source.startswith(("/", "~", ".")) else source
+
+
 def runs_frame(runs: Sequence[dict], lang: str) -> pd.DataFrame:
-    cols = ["runs.col_name", "runs.col_date", "runs.col_model", "runs.col_data", "train.step",
-            "plot.train_loss", "plot.eval_loss", "runs.col_state"]
+    cols = ["runs.col_name", "runs.col_date", "runs.col_model", "runs.col_data", "runs.col_steps",
+            "runs.col_train_loss", "runs.col_eval_loss", "runs.col_state"]
     rows = []
     for r in runs:
         steps = f"{r.get('step', 0)} / {r.get('total_steps') or '–'}"
-        rows.append([r["name"], (r.get("started") or "").replace("T", " "), r.get("model_source", ""),
-                     r.get("data_source", ""), steps, _loss(r.get("final_loss")), _loss(r.get("final_eval_loss")),
+        rows.append([r["name"], (r.get("started") or "").replace("T", " "), _short(r.get("model_source", "")),
+                     _short(r.get("data_source", "")), steps, _loss(r.get("final_loss")), _loss(r.get("final_eval_loss")),
                      t("state." + r.get("state", ""), lang)])
     return pd.DataFrame(rows, columns=[t(c, lang) for c in cols])
