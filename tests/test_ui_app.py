@@ -44,7 +44,7 @@ class FakeServices(Services):
     def device(self):
         return {"device": "cpu", "name": "CPU (2 cores)", "free_gb": 4.0, "total_gb": 8.0}
 
-    def chat_session(self, run_dir):
+    def chat_session(self, run_dir, lang="en"):
         raise self.chat_error
 
     def memory(self, cfg):
@@ -166,3 +166,15 @@ def test_loss_figure_splits_train_and_eval():
     assert [list(tr.x) for tr in fig.data] == [[1, 3], [1]]
     hist = plots.length_histogram([10, 20, 300], 256)
     assert any(getattr(s, "x0", None) == 256 for s in hist.layout.shapes)
+
+
+def test_chat_during_training_is_refused_before_any_model_loads(tmp_path):
+    class Busy(Services):
+        def current_job(self):
+            job = FakeJob(tmp_path)
+            job.active = True
+            return job
+
+    from studio.jobs import DeviceBusy
+    with pytest.raises(DeviceBusy, match="正在训练"):
+        Busy().chat_session(str(tmp_path), "zh")

@@ -210,6 +210,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "chat.no_run": ("No finished run yet: train one on the Train tab first.", "还没有完成的运行：请先在“训练”页训练一个。"),
     "chat.loading": ("Loading the model…", "正在加载模型…"),
     "chat.no_answer": ("(no answer: the model ended its turn at once)", "（无回答：模型立即结束了回复）"),
+    "chat.busy_training": ("Training is running; chat will be available when it finishes or is stopped.",
+                           "正在训练；训练完成或停止后即可对话。"),
     "chat.thinking": ("Writing…", "生成中…"),
     # runs tab
     "runs.select": ("Compare loss curves", "对比损失曲线"),

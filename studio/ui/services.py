@@ -23,6 +23,14 @@ _LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ (?P<level>[A-Z]+) (?P<name>\S+
 UPLOAD_EXTS = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
 
 
+def _release_memory() -> None:
+    """Collect a dropped model now and hand its GPU memory back."""
+    import gc
+    gc.collect()
+    from studio.models import free_gpu
+    free_gpu()
+
+
 class Services:
     def __init__(self):
         self._lock = threading.Lock()
@@ -41,8 +49,6 @@ class Services:
 
     def inspect_model(self, model_cfg: ModelConfig) -> dict:
         """Load the model once to describe it, then free it (training loads its own copy)."""
-        import gc
-
         from studio import models
         tok = models.load_tokenizer(model_cfg)
         model = models.load_model(model_cfg, for_training=False)
@@ -50,8 +56,7 @@ class Services:
             summary = models.model_summary(model, tok)
         finally:
             del model
-            gc.collect()
-            models._free_gpu() if hasattr(models, "_free_gpu") else None
+            _release_memory()
         summary["source"] = model_cfg.source
         summary["linear_names"] = summary.get("linear_modules") or []
         with self._lock:
@@ -164,6 +169,7 @@ class Services:
         with self._lock:
             if self._chat is not None:   # the chat model would sit in memory next to the training
                 self._chat = None
+                _release_memory()
         return self.manager().start(cfg)
 
     def stop(self) -> Any:
@@ -237,16 +243,23 @@ class Services:
         return dest
 
     # ---- chat ---------------------------------------------------------------------------
-    def chat_session(self, run_dir: str) -> Any:
+    def chat_session(self, run_dir: str, lang: str = "en") -> Any:
         """A ChatSession for a run: the just-finished job's model when it is still in memory,
-        else loaded from the run folder. One session is kept; choosing another run replaces it."""
+        else loaded from the run folder. One session is kept; choosing another run replaces it.
+        While training runs, refuses at once (DeviceBusy) instead of loading a second model."""
         from studio import inference
+        from studio.jobs import DeviceBusy
+
+        from .i18n import t
         run_dir = str(run_dir)
+        job = self.current_job()
+        if job is not None and job.active:
+            raise DeviceBusy(t("chat.busy_training", lang))
         with self._lock:
             if self._chat is not None and self._chat[0] == run_dir:
                 return self._chat[1]
             self._chat = None
-            job = self.current_job()
+            _release_memory()
             if (job is not None and not job.active and str(job.run_dir) == run_dir
                     and getattr(job, "model", None) is not None):
                 session = inference.ChatSession.from_job(job)

@@ -15,7 +15,7 @@ import gradio as gr
 from studio import paths
 
 from . import views
-from .common import GPU, history_to_messages, warn
+from .common import GPU, guarded, history_to_messages, warn
 from .i18n import t
 
 
@@ -75,6 +75,7 @@ def build(ctx) -> SimpleNamespace:
 def wire(ctx) -> None:
     ui, B, svc = ctx.chat, ctx.bind, ctx.svc
 
+    @guarded(1)
     def run_choices(lang, current=None):
         runs = svc.chat_runs()
         choices = [(views.run_label(r, lang), r["path"]) for r in runs]
@@ -111,7 +112,7 @@ def wire(ctx) -> None:
             return
         gen = B.to_config(values).generation
         yield gr.skip(), gr.skip(), gr.skip(), t("chat.loading", lang)
-        session = svc.chat_session(run)   # the question stays in the box until this worked
+        session = svc.chat_session(run, lang)   # the question stays in the box until this worked
         sides = [("tuned", True)] if mode == "tuned" else [("base", False), ("tuned", True)]
         hist = {"base": list(base_hist or []), "tuned": list(tuned_hist or [])}
         prior = {k: history_to_messages(v) for k, v in hist.items()}

@@ -67,6 +67,7 @@ def wire(ctx) -> None:
     ui.load_btn.click(load_model, [ctx.lang] + B.inputs, [ui.summary, ui.memory, modules],
                       api_name="load_model", **GPU)
 
+    @guarded(2)
     def describe(lang):
         """Device and (if checked before, also from another tab or before a reload) the model summary."""
         summary = (t("model.not_loaded", lang) if svc.last_summary is None
