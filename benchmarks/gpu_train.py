@@ -29,6 +29,9 @@ from studio.jobs import get_manager  # noqa: E402
 from studio.presets import load_preset  # noqa: E402
 
 
+PROMPT = "How much would an Aurora Pro set me back?"
+
+
 def fmt(x) -> str:
     return '-' if x is None else f"{x:.3f}"
 
@@ -59,13 +62,48 @@ def cases(steps: int) -> list[tuple[str, StudioConfig]]:
             ("16-bit LoRA bf16, r64 all-linear", lora16)]
 
 
-def run_case(label: str, cfg: StudioConfig, run_dir: Path, stop_after: int | None = None) -> dict:
+def live_cuda_tensors() -> dict:
+    """CUDA tensors still reachable from Python: what a leak would be made of."""
+    import gc
+    gc.collect()
+    seen, total, shapes = set(), 0, {}
+    for obj in gc.get_objects():
+        try:
+            if isinstance(obj, torch.Tensor) and obj.is_cuda and id(obj) not in seen:
+                seen.add(id(obj))
+                n = obj.numel() * obj.element_size()
+                total += n
+                key = f"{tuple(obj.shape)} {obj.dtype}"
+                shapes[key] = shapes.get(key, 0) + 1
+        except Exception:
+            pass
+    top = sorted(shapes.items(), key=lambda kv: -kv[1])[:8]
+    return {"count": len(seen), "gb": gib(total), "top_shapes": top}
+
+
+def chat_check(job, prompt: str) -> dict:
+    """The just-trained model in memory vs the same run reloaded from its folder: same answer?"""
+    from studio.inference import ChatSession
+    mem = ChatSession.from_job(job)
+    mem.generation.temperature, mem.generation.max_new_tokens = 0.0, 40
+    in_memory = mem.reply([], prompt)
+    base = mem.reply([], prompt, use_adapter=False)
+    del mem
+    disk = ChatSession.from_run(job.run_dir)
+    disk.generation.temperature, disk.generation.max_new_tokens = 0.0, 40
+    reloaded = disk.reply([], prompt)
+    del disk
+    return {"prompt": prompt, "base": base, "tuned_in_memory": in_memory, "tuned_reloaded": reloaded}
+
+
+def run_case(label: str, cfg: StudioConfig, run_dir: Path, stop_after: int | None = None,
+             chat_prompt: str | None = None) -> dict:
     manager = get_manager()
     cfg = merge(cfg, {"training": {"output_dir": str(run_dir)}})
     before = memory_now()
     torch.cuda.reset_peak_memory_stats()
     t0 = time.monotonic()
-    job = manager.start(cfg, keep_model=False)
+    job = manager.start(cfg, keep_model=chat_prompt is not None)
     stop_latency = None
     if stop_after is not None:
         while job.active and job.progress.step < stop_after:
@@ -80,8 +118,10 @@ def run_case(label: str, cfg: StudioConfig, run_dir: Path, stop_after: int | Non
     wall = time.monotonic() - t0
     peak = {"peak_allocated_gb": gib(torch.cuda.max_memory_allocated()),
             "peak_reserved_gb": gib(torch.cuda.max_memory_reserved())}
+    chat = chat_check(job, chat_prompt) if chat_prompt else None
     job.release()
     after = memory_now()
+    live = live_cuda_tensors()
     train = job.metrics.rows("train")
     evals = job.metrics.rows("eval")
     half = train[len(train) // 2:] or train
@@ -92,7 +132,7 @@ def run_case(label: str, cfg: StudioConfig, run_dir: Path, stop_after: int | Non
             "first_loss": train[0]["loss"] if train else None,
             "last_loss": train[-1]["loss"] if train else None,
             "last_eval_loss": evals[-1]["eval_loss"] if evals else None,
-            "before": before, **peak, "after": after, "stop": stop_latency, "run_dir": str(job.run_dir),
+            "before": before, **peak, "after": after, "stop": stop_latency, "chat": chat, "live_cuda_tensors_after": live, "run_dir": str(job.run_dir),
             "info": job.info}
 
 
@@ -111,7 +151,7 @@ def main() -> int:
     import transformers, peft, bitsandbytes  # noqa: E401
     results.update(transformers=transformers.__version__, peft=peft.__version__, bitsandbytes=bitsandbytes.__version__)
     for i, (label, cfg) in enumerate(cases(args.steps)):
-        r = run_case(label, cfg, out_dir / f"case{i + 1}")
+        r = run_case(label, cfg, out_dir / f"case{i + 1}", chat_prompt=PROMPT if i != 1 else None)
         results["cases"].append(r)
         print(json.dumps(r), flush=True)
     qlora = cases(args.steps)[0][1]

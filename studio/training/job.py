@@ -56,6 +56,27 @@ def _empty_cuda_cache() -> None:
         pass
 
 
+def _forget_optimizer_globals() -> None:
+    """Drop what bitsandbytes' process-wide optimizer registries still hold of a finished run.
+
+    With an 8-bit optimizer the Trainer registers every embedding module in bitsandbytes'
+    ``GlobalOptimManager`` (to keep it in 32 bits), and paged optimizers list their buffers in
+    ``GlobalPageManager``; neither is ever emptied, so each QLoRA run left its float32 embedding
+    matrix on the GPU (measured: +0.1 GB per run of the 135M model on an H100). Only one run trains
+    at a time and chat uses no optimizer, so resetting both here is safe.
+    """
+    import sys
+    if "bitsandbytes" not in sys.modules:
+        return
+    try:
+        from bitsandbytes.functional import GlobalPageManager
+        from bitsandbytes.optim.optimizer import GlobalOptimManager
+        GlobalOptimManager.get_instance().initialize()
+        GlobalPageManager.get_instance().initialize()
+    except Exception:  # an older or newer bitsandbytes without these: nothing to forget
+        pass
+
+
 def estimate_total_steps(cfg: StudioConfig, train_rows: int) -> int:
     """Optimizer steps the run will take (the trainer's own count replaces it once training starts)."""
     t = cfg.training
@@ -63,6 +84,19 @@ def estimate_total_steps(cfg: StudioConfig, train_rows: int) -> int:
         return t.max_steps
     updates_per_epoch = max(1, math.ceil(train_rows / t.batch_size) // t.grad_accum)
     return math.ceil(t.epochs * updates_per_epoch) if train_rows else 0
+
+
+def _gpu_snapshot(key: str, reset_peak: bool = False) -> dict:
+    """{key: GB allocated by PyTorch now} on CUDA (and a fresh peak counter for this job), else {}."""
+    try:
+        import torch
+        if not torch.cuda.is_available():
+            return {}
+        if reset_peak:
+            torch.cuda.reset_peak_memory_stats()
+        return {key: round(torch.cuda.memory_allocated() / 2**30, 3)}
+    except Exception:
+        return {}
 
 
 class TrainingJob:
@@ -107,6 +141,7 @@ class TrainingJob:
         self.started: str | None = None
         self.finished: str | None = None
         self.info: dict = {}                   # device, precision, optimizer, rows… (goes to state.json)
+        self._gpu_before: dict = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._state_lock = threading.Lock()
@@ -156,8 +191,12 @@ class TrainingJob:
                 pass
         self.model = None
         del peft_model
+        _forget_optimizer_globals()
         gc.collect()
         _empty_cuda_cache()
+        if self.info.get("device") == "cuda":
+            self.info.update(_gpu_snapshot("gpu_mem_after_release_gb"))
+            self._write_state()
 
     # ---- status -------------------------------------------------------------------------
     def status(self) -> dict:
@@ -212,6 +251,7 @@ class TrainingJob:
 
     def _run_logged(self, log) -> None:
         t0 = time.monotonic()
+        self._gpu_before = _gpu_snapshot("gpu_mem_before_gb", reset_peak=True)
         holding_lock = False
         try:
             holding_lock = self._acquire_device(log)
@@ -306,8 +346,7 @@ class TrainingJob:
                      "optimizer": resolved.optimizer, "notes": resolved.notes,
                      "train_rows": len(data.train), "validation_rows": len(data.validation),
                      "template": data.template_name, "trainable_params": trainable, "total_params": total}
-        if on_cuda:
-            self.info["gpu_mem_before_gb"] = gpu_memory_gb()[0]
+        self.info.update(self._gpu_before)
         log.info("Device %s, precision %s, optimizer %s; %s of %s parameters trainable.",
                  self.info["device"], resolved.precision, resolved.optimizer, f"{trainable:,}", f"{total:,}")
 
@@ -340,7 +379,8 @@ class TrainingJob:
         peft_model.config.use_cache = True   # the trainer turned the cache off; chat wants it
         self.result = self._result(metrics_cb, stopped)
         if on_cuda:
-            self.info["gpu_mem_peak_gb"] = gpu_memory_gb()[1]
+            self.info["gpu_mem_peak_reserved_gb"] = gpu_memory_gb()[1]
+            self.info["gpu_mem_peak_allocated_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
         p = self.progress
         loss = f"{p.last_loss:.4f}" if p.last_loss is not None else "n/a"
         if stopped:
