@@ -92,7 +92,9 @@ def test_short_job_moves_the_adapter_and_the_loss_falls(tmp_path):
 
 
 def test_tokens_per_second_counts_only_real_tokens(tmp_path):
+    threads = torch.get_num_threads()
     job = run_job(tmp_path, max_steps=4, batch_size=8)
+    assert job.info["cpu_threads"] >= 1 and torch.get_num_threads() == threads
     data_tokens = sum(len(r.input_ids) for r in job.data.train)
     # 4 steps x 8 rows = every row 4 times; padding to the longest row would count more.
     assert job.progress.tokens_seen == 4 * data_tokens
@@ -248,3 +250,12 @@ def test_stop_before_training_begins_ends_without_training(tmp_path):
     job.run_sync()
     assert job.state == "stopped" and "before training began" in job.message
     assert job.metrics.rows() == [] and not (job.run_dir / "adapter").exists()
+
+
+def test_cpu_training_leaves_a_core_free_unless_told_otherwise(monkeypatch):
+    from studio.training.job import _cores, cpu_training_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert cpu_training_threads() == max(1, _cores() - 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cpu_training_threads() == 3

@@ -77,12 +77,16 @@ class ProgressLine:
 
     def draw(self, job) -> None:
         p = job.progress
-        if not p.total_steps or p.step == self.last_step and not self.tty:
-            return
-        self.last_step = p.step
         row = job.metrics.last("train") or {}
-        filled = int(20 * p.fraction)
-        parts = [f"step {p.step}/{p.total_steps} [{'#' * filled}{'-' * (20 - filled)}] {p.fraction:4.0%}",
+        # Off a terminal, one line per logged row (so each line shows that step's own loss).
+        logged = row.get("step", 0)
+        if not p.total_steps or (not self.tty and logged == self.last_step):
+            return
+        self.last_step = logged
+        step = p.step if self.tty else logged
+        fraction = min(1.0, step / p.total_steps)
+        filled = int(20 * fraction)
+        parts = [f"step {step}/{p.total_steps} [{'#' * filled}{'-' * (20 - filled)}] {fraction:4.0%}",
                  f"loss {_num(p.last_loss)}"]
         if p.last_eval_loss is not None:
             parts.append(f"eval {_num(p.last_eval_loss)}")
@@ -125,7 +129,8 @@ def _summary(job, wall: float) -> None:
     print(f"  train loss     {loss}")
     print(f"  eval loss      {_num(r.get('eval_loss'))}")
     tps = r.get("tokens_per_sec")
-    print(f"  tokens/s       {'n/a' if tps is None else f'{tps:.0f}'} (non-padding tokens)")
+    print(f"  tokens/s       {'n/a' if tps is None else f'{tps:.0f}'} (non-padding tokens, over the whole run "
+          "with its evaluations)")
     print(f"  time           {_clock(wall)} in all, {_clock(r.get('train_runtime_s'))} training")
     print(f"  adapter        {r.get('adapter_dir')}")
     print(f"  run folder     {job.run_dir}")
