@@ -31,6 +31,7 @@ from typing import Any, Iterable
 from ..config import StudioConfig
 from .callbacks import MetricsCallback, Progress, StopCallback, gpu_memory_gb
 from .failures import explain
+from .gpu_memory import empty_cuda_cache, forget_optimizer_globals, gpu_snapshot
 from .metrics import MetricsLog
 from .run_folder import RunFolder
 
@@ -44,37 +45,6 @@ FINAL_STATES = (DONE, STOPPED, FAILED)
 
 def _now() -> str:
     return _dt.datetime.now().isoformat(timespec="seconds")
-
-
-def _empty_cuda_cache() -> None:
-    try:
-        import torch
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-            torch.cuda.empty_cache()
-    except Exception:
-        pass
-
-
-def _forget_optimizer_globals() -> None:
-    """Drop what bitsandbytes' process-wide optimizer registries still hold of a finished run.
-
-    With an 8-bit optimizer the Trainer registers every embedding module in bitsandbytes'
-    ``GlobalOptimManager`` (to keep it in 32 bits), and paged optimizers list their buffers in
-    ``GlobalPageManager``; neither is ever emptied, so each QLoRA run left its float32 embedding
-    matrix on the GPU (measured: +0.1 GB per run of the 135M model on an H100). Only one run trains
-    at a time and chat uses no optimizer, so resetting both here is safe.
-    """
-    import sys
-    if "bitsandbytes" not in sys.modules:
-        return
-    try:
-        from bitsandbytes.functional import GlobalPageManager
-        from bitsandbytes.optim.optimizer import GlobalOptimManager
-        GlobalOptimManager.get_instance().initialize()
-        GlobalPageManager.get_instance().initialize()
-    except Exception:  # an older or newer bitsandbytes without these: nothing to forget
-        pass
 
 
 def estimate_total_steps(cfg: StudioConfig, train_rows: int) -> int:
@@ -102,19 +72,6 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))   # the cores this process may use, not the host's
     except (AttributeError, OSError):
         return os.cpu_count() or 1
-
-
-def _gpu_snapshot(key: str, reset_peak: bool = False) -> dict:
-    """{key: GB allocated by PyTorch now} on CUDA (and a fresh peak counter for this job), else {}."""
-    try:
-        import torch
-        if not torch.cuda.is_available():
-            return {}
-        if reset_peak:
-            torch.cuda.reset_peak_memory_stats()
-        return {key: round(torch.cuda.memory_allocated() / 2**30, 3)}
-    except Exception:
-        return {}
 
 
 class TrainingJob:
@@ -209,11 +166,11 @@ class TrainingJob:
                 pass
         self.model = None
         del peft_model
-        _forget_optimizer_globals()
+        forget_optimizer_globals()
         gc.collect()
-        _empty_cuda_cache()
+        empty_cuda_cache()
         if self.info.get("device") == "cuda":
-            self.info.update(_gpu_snapshot("gpu_mem_after_release_gb"))
+            self.info.update(gpu_snapshot("gpu_mem_after_release_gb"))
             self._write_state()
 
     # ---- status -------------------------------------------------------------------------
@@ -269,7 +226,7 @@ class TrainingJob:
 
     def _run_logged(self, log) -> None:
         t0 = time.monotonic()
-        self._gpu_before = _gpu_snapshot("gpu_mem_before_gb", reset_peak=True)
+        self._gpu_before = gpu_snapshot("gpu_mem_before_gb", reset_peak=True)
         holding_lock = False
         try:
             holding_lock = self._acquire_device(log)
