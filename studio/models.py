@@ -127,10 +127,8 @@ def _oom_message(name: str, quantization: str) -> str:
 def free_gpu() -> None:
     """Hand cached GPU memory back after a model is dropped (call after ``del model; gc.collect()``)."""
     if torch.cuda.is_available():
+        torch.cuda.synchronize()  # kernels still running hold their blocks until they finish
         torch.cuda.empty_cache()
-
-
-_free_gpu = free_gpu   # older name, still used by callers
 
 
 def load_tokenizer(model_cfg: ModelConfig) -> Any:

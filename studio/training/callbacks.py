@@ -15,6 +15,7 @@ from typing import Callable
 
 from transformers import TrainerCallback
 
+from .gpu_memory import gpu_memory_gb
 from .metrics import MetricsLog
 
 
@@ -40,18 +41,6 @@ class Progress:
                 "epoch": self.epoch, "elapsed_s": self.elapsed_s, "eta_s": self.eta_s,
                 "tokens_seen": self.tokens_seen, "last_loss": self.last_loss,
                 "last_eval_loss": self.last_eval_loss}
-
-
-def gpu_memory_gb() -> tuple[float | None, float | None]:
-    """(allocated now, peak reserved) in GB on CUDA; (None, None) elsewhere."""
-    try:
-        import torch
-        if torch.cuda.is_available():
-            return (round(torch.cuda.memory_allocated() / 2**30, 3),
-                    round(torch.cuda.max_memory_reserved() / 2**30, 3))
-    except Exception:  # memory numbers are a nicety; never fail a run for them
-        pass
-    return None, None
 
 
 class MetricsCallback(TrainerCallback):

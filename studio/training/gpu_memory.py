@@ -1,17 +1,7 @@
-"""GPU memory housekeeping for training runs: snapshots, emptying the cache, and forgetting what
+"""GPU memory housekeeping for training runs: snapshots, and forgetting what
 bitsandbytes' process-wide registries keep of a finished run."""
 
 from __future__ import annotations
-
-
-def empty_cuda_cache() -> None:
-    try:
-        import torch
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-            torch.cuda.empty_cache()
-    except Exception:
-        pass
 
 
 def forget_optimizer_globals() -> None:
@@ -35,14 +25,26 @@ def forget_optimizer_globals() -> None:
         pass
 
 
-def gpu_snapshot(key: str, reset_peak: bool = False) -> dict:
-    """{key: GB allocated by PyTorch now} on CUDA (and a fresh peak counter for this job), else {}."""
+def gpu_memory_gb() -> tuple[float | None, float | None]:
+    """(allocated now, peak reserved) in GB on CUDA; (None, None) elsewhere."""
     try:
         import torch
-        if not torch.cuda.is_available():
-            return {}
-        if reset_peak:
-            torch.cuda.reset_peak_memory_stats()
-        return {key: round(torch.cuda.memory_allocated() / 2**30, 3)}
-    except Exception:
-        return {}
+        if torch.cuda.is_available():
+            return (round(torch.cuda.memory_allocated() / 2**30, 3),
+                    round(torch.cuda.max_memory_reserved() / 2**30, 3))
+    except Exception:  # memory numbers are a nicety; never fail a run for them
+        pass
+    return None, None
+
+
+def gpu_snapshot(key: str, reset_peak: bool = False) -> dict:
+    """{key: GB allocated by PyTorch now} on CUDA (and a fresh peak counter for this job), else {}."""
+    if reset_peak:
+        try:
+            import torch
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+        except Exception:
+            pass
+    allocated = gpu_memory_gb()[0]
+    return {} if allocated is None else {key: allocated}

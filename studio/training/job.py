@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..config import StudioConfig
-from .callbacks import MetricsCallback, Progress, StopCallback, gpu_memory_gb
+from ..models import free_gpu
+from .callbacks import MetricsCallback, Progress, StopCallback
 from .failures import explain
-from .gpu_memory import empty_cuda_cache, forget_optimizer_globals, gpu_snapshot
+from .gpu_memory import forget_optimizer_globals, gpu_memory_gb, gpu_snapshot
 from .metrics import MetricsLog
 from .run_folder import RunFolder
 
@@ -168,7 +169,7 @@ class TrainingJob:
         del peft_model
         forget_optimizer_globals()
         gc.collect()
-        empty_cuda_cache()
+        free_gpu()
         if self.info.get("device") == "cuda":
             self.info.update(gpu_snapshot("gpu_mem_after_release_gb"))
             self._write_state()
