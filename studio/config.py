@@ -34,6 +34,8 @@ COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 TEMPLATES = ("auto", "model", "chatml", "alpaca", "human_assistant")
 FORMATS = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text", "mapping")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts")
+CHECKPOINTING = ("auto", "on", "off")
+ATTENTIONS = ("auto", "sdpa", "flex_attention", "varlen")
 OPTIMIZERS = ("adamw_torch", "paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit", "sgd", "adafactor")
 
 
@@ -95,12 +97,20 @@ class TrainingConfig:
     weight_decay: float = _f(0.0, "Weight decay (a mild brake on large weights).")
     optimizer: str = _f("adamw_torch", "Optimizer. 'paged_adamw_8bit' saves memory on NVIDIA GPUs (QLoRA paper).", OPTIMIZERS)
     max_grad_norm: float = _f(1.0, "Clip gradients to this norm (0.3 in the QLoRA paper).")
-    gradient_checkpointing: bool = _f(False, "Recompute activations instead of storing them: much less memory, about 30% slower.")
+    gradient_checkpointing: str = _f("auto", "Recompute activations instead of storing them: much less memory, "
+                                     "about 30% slower. 'auto' measures your longest batch once before training "
+                                     "and checkpoints only as many layers as this GPU needs.", CHECKPOINTING)
     seed: int = _f(42, "Random seed, so a run can be repeated.")
     logging_steps: int = _f(1, "Record the loss every this many steps.")
     eval_steps: int = _f(0, "Measure the validation loss every this many steps (0 = only at the end).")
     save_steps: int = _f(0, "Save a checkpoint every this many steps (0 = only at the end).")
-    packing: bool = _f(False, "Pack several short examples into one sequence: faster on short data.")
+    packing: bool = _f(True, "Padding-free batches: join each step's examples into one sequence with no padding "
+                       "(each example still sees only itself). Same results, faster and less memory; off pads "
+                       "every example to the longest of its batch.")
+    attention: str = _f("auto", "Attention kernel. 'auto' uses PyTorch's variable-length FlashAttention for "
+                        "padding-free batches on NVIDIA GPUs and SDPA elsewhere.", ATTENTIONS)
+    fused_kernels: bool = _f(True, "Use Liger's fused GPU kernels (RMSNorm, RoPE, SwiGLU) when liger-kernel is "
+                             "installed. Ignored on a CPU.")
     output_dir: str = _f("", "Where the run folder goes (empty = the studio's runs folder).")
 
 
@@ -176,6 +186,10 @@ def field_choices(section: str, name: str) -> tuple | None:
     raise KeyError(f"{section}.{name}")
 
 
+_TRUE = ("true", "yes", "1")
+_FALSE = ("false", "no", "0")
+
+
 def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
     """Turn a YAML/UI value into the field's type, or explain why it cannot be."""
     where = f"{section}.{f.name}"
@@ -189,11 +203,20 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return list(value)
         raise ConfigError(f"{where} must be 'all-linear' or a list of layer names, not {value!r}.")
+    if f.name == "gradient_checkpointing":
+        # true/false from older configs and presets mean on/off.
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return "on" if value.strip().lower() in _TRUE else "off"
+        if isinstance(value, str):
+            return value.strip().lower()
+        raise ConfigError(f"{where} must be auto, on or off, not {value!r}.")
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-            return value.lower() in ("true", "yes", "on", "1")
+        if isinstance(value, str) and value.lower() in _TRUE + _FALSE + ("on", "off"):
+            return value.lower() in _TRUE + ("on",)
         raise ConfigError(f"{where} must be true or false, not {value!r}.")
     if isinstance(default, int):
         if isinstance(value, bool):

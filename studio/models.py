@@ -255,26 +255,26 @@ def _enable_checkpointing(model: Any) -> None:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def apply_lora(model: Any, lora_cfg: LoraConfig, quantized: bool, gradient_checkpointing: bool) -> Any:
+def apply_lora(model: Any, lora_cfg: LoraConfig, gradient_checkpointing: bool = False) -> Any:
     """Wrap ``model`` in LoRA adapters (a PeftModel); only the adapters are trainable.
 
     Target modules are checked against the model first, so a typo gives a ConfigError naming the
     layers that do exist.
     """
     from peft import LoraConfig as PeftLoraConfig
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    from peft import get_peft_model
 
     names = linear_module_names(model)
     if not names:
         raise ModelError("This model has no linear layers that LoRA can adapt.")
     validate(StudioConfig(lora=lora_cfg), names)   # the same message as config validation
-    if quantized:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            model = prepare_model_for_kbit_training(
-                model, use_gradient_checkpointing=gradient_checkpointing,
-                gradient_checkpointing_kwargs={"use_reentrant": False})
-    elif gradient_checkpointing:
+    # The base stays frozen and in its own dtype, 4-bit or not. peft's prepare_model_for_kbit_training
+    # (the QLoRA articles' recipe) would also cast every norm, the embedding and the output head to
+    # float32: measured, that costs memory and a dtype copy of the head on every step, and buys no
+    # accuracy under bf16 autocast (docs/BENCHMARKS.md). So only its freezing is kept.
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if gradient_checkpointing:
         _enable_checkpointing(model)
     if gradient_checkpointing:
         model.config.use_cache = False
@@ -355,7 +355,7 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
     tokens = training_cfg.batch_size * data_cfg.max_length
     per_layer = 14 * hidden_size + 6 * inter
     act = _ACT_BYTES.get(quant, 2.0) if on_gpu else 4.0
-    if training_cfg.gradient_checkpointing:
+    if training_cfg.gradient_checkpointing != "off":     # 'auto' may checkpoint every layer
         kept = _CKPT_BYTES.get(quant, 2.0) if on_gpu else 4.0
         activations = tokens * (num_layers * hidden_size * kept + per_layer * act)
     else:

@@ -30,7 +30,7 @@ def test_values_from_widgets_are_coerced():
     cfg = merge(StudioConfig(), {"lora": {"r": "32", "target_modules": "q_proj, v_proj"},
                                  "training": {"gradient_checkpointing": "yes", "batch_size": 2.0}})
     assert cfg.lora.r == 32 and cfg.lora.target_modules == ["q_proj", "v_proj"]
-    assert cfg.training.gradient_checkpointing is True and cfg.training.batch_size == 2
+    assert cfg.training.gradient_checkpointing == "on" and cfg.training.batch_size == 2
 
 
 @pytest.mark.parametrize("overrides, words", [

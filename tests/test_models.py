@@ -42,8 +42,7 @@ def test_apply_lora_trains_only_the_adapters(tiny_model, targets):
     total = models.parameter_counts(tiny_model)["total"]
     names = LLAMA_LINEAR if targets == "all-linear" else targets
     expected = _lora_size(tiny_model, names, r=4)
-    peft_model = models.apply_lora(tiny_model, LoraConfig(r=4, alpha=8, target_modules=targets),
-                                   quantized=False, gradient_checkpointing=False)
+    peft_model = models.apply_lora(tiny_model, LoraConfig(r=4, alpha=8, target_modules=targets))
     counts = models.parameter_counts(peft_model)
     assert counts == {"total": total + expected, "trainable": expected}
     assert models.linear_module_names(peft_model) == LLAMA_LINEAR   # the adapters' own layers are not listed
@@ -51,13 +50,23 @@ def test_apply_lora_trains_only_the_adapters(tiny_model, targets):
 
 def test_bad_target_modules_name_what_exists(tiny_model):
     with pytest.raises(ConfigError) as err:
-        models.apply_lora(tiny_model, LoraConfig(target_modules=["q_proj", "query_key_value"]), False, False)
+        models.apply_lora(tiny_model, LoraConfig(target_modules=["q_proj", "query_key_value"]))
     assert str(err.value) == ("These target modules are not in this model: query_key_value. "
                               f"The model has: {', '.join(LLAMA_LINEAR)}.")
 
 
+def test_frozen_base_keeps_its_16_bit_dtype(tiny_dir):
+    """No float32 copies of norms, embedding or head (the articles' kbit preparation makes them)."""
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.bfloat16)
+    peft_model = models.apply_lora(model, LoraConfig(r=4), gradient_checkpointing=True)
+    frozen = [(n, p.dtype) for n, p in peft_model.named_parameters() if not p.requires_grad]
+    assert frozen and all(d == torch.bfloat16 for _, d in frozen), [x for x in frozen if x[1] != torch.bfloat16]
+    assert all("lora_" in n for n, p in peft_model.named_parameters() if p.requires_grad)
+
+
 def test_gradient_checkpointing_still_trains_the_adapters(tiny_model):
-    peft_model = models.apply_lora(tiny_model, LoraConfig(r=4), quantized=False, gradient_checkpointing=True)
+    peft_model = models.apply_lora(tiny_model, LoraConfig(r=4), gradient_checkpointing=True)
     base = peft_model.get_base_model()
     assert getattr(base, "is_activation_checkpointing", None) or base.is_gradient_checkpointing
     assert peft_model.get_base_model().config.use_cache is False
@@ -121,7 +130,7 @@ def test_quantized_lora_trains_on_this_device(tiny_dir, quant):
     assert models.quantization_of(model) == quant
     assert models.linear_module_names(model) == LLAMA_LINEAR
     assert models.parameter_counts(model)["total"] == plain_total     # packed 4-bit weights counted in full
-    peft_model = models.apply_lora(model, LoraConfig(r=4), quantized=True, gradient_checkpointing=True)
+    peft_model = models.apply_lora(model, LoraConfig(r=4), gradient_checkpointing=True)
     summary = models.model_summary(peft_model, models.load_tokenizer(ModelConfig(source=str(tiny_dir))))
     assert summary["quantization"] == quant and 0 < summary["trainable_params"] < summary["params"]
     _train_step_changes_adapters(peft_model)
@@ -157,7 +166,7 @@ def test_model_summary(tiny_dir, tmp_path):
     assert s2["template"] == "chatml fallback" and not s2["has_chat_template"]
 
 
-def _estimate(quantization="none", checkpointing=False, free_gb=1000.0, **training):
+def _estimate(quantization="none", checkpointing="off", free_gb=1000.0, **training):
     dev = {"device": "cuda", "free_gb": free_gb}
     return models.estimate_memory(7_000_000_000, ModelConfig(quantization=quantization), LoraConfig(r=16),
                                   TrainingConfig(gradient_checkpointing=checkpointing, **training),
@@ -170,7 +179,7 @@ def test_memory_estimate_moves_the_right_way():
     assert nf4["parts"]["weights"] < int8["parts"]["weights"] < plain["parts"]["weights"]
     assert 13 < plain["parts"]["weights"] < 15          # 7B x 2 bytes
     assert 3.5 < nf4["parts"]["weights"] < 5            # about 4.1 bits per weight + float32 embeddings
-    assert _estimate(checkpointing=True)["parts"]["activations"] < plain["parts"]["activations"] / 5
+    assert _estimate(checkpointing="on")["parts"]["activations"] < plain["parts"]["activations"] / 5
     assert _estimate(batch_size=8)["parts"]["activations"] == pytest.approx(2 * plain["parts"]["activations"], rel=1e-3)
     assert plain["total_gb"] == pytest.approx(sum(plain["parts"].values()), abs=0.02)
     assert plain["fits"] and not _estimate(free_gb=8.0)["fits"]

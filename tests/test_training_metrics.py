@@ -7,7 +7,7 @@ import threading
 
 import torch
 
-from studio.training.collator import PaddingCollator
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 from studio.training.metrics import MetricsFollower, MetricsLog
 
 
@@ -61,16 +61,16 @@ def test_follower_reads_a_file_another_process_is_writing_and_waits_for_whole_li
     assert [r["step"] for r in MetricsLog.follow(path).since(1)[0]] == [2, 3]
 
 
-def test_padding_collator_pads_to_the_longest_row_of_the_batch():
-    batch = PaddingCollator(pad_token_id=0)([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
+def test_padded_batches_pad_to_the_longest_row_of_the_batch():
+    batch = DataCollatorForLanguageModeling(pad_token_id=0)([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
                                              {"input_ids": [8], "labels": [8]}])
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
 
 
-def test_packed_rows_do_not_see_each_other():
-    """A packed batch gives each row the same logits as the row alone (block-diagonal attention)."""
+def test_padding_free_rows_do_not_see_each_other():
+    """A padding-free batch gives each row the same logits as the row alone (block-diagonal attention)."""
     from tiny import tiny_model, tiny_tokenizer
 
     tok = tiny_tokenizer()
@@ -78,7 +78,7 @@ def test_packed_rows_do_not_see_each_other():
     model.config.use_cache = False          # as in training: the trainer switches the cache off
     a = tok("Hello, how are you today?")["input_ids"]
     b = tok("The quick brown fox jumps")["input_ids"]
-    batch = PaddingCollator(pad_token_id=tok.pad_token_id, packing=True)(
+    batch = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id, padding_free=True)(
         [{"input_ids": a, "labels": a}, {"input_ids": b, "labels": b}])
     assert batch["input_ids"].shape == (1, len(a) + len(b)) and "attention_mask" not in batch
     assert batch["labels"][0, len(a)].item() == -100      # no learning across the seam

@@ -1,14 +1,18 @@
-"""``TrainingArguments`` from the studio's ``TrainingConfig``, and the notes on what had to change.
+"""TRL's ``SFTConfig`` from the studio's ``TrainingConfig``, and the notes on what had to change.
 
-Kept apart from the job so the mapping can be read (and tested) in one place.
+Kept apart from the job so the mapping can be read (and tested) in one place. The rows reach the
+trainer already rendered and tokenised, with their loss masks as ``labels`` (studio/data), so TRL
+only batches them: padding-free (a step's rows joined into one sequence, no padding) when
+``training.packing`` is on, padded to the longest row otherwise.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
-from transformers import TrainingArguments
+from trl import SFTConfig
 
 from ..config import StudioConfig
 
@@ -18,7 +22,7 @@ _CUDA_ONLY_OPTIMIZERS = {"paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit"}
 
 @dataclass
 class ResolvedArgs:
-    args: TrainingArguments
+    args: SFTConfig
     optimizer: str
     precision: str                      # "bf16" | "fp16" | "fp32"
     notes: list[str] = field(default_factory=list)   # plain-language changes made for this device
@@ -28,7 +32,7 @@ def _compatible(kwargs: dict) -> dict:
     """Rename arguments for older transformers 5.x releases (5.17 is on many GPU images), which call
     activation checkpointing ``gradient_checkpointing`` and take a warmup ratio separately."""
     import dataclasses
-    fields = {f.name: f for f in dataclasses.fields(TrainingArguments)}
+    fields = {f.name: f for f in dataclasses.fields(SFTConfig)}
     out = dict(kwargs)
     if "activation_checkpointing" not in fields:
         out["gradient_checkpointing"] = out.pop("activation_checkpointing")
@@ -36,6 +40,14 @@ def _compatible(kwargs: dict) -> dict:
     if "float" not in str(fields["warmup_steps"].type) and "warmup_ratio" in fields:
         out["warmup_ratio"] = out.pop("warmup_steps")
     return {k: v for k, v in out.items() if k in fields}
+
+
+def liger_available() -> bool:
+    try:
+        import liger_kernel  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype: torch.dtype,
@@ -54,6 +66,13 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
     elif on_cuda and dtype == torch.float16:
         precision = "fp16"
 
+    liger = bool(t.fused_kernels and on_cuda and liger_available())
+    if t.fused_kernels and on_cuda and not liger:
+        notes.append("Fused kernels are on but liger-kernel is not installed (`pip install liger-kernel`); "
+                     "training uses the model's own layers.")
+
+    # One row a step has no padding anyway (and TRL warns that padding-free buys nothing there).
+    padding_free = t.packing and t.batch_size > 1
     evaluate = has_validation and t.eval_steps > 0
     steps = {"max_steps": t.max_steps} if t.max_steps > 0 else {"num_train_epochs": t.epochs}
     kwargs = dict(
@@ -68,9 +87,10 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
         weight_decay=t.weight_decay,
         optim=optimizer,
         max_grad_norm=t.max_grad_norm,
-        activation_checkpointing=t.gradient_checkpointing,
-        # Non-reentrant checkpointing works with frozen embeddings (LoRA) without extra hooks.
-        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        # The job enables checkpointing itself (models.apply_lora), layer by layer for 'auto'
+        # (checkpointing.py); the trainer would switch it on for every layer.
+        activation_checkpointing=False,
+        activation_checkpointing_kwargs=None,
         seed=t.seed,
         data_seed=t.seed,
         logging_strategy="steps",
@@ -87,11 +107,23 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
         dataloader_num_workers=0,              # workers would fork a process holding the model
         dataloader_pin_memory=on_cuda,
         remove_unused_columns=False,           # our rows are already tokenised; keep every column
-        # Packed batches have no padding at all; padded batches count their attention mask.
-        include_num_input_tokens_seen="all" if t.packing else "non_padding",
+        # Padding-free batches have no padding at all; padded batches count their attention mask.
+        include_num_input_tokens_seen="all" if padding_free else "non_padding",
+        # The rows are tokenised and cut to data.max_length already; TRL must not cut or pack again.
+        max_length=None,
+        padding_free=padding_free,
+        packing=False,
+        dataset_num_proc=None,
+        # RMSNorm, RoPE and SwiGLU as fused Triton kernels; TRL computes the loss with its own chunked
+        # LM head (the float32 logits of the whole vocabulary are never materialised).
+        use_liger_kernel=liger,
+        liger_kernel_config={"rms_norm": True, "rope": True, "swiglu": True, "cross_entropy": False,
+                             "fused_linear_cross_entropy": False} if liger else None,
         use_cpu=not on_cuda,
         save_only_model=False,
         log_level="info",
     )
-    args = TrainingArguments(**_compatible(kwargs))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)   # use_liger_kernel's deprecation note
+        args = SFTConfig(**_compatible(kwargs))
     return ResolvedArgs(args=args, optimizer=optimizer, precision=precision, notes=notes)

@@ -7,8 +7,8 @@ import errno
 from ..config import ConfigError
 from ..data.types import DataError
 
-OOM_HINT = ("Lower the batch size or the maximum length, turn on gradient checkpointing, "
-            "or load the model in 4-bit (QLoRA).")
+OOM_HINT = ("Lower the batch size or the maximum length, set gradient checkpointing to 'on' "
+            "(training.gradient_checkpointing), or load the model in 4-bit (QLoRA).")
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -75,6 +75,21 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def _sft_trainer(model, args, tokenizer, train, validation, callbacks):
+    """TRL's SFTTrainer over already tokenised rows with their loss masks as ``labels``.
+
+    TRL batches them (padding-free or padded), and computes the loss with its chunked LM head, which
+    never materialises the float32 logits of the whole vocabulary."""
+    import warnings
+
+    from trl import SFTTrainer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)     # TRL's use_liger_kernel deprecation note
+        return SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
+                          processing_class=tokenizer, callbacks=callbacks)
+
+
 class TrainingJob:
     """A run of ``cfg``. ``model``/``tokenizer``/``data`` may be passed in already loaded (the UI's
     "use the model already loaded", and tests); otherwise they are loaded from the config.
@@ -264,11 +279,12 @@ class TrainingJob:
 
     def _train(self, log) -> None:
         import torch
-        from transformers import PrinterCallback, Trainer, set_seed
+        from transformers import PrinterCallback, set_seed
 
         from .. import models
         from .args import build_training_args
-        from .collator import EncodedDataset, PaddingCollator
+        from .attention import resolve_attention, set_attention
+        from .collator import encoded_dataset
 
         cfg = self.cfg
         log.info("Run folder: %s", self.run.path)
@@ -305,36 +321,39 @@ class TrainingJob:
 
         self._set(message="Adding the LoRA adapters.")
         set_seed(cfg.training.seed)     # LoRA's A matrices are random: the same seed gives the same run
-        quantized = cfg.model.quantization != "none"
-        peft_model = models.apply_lora(model, cfg.lora, quantized, cfg.training.gradient_checkpointing)
+        on_cuda = torch.cuda.is_available()
+        has_val = len(data.validation) > 0
+        resolved = build_training_args(cfg, str(self.run.checkpoints_dir), on_cuda,
+                                       models.resolve_dtype(cfg.model), has_val)
+        padding_free = resolved.args.padding_free
+        attention = resolve_attention(cfg.training.attention, on_cuda, padding_free)
+        set_attention(model, attention)
+        peft_model = models.apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing != "off")
         self._peft_model = self.model = peft_model
         del model
 
-        on_cuda = torch.cuda.is_available()
-        dtype = models.resolve_dtype(cfg.model)
-        has_val = len(data.validation) > 0
-        resolved = build_training_args(cfg, str(self.run.checkpoints_dir), on_cuda, dtype, has_val)
         for note in resolved.notes:
             log.info(note)
         trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in peft_model.parameters())
         self.info = {"device": "cuda" if on_cuda else "cpu", "precision": resolved.precision,
-                     "optimizer": resolved.optimizer, "notes": resolved.notes,
+                     "optimizer": resolved.optimizer, "notes": resolved.notes, "attention": attention,
+                     "padding_free": padding_free, "fused_kernels": resolved.args.use_liger_kernel,
                      "train_rows": len(data.train), "validation_rows": len(data.validation),
                      "template": data.template_name, "trainable_params": trainable, "total_params": total}
         self.info.update(self._gpu_before)
-        log.info("Device %s, precision %s, optimizer %s; %s of %s parameters trainable.",
-                 self.info["device"], resolved.precision, resolved.optimizer, f"{trainable:,}", f"{total:,}")
+        log.info("Device %s, precision %s, optimizer %s, attention %s, %s batches, fused kernels %s; "
+                 "%s of %s parameters trainable.", self.info["device"], resolved.precision, resolved.optimizer,
+                 attention, "padding-free" if padding_free else "padded",
+                 "on" if resolved.args.use_liger_kernel else "off", f"{trainable:,}", f"{total:,}")
 
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         metrics_cb = MetricsCallback(self.metrics, self.progress, on_row=self._on_row)
         stop_cb = StopCallback(self._stop)
-        trainer = Trainer(model=peft_model, args=resolved.args,
-                          train_dataset=EncodedDataset(data.train),
-                          eval_dataset=EncodedDataset(data.validation) if has_val else None,
-                          data_collator=PaddingCollator(pad_id, packing=cfg.training.packing),
-                          processing_class=tokenizer,
-                          callbacks=[metrics_cb, stop_cb, *self.extra_callbacks])
+        train_rows = encoded_dataset(data.train)
+        trainer = _sft_trainer(peft_model, resolved.args, tokenizer, train_rows,
+                               encoded_dataset(data.validation) if has_val else None,
+                               [metrics_cb, stop_cb, *self.extra_callbacks])
+        self._checkpoint_layers(trainer, peft_model, train_rows, resolved, log)
         # The trainer prints each log dict to stdout when progress bars are off; the rows go to
         # metrics.jsonl and train.log instead.
         trainer.remove_callback(PrinterCallback)
@@ -358,6 +377,7 @@ class TrainingJob:
             gc.collect()
 
         self._set(SAVING, "Saving the adapter.")
+        set_attention(peft_model, "sdpa")    # generation passes no row boundaries
         self._save_adapter(peft_model, tokenizer, data.chat_template)
         peft_model.config.use_cache = True   # the trainer turned the cache off; chat wants it
         self.result = self._result(metrics_cb, stopped)
@@ -373,6 +393,31 @@ class TrainingJob:
         else:
             log.info("Finished %d steps.", p.step)
             self._set(DONE, f"Finished {p.step} steps (loss {loss}). The adapter is in {self.run.adapter_dir}.")
+
+    def _checkpoint_layers(self, trainer, model, rows, resolved, log) -> None:
+        """'auto': measure the largest batch on the GPU and checkpoint only the layers that must be.
+        A CPU has the memory to keep every activation, so nothing is checkpointed there."""
+        from . import checkpointing
+
+        setting = self.cfg.training.gradient_checkpointing
+        if setting != "auto":
+            self.info["checkpointed_layers"] = "all" if setting == "on" else 0
+            return
+        if self.info["device"] != "cuda":
+            checkpointing.set_checkpointed_layers(model, 0)
+            self.info["checkpointed_layers"] = 0
+            return
+        self._set(message="Measuring the memory of the largest batch.")
+        if resolved.args.use_liger_kernel:     # the trainer would apply them at train(); measure with them
+            from transformers.integrations.liger import apply_liger_kernel
+            apply_liger_kernel(model, resolved.args.liger_kernel_config)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        state_bytes = 2 if "8bit" in resolved.optimizer else 8
+        decision = checkpointing.choose(trainer, model, list(rows), self.cfg.training.batch_size,
+                                        trainable * state_bytes)
+        self.info["checkpointed_layers"] = decision.layers
+        self.info["notes"].append(decision.note)
+        log.info(decision.note)
 
     def _save_adapter(self, peft_model, tokenizer, chat_template: str) -> None:
         """Write adapter/ atomically: to a side folder first, renamed when complete."""

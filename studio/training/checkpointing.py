@@ -1,0 +1,122 @@
+"""Gradient checkpointing 'auto': checkpoint only as many layers as this GPU's memory needs.
+
+Checkpointing every layer keeps a run small but recomputes each layer's forward pass in the
+backward pass (about a third more work); checkpointing none is fastest but keeps every layer's
+activations. Which one fits depends on the model, the quantization, the kernels, the data and the
+GPU, so 'auto' measures instead of guessing: before training it runs the run's largest micro-batch
+(the ``batch_size`` longest rows) forward and backward twice, once with every layer checkpointed and
+once with all but two, and reads the peaks. Their difference is what a layer adds when it is not
+checkpointed; the first ``n`` layers stay checkpointed, the others do not, with ``n`` the smallest
+count whose predicted peak stays inside the budget (free memory, or the process's memory cap, minus
+a margin and the optimizer state):
+
+    peak(n) = peak(all checkpointed) + (L - n) x (peak(L - 2 checkpointed) - peak(all)) / 2
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+MARGIN = 0.85         # of the budget: allocator fragmentation, the evaluation pass, other processes
+# A layer's measured cost is raised by this much: with a 24 GB cap on an 8B model at 16k tokens, the
+# unraised prediction let a run out of memory (fragmentation and the optimizer step add to it).
+LAYER_SAFETY = 1.25
+
+
+@dataclass
+class Decision:
+    layers: int          # layers checkpointed, counted from the input side
+    total: int
+    note: str
+
+
+def decoder_layers(model: Any) -> list:
+    from transformers.modeling_layers import GradientCheckpointingLayer
+    return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+
+
+def set_checkpointed_layers(model: Any, n: int) -> None:
+    """Checkpoint the first ``n`` decoder layers and no others (checkpointing must be enabled)."""
+    for i, layer in enumerate(decoder_layers(model)):
+        layer.gradient_checkpointing = i < n
+
+
+def memory_budget() -> int:
+    """Bytes this process may allocate on the GPU: what it holds plus what is free, within its cap."""
+    free, total = torch.cuda.mem_get_info()
+    budget = free + torch.cuda.memory_allocated()
+    get_cap = getattr(torch.cuda, "get_per_process_memory_fraction", None)
+    cap = get_cap() if get_cap is not None else 1.0
+    if 0 < cap < 1:          # set_per_process_memory_fraction: a smaller card inside this one
+        budget = min(budget, int(cap * total))
+    return budget
+
+
+def worst_batch(rows: list, batch_size: int, collator: Any) -> tuple[dict, int]:
+    longest = sorted(rows, key=lambda r: len(r["input_ids"]), reverse=True)[:batch_size]
+    batch = collator(longest)
+    return batch, int(batch["input_ids"].numel())
+
+
+def _probe(trainer: Any, model: Any, batch: dict) -> int:
+    """Peak bytes above the current allocation of one forward and backward of ``batch``."""
+    gc.collect()
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    try:
+        loss = trainer.compute_loss(model, trainer._prepare_inputs(batch))
+        loss.backward()
+        return torch.cuda.max_memory_allocated() - base
+    finally:
+        model.zero_grad(set_to_none=True)
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+def layers_to_checkpoint(total: int, peak_all: float, per_layer: float, room: float) -> int:
+    """The fewest checkpointed layers whose predicted peak, ``peak_all + (total - n) x per_layer``,
+    stays within ``room`` bytes."""
+    if peak_all >= room:
+        return total
+    free_layers = int((room - peak_all) // max(per_layer, 1))
+    return max(0, total - free_layers)
+
+
+def choose(trainer: Any, model: Any, rows: list, batch_size: int, optimizer_bytes: int, probe_layers: int = 2) -> Decision:
+    """Measure the largest micro-batch twice (every layer checkpointed; all but ``probe_layers``) and
+    keep checkpointing only on as many layers as the budget needs."""
+    layers = decoder_layers(model)
+    total = len(layers)
+    if total == 0:
+        return Decision(0, 0, "This model has no layers that can be checkpointed.")
+    batch, tokens = worst_batch(rows, batch_size, trainer.data_collator)
+    model.train()
+    base = torch.cuda.memory_allocated()
+    room = memory_budget() * MARGIN - base - optimizer_bytes
+    set_checkpointed_layers(model, total)
+    peak_all = _probe(trainer, model, batch)
+    k = min(probe_layers, total)
+    try:
+        set_checkpointed_layers(model, total - k)
+        per_layer = LAYER_SAFETY * max((_probe(trainer, model, batch) - peak_all) / k, 1.0)
+    except torch.cuda.OutOfMemoryError:
+        per_layer = None            # two layers more do not fit: every layer stays checkpointed
+    gc.collect()                    # the failed probe's tensors, freed with its traceback
+    torch.cuda.empty_cache()
+    n = total if per_layer is None else layers_to_checkpoint(total, peak_all, per_layer, room)
+    set_checkpointed_layers(model, n)
+    gb = lambda b: f"{b / 2**30:.1f} GB"  # noqa: E731
+    if per_layer is None:
+        note = (f"Gradient checkpointing (auto): all {total} layers checkpointed; the largest batch "
+                f"({tokens:,} tokens) leaves no room for more.")
+    else:
+        predicted = base + optimizer_bytes + peak_all + (total - n) * per_layer
+        note = (f"Gradient checkpointing (auto): {n} of {total} layers checkpointed. The largest batch "
+                f"({tokens:,} tokens) adds about {gb(per_layer)} a layer without it; predicted peak "
+                f"{gb(predicted)} of a {gb(memory_budget())} budget.")
+    return Decision(n, total, note)

@@ -1,0 +1,121 @@
+"""The studio's fast path (TRL's SFTTrainer, padding-free batches, chunked loss, no float32 upcast)
+trains the same model as the plain recipe: the same per-step losses and the same adapter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from test_training_job import make_cfg, prepared, run_job, write_data
+from tiny import tiny_model, tiny_tokenizer
+
+
+def _losses(job) -> list[float]:
+    return [r["loss"] for r in job.metrics.rows("train")]
+
+
+def _adapter(model) -> dict:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+
+
+def test_padding_free_batches_train_exactly_like_padded_ones(tmp_path):
+    padded = run_job(tmp_path, "padded", max_steps=5, batch_size=4, packing=False)
+    free = run_job(tmp_path, "free", max_steps=5, batch_size=4, packing=True)
+    assert padded.state == free.state == "done"
+    assert padded.info["padding_free"] is False and free.info["padding_free"] is True
+    assert len(_losses(free)) == 5
+    assert _losses(free) == pytest.approx(_losses(padded), rel=1e-4)
+    a, b = _adapter(padded.model), _adapter(free.model)
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    # ...and the adapter did move (a test of equality between two frozen runs would prove nothing).
+    fresh = _adapter(run_job(tmp_path, "none", max_steps=1, batch_size=4, learning_rate=1e-9).model)
+    assert any(not torch.allclose(fresh[k], b[k], atol=1e-4) for k in b)
+
+
+def test_studio_losses_equal_the_plain_trainer_recipe(tmp_path):
+    """A plain transformers Trainer with padded batches and peft LoRA, same rows, seed and settings."""
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+
+    tok = tiny_tokenizer()
+    studio = run_job(tmp_path, "studio", max_steps=5, batch_size=4, tok=tok)
+
+    cfg = make_cfg(write_data(tmp_path), max_steps=5, batch_size=4)
+    data = prepared(cfg, tok)
+    base = tiny_model(tok)
+    set_seed(0)                              # as the job does: the seed right before the LoRA init
+    model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
+                                                       target_modules="all-linear", task_type="CAUSAL_LM"))
+    args = TrainingArguments(output_dir=str(tmp_path / "plain"), max_steps=5, per_device_train_batch_size=4,
+                             learning_rate=0.01, lr_scheduler_type="constant", warmup_steps=0, logging_steps=1,
+                             seed=0, data_seed=0, report_to="none", save_strategy="no", use_cpu=True,
+                             remove_unused_columns=False, optim="adamw_torch", disable_tqdm=True)
+    rows = Dataset.from_dict({"input_ids": [r.input_ids for r in data.train], "labels": [r.labels for r in data.train]})
+    trainer = Trainer(model=model, args=args, train_dataset=rows,
+                      data_collator=DataCollatorForSeq2Seq(tok, label_pad_token_id=-100, padding=True))
+    trainer.train()
+    plain = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert len(plain) == 5 and plain[0] > plain[-1]          # it learned
+    assert _losses(studio) == pytest.approx(plain, rel=1e-4)
+
+
+def test_training_switches_attention_back_for_chat(tmp_path):
+    job = run_job(tmp_path, max_steps=2, batch_size=4)
+    assert job.info["attention"] == "sdpa"            # a CPU has no variable-length kernel
+    assert job.model.get_base_model().config._attn_implementation == "sdpa"
+
+
+def test_attention_choice_falls_back_where_the_kernel_cannot_run():
+    from studio.training.attention import resolve_attention
+    assert resolve_attention("auto", on_cuda=False, padding_free=True) == "sdpa"
+    assert resolve_attention("varlen", on_cuda=False, padding_free=True) == "sdpa"
+    assert resolve_attention("flex_attention", on_cuda=False, padding_free=True) == "sdpa"
+    assert resolve_attention("sdpa", on_cuda=True, padding_free=True) == "sdpa"
+    # Padded batches carry a padding mask that the variable-length kernel does not take.
+    assert resolve_attention("varlen", on_cuda=True, padding_free=False) == "sdpa"
+
+
+def test_fused_kernels_need_a_gpu_and_say_so_when_missing():
+    from studio.config import StudioConfig
+    from studio.training.args import build_training_args
+
+    cfg = StudioConfig()
+    cpu = build_training_args(cfg, "/tmp/x", on_cuda=False, dtype=torch.float32, has_validation=False)
+    assert cpu.args.use_liger_kernel is False and not any("liger" in n for n in cpu.notes)
+    assert cpu.args.padding_free is True and cpu.args.max_length is None
+
+
+def test_auto_checkpointing_checkpoints_only_what_the_budget_needs():
+    from studio.training.checkpointing import layers_to_checkpoint
+    gb = 2**30
+    # 32 layers; all checkpointed peaks at 10 GB; each un-checkpointed layer adds 1 GB.
+    assert layers_to_checkpoint(32, 10 * gb, gb, 100 * gb) == 0          # room for every layer
+    assert layers_to_checkpoint(32, 10 * gb, gb, 30 * gb) == 12          # 20 layers fit
+    assert layers_to_checkpoint(32, 40 * gb, gb, 30 * gb) == 32          # not even all checkpointed fits
+    # More room never means more checkpointing, more per-layer cost never less.
+    counts = [layers_to_checkpoint(32, 10 * gb, gb, room * gb) for room in range(5, 60)]
+    assert counts == sorted(counts, reverse=True)
+    assert layers_to_checkpoint(32, 10 * gb, 2 * gb, 30 * gb) >= layers_to_checkpoint(32, 10 * gb, gb, 30 * gb)
+
+
+@pytest.mark.parametrize("setting, expected", [("auto", 0), ("on", 2), ("off", 0)])
+def test_checkpointing_setting_reaches_the_layers(tmp_path, setting, expected):
+    """'on' checkpoints every layer; 'auto' on a CPU (plenty of memory) and 'off' none."""
+    from studio.training.checkpointing import decoder_layers
+
+    job = run_job(tmp_path, max_steps=1, batch_size=4, gradient_checkpointing=setting)
+    assert job.state == "done", job.message
+    layers = decoder_layers(job.model)
+    assert len(layers) == 2
+    assert sum(bool(layer.gradient_checkpointing) for layer in layers) == expected
+    assert job.info["checkpointed_layers"] == ("all" if setting == "on" else 0)
+
+
+def test_true_and_false_from_older_configs_mean_on_and_off():
+    from studio.config import StudioConfig
+    yes = StudioConfig.from_yaml("training:\n  gradient_checkpointing: true\n")
+    no = StudioConfig.from_yaml("training:\n  gradient_checkpointing: off\n")
+    assert (yes.training.gradient_checkpointing, no.training.gradient_checkpointing) == ("on", "off")
+    assert StudioConfig().training.gradient_checkpointing == "auto"
