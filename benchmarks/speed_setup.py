@@ -1,0 +1,119 @@
+"""The speed benchmark's inputs: model folders of the measured shapes, and the rows.
+
+Shapes: ``135m`` is the built-in SmolLM2-135M-Instruct with its real weights (converted once from
+its GGUF file, as the studio does); ``1b`` and ``8b`` have the exact architecture of Llama-3.2-1B
+and Llama-3.1-8B with random weights (speed and memory do not depend on weight values) and the
+SmolLM2 tokenizer (token ids only index the larger embedding).
+
+Rows: synthetic chat conversations with a realistic length spread (total tokens log-normal, median
+~300, a long tail cut at the max length), rendered with the chat template and loss-masked by the
+studio's own data pipeline, saved as JSONL of ``input_ids``/``labels`` that every case reads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SHAPES = {
+    "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+               num_key_value_heads=8, head_dim=64, vocab_size=128256, tie_word_embeddings=True),
+    "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+               num_key_value_heads=8, head_dim=128, vocab_size=128256, tie_word_embeddings=False),
+}
+_LLAMA3 = dict(rope_theta=500000.0, max_position_embeddings=131072, rms_norm_eps=1e-5, hidden_act="silu",
+               attention_bias=False, mlp_bias=False)
+
+
+def base_folder(gguf: str | None) -> Path:
+    """The built-in model as an HF folder (converted once)."""
+    from studio.model_sources import resolve_source
+    return Path(resolve_source(gguf or "default"))
+
+
+def model_folder(shape: str, work: Path, tokenizer_dir: Path) -> Path:
+    """A random-weight folder for ``shape`` (made once, on the GPU, in bfloat16)."""
+    folder = work / f"llama-{shape}"
+    if (folder / "config.json").exists() and any(folder.glob("*.safetensors")):
+        return folder
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    cfg = LlamaConfig(**SHAPES[shape], **_LLAMA3, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = LlamaForCausalLM(cfg).to(torch.bfloat16)
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    del model
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+def _words() -> list[str]:
+    """Real English words (the demo FAQ's), so the tokenizer sees text of normal density."""
+    from studio.paths import DEMO_DATA
+    text = Path(DEMO_DATA).read_text(encoding="utf-8")
+    return sorted(set(re.findall(r"[A-Za-z][a-z']+", text)))
+
+
+def _text(rng: random.Random, words: list[str], n_words: int) -> str:
+    out = []
+    for i in range(n_words):
+        w = rng.choice(words)
+        out.append(w.capitalize() if i == 0 or out[-1].endswith(".") else w)
+        if rng.random() < 0.08:
+            out[-1] += "."
+    return " ".join(out) + "."
+
+
+def write_rows(folder: Path, tokenizer_dir: Path, n_train: int, n_eval: int, max_length: int,
+               seed: int = 0) -> tuple[Path, Path]:
+    """Rows through the studio's pipeline (chat template, assistant-only loss mask, cut at max length)."""
+    from studio.config import DataConfig
+    from studio.data.pipeline import prepare
+    from studio.models import load_tokenizer
+    from studio.config import ModelConfig
+
+    folder.mkdir(parents=True, exist_ok=True)
+    train_path, eval_path = folder / "train.jsonl", folder / "eval.jsonl"
+    if train_path.exists() and eval_path.exists():
+        return train_path, eval_path
+    rng = random.Random(seed)
+    words = _words()
+    chats = folder / "chats.jsonl"
+    with open(chats, "w", encoding="utf-8") as f:
+        for _ in range(n_train + n_eval):
+            # ~1.3 tokens a word; total tokens log-normal around 300 (sigma 0.75: 1% of rows > ~1,700).
+            total_words = max(20, int(math.exp(rng.gauss(math.log(300 / 1.3), 0.75))))
+            q = max(5, int(total_words * rng.uniform(0.15, 0.6)))
+            f.write(json.dumps({"messages": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": _text(rng, words, q)},
+                {"role": "assistant", "content": _text(rng, words, total_words - q)}]}) + "\n")
+    tok = load_tokenizer(ModelConfig(source=str(tokenizer_dir)))
+    data = prepare(DataConfig(file=str(chats), max_length=max_length, validation=n_eval), tok, seed)
+    for path, rows in ((train_path, data.train), (eval_path, data.validation)):
+        with open(path, "w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps({"input_ids": list(r.input_ids), "labels": list(r.labels)}) + "\n")
+    return train_path, eval_path
+
+
+def row_stats(path: Path) -> dict:
+    lengths = sorted(len(json.loads(line)["input_ids"]) for line in open(path))
+    n = len(lengths)
+    return {"rows": n, "median": lengths[n // 2], "p90": lengths[int(n * 0.9)], "max": lengths[-1],
+            "mean": round(sum(lengths) / n, 1)}
