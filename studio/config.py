@@ -32,7 +32,7 @@ def _f(default: Any, help: str, choices: tuple | None = None, **kw):
 QUANTIZATIONS = ("none", "8bit", "4bit-nf4", "4bit-fp4")
 COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 TEMPLATES = ("auto", "model", "chatml", "alpaca", "human_assistant")
-FORMATS = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text", "mapping")
+FORMATS = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text", "preference", "mapping")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts")
 OPTIMIZERS = ("adamw_torch", "paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit", "sgd", "adafactor")
 
