@@ -95,7 +95,7 @@ def wire(ctx) -> None:
         stats = report.token_stats or {}
         hist = (plots.length_histogram(stats.get("lengths") or [], cfg.data.max_length, lang)
                 if stats.get("lengths") else None)
-        table, pg, page_text = views.rows_page(svc.records(cfg.data.file), 1, PAGE_SIZE, lang)
+        table, pg, page_text = views.rows_page(svc.records(cfg.data.file, cfg.data.encoding), 1, PAGE_SIZE, lang)
         current = {"prompt": cfg.data.prompt_column, "answer": cfg.data.answer_column,
                    "system": cfg.data.system_column}
         col_updates = [gr.update(choices=col_choices, value=current[k] or mapping.get(k, "") or "")
@@ -134,7 +134,13 @@ def wire(ctx) -> None:
         values = list(values)
         i = B.inputs.index(ui.kind)
         values[i], values[i + 1] = "file", str(saved)
-        return ("file", gr.update(value=str(saved), visible=True), *report_outputs(B.to_config(values), lang))
+        try:
+            outputs_now = report_outputs(B.to_config(values), lang)
+        except Exception as e:
+            if type(e).__name__ == "DataError":   # the file cannot be read at all: do not keep it
+                svc.discard_upload(saved)
+            raise
+        return ("file", gr.update(value=str(saved), visible=True), *outputs_now)
 
     B.named(upload_data, "file", "lang")
     ui.upload.upload(upload_data, [ui.upload, ctx.lang] + B.inputs, [ui.kind, ui.file] + outputs,
@@ -152,7 +158,7 @@ def wire(ctx) -> None:
     @guarded(3)
     def page(n, step, lang, *values):
         cfg = B.to_config(values)
-        return views.rows_page(svc.records(cfg.data.file), int(n or 1) + step, PAGE_SIZE, lang)
+        return views.rows_page(svc.records(cfg.data.file, cfg.data.encoding), int(n or 1) + step, PAGE_SIZE, lang)
 
     for btn, step in ((ui.prev_btn, -1), (ui.next_btn, 1)):
         btn.click(lambda n, lang, *v, s=step: page(n, s, lang, *v), [ui.page, ctx.lang] + B.inputs,
