@@ -53,7 +53,8 @@ class ModelConfig:
 class DataConfig:
     file: str = _f("demo", "The training data: 'demo' (built-in support FAQ), a .jsonl/.json/.csv/.tsv/.parquet file, "
                    "or a Hugging Face dataset id.")
-    format: str = _f("auto", "The shape of the rows. 'auto' detects alpaca, sharegpt, messages, prompt/completion and text; "
+    format: str = _f("auto", "The shape of the rows. 'auto' detects alpaca, sharegpt, messages, prompt/completion, text "
+                     "and preference data (chosen/rejected: trained on the chosen answers); "
                      "'mapping' uses the column mapping below.", FORMATS)
     prompt_column: str = _f("", "With format 'mapping': the column that holds the question or instruction.")
     answer_column: str = _f("", "With format 'mapping': the column that holds the answer the model should learn.")

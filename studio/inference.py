@@ -301,6 +301,10 @@ def load_adapter_model(run_dir: str | Path, cfg: Any = None) -> tuple[Any, Any, 
     except Exception as e:
         if type(e).__name__ == "ModelError":
             raise ChatError(str(e)) from None
+        from .weights_check import explain
+        damaged = explain(e, cfg.model.source)
+        if damaged:
+            raise ChatError(damaged) from None
         raise
     try:
         model = PeftModel.from_pretrained(base, str(adapter))

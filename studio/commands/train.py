@@ -123,6 +123,17 @@ class ProgressLine:
         self.width = 0
 
 
+def _context_warnings(cfg) -> list[str]:
+    """E.g. a maximum length past the model's context (the model is on disk by now: its config says)."""
+    from ..config import context_warnings
+    try:
+        from .. import model_sources as ms
+        facts = ms.config_facts(ms.resolve_source(cfg.model.source, cfg.model.trust_remote_code))
+    except Exception:  # a warning is optional; the run itself reports real problems
+        return []
+    return context_warnings(cfg, facts.get("context_length"))
+
+
 def _announce(job) -> None:
     i = job.info
     print(f"Training on {i.get('device')} ({i.get('precision')}, optimizer {i.get('optimizer')}): "
@@ -130,6 +141,8 @@ def _announce(job) -> None:
           f"{i.get('trainable_params', 0):,} trainable parameters.")
     for note in i.get("notes", []):
         print(f"Note: {note}")
+    for warning in _context_warnings(job.cfg):
+        print(f"Warning: {warning}")
     print(f"Log: {job.run.log_path}")
 
 

@@ -66,7 +66,14 @@ class Services:
         """Load the model once to describe it, then free it (training loads its own copy)."""
         from studio import models
         tok = models.load_tokenizer(model_cfg)
-        model = models.load_model(model_cfg, for_training=False)
+        try:
+            model = models.load_model(model_cfg, for_training=False)
+        except Exception as e:
+            from studio.weights_check import explain
+            damaged = explain(e, model_cfg.source)
+            if damaged:
+                raise models.ModelError(damaged) from None
+            raise
         try:
             summary = models.model_summary(model, tok)
         finally:
@@ -230,6 +237,12 @@ class Services:
         # Through the app (and its API) a run folder is a name inside the workspace, never a path.
         return self.manager().start(cfg, in_workspace=True)
 
+    def warnings(self, cfg: StudioConfig) -> list[str]:
+        """Settings that work but probably not as meant with this model (known without loading it)."""
+        from studio.config import context_warnings
+        facts = self.facts(cfg.model) or {}
+        return context_warnings(cfg, facts.get("context_length"))
+
     def stop(self) -> Any:
         m = self.manager()
         return m.current() if m.stop() else None
@@ -301,6 +314,12 @@ class Services:
         return dest
 
     # ---- chat ---------------------------------------------------------------------------
+    @staticmethod
+    def training_system_prompt(run_dir: str) -> str:
+        """The system prompt a run's rows were trained with ('' when they had none)."""
+        from studio.data.system_prompt import for_run
+        return for_run(run_dir).get("system_prompt", "") if run_dir else ""
+
     def chat_session(self, run_dir: str, lang: str = "en") -> Any:
         """A ChatSession for a run: the just-finished job's model when it is still in memory,
         else loaded from the run folder. One session is kept; choosing another run replaces it.

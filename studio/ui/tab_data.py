@@ -33,6 +33,7 @@ def build(ctx) -> SimpleNamespace:
                 ui.upload = L.make(gr.File, label="data.upload", file_types=FILE_TYPES, file_count="single",
                                    elem_id="data-upload")
                 ui.format = B.widget("data", "format")
+                ui.encoding = B.widget("data", "encoding")
                 with L.add(gr.Accordion(L("data.mapping"), open=False, elem_id="data-mapping"),
                            label="data.mapping") as ui.mapping:
                     ui.prompt_col = B.widget("data", "prompt_column")
@@ -122,7 +123,7 @@ def wire(ctx) -> None:
 
     B.named(check_data, "lang")
     ui.check_btn.click(check_data, [ctx.lang] + B.inputs, outputs, api_name="check_data")
-    for col in (ui.prompt_col, ui.answer_col):   # picking a column re-checks at once
+    for col in (ui.prompt_col, ui.answer_col, ui.encoding):   # picking a column or an encoding re-checks at once
         col.input(check_data, [ctx.lang] + B.inputs, outputs, api_visibility="private")
 
     @guarded(len(outputs) + 2)
