@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     # this mask, so a Ctrl-C never lands in a worker or in one of torch's native threads.
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
-        demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=guard,
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=guard.check if guard else None,
                     max_file_size=max_upload, allowed_paths=[str(exports)], css=css(),
                     prevent_thread_lock=True, quiet=True, footer_links=["api", "settings"], show_error=False,
                     ssr_mode=False,   # not needed, and GRADIO_SSR_MODE must not switch it on behind our back

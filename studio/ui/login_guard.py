@@ -55,7 +55,9 @@ def _minutes(seconds: float) -> str:
 
 
 class LoginGuard:
-    """Checks logins against ``users`` with a failure limit. Callable as Gradio's ``auth`` function."""
+    """Checks logins against ``users`` with a failure limit. ``check`` is Gradio's ``auth`` function (a
+    bound coroutine function: Gradio awaits ``auth`` only when ``inspect.iscoroutinefunction`` says so,
+    and an awaitable returned by a plain call would count as a successful login)."""
 
     def __init__(self, users: list[tuple[str, str]], max_failures: int = 10, lockout_s: float = 300.0,
                  slow_after: int = 5, delay_s: float = 0.5, user_max_failures: int | None = None,
@@ -113,7 +115,7 @@ class LoginGuard:
                 del self._counts[key]
 
     # ---- Gradio's auth callable ---------------------------------------------------------------
-    async def __call__(self, username: str, password: str) -> bool:
+    async def check(self, username: str, password: str) -> bool:
         from fastapi import HTTPException
         try:
             ok, delay = self.attempt(CLIENT.get(), username, password)
