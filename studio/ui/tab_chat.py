@@ -46,7 +46,7 @@ def build(ctx) -> SimpleNamespace:
             ui.mode = L.make(gr.Radio, label="chat.mode", choices=[("chat.mode.compare", "compare"),
                                                                    ("chat.mode.tuned", "tuned")],
                              value="compare", elem_id="chat-mode", scale=2)
-        ui.system = L.make(gr.Textbox, label="chat.system", info="chat.system_info", lines=1, max_lines=4,
+        ui.system = L.make(gr.Textbox, value="", label="chat.system", info="chat.system_info", lines=1, max_lines=4,
                            placeholder="chat.system_placeholder", elem_id="chat-system")
         with gr.Row(equal_height=True):
             ui.base = L.make(gr.Chatbot, label="chat.base", elem_id="chat-base", height=420, scale=1,
