@@ -224,8 +224,9 @@ def other_process_message(info: dict, what: str = "") -> str:
 
 
 def _program() -> str:
+    """'studio train', 'the studio app'...: where the holder was started, for the message."""
     name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
-    if name in ("studio", "cli.py") or "studio.cli" in " ".join(sys.argv[:1]):
+    if name in ("studio", "cli.py"):          # the console script, or python -m studio.cli
         return "studio " + (sys.argv[1] if len(sys.argv) > 1 else "")
     if name == "launch.py":
         return "the studio app"

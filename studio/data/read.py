@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from .. import paths
 from .duplicate_keys import DuplicateKeys
-from .encodings import CONVERT_HINT, decode_bytes
+from .encodings import decode_bytes
 from .types import DataError, Problem
 
 DEFAULT_MAX_BYTES = 500 * 1024 * 1024

@@ -11,7 +11,6 @@ inside <think>…</think>, and the report says so.
 from __future__ import annotations
 
 import functools
-import json
 
 from .messages import uses_tools
 from .types import Conversation, Problem
@@ -82,6 +81,3 @@ def _fold(m: dict) -> dict:
     out["content"] = f"<think>\n{reasoning.strip()}\n</think>\n\n{m['content']}"
     return out
 
-
-def tools_json(tools: list[dict] | None) -> str:
-    return json.dumps(tools or [], ensure_ascii=False, sort_keys=True)
