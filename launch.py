@@ -8,16 +8,22 @@
 The first screen has the built-in default model and the demo data chosen (on a CPU also the
 cpu-demo preset), so pressing Start on the Train tab works at once. ``--model``, ``--data``,
 ``--preset`` and ``--config`` choose something else to start from.
+
+With a login (``--auth``), failed logins are limited (see studio/ui/login_guard.py) and the login page
+tells nothing about the app. Ctrl-C or SIGTERM stops a training run the app is doing (its adapter is
+saved) before the server closes.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
 import os
+import signal
+import socket
 import sys
 from pathlib import Path
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="require a login: USER:PASS, or a file with one user:password per line")
     p.add_argument("--workspace", metavar="DIR",
                    help="where runs, uploads and the model cache live (sets STUDIO_HOME)")
-    p.add_argument("--max-file-size", default="1gb", help="largest upload, e.g. 200mb or 2gb (default 1gb)")
+    p.add_argument("--max-file-size", default=None,
+                   help="largest upload, e.g. 200mb (default and most: 500mb, the largest data file the studio reads)")
+    p.add_argument("--login-attempts", type=int, default=10, metavar="N",
+                   help="with --auth: failed logins from one address before it is locked out (default 10)")
+    p.add_argument("--login-lockout", type=float, default=300, metavar="SECONDS",
+                   help="with --auth: how long the first lockout lasts; each further one doubles (default 300)")
     p.add_argument("--queue-size", type=int, default=64, help="requests that may wait in the queue (default 64)")
     p.add_argument("--model", metavar="SOURCE", help="base model to start with: default, a Hub id, folder or .gguf")
     p.add_argument("--data", metavar="FILE", help="training data to start with: demo, a file or a Hub dataset id")
@@ -40,7 +51,50 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK or host.startswith("127.")
+    """Whether every address ``host`` names is a loopback address (this computer only). The name is
+    resolved and the addresses checked: '127.attacker.example' is a name, not 127.x.x.x. A name that
+    does not resolve is not loopback."""
+    host = host.strip().strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {info[4][0].split("%")[0] for info in infos}
+    try:
+        return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+    except ValueError:
+        return False
+
+
+def upload_limit(value: str | None) -> int:
+    """Bytes an upload may have: the data reader's limit, or less when asked (more would only be refused later)."""
+    from studio.data.read import DEFAULT_MAX_BYTES
+    if not value:
+        return DEFAULT_MAX_BYTES
+    from gradio.utils import _parse_file_size
+    try:
+        asked = int(_parse_file_size(value))
+    except (ValueError, TypeError):
+        raise SystemExit(f"--max-file-size {value!r}: give a size such as 200mb.") from None
+    if asked > DEFAULT_MAX_BYTES:
+        raise SystemExit(f"--max-file-size {value} is more than the largest data file the studio reads "
+                         f"({DEFAULT_MAX_BYTES // 2**20} MB); leave it out or give less.")
+    return asked
+
+
+def log_logins(home: Path) -> None:
+    """Lockouts go to the terminal and to <workspace>/security.log."""
+    logger = logging.getLogger("studio.login")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(home / "security.log", encoding="utf-8")):
+        handler.setFormatter(fmt)
+        logger.addHandler(handler)
 
 
 def parse_auth(value: str | None) -> list[tuple[str, str]] | None:
@@ -136,11 +190,37 @@ def warm_up() -> None:
     threading.Thread(target=run, name="engine-warm-up", daemon=True).start()
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def stop_training_before_exit() -> None:
+    """Ctrl-C / SIGTERM while the app trains: stop the run and wait until its adapter is saved."""
+    jobs = sys.modules.get("studio.jobs")
+    job = jobs.get_manager().current() if jobs else None
+    if job is None or not job.active:
+        return
+    print("Stopping the training run and saving its adapter before quitting (Ctrl+C again quits at once)...",
+          flush=True)
+    try:
+        job.stop()
+        job.join()
+        print(f"Saved: {job.message}", flush=True)
+    except KeyboardInterrupt:
+        print("Quit without saving.", flush=True)
+        os._exit(130)   # a normal exit would wait for, or abort inside, the training thread
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     auth = parse_auth(args.auth)
     check_exposure(args.host, args.share, auth)
     home = set_workspace(args.workspace)
+    max_upload = upload_limit(args.max_file_size)
 
     from studio.config import ConfigError
     try:
@@ -148,28 +228,44 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         raise SystemExit(str(e)) from None
 
-    from studio.ui.app import AppOptions, build_app, css
+    from starlette.middleware import Middleware
 
+    from studio.ui.app import AppOptions, build_app, css
+    from studio.ui.login_guard import LoginGuard, LoginPageMiddleware
+
+    guard = None
+    if auth:
+        guard = LoginGuard(auth, max_failures=max(1, args.login_attempts), lockout_s=max(1.0, args.login_lockout))
+        log_logins(home)
     demo = build_app(AppOptions(config=cfg, preset=preset, lang=args.lang))
     demo.queue(max_size=args.queue_size, default_concurrency_limit=4)
     exports = home / "exports"
     exports.mkdir(parents=True, exist_ok=True)
+    # Signals go to the main thread only: every thread the server (and later training) starts inherits
+    # this mask, so a Ctrl-C never lands in a worker or in one of torch's native threads.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
-        demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-                    max_file_size=args.max_file_size, allowed_paths=[str(exports)], css=css(),
-                    prevent_thread_lock=True, quiet=True, footer_links=["api", "settings"], show_error=False)
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=guard.check if guard else None,
+                    max_file_size=max_upload, allowed_paths=[str(exports)], css=css(),
+                    prevent_thread_lock=True, quiet=True, footer_links=["api", "settings"], show_error=False,
+                    ssr_mode=False,   # not needed, and GRADIO_SSR_MODE must not switch it on behind our back
+                    app_kwargs={"middleware": [Middleware(LoginPageMiddleware)]})
+        warm_up()   # after the server is up: the page loads while the engine imports
     except OSError as e:
         raise SystemExit(f"Could not listen on {args.host}:{args.port} ({e}). Is another studio running? "
                          "Choose another port with --port.") from None
-    warm_up()   # after the server is up: the page loads while the engine imports
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     print(f"Fine-tune Studio is running at {demo.local_url}", flush=True)
     if demo.share_url:
         print(f"Public link: {demo.share_url}", flush=True)
     print(f"Workspace: {home}   (Ctrl+C to quit)", flush=True)
     try:
-        demo.block_thread()
+        demo.block_thread()     # returns (server closed) on Ctrl-C or SIGTERM
     except KeyboardInterrupt:
         pass
+    stop_training_before_exit()
     return 0
 
 

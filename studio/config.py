@@ -32,7 +32,7 @@ def _f(default: Any, help: str, choices: tuple | None = None, **kw):
 QUANTIZATIONS = ("none", "8bit", "4bit-nf4", "4bit-fp4")
 COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 TEMPLATES = ("auto", "model", "chatml", "alpaca", "human_assistant")
-FORMATS = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text", "mapping")
+FORMATS = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text", "preference", "mapping")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts")
 CHECKPOINTING = ("auto", "on", "off")
 ATTENTIONS = ("auto", "sdpa", "flex_attention", "varlen")
@@ -55,11 +55,15 @@ class ModelConfig:
 class DataConfig:
     file: str = _f("demo", "The training data: 'demo' (built-in support FAQ), a .jsonl/.json/.csv/.tsv/.parquet file, "
                    "or a Hugging Face dataset id.")
-    format: str = _f("auto", "The shape of the rows. 'auto' detects alpaca, sharegpt, messages, prompt/completion and text; "
+    format: str = _f("auto", "The shape of the rows. 'auto' detects alpaca, sharegpt, messages, prompt/completion, text "
+                     "and preference data (chosen/rejected: trained on the chosen answers); "
                      "'mapping' uses the column mapping below.", FORMATS)
     prompt_column: str = _f("", "With format 'mapping': the column that holds the question or instruction.")
     answer_column: str = _f("", "With format 'mapping': the column that holds the answer the model should learn.")
     system_column: str = _f("", "With format 'mapping' (optional): the column that holds a system prompt.")
+    encoding: str = _f("auto", "The text encoding of the file. 'auto' reads UTF-8 and recognises the others "
+                       "(e.g. cp1252 from Excel, GB18030, UTF-16); name one (utf-8, cp1252, latin-1, gb18030...) "
+                       "when the preview shows garbled letters.")
     template: str = _f("auto", "How conversations are turned into text. 'auto' uses the model's own chat template "
                        "and falls back to chatml when it has none.", TEMPLATES)
     max_length: int = _f(512, "Longest training example in tokens. Longer rows are cut or dropped (see below).")
@@ -111,7 +115,8 @@ class TrainingConfig:
                         "padding-free batches on NVIDIA GPUs and SDPA elsewhere.", ATTENTIONS)
     fused_kernels: bool = _f(True, "Use Liger's fused GPU kernels (RMSNorm, RoPE, SwiGLU) when liger-kernel is "
                              "installed. Ignored on a CPU.")
-    output_dir: str = _f("", "Where the run folder goes (empty = the studio's runs folder).")
+    output_dir: str = _f("", "Where the run folder goes (empty = a new dated folder in the studio's runs folder). "
+                         "In the app: a name for the folder inside the runs folder; from the command line: any folder.")
 
 
 @dataclass
@@ -120,6 +125,25 @@ class GenerationConfig:
     temperature: float = _f(0.0, "Randomness of answers: 0 always picks the likeliest word; 0.7 is more varied.")
     top_p: float = _f(0.9, "Only sample from the likeliest words that add up to this probability.")
     repetition_penalty: float = _f(1.1, "Above 1 discourages repeating the same words.")
+
+
+# Upper (and lower) bounds of numeric settings: past them a value is a typo, not a plan (an ETA of 1e20 s, a
+# sequence longer than any model reads, a seed numpy refuses). The UI's number boxes use the same bounds.
+LIMITS: dict[str, tuple[float, float]] = {
+    "data.max_length": (16, 1_048_576),
+    "data.max_rows": (0, 1_000_000_000),
+    "lora.r": (1, 4096),
+    "lora.alpha": (1, 65_536),
+    "training.epochs": (0, 1000),
+    "training.max_steps": (0, 1_000_000),
+    "training.batch_size": (1, 65_536),
+    "training.grad_accum": (1, 65_536),
+    "training.logging_steps": (1, 1_000_000),
+    "training.eval_steps": (0, 1_000_000),
+    "training.save_steps": (0, 1_000_000),
+    "training.seed": (0, 2**32 - 1),
+    "generation.max_new_tokens": (1, 32_768),
+}
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "lora": LoraConfig,
@@ -164,7 +188,17 @@ class StudioConfig:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"Config file not found: {p}")
-        return cls.from_yaml(p.read_text(encoding="utf-8"))
+        try:
+            raw = p.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"The config file {p} cannot be read: {e.strerror or e}.") from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            line = raw[:e.start].count(b"\n") + 1
+            raise ConfigError(f"The config file {p} is not UTF-8 text (the first unreadable character is on line "
+                              f"{line}). Open it in a text editor and save it as UTF-8, then try again.") from None
+        return cls.from_yaml(text)
 
     def validate(self, linear_modules: Iterable[str] | None = None) -> "StudioConfig":
         validate(self, linear_modules)
@@ -279,6 +313,39 @@ def _choice(where: str, value: str, choices: tuple) -> None:
         raise ConfigError(f"{where} is '{value}', which is not an option. Choose one of: {', '.join(choices)}.")
 
 
+def _check_limits(cfg: StudioConfig) -> None:
+    for key, (low, high) in LIMITS.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value < low or value > high:
+            raise ConfigError(f"{key} is {_fmt(value)}; it must be between {_fmt(low)} and {_fmt(high)}.")
+
+
+def _fmt(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e18 else f"{x:g}"
+
+
+def _check_encoding(encoding: str) -> None:
+    import codecs
+    if encoding.strip().lower() in ("", "auto"):
+        return
+    try:
+        codecs.lookup(encoding.strip())
+    except LookupError:
+        raise ConfigError(f"data.encoding '{encoding}' is not a text encoding the studio knows. Use 'auto', "
+                          "or a name such as utf-8, cp1252, latin-1, gb18030, shift_jis or utf-16.") from None
+
+
+def context_warnings(cfg: StudioConfig, context_length: int | None) -> list[str]:
+    """Settings that work but will not do what the user expects with this model (said, not refused)."""
+    out = []
+    if context_length and cfg.data.max_length > context_length:
+        out.append(f"The maximum length ({cfg.data.max_length:,} tokens) is longer than this model reads "
+                   f"({context_length:,} tokens): rows past {context_length:,} tokens will not train well. "
+                   f"Set data.max_length to {context_length:,} or less.")
+    return out
+
+
 def validate(cfg: StudioConfig, linear_modules: Iterable[str] | None = None) -> None:
     """Raise ConfigError for the first setting that cannot work, with a fix the user can apply."""
     m, d, l, t, g = cfg.model, cfg.data, cfg.lora, cfg.training, cfg.generation
@@ -296,6 +363,7 @@ def validate(cfg: StudioConfig, linear_modules: Iterable[str] | None = None) -> 
         raise ConfigError("With format 'mapping', say which column holds the prompt and which holds the answer.")
     if d.max_length < 16:
         raise ConfigError(f"data.max_length is {d.max_length}; it must be at least 16 tokens (512-2048 is typical).")
+    _check_encoding(d.encoding)
     if d.validation < 0 or (d.validation >= 1 and not float(d.validation).is_integer()):
         raise ConfigError("data.validation must be a fraction between 0 and 1 (e.g. 0.1) or a whole number of rows (e.g. 20).")
     if d.max_rows < 0:
@@ -335,3 +403,4 @@ def validate(cfg: StudioConfig, linear_modules: Iterable[str] | None = None) -> 
         raise ConfigError("generation.max_new_tokens must be a positive whole number.")
     if g.temperature < 0 or not 0 < g.top_p <= 1 or g.repetition_penalty <= 0:
         raise ConfigError("Generation: temperature must be 0 or more, top-p between 0 and 1, repetition penalty above 0.")
+    _check_limits(cfg)

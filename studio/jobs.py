@@ -12,6 +12,10 @@ stopped") instead of waiting or competing: on a GPU a second model could push tr
 memory, and on a CPU both would crawl. This holds on CPU too, for one rule everywhere. The other
 way round, a run started while a chat answer is being generated waits for that answer (seconds)
 and then starts.
+
+The same holds across processes (``studio/device.py``): while ``studio train`` trains in a terminal,
+a Start in the app on the same workspace is refused with a message naming that run, and the other
+way round.
 """
 
 from __future__ import annotations
@@ -20,73 +24,16 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
-from .config import StudioConfig
+from .config import ConfigError, StudioConfig
+from .device import DeviceBusy, DeviceLock, RunDeviceLock, describe_holder, device_word
 from .training.job import ACTIVE_STATES, TrainingJob
-from .training.run_folder import RunFolder, list_run_folders
+from .training.run_folder import RunFolder, _slug, list_run_folders
+
+__all__ = ["JobBusy", "DeviceBusy", "DeviceLock", "JobManager", "get_manager", "workspace_output_dir"]
 
 
 class JobBusy(RuntimeError):
-    """A run is already active; the message says which and what to do."""
-
-
-class DeviceBusy(RuntimeError):
-    """The device is in use by training (or another answer); the message is for people."""
-
-
-class DeviceLock:
-    """A lock on the compute device with a name for its holder.
-
-    Unlike ``threading.RLock`` it may be released by a thread other than the one that took it: a
-    streamed chat answer is generated in one thread and consumed (and abandoned) in others.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.holder: str | None = None
-
-    def acquire(self, who: str, timeout: float | None = None) -> bool:
-        ok = self._lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout))
-        if ok:
-            self.holder = who
-        return ok
-
-    def release(self) -> None:
-        self.holder = None
-        self._lock.release()
-
-    def locked(self) -> bool:
-        return self._lock.locked()
-
-    def busy_message(self) -> str:
-        device = _device_word()
-        if self.holder == "training":
-            return f"Training is using the {device}; chat will be available when it finishes or is stopped."
-        return f"The {device} is busy with another answer; try again in a moment."
-
-    def hold(self, who: str, timeout: float = 0.0) -> "_Held":
-        """``with lock.hold("chat"):`` — raises DeviceBusy at once when someone else holds it."""
-        if not self.acquire(who, timeout):
-            raise DeviceBusy(self.busy_message())
-        return _Held(self)
-
-
-class _Held:
-    def __init__(self, lock: DeviceLock):
-        self.lock = lock
-
-    def __enter__(self):
-        return self.lock
-
-    def __exit__(self, *exc):
-        self.lock.release()
-
-
-def _device_word() -> str:
-    try:
-        import torch
-        return "GPU" if torch.cuda.is_available() else "processor"
-    except ImportError:
-        return "processor"
+    """A run is already active (here or in another process); the message says which and what to do."""
 
 
 class JobManager:
@@ -102,14 +49,19 @@ class JobManager:
         return self._job
 
     def start(self, cfg: StudioConfig, model: Any = None, tokenizer: Any = None, data: Any = None,
-              callbacks: Iterable = (), run_dir: str | Path | None = None, keep_model: bool = True) -> TrainingJob:
+              callbacks: Iterable = (), run_dir: str | Path | None = None, keep_model: bool = True,
+              in_workspace: bool = False) -> TrainingJob:
         """Validate ``cfg``, create the run folder and start the run in a background thread.
 
-        Raises ``JobBusy`` when a run is active (two simultaneous calls start exactly one run) and
+        Raises ``JobBusy`` when a run is active, in this process (two simultaneous calls start exactly
+        one run) or in another one on the same workspace (the app and ``studio train``), and
         ``ConfigError`` for a setting that cannot work, before anything is loaded. The previous
-        job's model is freed first, unless it is the ``model`` passed in.
+        job's model is freed first, unless it is the ``model`` passed in. ``in_workspace`` (the app):
+        ``training.output_dir`` is a name inside the runs folder, never a path.
         """
         cfg.validate()
+        if in_workspace:
+            cfg = _with_output_dir(cfg, workspace_output_dir(cfg.training.output_dir))
         with self._lock:
             prev = self._job
             if prev is not None and prev.state in ACTIVE_STATES:
@@ -117,6 +69,11 @@ class JobManager:
                 where = f" (step {p.step} of {p.total_steps})" if p.total_steps else ""
                 raise JobBusy(f"A training run is already going{where}: {prev.run.name}. "
                               "Stop it or wait for it to finish before starting another.")
+            elsewhere = self.device_lock.other_process_holder()
+            if elsewhere is not None:
+                raise JobBusy(f"The {device_word()} is in use by {describe_holder(elsewhere)}, started from "
+                              "another window or terminal on this workspace. Wait for it to finish or stop it "
+                              "there, then start again.")
             if prev is not None and prev.model is not None and prev.model is not model:
                 prev.release()
             if run_dir is None:
@@ -124,7 +81,7 @@ class JobManager:
             else:
                 run = RunFolder(run_dir)
             job = TrainingJob(cfg, run, model=model, tokenizer=tokenizer, data=data, callbacks=callbacks,
-                              keep_model=keep_model, device_lock=self.device_lock)
+                              keep_model=keep_model, device_lock=RunDeviceLock(self.device_lock, run.name))
             self._job = job
             job.start()
             return job
@@ -180,6 +137,29 @@ def _pid_alive(pid: Any, own: bool) -> bool:
         return True
     except OSError:
         return False
+
+
+def workspace_output_dir(value: str) -> str:
+    """The run folder for an output-folder setting given in the app: '' (a new dated folder) or a name,
+    sanitised like a run name, inside the workspace's runs folder. A path is refused: through the app
+    (and its API) runs live in the workspace, where the Runs tab lists them."""
+    import os
+
+    from . import paths
+    name = (value or "").strip()
+    if not name:
+        return ""
+    seps = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
+    if any(s in name for s in seps) or name.startswith("~") or name in (".", ".."):
+        raise ConfigError(f"The output folder '{value}' is a path. In the studio app a run folder is a name inside "
+                          f"the studio's runs folder ({paths.runs_dir()}), for example 'support-bot-v2'; leave it "
+                          "empty for a new dated folder. (`studio train --output` accepts any folder.)")
+    return str(paths.runs_dir() / _slug(name))
+
+
+def _with_output_dir(cfg: StudioConfig, output_dir: str) -> StudioConfig:
+    import dataclasses
+    return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, output_dir=output_dir))
 
 
 _manager: JobManager | None = None

@@ -131,7 +131,7 @@ def test_a_chat_failure_puts_the_question_back(app):
     values = [w.value for w in demo.studio_ctx.bind.inputs]
     history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
     with pytest.warns(UserWarning):
-        outs = list(fns["chat"]("What is the warranty?", history, [], "/runs/x", "compare", "en", *values))
+        outs = list(fns["chat"]("What is the warranty?", history, [], "/runs/x", "compare", "", "en", *values))
     base, tuned, box, status = outs[-1]
     assert base == history and tuned == [] and box == "What is the warranty?"
     assert "no adapter" in status
@@ -140,7 +140,7 @@ def test_a_chat_failure_puts_the_question_back(app):
 def test_chat_asks_for_a_run_first(app):
     demo, _, fns = app
     values = [w.value for w in demo.studio_ctx.bind.inputs]
-    outs = list(fns["chat"]("hello", [], [], None, "compare", "en", *values))
+    outs = list(fns["chat"]("hello", [], [], None, "compare", "", "en", *values))
     assert "train one" in outs[-1][3]
 
 

@@ -5,7 +5,9 @@
     studio chat --run runs/demo [--compare]                                  interactive (/reset, /quit)
 
 The base answer comes from the same loaded model with the adapter switched off. Generation settings
-default to the run's config (its ``generation`` section); the flags override them.
+default to the run's config (its ``generation`` section); the flags override them. The system prompt
+defaults to the one the run's data used (so the question is asked the way training asked it);
+``--system TEXT`` sends another, ``--system ""`` none.
 Exit codes: 0 fine, 1 the run cannot be loaded or answered.
 """
 
@@ -22,7 +24,8 @@ def add_parser(sub):
     p.add_argument("--run", required=True, help="the run folder (the one `studio train` printed)")
     p.add_argument("--prompt", help="ask this one question and exit (otherwise: interactive)")
     p.add_argument("--compare", action="store_true", help="answer as the base model too, labelled base: and tuned:")
-    p.add_argument("--system", default="", help="a system prompt to start the conversation with")
+    p.add_argument("--system", default=None,
+                   help="the system prompt to send (default: the one the run was trained with; \"\" for none)")
     p.add_argument("--max-new-tokens", type=int, help="longest answer in tokens")
     p.add_argument("--temperature", type=float, help="0 = always the likeliest word (default from the run)")
     return p
@@ -115,6 +118,9 @@ def run(args) -> int:
         generation = _generation(args, args.run)
         print(f"Loading the run in {args.run} ...", file=sys.stderr)
         chat = ChatSession.from_run(args.run, generation=generation, system_prompt=args.system)
+        if chat.system_prompt:
+            origin = "as given with --system" if args.system is not None else "the one the run was trained with"
+            print(f"System prompt ({origin}): {chat.system_prompt}", file=sys.stderr)
         if args.prompt is not None:
             if not args.prompt.strip():
                 raise ChatError("The prompt is empty; write a question after --prompt.")

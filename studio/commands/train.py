@@ -3,13 +3,28 @@
     studio train --preset cpu-demo --max-steps 30 --output runs/demo
     studio train --config my-run.yaml --data my.jsonl --model Qwen/Qwen2.5-0.5B-Instruct
 
-Shows one progress line (step, loss, ETA) and a summary at the end. Ctrl-C stops like the stop
-button: the current step ends, the adapter trained so far is saved, and the exit code is 130.
-A second Ctrl-C quits at once without saving. Exit codes: 0 done, 1 failed, 2 bad settings, 130 stopped.
+Shows one progress line (step, loss, ETA) and a summary at the end. Ctrl-C (SIGINT) and SIGTERM stop
+like the stop button: the current step ends, the adapter trained so far is saved, state.json is
+completed, and the exit code is 130 (SIGINT) or 143 (SIGTERM). A second signal quits at once without
+saving. Exit codes: 0 done, 1 failed, 2 bad settings (or the device is busy), 130/143 stopped.
+
+Why the signals only set a flag: on Python 3.11, a KeyboardInterrupt raised while the main thread is
+inside ``Thread.join`` makes the Thread object believe the still-running thread has ended (CPython's
+bpo-45274 handling releases the running thread's own state lock). The main thread then (a) spun in
+``join(timeout)`` calls that returned at once, starving the training thread of the GIL (a 1 s step
+took 74 s), and (b) returned while the training thread was still freeing the model and writing
+state.json, so the interpreter shut down with that daemon thread inside torch's C++ code: "terminate
+called without an active exception", SIGABRT, state.json without its end time. So the handlers raise
+nothing: they record the signal, the main thread polls for it between checks of the job, and the
+process ends only after the training thread has really ended. The training thread (and the native
+threads torch starts from it, which inherit the mask) block SIGINT/SIGTERM, so the kernel delivers
+them to the main thread.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 
@@ -108,6 +123,17 @@ class ProgressLine:
         self.width = 0
 
 
+def _context_warnings(cfg) -> list[str]:
+    """E.g. a maximum length past the model's context (the model is on disk by now: its config says)."""
+    from ..config import context_warnings
+    try:
+        from .. import model_sources as ms
+        facts = ms.config_facts(ms.resolve_source(cfg.model.source, cfg.model.trust_remote_code))
+    except Exception:  # a warning is optional; the run itself reports real problems
+        return []
+    return context_warnings(cfg, facts.get("context_length"))
+
+
 def _announce(job) -> None:
     i = job.info
     print(f"Training on {i.get('device')} ({i.get('precision')}, optimizer {i.get('optimizer')}): "
@@ -115,6 +141,8 @@ def _announce(job) -> None:
           f"{i.get('trainable_params', 0):,} trainable parameters.")
     for note in i.get("notes", []):
         print(f"Note: {note}")
+    for warning in _context_warnings(job.cfg):
+        print(f"Warning: {warning}")
     print(f"Log: {job.run.log_path}")
 
 
@@ -137,6 +165,10 @@ def _summary(job, wall: float) -> None:
     print(f"Chat with it:    studio chat --run {job.run_dir} --compare")
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
 def run(args) -> int:
     from ..jobs import JobBusy, get_manager
 
@@ -146,39 +178,90 @@ def run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     t0 = time.monotonic()
+    with _StopSignals() as signals:
+        return _train(cfg, t0, get_manager(), JobBusy, signals)
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM recorded by handlers that raise nothing; ``wait`` returns the next one, or None."""
+
+    def __init__(self):
+        self.received: list[int] = []
+        self._previous: dict = {}
+
+    def __enter__(self) -> "_StopSignals":
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, lambda signo, frame: self.received.append(signo))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def wait(self, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        while not self.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.received.pop(0) if self.received else None
+
+    @staticmethod
+    def start_blocked(manager, cfg):
+        """Start the job with the signals blocked: its thread and every thread started from it inherit that."""
+        if not hasattr(signal, "pthread_sigmask"):
+            return manager.start(cfg, keep_model=False)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            return manager.start(cfg, keep_model=False)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _thread_running(job) -> bool:
+    thread = getattr(job, "_thread", None)
+    return thread is not None and thread.is_alive()
+
+
+def _train(cfg, t0: float, manager, JobBusy, signals: _StopSignals) -> int:
     try:
-        job = get_manager().start(cfg, keep_model=False)
+        job = signals.start_blocked(manager, cfg)
     except (ConfigError, JobBusy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"Run folder: {job.run_dir}")
     bar = ProgressLine()
-    interrupted = False
+    stop_code = 0
     last_message = ""
     announced = False
-    while True:
-        try:
-            while not job.join(timeout=0.25):
-                if job.state == "training" and not announced and job.info:
-                    _announce(job)
-                    announced = True
-                if job.state == "training" and job.progress.total_steps:
-                    bar.draw(job)
-                elif job.message != last_message:
-                    bar.end()
-                    print(job.message)
-                    last_message = job.message
-            break
-        except KeyboardInterrupt:
-            if interrupted:
+    # Until the training thread has ended: not only its state says so, also the model is freed and
+    # state.json has its end time (an exit before that aborts inside torch).
+    while job.active or _thread_running(job):
+        signo = signals.wait(0.25)
+        if signo is not None:
+            code = EXIT_CODES.get(signo, 130)
+            if stop_code:
                 bar.end()
                 print("Quit without saving.", file=sys.stderr)
-                return 130
-            interrupted = True
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)   # at once, as promised; the run is listed as interrupted
+            stop_code = code
             job.stop()
             bar.end()
-            print("Stopping after the current step and saving the adapter (Ctrl-C again quits without saving)...",
+            again = "Ctrl-C" if code == 130 else "another stop signal"
+            print(f"Stopping after the current step and saving the adapter ({again} quits without saving)...",
                   file=sys.stderr)
+            continue
+        if not job.active:
+            continue
+        if job.state == "training" and not announced and job.info:
+            _announce(job)
+            announced = True
+        if job.state == "training" and job.progress.total_steps:
+            bar.draw(job)
+        elif job.message != last_message:
+            bar.end()
+            print(job.message)
+            last_message = job.message
     bar.draw(job)
     bar.end()
     if job.state == "failed":
@@ -187,4 +270,4 @@ def run(args) -> int:
             print(f"hint: {job.hint}", file=sys.stderr)
         return 1
     _summary(job, time.monotonic() - t0)
-    return 130 if interrupted and job.state == "stopped" else 0
+    return stop_code if stop_code and job.state == "stopped" else 0

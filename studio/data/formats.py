@@ -1,8 +1,10 @@
 """Shape detection, column mapping and row-by-row normalisation into ``Conversation``s.
 
-Shapes: alpaca (instruction/input/output[/system]), sharegpt (conversations of from/value),
-messages (OpenAI role/content), prompt_completion, text, and mapping (any columns the user names).
-Every bad row becomes a ``Problem`` with its row number; good rows stay usable.
+Shapes: alpaca (instruction/input/output[/system]), sharegpt (conversations of from/value, with tool
+calls), messages (OpenAI role/content, with tool calls), prompt_completion, text, preference
+(chosen/rejected or KTO, trained on the chosen answers) and mapping (any columns the user names).
+Every bad row becomes a ``Problem`` with its row number; good rows stay usable. A file that mixes
+shapes is read in its most common shape, and the rows of other shapes are named as such.
 """
 
 from __future__ import annotations
@@ -10,11 +12,18 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from . import preference
+from .messages import BadRow as _Bad
+from .messages import parse_turns, tools_of
+from .messages import type_name as _type_name
 from .types import Conversation, DataError, Problem
 
-SHAPES = ("alpaca", "sharegpt", "messages", "prompt_completion", "text")
-ROLE_NAMES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
-              "bot": "assistant", "model": "assistant", "chatgpt": "assistant"}
+SHAPES = ("alpaca", "sharegpt", "messages", "prompt_completion", "text", "preference")
+# Shapes that are one family: a file may mix them, since the same reader takes both.
+_FAMILY = {"sharegpt": "conversation", "messages": "conversation"}
+SHAPE_WORDS = {"alpaca": "alpaca (instruction/output)", "sharegpt": "a conversation", "messages": "a conversation",
+               "prompt_completion": "prompt/completion", "text": "plain text ('text')",
+               "preference": "preference (chosen/rejected)"}
 # Column names that usually hold each part, best first (matched case-insensitively, then as substrings).
 PROMPT_NAMES = ("prompt", "question", "instruction", "query", "input", "user", "human", "request", "q", "source")
 ANSWER_NAMES = ("answer", "response", "output", "completion", "reply", "assistant", "gpt", "target", "a",
@@ -32,6 +41,8 @@ def columns_of(records: list[dict]) -> list[str]:
 
 
 def _shape_of(rec: dict) -> str:
+    if preference.is_preference(rec):
+        return "preference"
     for key in ("messages", "conversations", "conversation"):
         turns = rec.get(key)
         if isinstance(turns, list) and turns and isinstance(turns[0], dict):
@@ -76,10 +87,6 @@ def suggest_mapping(columns: list[str]) -> dict:
 
 
 # ---- values --------------------------------------------------------------------------------------
-class _Bad(Exception):
-    """A row problem; the message is shown with the row number."""
-
-
 def _text(rec: dict, key: str, what: str, required: bool = True) -> str:
     """The field as text. Numbers are accepted (CSV-style); lists and objects are a wrong type."""
     value = rec.get(key)
@@ -96,62 +103,6 @@ def _text(rec: dict, key: str, what: str, required: bool = True) -> str:
     if required and not value.strip():
         raise _Bad(f"the {what} ('{key}') is empty")
     return value
-
-
-def _type_name(value) -> str:
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    return {list: "a list", dict: "an object", str: "a piece of text", type(None): "empty (null)"}.get(
-        type(value), type(value).__name__)
-
-
-def _check_turns(messages: list[dict]) -> list[dict]:
-    """Drop empty system prompts and check the order of roles; raise _Bad for a conversation that can't train."""
-    messages = [m for m in messages if not (m["role"] == "system" and not m["content"].strip())]
-    for i, m in enumerate(messages):
-        if m["role"] == "system" and i > 0:
-            raise _Bad(f"message {i + 1} is a system message; a system message may only come first")
-        if m["role"] != "system" and not m["content"].strip():
-            what = "the answer" if m["role"] == "assistant" else "the user's message"
-            raise _Bad(f"{what} (message {i + 1}) is empty")
-        if i and m["role"] == messages[i - 1]["role"]:
-            raise _Bad(f"messages {i} and {i + 1} are both from the {m['role']}; turns must alternate "
-                       "user/assistant (merge them or add the missing reply)")
-    chat = [m for m in messages if m["role"] != "system"]
-    if not chat:
-        raise _Bad("there is no user message and no answer")
-    if chat[0]["role"] != "user":
-        raise _Bad("the conversation starts with the assistant; it must start with a user message")
-    if chat[-1]["role"] != "assistant":
-        raise _Bad("the conversation does not end with an assistant message, so there is no answer to learn")
-    return messages
-
-
-def _turns(turns, role_key: str, content_key: str, field_name: str) -> list[dict]:
-    if not isinstance(turns, list):
-        raise _Bad(f"'{field_name}' should be a list of messages but is {_type_name(turns)}")
-    out = []
-    for i, t in enumerate(turns, 1):
-        if not isinstance(t, dict):
-            raise _Bad(f"message {i} in '{field_name}' should be an object with '{role_key}' and '{content_key}'")
-        raw_role = t.get(role_key, t.get("role", t.get("from")))
-        if raw_role is None:
-            raise _Bad(f"message {i} in '{field_name}' has no '{role_key}'")
-        role = ROLE_NAMES.get(str(raw_role).strip().lower())
-        if role is None:
-            raise _Bad(f"message {i} has the unknown role '{raw_role}' (use system, user or assistant)")
-        content = t.get(content_key, t.get("content", t.get("value")))
-        if isinstance(content, list):   # OpenAI content parts: keep the text parts
-            if all(isinstance(p, dict) and p.get("type") == "text" for p in content):
-                content = "".join(str(p.get("text", "")) for p in content)
-        if content is None:
-            raise _Bad(f"message {i} ({role}) has no '{content_key}'")
-        if not isinstance(content, str):
-            raise _Bad(f"message {i} ({role}): '{content_key}' should be text but is {_type_name(content)}")
-        out.append({"role": role, "content": content})
-    return _check_turns(out)
 
 
 def _turns_key(rec: dict) -> str:
@@ -181,7 +132,7 @@ def _prompt_completion(rec: dict, mapping: dict) -> list[dict]:
     if isinstance(prompt, list) or isinstance(completion, list):   # conversational prompt/completion
         if not (isinstance(prompt, list) and isinstance(completion, list)):
             raise _Bad("'prompt' and 'completion' must both be text or both be lists of messages")
-        return _turns(prompt + completion, "role", "content", "prompt")
+        return parse_turns(prompt + completion, "role", "content", "prompt")
     return _simple("", _text(rec, "prompt", "prompt"), _text(rec, "completion", "answer"))
 
 
@@ -193,12 +144,12 @@ def _mapped(rec: dict, mapping: dict) -> list[dict]:
 
 def _messages(rec: dict, mapping: dict) -> list[dict]:
     key = _turns_key(rec)
-    return _turns(rec[key], "role", "content", key)
+    return parse_turns(rec[key], "role", "content", key)
 
 
 def _sharegpt(rec: dict, mapping: dict) -> list[dict]:
     key = _turns_key(rec)
-    msgs = _turns(rec[key], "from", "value", key)
+    msgs = parse_turns(rec[key], "from", "value", key)
     system = rec.get("system")
     if isinstance(system, str) and system.strip() and msgs[0]["role"] != "system":
         msgs.insert(0, {"role": "system", "content": system})
@@ -209,13 +160,56 @@ def _plain_text(rec: dict, mapping: dict) -> list[dict]:
     return [{"role": "text", "content": _text(rec, "text", "text")}]
 
 
+def _preference(rec: dict, mapping: dict) -> list[dict]:
+    return preference.conversation(rec)
+
+
 NORMALISERS = {"alpaca": _alpaca, "sharegpt": _sharegpt, "messages": _messages,
-               "prompt_completion": _prompt_completion, "text": _plain_text, "mapping": _mapped}
+               "prompt_completion": _prompt_completion, "text": _plain_text, "preference": _preference,
+               "mapping": _mapped}
 
 
-def normalise(records: list[dict], fmt: str, mapping: dict | None = None) -> tuple[list[Conversation], list[Problem]]:
-    """Turn records into conversations; each bad row becomes a Problem with its row number."""
-    if fmt == "auto":
+def _mixed_shapes(records: list[dict], fmt: str) -> tuple[dict[int, str], str]:
+    """Rows whose own shape is another known shape than ``fmt`` ({row: shape}), and a note naming the mix."""
+    family = _FAMILY.get(fmt, fmt)
+    by_shape: dict[str, list[int]] = {}
+    for rec in records:
+        shape = _shape_of(rec)
+        if shape != "unknown":
+            by_shape.setdefault(_FAMILY.get(shape, shape), []).append(rec.get("__row__", 0))
+    others = {f: rows for f, rows in by_shape.items() if f != family}
+    if family not in by_shape or not others:
+        return {}, ""
+    odd = {row: f for f, rows in others.items() for row in rows}
+    words = {_FAMILY.get(k, k): v for k, v in SHAPE_WORDS.items()}
+    parts = "; ".join(f"{words.get(f, f)}: {_row_list(rows)}" for f, rows in
+                      sorted(by_shape.items(), key=lambda kv: -len(kv[1])))
+    note = (f"The file mixes shapes — {parts}. The rows in the most common shape, {words.get(family, family)}, "
+            "are used; the others are listed as problems. Give every row the same fields to use them all.")
+    return odd, note
+
+
+def _row_list(rows: list[int], limit: int = 12) -> str:
+    rows = sorted(rows)
+    spans: list[str] = []
+    i = 0
+    while i < len(rows):
+        j = i
+        while j + 1 < len(rows) and rows[j + 1] == rows[j] + 1:
+            j += 1
+        spans.append(str(rows[i]) if i == j else f"{rows[i]}-{rows[j]}")
+        i = j + 1
+    shown = ", ".join(spans[:limit]) + (f" and {len(spans) - limit} more ranges" if len(spans) > limit else "")
+    return f"row{'s' if len(rows) > 1 else ''} {shown}"
+
+
+def normalise(records: list[dict], fmt: str, mapping: dict | None = None,
+              notes: list[str] | None = None) -> tuple[list[Conversation], list[Problem]]:
+    """Turn records into conversations; each bad row becomes a Problem with its row number.
+    Notes for the report (mixed shapes, preference data) are appended to ``notes`` when given."""
+    notes = notes if notes is not None else []
+    auto = fmt == "auto"
+    if auto:
         fmt = detect_format(records)
     if fmt == "mapping":
         mapping = mapping or {}
@@ -234,11 +228,26 @@ def normalise(records: list[dict], fmt: str, mapping: dict | None = None) -> tup
                 " Choose format 'mapping' and say which column holds the prompt and which the answer.")
         raise DataError(f"Could not recognise the shape of the data (columns: {', '.join(cols) or 'none'}).{hint}")
     fn = NORMALISERS[fmt]
+    odd, mix_note = _mixed_shapes(records, fmt) if fmt != "mapping" else ({}, "")
+    if mix_note:
+        notes.append(mix_note)
     convs, problems = [], []
+    skipped = 0
     for rec in records:
         row = rec.get("__row__", 0)
+        if row in odd:
+            problems.append(Problem(row, f"this row is in the {SHAPE_WORDS.get(_shape_of(rec), odd[row])} shape, but "
+                                         f"most rows are {SHAPE_WORDS.get(fmt, fmt)}: the file mixes shapes"))
+            continue
         try:
-            convs.append(Conversation(row=row, messages=fn(rec, mapping or {})))
+            tools = tools_of(rec.get("tools")) if fmt in ("sharegpt", "messages") else None
+            convs.append(Conversation(row=row, messages=fn(rec, mapping or {}), tools=tools))
+        except preference.Skipped:
+            skipped += 1
         except _Bad as e:
             problems.append(Problem(row, str(e)))
+    if fmt == "preference" and records:
+        kind = preference.kind_of(records[0])
+        notes.append(preference.KTO_NOTE.format(good=len(convs), bad=skipped) if kind == "KTO"
+                     else preference.NOTE.format(kind=kind))
     return convs, problems

@@ -4,18 +4,23 @@
     data = prepare(cfg.data, tok, seed=42)              # encoded train/validation rows + the template used
 
 Both read the source, detect or apply the shape, normalise row by row (bad rows become problems with
-their row numbers), render through the chat template and mask the loss (see render.py).
+their row numbers), render through the chat template and mask the loss (see render.py). Both apply the
+same rules, so the check says exactly which rows training will use: tool-calling rows need a template
+with tool support, and a row over the maximum length is cut, or left out when it must be dropped or
+when nothing of the answer would survive the cut (``length_rule``).
 """
 
 from __future__ import annotations
 
 import random
 
-from ..config import DataConfig
+from ..config import DataConfig, context_warnings
+from . import system_prompt
 from .formats import columns_of, detect_format, normalise, suggest_mapping
 from .read import read_source
 from .render import FALLBACKS, IGNORE, RenderError, assistant_spans, encode_full, fit, render, resolve_template
 from .stats import token_stats
+from .template_features import keep_supported_tools, place_reasoning
 from .types import Conversation, DataError, DataReport, EncodedRow, PreparedData, Problem
 
 __all__ = ["inspect", "prepare", "split_rows", "validation_count", "mapping_of"]
@@ -65,7 +70,7 @@ def _preview(tokenizer, conv: Conversation, jinja: str, cfg: DataConfig) -> tupl
         if conv.messages[0]["role"] == "text":
             text = conv.messages[0]["content"]
             return text, [[text, True]]
-        text, spans = assistant_spans(lambda m, g: render(None, jinja, m, g), conv.messages)
+        text, spans = assistant_spans(lambda m, g: render(None, jinja, m, g, conv.tools), conv.messages)
         from .render import marked_segments
         marks = [[t, cfg.train_on == "all" or on] for t, on in marked_segments(text, spans)]
         return text, marks
@@ -85,7 +90,7 @@ def _lengths(tokenizer, convs: list[Conversation], jinja: str) -> tuple[list[Con
             texts.append(c.messages[0]["content"])
             continue
         try:
-            texts.append(render(tokenizer, jinja, c.messages))
+            texts.append(render(tokenizer, jinja, c.messages, tools=c.tools))
             kept.append(c)
         except RenderError as e:
             problems.append(Problem(c.row, str(e)))
@@ -100,8 +105,38 @@ def _lengths(tokenizer, convs: list[Conversation], jinja: str) -> tuple[list[Con
     return kept, lengths, problems
 
 
-def _load(source: str, fmt: str) -> tuple:
-    read = read_source(source)
+def too_long(row: int, n: int, cfg: DataConfig) -> Problem:
+    """The problem of a row training leaves out for its length (the same words in the check and in training)."""
+    why = ("it will be left out" if cfg.overlong == "drop"
+           else "nothing of the answer is left after cutting, so it is left out")
+    return Problem(row, f"the row is {n} tokens, longer than the maximum of {cfg.max_length}; {why}")
+
+
+def length_rule(tokenizer, convs: list[Conversation], lengths: list[int], jinja: str, cfg: DataConfig
+                ) -> tuple[list[Conversation], list[Problem], int]:
+    """The rows training keeps, the problems of those it leaves out, and how many it cuts. A row over the
+    maximum is dropped with overlong='drop'; otherwise it is cut, unless no trained token is left."""
+    kept, problems, cut = [], [], 0
+    for conv, n in zip(convs, lengths):
+        if n <= cfg.max_length:
+            kept.append(conv)
+            continue
+        if cfg.overlong == "truncate":
+            try:
+                ids, labels, text, ends = encode_full(tokenizer, conv, jinja, cfg.train_on)
+            except RenderError as e:
+                problems.append(Problem(conv.row, str(e)))
+                continue
+            if fit(conv.row, ids, labels, text, ends, cfg.max_length, "truncate", tokenizer) is not None:
+                kept.append(conv)
+                cut += 1
+                continue
+        problems.append(too_long(conv.row, n, cfg))
+    return kept, problems, cut
+
+
+def _load(source: str, fmt: str, encoding: str = "auto") -> tuple:
+    read = read_source(source, encoding=encoding)
     columns = columns_of(read.records)
     detected = detect_format(read.records) if fmt == "auto" else fmt
     return read, columns, detected
@@ -115,7 +150,7 @@ def _row_note(kind: str, problems: list[Problem]) -> list[str]:
 
 
 def _summary(fmt: str, rows: int, total: int, problems: list[Problem], template: str, stats: dict | None,
-             cfg: DataConfig) -> str:
+             cfg: DataConfig, cut: int = 0, left_out_long: int = 0) -> str:
     bad = len({p.row for p in problems})
     parts = [f"{rows} usable row{'s' if rows != 1 else ''} of {total} ({fmt} format)"]
     if bad:
@@ -124,47 +159,70 @@ def _summary(fmt: str, rows: int, total: int, problems: list[Problem], template:
         parts.append(f"template: {template}")
     if stats and stats["count"]:
         parts.append(f"tokens per row: median {stats['median']:g}, 95% under {stats['p95']}, longest {stats['max']}")
-        if stats["over_max"]:
-            verb = "will be cut" if cfg.overlong == "truncate" else "will be left out"
-            parts.append(f"{stats['over_max']} longer than {cfg.max_length} tokens {verb}")
+    if cut:
+        parts.append(f"{cut} longer than {cfg.max_length} tokens will be cut to {cfg.max_length}")
+    if left_out_long:
+        parts.append(f"{left_out_long} longer than {cfg.max_length} tokens will be left out "
+                     f"({'overlong rows are dropped' if cfg.overlong == 'drop' else 'nothing of the answer survives the cut'})")
     return "; ".join(parts) + "."
 
 
+def _normalised(read, detected: str, mapping: dict | None) -> tuple[list[Conversation], list[Problem], list[str]]:
+    notes: list[str] = []
+    convs, problems = normalise(read.records, detected, mapping, notes)
+    return convs, problems, notes
+
+
+def _template_rules(convs: list[Conversation], jinja: str, name: str) -> tuple[list[Conversation], list[Problem],
+                                                                                list[str]]:
+    """Rules that depend on the template: tool-calling rows need tool support; where reasoning goes."""
+    convs, problems = keep_supported_tools(convs, jinja, name)
+    return convs, problems, place_reasoning(convs, jinja)
+
+
 def inspect(source: str, fmt: str = "auto", mapping: dict | None = None, tokenizer=None,
-            data_cfg: DataConfig | None = None, preview_rows: int = 3) -> DataReport:
-    """Read and check a data source. Raises DataError only when the source cannot be read at all."""
+            data_cfg: DataConfig | None = None, preview_rows: int = 3, context_length: int | None = None) -> DataReport:
+    """Read and check a data source. Raises DataError only when the source cannot be read at all.
+    ``context_length``: the model's, to warn when the maximum length is longer."""
     cfg = data_cfg or DataConfig(file=source)
     if fmt == "auto" and data_cfg is not None:
         fmt = cfg.format
     if mapping is None and fmt == "mapping":
         mapping = mapping_of(cfg)
-    read, columns, detected = _load(source, fmt)
+    read, columns, detected = _load(source, fmt, cfg.encoding)
     report = DataReport(source=source, format=detected, rows=0, total=len(read.records) + len(read.problems),
                         problems=list(read.problems), columns=columns, suggested_mapping=suggest_mapping(columns),
-                        kind=read.kind, notes=list(read.notes))
+                        kind=read.kind, notes=list(read.notes), encoding=read.encoding,
+                        encoding_sample=read.sample)
     if not read.records:
         report.message = "No usable rows: " + _why_none(report.problems)
         return report
     try:
-        convs, problems = normalise(read.records, detected, mapping)
+        convs, problems, notes = _normalised(read, detected, mapping)
     except DataError as e:
         report.message = str(e)
         return report
     report.problems += problems
+    report.notes += notes
     try:
         name, jinja = resolve_template(tokenizer, cfg.template) if tokenizer is not None else ("chatml", FALLBACKS["chatml"])
     except DataError as e:
         name, jinja = "", ""
         report.notes.append(str(e))
     report.template = name
+    if jinja:
+        convs, refused, notes = _template_rules(convs, jinja, name)
+        report.problems += refused
+        report.notes += notes
     if tokenizer is not None and jinja:
         convs, lengths, refused = _lengths(tokenizer, convs, jinja)
         report.problems += refused
         report.token_stats = token_stats(lengths, cfg.max_length)
-        if cfg.overlong == "drop":
-            report.problems += [Problem(c.row, f"the row is {n} tokens, longer than the maximum of {cfg.max_length}; "
-                                               "it will be left out") for c, n in zip(convs, lengths) if n > cfg.max_length]
-            convs = [c for c, n in zip(convs, lengths) if n <= cfg.max_length]
+        convs, refused, report.cut = length_rule(tokenizer, convs, lengths, jinja, cfg)
+        report.problems += refused
+        report.left_out_long = len(refused)
+    report.system_prompt = system_prompt.summarise(convs)
+    report.notes += context_warnings_for(cfg, context_length)
     for conv in convs[:preview_rows] if jinja else []:
         try:
             text, marks = _preview(tokenizer, conv, jinja, cfg)
@@ -175,10 +233,16 @@ def inspect(source: str, fmt: str = "auto", mapping: dict | None = None, tokeniz
     report.problems.sort(key=lambda p: p.row)
     report.notes += _row_note(read.kind, report.problems)
     report.rows = len(convs)
-    report.message = _summary(detected, report.rows, report.total, report.problems, name, report.token_stats, cfg)
+    report.message = _summary(detected, report.rows, report.total, report.problems, name, report.token_stats, cfg,
+                              report.cut, report.left_out_long)
     if not report.rows:
         report.message = "No usable rows: " + _why_none(report.problems)
     return report
+
+
+def context_warnings_for(cfg: DataConfig, context_length: int | None) -> list[str]:
+    from ..config import StudioConfig
+    return ["Warning: " + w for w in context_warnings(StudioConfig(data=cfg), context_length)]
 
 
 def _why_none(problems: list[Problem]) -> str:
@@ -193,18 +257,22 @@ def prepare(data_cfg: DataConfig, tokenizer, seed: int) -> PreparedData:
     """Encoded, shuffled train/validation rows. Raises DataError when nothing usable is left."""
     cfg = data_cfg
     mapping = mapping_of(cfg) if cfg.format == "mapping" else None
-    read, columns, detected = _load(cfg.file, cfg.format)
+    read, columns, detected = _load(cfg.file, cfg.format, cfg.encoding)
     if not read.records:
         raise DataError("No usable training rows: " + _why_none(read.problems))
-    convs, problems = normalise(read.records, detected, mapping)
+    convs, problems, notes = _normalised(read, detected, mapping)
     problems = list(read.problems) + problems
     name, jinja = resolve_template(tokenizer, cfg.template)
+    convs, refused, more_notes = _template_rules(convs, jinja, name)
+    problems += refused
+    notes += more_notes
     convs = list(convs)
     random.Random(seed).shuffle(convs)      # max_rows takes a random sample, not just the top of the file
     if cfg.max_rows:
         convs = convs[:cfg.max_rows]
     rows: list[EncodedRow] = []
     lengths: list[int] = []
+    cut = left_out = 0
     for conv in convs:
         try:
             ids, labels, text, ends = encode_full(tokenizer, conv, jinja, cfg.train_on)
@@ -214,11 +282,10 @@ def prepare(data_cfg: DataConfig, tokenizer, seed: int) -> PreparedData:
         lengths.append(len(ids))
         row = fit(conv.row, ids, labels, text, ends, cfg.max_length, cfg.overlong, tokenizer)
         if row is None:
-            why = ("it will be left out" if cfg.overlong == "drop"
-                   else "nothing of the answer is left after cutting, so it is left out")
-            problems.append(Problem(conv.row, f"the row is {len(ids)} tokens, longer than the maximum of "
-                                              f"{cfg.max_length}; {why}"))
+            problems.append(too_long(conv.row, len(ids), cfg))
+            left_out += 1
             continue
+        cut += row.truncated
         rows.append(row)
     problems.sort(key=lambda p: p.row)
     total = len(read.records) + len(read.problems)
@@ -227,15 +294,21 @@ def prepare(data_cfg: DataConfig, tokenizer, seed: int) -> PreparedData:
     k = validation_count(len(rows), cfg.validation)
     train, val = rows[k:], rows[:k]        # rows are already in seeded random order
     stats = token_stats(lengths, cfg.max_length)
+    kept = {r.row for r in rows}
+    used = [c for c in convs if c.row in kept]
+    prompt_info = system_prompt.summarise(used)
     report = DataReport(source=cfg.file, format=detected, rows=len(rows), total=total, problems=problems,
                         columns=columns, suggested_mapping=suggest_mapping(columns), template=name,
-                        token_stats=stats, kind=read.kind, notes=list(read.notes) + _row_note(read.kind, problems))
-    kept = {r.row for r in rows}
-    for conv in sorted((c for c in convs if c.row in kept), key=lambda c: c.row)[:3]:
+                        token_stats=stats, kind=read.kind,
+                        notes=list(read.notes) + notes + _row_note(read.kind, problems),
+                        encoding=read.encoding, encoding_sample=read.sample, cut=cut, left_out_long=left_out,
+                        system_prompt=prompt_info)
+    for conv in sorted(used, key=lambda c: c.row)[:3]:
         text, marks = _preview(tokenizer, conv, jinja, cfg)
         report.preview.append(text)
         report.preview_marked.append(marks)
-    report.message = _summary(detected, len(rows), total, problems, name, stats, cfg)
+    report.message = _summary(detected, len(rows), total, problems, name, stats, cfg, cut, left_out)
     if cfg.max_rows and len(convs) < len(read.records):
         report.notes.append(f"Using a random {len(convs)} of the rows (max_rows = {cfg.max_rows}).")
-    return PreparedData(train=train, validation=val, report=report, template_name=name, chat_template=jinja)
+    return PreparedData(train=train, validation=val, report=report, template_name=name, chat_template=jinja,
+                        system_prompt=prompt_info)

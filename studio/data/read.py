@@ -22,6 +22,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .. import paths
+from .duplicate_keys import DuplicateKeys
+from .encodings import decode_bytes
 from .types import DataError, Problem
 
 DEFAULT_MAX_BYTES = 500 * 1024 * 1024
@@ -29,8 +31,6 @@ KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", 
          ".parquet": "parquet", ".pq": "parquet"}
 # owner/name or a bare dataset name: letters, digits, - _ . only, no file extension we know of
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
-CONVERT_HINT = ("Open it in a text editor and save it as 'UTF-8' (in Excel: File > Save As > 'CSV UTF-8'), "
-                "then load it again.")
 
 
 @dataclass
@@ -38,17 +38,21 @@ class ReadResult:
     records: list[dict]
     problems: list[Problem]
     kind: str
-    notes: list[str] = field(default_factory=list)   # e.g. "read as GB18030"
+    notes: list[str] = field(default_factory=list)   # e.g. "read as GB18030", keys found twice
+    encoding: str = ""                                # the text encoding used ('' for parquet and the Hub)
+    sample: str = ""                                  # a short piece of decoded text, to judge the encoding by
 
 
-def read_records(source: str, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[list[dict], list[Problem], str]:
+def read_records(source: str, max_bytes: int = DEFAULT_MAX_BYTES,
+                 encoding: str = "auto") -> tuple[list[dict], list[Problem], str]:
     """The raw records, the read problems and the kind of file (jsonl|json|csv|tsv|parquet|hub)."""
-    r = read_source(source, max_bytes)
+    r = read_source(source, max_bytes, encoding)
     return r.records, r.problems, r.kind
 
 
-def read_source(source: str, max_bytes: int = DEFAULT_MAX_BYTES) -> ReadResult:
-    """Like ``read_records`` but also returns notes for the report (such as the encoding used)."""
+def read_source(source: str, max_bytes: int = DEFAULT_MAX_BYTES, encoding: str = "auto") -> ReadResult:
+    """Like ``read_records`` but also returns notes for the report (such as the encoding used).
+    ``encoding`` 'auto' recognises it (see ``encodings.decode_bytes``); a name forces that one."""
     source = (source or "").strip()
     if not source:
         raise DataError("No data chosen: give a file, 'demo', or a Hugging Face dataset id.")
@@ -56,15 +60,15 @@ def read_source(source: str, max_bytes: int = DEFAULT_MAX_BYTES) -> ReadResult:
         path = paths.DEMO_DATA
         if not path.is_file():
             raise DataError(f"The built-in demo data is missing ({path}); reinstall the studio or choose a file.")
-        return _read_file(path, max_bytes)
+        return _read_file(path, max_bytes, encoding)
     if source == "chatterbot":
         from .chatterbot import corpus_file
-        return _read_file(corpus_file(), max_bytes)
+        return _read_file(corpus_file(), max_bytes, encoding)
     path = Path(source).expanduser()
     if path.is_dir():
         raise DataError(f"'{source}' is a folder; choose a data file inside it (.jsonl, .json, .csv, .tsv or .parquet).")
     if path.is_file():
-        return _read_file(path, max_bytes)
+        return _read_file(path, max_bytes, encoding)
     looks_like_path = (path.suffix.lower() in KINDS or source.startswith((".", "~", os.sep))
                        or (os.sep in source and not _HUB_ID.match(source)))
     if looks_like_path:
@@ -75,7 +79,7 @@ def read_source(source: str, max_bytes: int = DEFAULT_MAX_BYTES) -> ReadResult:
 
 
 # ---- files ---------------------------------------------------------------------------------------
-def _read_file(path: Path, max_bytes: int) -> ReadResult:
+def _read_file(path: Path, max_bytes: int, encoding: str = "auto") -> ReadResult:
     size = path.stat().st_size
     if size > max_bytes:
         raise DataError(f"{path.name} is {size / 2**20:.0f} MB, more than the limit of {max_bytes / 2**20:.0f} MB. "
@@ -92,7 +96,8 @@ def _read_file(path: Path, max_bytes: int) -> ReadResult:
         raw = path.read_bytes()
     except OSError as e:
         raise DataError(f"Could not read {path.name}: {e.strerror or e}.") from None
-    text, notes = decode_bytes(raw, path.name)
+    decoded = decode_bytes(raw, path.name, encoding)
+    text, notes = decoded.text, decoded.notes
     if not text.strip():
         raise DataError(f"{path.name} is empty (it only holds blank space).")
     if kind is None:
@@ -104,40 +109,10 @@ def _read_file(path: Path, max_bytes: int) -> ReadResult:
     else:
         result = _read_delimited(text, "\t" if kind == "tsv" else ",", path.name, kind)
     result.notes[:0] = notes
+    result.encoding, result.sample = decoded.encoding, decoded.sample
     if not result.records and not result.problems:
         raise DataError(f"{path.name} holds no rows.")
     return result
-
-
-def decode_bytes(raw: bytes, name: str) -> tuple[str, list[str]]:
-    """Text of a file and notes: UTF-8 (with or without BOM) silently, other encodings detected and noted."""
-    if raw.startswith(b"\xef\xbb\xbf"):
-        return raw[3:].decode("utf-8", errors="replace"), []
-    for bom, enc in ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
-                     (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
-        if raw.startswith(bom):
-            try:
-                return raw.decode(enc), [f"{name} was read as {enc.upper()}."]
-            except UnicodeDecodeError:
-                break
-    try:
-        return raw.decode("utf-8"), []
-    except UnicodeDecodeError as e:
-        bad_at = e.start
-    from charset_normalizer import from_bytes
-    best = from_bytes(raw[:2_000_000]).best()
-    if best is None or best.encoding in ("utf_8", "ascii"):
-        line = raw[:bad_at].count(b"\n") + 1
-        raise DataError(f"{name} is not UTF-8 text (the first unreadable character is on line {line}) and its "
-                        f"encoding could not be recognised. {CONVERT_HINT}")
-    enc = best.encoding
-    try:
-        text = raw.decode(enc)
-    except (UnicodeDecodeError, LookupError):
-        raise DataError(f"{name} looks like {enc.upper()} text but could not be read that way. {CONVERT_HINT}") from None
-    label = enc.upper().replace("_", "-")
-    return text, [f"{name} is not UTF-8; it was read as {label}. If the preview shows garbled characters, "
-                  f"save the file as UTF-8 and load it again."]
 
 
 def _sniff(text: str, name: str) -> str:
@@ -156,32 +131,31 @@ def _sniff(text: str, name: str) -> str:
 
 def _read_jsonl(text: str) -> ReadResult:
     records, problems = [], []
+    dups = DuplicateKeys("line")
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(line, object_pairs_hook=dups.hook(n))
         except json.JSONDecodeError as e:
             problems.append(Problem(n, f"line {n} is not valid JSON ({e.msg} at character {e.colno})"))
             continue
         _add(records, problems, value, n, "line")
-    return ReadResult(records, problems, "jsonl")
+    return ReadResult(records, problems, "jsonl", notes=dups.notes())
 
 
 def _read_json(text: str, name: str) -> ReadResult:
+    dups = DuplicateKeys("row")
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=dups.hook_by_position())
     except json.JSONDecodeError as e:
         if text.lstrip().startswith("{") and "\n" in text.strip():
             return _read_jsonl(text)        # JSON Lines saved with a .json name
         raise DataError(f"{name} is not valid JSON: {e.msg} on line {e.lineno}, column {e.colno}. "
                         "Fix that spot (often a missing comma or quote) or save the data as JSON Lines.") from None
+    notes: list[str] = []
     if isinstance(value, dict):
-        lists = [v for v in value.values() if isinstance(v, list)]
-        if len(lists) == 1:                 # {"data": [...]} and similar wrappers
-            value = lists[0]
-        else:
-            value = [value]
+        value, notes = _unwrap(value, name)
     if not isinstance(value, list):
         raise DataError(f"{name} must hold a list of examples ([{{...}}, {{...}}]), not a single value.")
     if not value:
@@ -189,7 +163,27 @@ def _read_json(text: str, name: str) -> ReadResult:
     records, problems = [], []
     for n, item in enumerate(value, 1):
         _add(records, problems, item, n, "row")
-    return ReadResult(records, problems, "json")
+    return ReadResult(records, problems, "json", notes=notes + dups.notes(rows_of=value))
+
+
+SPLIT_NAMES = ("train", "training", "validation", "valid", "val", "dev", "test", "eval", "evaluation")
+
+
+def _unwrap(value: dict, name: str) -> tuple[object, list[str]]:
+    """The list of examples inside a JSON object: {"data": [...]}, or the 'train' list of a file that
+    holds its splits ({"train": [...], "test": [...]}). A single example object stays one example."""
+    lists = {k: v for k, v in value.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)}
+    if len(lists) == 1:                      # {"data": [...]} and similar wrappers
+        return next(iter(lists.values())), []
+    if len(lists) > 1:
+        keys = ", ".join(f"'{k}' ({len(v)} rows)" for k, v in lists.items())
+        train = next((k for k in ("train", "training") if k in lists), None)
+        if train:
+            return lists[train], [f"{name} holds several splits: {keys}. The '{train}' list is used for training "
+                                  "(and the studio holds back its own validation rows from it)."]
+        raise DataError(f"{name} holds several lists of examples: {keys}, and none is called 'train'. "
+                        "Save the one to train on as its own file (or rename it to 'train'), then load it again.")
+    return [value], []
 
 
 def _add(records: list, problems: list, value, n: int, unit: str) -> None:

@@ -75,14 +75,16 @@ def resolve_template(tokenizer, choice: str) -> tuple[str, str]:
     raise DataError(f"Unknown template '{choice}'. Choose one of: {', '.join(CHOICES)}.")
 
 
-def render(tokenizer, chat_template: str, messages: list[dict], add_generation_prompt: bool = False) -> str:
-    """The text of a conversation; without a tokenizer (preview only) special tokens are left empty."""
+def render(tokenizer, chat_template: str, messages: list[dict], add_generation_prompt: bool = False,
+           tools: list[dict] | None = None) -> str:
+    """The text of a conversation (with its tool definitions, if any); without a tokenizer (preview
+    only) special tokens are left empty."""
     try:
         if tokenizer is not None:
-            return tokenizer.apply_chat_template(messages, chat_template=chat_template, tokenize=False,
+            return tokenizer.apply_chat_template(messages, tools=tools, chat_template=chat_template, tokenize=False,
                                                  add_generation_prompt=add_generation_prompt)
         from transformers.utils.chat_template_utils import render_jinja_template
-        texts, _ = render_jinja_template(conversations=[messages], chat_template=chat_template,
+        texts, _ = render_jinja_template(conversations=[messages], tools=tools, chat_template=chat_template,
                                          add_generation_prompt=add_generation_prompt)
         return texts[0]
     except Exception as e:  # jinja's raise_exception() and template errors come as several types
@@ -113,8 +115,10 @@ def assistant_spans(render_fn: Callable[[list[dict], bool], str], messages: list
             before = ""
         lo = max(floor, _common(full, before))
         content = m["content"]
-        found = full.find(content, lo)
+        found = full.find(content, lo) if content else -1
         size = len(content)
+        reasoning = m.get("reasoning_content") or ""
+        thought = full.find(reasoning.strip(), lo) if reasoning.strip() else -1
         if found < 0 and content.strip():       # templates that trim the content
             found, size = full.find(content.strip(), lo), len(content.strip())
         if found < 0:
@@ -124,6 +128,8 @@ def assistant_spans(render_fn: Callable[[list[dict], bool], str], messages: list
         # too; a header of a template that ignores add_generation_prompt is not part of the answer.
         exact = bool(before) and lo == len(before)
         start = lo if exact and lo <= found and not full[lo:found].strip() else found
+        if 0 <= thought < start:      # the reasoning the template puts before the answer is learned too
+            start = lo if exact and not full[lo:thought].strip("\n <>think") else thought
         try:
             end = max(content_end, _common(full, render_fn(messages[:i + 1], False)))
         except RenderError:
@@ -158,7 +164,8 @@ def encode_full(tokenizer, conv: Conversation, chat_template: str, train_on: str
             ids.append(tokenizer.eos_token_id)
             text += tokenizer.eos_token
         return ids, list(ids), text, []
-    full, spans = assistant_spans(lambda msgs, gen: render(tokenizer, chat_template, msgs, gen), conv.messages)
+    full, spans = assistant_spans(lambda msgs, gen: render(tokenizer, chat_template, msgs, gen, conv.tools),
+                                  conv.messages)
     if getattr(tokenizer, "is_fast", False):
         enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
         ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]

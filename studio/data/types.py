@@ -21,9 +21,11 @@ class Problem:
 @dataclass
 class Conversation:
     """One normalised example: messages with role system/user/assistant, ending with assistant.
-    A plain-text row is a single message with role 'text' (whole sequence trained)."""
+    A plain-text row is a single message with role 'text' (whole sequence trained). ``tools`` are the
+    function definitions of a tool-calling conversation (passed to the chat template)."""
     row: int
     messages: list[dict]
+    tools: list[dict] | None = None
 
 
 @dataclass
@@ -52,13 +54,20 @@ class DataReport:
     notes: list[str] = field(default_factory=list)          # e.g. "read as GB18030", rows that will be cut
     # per preview row: [[text, carries_loss], ...] pieces of the exact training text, for highlighting
     preview_marked: list[list[list]] = field(default_factory=list)
+    encoding: str = ""                            # the text encoding the file was read with ('' for parquet/Hub)
+    encoding_sample: str = ""                     # a short piece of the decoded text, to judge the encoding by
+    cut: int = 0                                  # rows training will cut to the maximum length
+    left_out_long: int = 0                        # rows training will leave out for their length
+    system_prompt: dict = field(default_factory=dict)   # see studio.data.system_prompt.summarise
 
     def to_dict(self) -> dict:
         return {"source": self.source, "format": self.format, "rows": self.rows, "total": self.total,
                 "problems": [p.to_dict() for p in self.problems], "columns": self.columns,
                 "suggested_mapping": self.suggested_mapping, "template": self.template,
                 "preview": self.preview, "token_stats": self.token_stats, "message": self.message,
-                "kind": self.kind, "notes": self.notes, "preview_marked": self.preview_marked}
+                "kind": self.kind, "notes": self.notes, "preview_marked": self.preview_marked,
+                "encoding": self.encoding, "encoding_sample": self.encoding_sample, "cut": self.cut,
+                "left_out_long": self.left_out_long, "system_prompt": self.system_prompt}
 
 
 @dataclass
@@ -68,3 +77,4 @@ class PreparedData:
     report: DataReport
     template_name: str
     chat_template: str        # the Jinja template actually used; saved with the adapter and used in chat
+    system_prompt: dict = field(default_factory=dict)   # the system prompt the rows used (recorded in the run)

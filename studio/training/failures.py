@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
-from ..config import ConfigError
+from ..config import ConfigError, StudioConfig
 from ..data.types import DataError
 
 OOM_HINT = ("Lower the batch size or the maximum length, set gradient checkpointing to 'on' "
@@ -22,6 +23,20 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or "out of memory" in text or "cuda error: out of memory" in text
 
 
+def _damaged_weights(exc: BaseException, log_path: str) -> str | None:
+    """A damaged model file, named (the run's config.yaml, next to train.log, says which model)."""
+    from ..weights_check import explain as explain_weights, looks_like_damaged_weights
+    if not looks_like_damaged_weights(exc):
+        return None
+    source = ""
+    if log_path:
+        try:
+            source = StudioConfig.load(Path(log_path).parent / "config.yaml").model.source
+        except ConfigError:
+            pass
+    return explain_weights(exc, source)
+
+
 def explain(exc: BaseException, log_path: str = "") -> tuple[str, str]:
     """(message, hint) for a failed job."""
     where = f" The full error is in {log_path}." if log_path else ""
@@ -37,6 +52,9 @@ def explain(exc: BaseException, log_path: str = "") -> tuple[str, str]:
         return str(exc), "Change that setting and start again."
     if type(exc).__name__ == "ModelError":
         return str(exc), "Check the model source (name, folder or file) and start again."
+    damaged = _damaged_weights(exc, log_path)
+    if damaged:
+        return damaged, "Replace the damaged file, then start again."
     if isinstance(exc, OSError):
         return f"A file could not be read or written: {exc}", f"Check the folder's permissions and free space.{where}"
     text = str(exc).strip() or type(exc).__name__

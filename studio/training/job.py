@@ -299,6 +299,8 @@ class TrainingJob:
             self.data = prepare(cfg.data, tokenizer, cfg.training.seed)
         data = self.data
         self.chat_template = data.chat_template
+        from ..data.system_prompt import record as record_system_prompt
+        record_system_prompt(self.run.path, data)    # chat sends the system prompt the rows were trained with
         self.progress.total_steps = estimate_total_steps(cfg, len(data.train))
         log.info("Data: %d training rows, %d validation rows, template %s.",
                  len(data.train), len(data.validation), data.template_name)

@@ -17,9 +17,9 @@ from typing import Any, Callable, Sequence
 
 import gradio as gr
 
-from studio.config import StudioConfig, field_choices, merge
+from studio.config import LIMITS, StudioConfig, field_choices, merge
 
-from .i18n import Help, Labels
+from .i18n import Help, Labels, t
 
 ALL_LINEAR = "all-linear"
 # Shown before a model is loaded; replaced by the model's real linear layers after loading.
@@ -35,6 +35,7 @@ class Spec:
     maximum: float | None = None
     step: float | None = None
     choice_keys: dict = field(default_factory=dict)   # value -> i18n key for choices that need words
+    suggestions: tuple = ()       # offered values of a free dropdown (any other value may be typed)
 
     @property
     def key(self) -> str:
@@ -57,6 +58,9 @@ SPECS: list[Spec] = [
     Spec("data", "prompt_column", "dropdown"),
     Spec("data", "answer_column", "dropdown"),
     Spec("data", "system_column", "dropdown"),
+    Spec("data", "encoding", "dropdown", suggestions=("auto", "utf-8", "cp1252", "latin-1", "utf-16", "gb18030",
+                                                      "big5", "shift_jis", "euc-kr", "cp1251", "cp1250", "cp1253",
+                                                      "cp1254", "iso-8859-15")),
     Spec("data", "template", "dropdown"),
     Spec("data", "train_on", "radio", choice_keys={"assistant": "choice.train_on.assistant",
                                                     "all": "choice.train_on.all"}),
@@ -104,6 +108,12 @@ SPECS: list[Spec] = [
     Spec("", "name", "text"),
 ]
 SPEC_BY_KEY = {s.key: s for s in SPECS}
+# The config's own bounds (studio.config.LIMITS) where a widget has none tighter.
+for _s in SPECS:
+    if _s.key in LIMITS:
+        low, high = LIMITS[_s.key]
+        _s.minimum = low if _s.minimum is None else max(_s.minimum, low)
+        _s.maximum = high if _s.maximum is None else min(_s.maximum, high)
 
 # Where a model or data set comes from: a radio for the kind, a textbox for the path or id.
 MODEL_KINDS = ("default", "hub", "folder", "gguf")
@@ -194,8 +204,9 @@ class Bindings:
         if spec.kind == "bool":
             return L.make(gr.Checkbox, value=bool(value), **common)
         if spec.kind in ("int", "float"):
-            return L.make(gr.Number, value=value, precision=0 if spec.kind == "int" else None,
-                          minimum=spec.minimum, maximum=spec.maximum, step=spec.step or 1, **common)
+            number = L.make(gr.Number, value=value, precision=0 if spec.kind == "int" else None,
+                            minimum=spec.minimum, maximum=spec.maximum, step=spec.step or 1, **common)
+            return name_bounds_errors(number, spec)
         if spec.kind == "text":
             return L.make(gr.Textbox, value=value, **common)
         if spec.kind == "modules":
@@ -204,6 +215,9 @@ class Bindings:
             choices += [m for m in sel if m not in choices]
             return L.make(gr.CheckboxGroup, choices=choices, value=sel, **common)
         cfg_choices = field_choices(spec.section, spec.name) if spec.section else None
+        if spec.suggestions:     # free, with the usual values offered
+            choices = list(spec.suggestions) + ([value] if value and value not in spec.suggestions else [])
+            return L.make(gr.Dropdown, choices=choices, value=value, allow_custom_value=True, **common)
         if cfg_choices is None:  # free choices such as column names, filled from the data file
             return L.make(gr.Dropdown, choices=[value] if value else [""], value=value,
                           allow_custom_value=True, **common)
@@ -287,6 +301,30 @@ class Bindings:
             else:
                 out.append(gr.update(value=value))
         return out
+
+
+def name_bounds_errors(number: gr.Number, spec: Spec) -> gr.Number:
+    """Make the number box's out-of-range refusal name its setting. Gradio's own words ("Value 0 is less
+    than minimum value 1") name nothing, and an API caller cannot tell which of forty numbers was wrong."""
+    plain = number.preprocess
+
+    def preprocess(payload):
+        try:
+            return plain(payload)
+        except gr.Error:
+            label = t(f"field.{spec.key}", "en")
+            low = spec.minimum is not None and payload < spec.minimum
+            bound = f"at least {_num(spec.minimum)}" if low else f"at most {_num(spec.maximum)}"
+            api = spec.key.replace(".", "_") if spec.section else f"run_{spec.name}"
+            raise gr.Error(f"{label} ({spec.key}, API parameter '{api}') must be {bound}; {_num(payload)} was given.",
+                           print_exception=False) from None
+
+    number.preprocess = preprocess
+    return number
+
+
+def _num(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e18 else f"{x:g}"
 
 
 def command_for(cfg: StudioConfig, config_path: str = "studio-config.yaml") -> str:

@@ -37,6 +37,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "field.data.answer_column": ("Answer column", "回答列"),
     "field.data.system_column": ("System prompt column", "系统提示列"),
     "field.data.template": ("Chat template", "对话模板"),
+    "field.data.encoding": ("Text encoding", "文本编码"),
     "field.data.train_on": ("Learn from", "学习内容"),
     "field.data.validation": ("Validation rows", "验证集"),
     "field.data.max_rows": ("Use at most rows", "最多使用行数"),
@@ -151,6 +152,15 @@ TEXT: dict[str, tuple[str, str]] = {
     "data.problem_count": ("{n} problems are listed below with their row numbers.", "下面按行号列出了 {n} 个问题。"),
     "data.tokens": ("Tokens per row: median {median}, 95% under {p95}, longest {max}; {over} over the max length of {limit}.",
                     "每行 token 数：中位数 {median}，95% 不超过 {p95}，最长 {max}；{over} 行超过最大长度 {limit}。"),
+    "data.long_rows": ("Of the rows over {limit} tokens, training cuts {cut} to {limit} tokens and leaves {left} out "
+                       "(listed below: {why}).",
+                       "超过 {limit} 个 token 的行中，训练会把 {cut} 行截断到 {limit} 个 token，并舍弃 {left} 行"
+                       "（见下方列表：{why}）。"),
+    "data.long_why_drop": ("rows that are too long are set to be left out", "超长的行设置为舍弃"),
+    "data.long_why_cut": ("nothing of their answer would survive the cut", "截断后回答部分一点也不剩"),
+    "data.encoding": ("Read as {encoding}: “{sample}”. If letters look wrong, choose the file's encoding under "
+                      "Text encoding.", "按 {encoding} 读取：“{sample}”。如果文字显示错乱，请在“文本编码”中选择文件的编码。"),
+    "data.system_prompt": ("System prompt: {text}", "系统提示：{text}"),
     "data.col_row": ("Row", "行号"),
     "data.col_problem": ("Problem", "问题"),
     "data.page_of": ("Page {page} of {pages} · {rows} rows", "第 {page} / {pages} 页 · 共 {rows} 行"),
@@ -201,6 +211,12 @@ TEXT: dict[str, tuple[str, str]] = {
     "chat.run_info": ("Runs with a saved adapter, newest first.", "已保存适配器的运行，最新的在前。"),
     "common.refresh": ("↻ Refresh", "↻ 刷新"),
     "chat.mode": ("Mode", "模式"),
+    "chat.system": ("System prompt", "系统提示"),
+    "chat.system_info": ("Sent before the conversation, to the base and the tuned model alike. It starts as the one the "
+                         "run was trained with, so questions are asked the way training asked them; empty = that one.",
+                         "在对话之前发送，基础模型和微调模型相同。初始为该运行训练时使用的系统提示，"
+                         "这样提问方式与训练时一致；留空 = 使用训练时的系统提示。"),
+    "chat.system_placeholder": ("(the run's training data had no system prompt)", "（该运行的训练数据没有系统提示）"),
     "chat.mode.compare": ("Side by side: base vs tuned", "并排对比：基础 vs 微调"),
     "chat.mode.tuned": ("Tuned only", "仅微调模型"),
     "chat.base": ("Base model (before)", "基础模型（微调前）"),
@@ -265,11 +281,14 @@ HELP_ZH: dict[str, str] = {
     "model.compute_dtype": "计算所用的数值格式。'auto' 在支持的 GPU 上用 bfloat16，较旧的 GPU 用 float16，CPU 用 float32。",
     "model.trust_remote_code": "运行模型附带的 Python 代码。只对你信任的人发布的模型开启。",
     "data.file": "训练数据：'demo'（内置客服问答）、.jsonl/.json/.csv/.tsv/.parquet 文件，或 Hugging Face 数据集 ID。",
-    "data.format": "每行数据的结构。'auto' 自动识别 alpaca、sharegpt、messages、prompt/completion 和纯文本；"
+    "data.format": "每行数据的结构。'auto' 自动识别 alpaca、sharegpt、messages、prompt/completion、纯文本和偏好数据"
+                   "（chosen/rejected：用 chosen 回答训练）；"
                    "'mapping' 使用下方的列映射。",
     "data.prompt_column": "格式为 'mapping' 时：存放问题或指令的列。",
     "data.answer_column": "格式为 'mapping' 时：存放模型应学会的回答的列。",
     "data.system_column": "格式为 'mapping' 时（可选）：存放系统提示的列。",
+    "data.encoding": "文件的文本编码。'auto' 读取 UTF-8 并识别其他编码（如 Excel 的 cp1252、GB18030、UTF-16）；"
+                     "预览出现乱码时，请指定一种编码（utf-8、cp1252、latin-1、gb18030……）。",
     "data.template": "对话如何变成文本。'auto' 使用模型自带的对话模板，没有时退回 chatml。",
     "data.max_length": "训练样本的最大 token 数。更长的行会被截断或丢弃（见下方设置）。",
     "data.overlong": "超过最大长度的行如何处理。",
@@ -301,7 +320,7 @@ HELP_ZH: dict[str, str] = {
     "training.packing": "无填充批次：把每一步的样本首尾相接成一条序列，不补齐（每个样本仍只看到自己）。结果相同，更快、更省显存；关闭则把样本补齐到本批最长的长度。",
     "training.attention": "注意力内核。“auto”在 NVIDIA GPU 上对无填充批次使用 PyTorch 的变长 FlashAttention，其他情况用 SDPA。",
     "training.fused_kernels": "安装了 liger-kernel 时使用 Liger 的融合 GPU 内核（RMSNorm、RoPE、SwiGLU）。CPU 上忽略。",
-    "training.output_dir": "运行文件夹的位置（留空 = 工作室的 runs 文件夹）。",
+    "training.output_dir": "运行文件夹（留空 = 在工作室的 runs 文件夹里新建一个带日期的文件夹）。在应用中：runs 文件夹里的一个名称；命令行中：任意文件夹。",
     "generation.max_new_tokens": "回答的最大 token 数。",
     "generation.temperature": "回答的随机性：0 总是选最可能的词；0.7 更多样。",
     "generation.top_p": "只从累计概率达到此值的最可能的词中采样。",

@@ -31,6 +31,21 @@ def _release_memory() -> None:
     free_gpu()
 
 
+def _gradio_tmp() -> Path | None:
+    tmp = os.environ.get("GRADIO_TEMP_DIR")
+    return Path(tmp) if tmp else None
+
+
+def _inside(p: Path, folder: Path | None) -> bool:
+    if folder is None:
+        return False
+    try:
+        p.resolve().relative_to(folder.resolve())
+        return True
+    except (ValueError, OSError):
+        return False
+
+
 class Services:
     def __init__(self):
         self._lock = threading.Lock()
@@ -51,7 +66,14 @@ class Services:
         """Load the model once to describe it, then free it (training loads its own copy)."""
         from studio import models
         tok = models.load_tokenizer(model_cfg)
-        model = models.load_model(model_cfg, for_training=False)
+        try:
+            model = models.load_model(model_cfg, for_training=False)
+        except Exception as e:
+            from studio.weights_check import explain
+            damaged = explain(e, model_cfg.source)
+            if damaged:
+                raise models.ModelError(damaged) from None
+            raise
         try:
             summary = models.model_summary(model, tok)
         finally:
@@ -113,28 +135,31 @@ class Services:
         except OSError:
             return (source, 0, 0)
 
-    def records(self, source: str) -> list[dict]:
+    def records(self, source: str, encoding: str = "auto") -> list[dict]:
         """The raw rows of a data source (cached while the file is unchanged)."""
-        key = self._stamp(source)
+        key = (self._stamp(source), encoding)
         if key not in self._records:
             from studio.data.read import read_records
-            records, _, _ = read_records(source)
+            records, _, _ = read_records(source, encoding=encoding)
             self._records = {key: records}   # one file at a time: data sets can be big
         return self._records[key]
 
     def inspect_data(self, cfg: StudioConfig, preview_rows: int = 30) -> Any:
-        """A DataReport for the configured data, rendered with the configured model's tokenizer."""
+        """A DataReport for the configured data, rendered with the configured model's tokenizer (and
+        warned about a maximum length past the model's context, when the model's size is known)."""
         from studio.data.pipeline import inspect
         d = cfg.data
         key = (self._stamp(d.file), d.format, d.prompt_column, d.answer_column, d.system_column, d.template,
-               d.max_length, d.train_on, d.overlong, cfg.model.source, preview_rows)
+               d.max_length, d.train_on, d.overlong, d.encoding, cfg.model.source, preview_rows)
         if key in self._reports:
             return self._reports[key]
         try:
             tok = self.tokenizer(cfg.model)
         except Exception:  # no model yet (e.g. offline Hub id): still check the data, without tokens
             tok = None
-        report = inspect(d.file, fmt=d.format, tokenizer=tok, data_cfg=d, preview_rows=preview_rows)
+        facts = self.facts(cfg.model) or {}
+        report = inspect(d.file, fmt=d.format, tokenizer=tok, data_cfg=d, preview_rows=preview_rows,
+                         context_length=facts.get("context_length"))
         self._reports = {key: report}
         return report
 
@@ -149,16 +174,55 @@ class Services:
         return {"segments": segments, "index": index, "shown": len(marked), "rows": report.rows}
 
     def save_upload(self, file: Any) -> Path:
-        """Copy an uploaded file from Gradio's temp folder into the workspace's uploads folder."""
+        """Move an uploaded file from Gradio's temp folder into the workspace's uploads folder (a move,
+        not a copy: the temp folder is in the workspace too, and a big file should not sit there twice).
+        A file the studio cannot use is deleted, temp copy included, and refused with the reason."""
         src = Path(getattr(file, "name", None) or str(file))
         if src.suffix.lower() not in UPLOAD_EXTS:
+            self.discard_upload(src)
             raise ConfigError(f"'{src.name}' is not a data file the studio reads. "
                               f"Use one of: {', '.join(UPLOAD_EXTS)}.")
+        from studio.data.read import DEFAULT_MAX_BYTES
+        size = src.stat().st_size
+        if size > DEFAULT_MAX_BYTES:
+            self.discard_upload(src)
+            raise ConfigError(f"{src.name} is {size / 2**20:.0f} MB, more than the {DEFAULT_MAX_BYTES // 2**20} MB "
+                              "the studio reads; it was not kept. Use a smaller part of the data.")
         dest = paths.uploads_dir() / src.name
         if dest.exists() and dest.resolve() != src.resolve():
             dest = dest.with_name(f"{dest.stem}-{time.strftime('%Y%m%d-%H%M%S')}{dest.suffix}")
-        shutil.copyfile(src, dest)
+        try:
+            shutil.move(str(src), dest)
+        except OSError:
+            self.discard_upload(src, dest)
+            raise
+        self._discard_empty_parent(src)
         return dest
+
+    @staticmethod
+    def discard_upload(*files: Path | str | None) -> None:
+        """Delete rejected uploads (the kept copy and Gradio's temp file), so a refused file takes no disk."""
+        for f in files:
+            if not f:
+                continue
+            p = Path(f)
+            try:
+                if p.is_file() and (_inside(p, paths.uploads_dir()) or _inside(p, _gradio_tmp())):
+                    p.unlink()
+                    Services._discard_empty_parent(p)
+            except OSError:
+                pass
+
+    @staticmethod
+    def _discard_empty_parent(p: Path) -> None:
+        """Gradio keeps each upload in its own hashed folder; an emptied one goes too."""
+        tmp = _gradio_tmp()
+        parent = p.parent
+        if tmp is not None and _inside(parent, tmp) and parent.resolve() != tmp.resolve():
+            try:
+                parent.rmdir()
+            except OSError:
+                pass
 
     # ---- training -----------------------------------------------------------------------
     def manager(self) -> Any:
@@ -170,7 +234,14 @@ class Services:
             if self._chat is not None:   # the chat model would sit in memory next to the training
                 self._chat = None
                 _release_memory()
-        return self.manager().start(cfg)
+        # Through the app (and its API) a run folder is a name inside the workspace, never a path.
+        return self.manager().start(cfg, in_workspace=True)
+
+    def warnings(self, cfg: StudioConfig) -> list[str]:
+        """Settings that work but probably not as meant with this model (known without loading it)."""
+        from studio.config import context_warnings
+        facts = self.facts(cfg.model) or {}
+        return context_warnings(cfg, facts.get("context_length"))
 
     def stop(self) -> Any:
         m = self.manager()
@@ -243,6 +314,12 @@ class Services:
         return dest
 
     # ---- chat ---------------------------------------------------------------------------
+    @staticmethod
+    def training_system_prompt(run_dir: str) -> str:
+        """The system prompt a run's rows were trained with ('' when they had none)."""
+        from studio.data.system_prompt import for_run
+        return for_run(run_dir).get("system_prompt", "") if run_dir else ""
+
     def chat_session(self, run_dir: str, lang: str = "en") -> Any:
         """A ChatSession for a run: the just-finished job's model when it is still in memory,
         else loaded from the run folder. One session is kept; choosing another run replaces it.
@@ -255,6 +332,7 @@ class Services:
         job = self.current_job()
         if job is not None and job.active:
             raise DeviceBusy(t("chat.busy_training", lang))
+        self.manager().device_lock.check_free_elsewhere("Chat")   # `studio train` in a terminal has the device
         with self._lock:
             if self._chat is not None and self._chat[0] == run_dir:
                 return self._chat[1]

@@ -46,6 +46,8 @@ def build(ctx) -> SimpleNamespace:
             ui.mode = L.make(gr.Radio, label="chat.mode", choices=[("chat.mode.compare", "compare"),
                                                                    ("chat.mode.tuned", "tuned")],
                              value="compare", elem_id="chat-mode", scale=2)
+        ui.system = L.make(gr.Textbox, value="", label="chat.system", info="chat.system_info", lines=1, max_lines=4,
+                           placeholder="chat.system_placeholder", elem_id="chat-system")
         with gr.Row(equal_height=True):
             ui.base = L.make(gr.Chatbot, label="chat.base", elem_id="chat-base", height=420, scale=1,
                              buttons=["copy", "copy_all"])
@@ -92,17 +94,24 @@ def wire(ctx) -> None:
     ui.mode.change(lambda m: gr.update(visible=m == "compare"), ui.mode, ui.base, queue=False,
                    show_progress="hidden", api_visibility="private")
 
-    def chat(message, base_hist, tuned_hist, run, mode, lang, *values):
+    @guarded(1)
+    def training_prompt(run):
+        """The system prompt the chosen run was trained with (what the chat sends unless changed)."""
+        return svc.training_system_prompt(run) if run else ""
+
+    ui.run.change(training_prompt, ui.run, ui.system, api_name="training_system_prompt", show_progress="hidden")
+
+    def chat(message, base_hist, tuned_hist, run, mode, system_prompt, lang, *values):
         """Answer ``message`` with the tuned model, and with the base model too in side-by-side mode.
         Streams; returns (base chat, tuned chat, cleared input, status). On any error the chats go
         back to how they were and the message returns to the input box, with the reason shown."""
         try:
-            yield from answer(message, base_hist, tuned_hist, run, mode, lang, *values)
+            yield from answer(message, base_hist, tuned_hist, run, mode, system_prompt, lang, *values)
         except Exception as e:  # noqa: BLE001 - never a traceback; nothing typed is lost
             msg = warn(e, lang)
             yield list(base_hist or []), list(tuned_hist or []), message, "✗ " + msg
 
-    def answer(message, base_hist, tuned_hist, run, mode, lang, *values):
+    def answer(message, base_hist, tuned_hist, run, mode, system_prompt, lang, *values):
         message = (message or "").strip()
         if not message:
             yield gr.skip(), gr.skip(), gr.skip(), t("chat.empty", lang)
@@ -119,7 +128,9 @@ def wire(ctx) -> None:
         for side, _ in sides:
             hist[side] = hist[side] + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         yield hist["base"], hist["tuned"], "", t("chat.thinking", lang)
-        session.generation = gen   # one answer at a time (GPU slot), so setting it per request is safe
+        session.generation = gen   # one answer at a time (GPU slot), so setting these per request is safe
+        # Empty: the prompt the run was trained with (also for API callers that leave it out).
+        session.system_prompt = (system_prompt or "").strip() or svc.training_system_prompt(run)
         for side, use_adapter in sides:
             text = ""
             for piece in session.stream(prior[side], message, use_adapter=use_adapter):
@@ -130,9 +141,9 @@ def wire(ctx) -> None:
                 hist[side][-1] = {"role": "assistant", "content": t("chat.no_answer", lang)}
         yield hist["base"], hist["tuned"], gr.skip(), ""
 
-    inputs = [ui.input, ui.base, ui.tuned, ui.run, ui.mode, ctx.lang] + B.inputs
+    inputs = [ui.input, ui.base, ui.tuned, ui.run, ui.mode, ui.system, ctx.lang] + B.inputs
     outputs = [ui.base, ui.tuned, ui.input, ui.status]
-    B.named(chat, "message", "base_history", "tuned_history", "run", "mode", "lang")
+    B.named(chat, "message", "base_history", "tuned_history", "run", "mode", "system_prompt", "lang")
     ui.send.click(chat, inputs, outputs, api_name="chat", **GPU)
     ui.input.submit(chat, inputs, outputs, api_visibility="private", **GPU)
     ui.clear.click(lambda: ([], [], ""), None, [ui.base, ui.tuned, ui.status], api_name="clear_chat",

@@ -33,6 +33,7 @@ def build(ctx) -> SimpleNamespace:
                 ui.upload = L.make(gr.File, label="data.upload", file_types=FILE_TYPES, file_count="single",
                                    elem_id="data-upload")
                 ui.format = B.widget("data", "format")
+                ui.encoding = B.widget("data", "encoding")
                 with L.add(gr.Accordion(L("data.mapping"), open=False, elem_id="data-mapping"),
                            label="data.mapping") as ui.mapping:
                     ui.prompt_col = B.widget("data", "prompt_column")
@@ -95,7 +96,7 @@ def wire(ctx) -> None:
         stats = report.token_stats or {}
         hist = (plots.length_histogram(stats.get("lengths") or [], cfg.data.max_length, lang)
                 if stats.get("lengths") else None)
-        table, pg, page_text = views.rows_page(svc.records(cfg.data.file), 1, PAGE_SIZE, lang)
+        table, pg, page_text = views.rows_page(svc.records(cfg.data.file, cfg.data.encoding), 1, PAGE_SIZE, lang)
         current = {"prompt": cfg.data.prompt_column, "answer": cfg.data.answer_column,
                    "system": cfg.data.system_column}
         col_updates = [gr.update(choices=col_choices, value=current[k] or mapping.get(k, "") or "")
@@ -122,7 +123,7 @@ def wire(ctx) -> None:
 
     B.named(check_data, "lang")
     ui.check_btn.click(check_data, [ctx.lang] + B.inputs, outputs, api_name="check_data")
-    for col in (ui.prompt_col, ui.answer_col):   # picking a column re-checks at once
+    for col in (ui.prompt_col, ui.answer_col, ui.encoding):   # picking a column or an encoding re-checks at once
         col.input(check_data, [ctx.lang] + B.inputs, outputs, api_visibility="private")
 
     @guarded(len(outputs) + 2)
@@ -134,7 +135,13 @@ def wire(ctx) -> None:
         values = list(values)
         i = B.inputs.index(ui.kind)
         values[i], values[i + 1] = "file", str(saved)
-        return ("file", gr.update(value=str(saved), visible=True), *report_outputs(B.to_config(values), lang))
+        try:
+            outputs_now = report_outputs(B.to_config(values), lang)
+        except Exception as e:
+            if type(e).__name__ == "DataError":   # the file cannot be read at all: do not keep it
+                svc.discard_upload(saved)
+            raise
+        return ("file", gr.update(value=str(saved), visible=True), *outputs_now)
 
     B.named(upload_data, "file", "lang")
     ui.upload.upload(upload_data, [ui.upload, ctx.lang] + B.inputs, [ui.kind, ui.file] + outputs,
@@ -152,7 +159,7 @@ def wire(ctx) -> None:
     @guarded(3)
     def page(n, step, lang, *values):
         cfg = B.to_config(values)
-        return views.rows_page(svc.records(cfg.data.file), int(n or 1) + step, PAGE_SIZE, lang)
+        return views.rows_page(svc.records(cfg.data.file, cfg.data.encoding), int(n or 1) + step, PAGE_SIZE, lang)
 
     for btn, step in ((ui.prev_btn, -1), (ui.next_btn, 1)):
         btn.click(lambda n, lang, *v, s=step: page(n, s, lang, *v), [ui.page, ctx.lang] + B.inputs,

@@ -56,6 +56,8 @@ def wire(ctx) -> None:
             job = svc.start(cfg)
         except Exception as e:  # refused before anything ran: say why, keep every field as it is
             return views.status_error(warn(e, lang), lang)
+        for w in svc.warnings(cfg):    # allowed, but probably not what was meant (e.g. past the model's context)
+            gr.Warning(w, duration=15)
         return views.job_status(job.status(), lang)
 
     B.named(start_training, "lang")

@@ -98,6 +98,18 @@ def data_summary(report: Any, data_cfg: Any, lang: str) -> str:
     if stats.get("count"):
         lines.append(t("data.tokens", lang, median=stats.get("median"), p95=stats.get("p95"), max=stats.get("max"),
                        over=stats.get("over_max", 0), limit=data_cfg.max_length))
+    cut, left = getattr(report, "cut", 0), getattr(report, "left_out_long", 0)
+    if cut or left:
+        why = t("data.long_why_drop" if data_cfg.overlong == "drop" else "data.long_why_cut", lang)
+        lines.append(t("data.long_rows", lang, limit=data_cfg.max_length, cut=cut, left=left, why=why))
+    if getattr(report, "encoding", "") and getattr(report, "encoding_sample", ""):
+        from studio.data.encodings import label
+        lines.append(t("data.encoding", lang, encoding=html.escape(label(report.encoding)),
+                       sample=html.escape(report.encoding_sample[:80])))
+    prompt = getattr(report, "system_prompt", None)
+    if prompt and report.rows:
+        from studio.data.system_prompt import describe
+        lines.append(t("data.system_prompt", lang, text=html.escape(describe(prompt))))
     lines += [f"<small>{html.escape(n)}</small>" for n in getattr(report, "notes", [])]
     return "  \n".join(lines)
 

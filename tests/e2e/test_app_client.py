@@ -101,3 +101,12 @@ def test_train_watch_the_curve_grow_then_compare_and_export(client):
     zip_path = client.predict(opened["value"], api_name="/export_adapter")
     with zipfile.ZipFile(zip_path) as z:
         assert "adapter/adapter_config.json" in z.namelist()
+
+
+def test_an_out_of_range_api_value_names_its_setting(client):
+    with pytest.raises(Exception, match=r"LoRA rank r \(lora.r, API parameter 'lora_r'\) must be at least 1; 0"):
+        client.predict(lora_r=0, api_name="/start_training")
+    with pytest.raises(Exception, match=r"training.max_steps.*must be at most 1,000,000"):
+        client.predict(training_max_steps=10**20, api_name="/start_training")
+    status = client.predict(training_output_dir="/tmp/elsewhere", api_name="/start_training")
+    assert "is a path" in status and "runs folder" in status            # refused, said on the Train tab

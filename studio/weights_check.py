@@ -1,0 +1,97 @@
+"""Damaged or incomplete model weight files, named.
+
+A truncated download or an interrupted copy of ``model.safetensors`` makes loading fail with
+safetensors' own words ("Error while deserializing header: incomplete metadata, file not fully
+covered"), which say nothing about which file or what to do. ``damaged_files(folder)`` checks each
+safetensors file's header and size without loading it; ``explain(exc, source)`` turns such a load
+error into a sentence that names the file and the fix, or returns None for any other error.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+_MARKERS = ("deserializing header", "incomplete metadata", "header too small", "header too large",
+            "invalid json in header", "metadataincompletebuffer", "file not fully covered")
+
+
+def looks_like_damaged_weights(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return type(exc).__name__ == "SafetensorError" or any(m in text for m in _MARKERS)
+
+
+def check_file(path: Path) -> str | None:
+    """Why a safetensors file cannot be complete, or None when its header and size agree."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return f"it is only {size} bytes long"
+            (n,) = struct.unpack("<Q", head)
+            if n > 100 * 2**20 or 8 + n > size:
+                return f"its header is cut off (the file is {_mb(size)})"
+            header = json.loads(f.read(n))
+    except OSError as e:
+        return f"it cannot be read ({e.strerror or e})"
+    except (ValueError, UnicodeDecodeError):
+        return "its header is not readable"
+    if not isinstance(header, dict):
+        return "its header is not readable"
+    ends = [t.get("data_offsets", [0, 0])[1] for k, t in header.items()
+            if k != "__metadata__" and isinstance(t, dict) and isinstance(t.get("data_offsets"), list)]
+    expected = 8 + n + max(ends, default=0)
+    if size < expected:
+        return f"it ends after {_mb(size)} but should be {_mb(expected)} long"
+    return None
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n:,} bytes"
+
+
+def damaged_files(folder: str | Path) -> list[tuple[Path, str]]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return [(p, why) for p in sorted(folder.glob("*.safetensors")) if (why := check_file(p))]
+
+
+def _local_folder(source: str) -> Path | None:
+    """The model's folder on this computer, without downloading or converting anything."""
+    from . import model_sources as ms
+    s = (source or "").strip()
+    if not s:
+        return None
+    if s.lower() == "default":
+        return ms.default_model_dir()
+    p = Path(s).expanduser()
+    if p.is_dir():
+        return p
+    if p.is_file():
+        return p.parent
+    if ms.looks_like_hub_id(s):
+        try:
+            from huggingface_hub import snapshot_download
+            return Path(snapshot_download(s, local_files_only=True))
+        except Exception:  # not in the cache: nothing to name
+            return None
+    return None
+
+
+def explain(exc: BaseException, source: str) -> str | None:
+    """A sentence naming the damaged weights file of ``source`` when ``exc`` is such a load error."""
+    if not looks_like_damaged_weights(exc):
+        return None
+    folder = _local_folder(source)
+    bad = damaged_files(folder) if folder else []
+    fix = (f"Delete the folder {folder}; the built-in model is converted again the next time it is used."
+           if source.strip().lower() == "default" else
+           "Download or copy the model again (the copy was probably interrupted).")
+    if bad:
+        named = "; ".join(f"{p} ({why})" for p, why in bad)
+        return f"The model file is damaged or incomplete: {named}. {fix}"
+    where = f" in {folder}" if folder else ""
+    return f"A model weights file{where} is damaged or incomplete ({exc}). {fix}"
