@@ -49,8 +49,9 @@ def matmul_tflops() -> float:
     return round(2 * 8192**3 * 20 / (start.elapsed_time(end) / 1e3) / 1e12, 1)
 
 
-def matmul_params(model_dir: Path) -> int:
-    c = json.loads((model_dir / "config.json").read_text())
+def matmul_params(model_dir: Path | dict) -> int:
+    """Parameters of the matrix products a token goes through (every linear layer and the head)."""
+    c = model_dir if isinstance(model_dir, dict) else json.loads((model_dir / "config.json").read_text())
     h, inter, layers, vocab = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"], c["vocab_size"]
     heads = c["num_attention_heads"]
     kv = c.get("num_key_value_heads") or heads
@@ -189,7 +190,8 @@ def main() -> int:
                 results[case] = run_case(case, spec_path, out, a.timeout)
                 results[case]["order"] = order
                 with open(a.out, "a") as f:
-                    f.write(json.dumps({**results[case], "spec": spec, "bf16_tflops": peak}) + "\n")
+                    f.write(json.dumps({**results[case], "spec": spec, "bf16_tflops": peak,
+                                        "flops_per_token": fpt}) + "\n")
                 s = summarise(results[case], a.warmup, fpt, peak)
                 print(json.dumps({"shape": shape, "mode": mode, **s}), flush=True)
             res_list = [results[c] for c in cases]

@@ -108,9 +108,9 @@ class TrainingConfig:
     logging_steps: int = _f(1, "Record the loss every this many steps.")
     eval_steps: int = _f(0, "Measure the validation loss every this many steps (0 = only at the end).")
     save_steps: int = _f(0, "Save a checkpoint every this many steps (0 = only at the end).")
-    packing: bool = _f(True, "Padding-free batches: join each step's examples into one sequence with no padding "
-                       "(each example still sees only itself). Same results, faster and less memory; off pads "
-                       "every example to the longest of its batch.")
+    packing: bool = _f(True, "Join each step's examples into one sequence with no padding (each example still "
+                       "sees only itself). Same results, faster and less memory; off pads every example to the "
+                       "longest of its batch.")
     attention: str = _f("auto", "Attention kernel. 'auto' uses PyTorch's variable-length FlashAttention for "
                         "padding-free batches on NVIDIA GPUs and SDPA elsewhere.", ATTENTIONS)
     fused_kernels: bool = _f(True, "Use Liger's fused GPU kernels (RMSNorm, RoPE, SwiGLU) when liger-kernel is "

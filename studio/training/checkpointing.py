@@ -5,12 +5,13 @@ backward pass (about a third more work); checkpointing none is fastest but keeps
 activations. Which one fits depends on the model, the quantization, the kernels, the data and the
 GPU, so 'auto' measures instead of guessing: before training it runs the run's largest micro-batch
 (the ``batch_size`` longest rows) forward and backward twice, once with every layer checkpointed and
-once with all but two, and reads the peaks. Their difference is what a layer adds when it is not
-checkpointed; the first ``n`` layers stay checkpointed, the others do not, with ``n`` the smallest
-count whose predicted peak stays inside the budget (free memory, or the process's memory cap, minus
-a margin and the optimizer state):
+once with all but two. The difference of what the two hold at the end of the forward pass is what
+a layer keeps when it is not checkpointed (A); the first ``n`` layers stay checkpointed, the others
+do not, with ``n`` the smallest count whose predicted peak stays inside the budget (free memory, or
+the process's memory cap, minus a margin and the optimizer state). The prediction is an upper bound:
+every kept activation is counted as alive at the worst moment of the all-checkpointed run.
 
-    peak(n) = peak(all checkpointed) + (L - n) x (peak(L - 2 checkpointed) - peak(all)) / 2
+    peak(n) = peak(all checkpointed) + (L - n) x A x 1.25
 """
 
 from __future__ import annotations
@@ -62,16 +63,18 @@ def worst_batch(rows: list, batch_size: int, collator: Any) -> tuple[dict, int]:
     return batch, int(batch["input_ids"].numel())
 
 
-def _probe(trainer: Any, model: Any, batch: dict) -> int:
-    """Peak bytes above the current allocation of one forward and backward of ``batch``."""
+def _probe(trainer: Any, model: Any, batch: dict) -> tuple[int, int]:
+    """(peak bytes, bytes held at the end of the forward pass), above the current allocation, of
+    one forward and backward of ``batch``."""
     gc.collect()
     torch.cuda.empty_cache()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
     try:
         loss = trainer.compute_loss(model, trainer._prepare_inputs(batch))
+        stored = torch.cuda.memory_allocated() - base
         loss.backward()
-        return torch.cuda.max_memory_allocated() - base
+        return torch.cuda.max_memory_allocated() - base, stored
     finally:
         model.zero_grad(set_to_none=True)
         gc.collect()
@@ -99,11 +102,14 @@ def choose(trainer: Any, model: Any, rows: list, batch_size: int, optimizer_byte
     base = torch.cuda.memory_allocated()
     room = memory_budget() * MARGIN - base - optimizer_bytes
     set_checkpointed_layers(model, total)
-    peak_all = _probe(trainer, model, batch)
+    peak_all, stored_all = _probe(trainer, model, batch)
     k = min(probe_layers, total)
     try:
         set_checkpointed_layers(model, total - k)
-        per_layer = LAYER_SAFETY * max((_probe(trainer, model, batch) - peak_all) / k, 1.0)
+        # What a layer keeps from its forward pass for the backward one when it is not checkpointed,
+        # read where all of it is alive at once: at the end of the forward pass (a difference of
+        # peaks would miss it when the peak falls late in the backward pass, as it did at 8k tokens).
+        per_layer = LAYER_SAFETY * max((_probe(trainer, model, batch)[1] - stored_all) / k, 1.0)
     except torch.cuda.OutOfMemoryError:
         per_layer = None            # two layers more do not fit: every layer stays checkpointed
     gc.collect()                    # the failed probe's tensors, freed with its traceback

@@ -317,7 +317,7 @@ HELP_ZH: dict[str, str] = {
     "training.logging_steps": "每隔多少步记录一次损失。",
     "training.eval_steps": "每隔多少步计算一次验证损失（0 = 只在结束时）。",
     "training.save_steps": "每隔多少步保存一次检查点（0 = 只在结束时）。",
-    "training.packing": "无填充批次：把每一步的样本首尾相接成一条序列，不补齐（每个样本仍只看到自己）。结果相同，更快、更省显存；关闭则把样本补齐到本批最长的长度。",
+    "training.packing": "把每一步的样本首尾相接成一条序列，不补齐（每个样本仍只看到自己）。结果相同，更快、更省显存；关闭则把样本补齐到本批最长的长度。",
     "training.attention": "注意力内核。“auto”在 NVIDIA GPU 上对无填充批次使用 PyTorch 的变长 FlashAttention，其他情况用 SDPA。",
     "training.fused_kernels": "安装了 liger-kernel 时使用 Liger 的融合 GPU 内核（RMSNorm、RoPE、SwiGLU）。CPU 上忽略。",
     "training.output_dir": "运行文件夹（留空 = 在工作室的 runs 文件夹里新建一个带日期的文件夹）。在应用中：runs 文件夹里的一个名称；命令行中：任意文件夹。",
