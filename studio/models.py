@@ -276,7 +276,6 @@ def apply_lora(model: Any, lora_cfg: LoraConfig, gradient_checkpointing: bool = 
         p.requires_grad_(False)
     if gradient_checkpointing:
         _enable_checkpointing(model)
-    if gradient_checkpointing:
         model.config.use_cache = False
     target = lora_cfg.target_modules
     peft_cfg = PeftLoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,

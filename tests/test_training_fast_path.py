@@ -119,3 +119,24 @@ def test_true_and_false_from_older_configs_mean_on_and_off():
     no = StudioConfig.from_yaml("training:\n  gradient_checkpointing: off\n")
     assert (yes.training.gradient_checkpointing, no.training.gradient_checkpointing) == ("on", "off")
     assert StudioConfig().training.gradient_checkpointing == "auto"
+
+
+def test_qlora_job_trains_with_a_frozen_4bit_base(tmp_path):
+    """The 4-bit path through TRL without peft's kbit preparation (bitsandbytes runs on a CPU too):
+    the loss falls and the base stays 4-bit and frozen."""
+    pytest.importorskip("bitsandbytes")
+    from studio.config import merge
+    from studio.training import TrainingJob
+    from tiny import tiny_model_dir
+
+    tok = tiny_tokenizer()
+    cfg = merge(make_cfg(write_data(tmp_path), max_steps=3, batch_size=4),
+                {"model": {"source": str(tiny_model_dir(tmp_path / "m")), "quantization": "4bit-nf4"}})
+    job = TrainingJob(cfg, tmp_path / "run", tokenizer=tok, data=prepared(cfg, tok))
+    job.run_sync()
+    assert job.state == "done", job.message
+    losses = [r["loss"] for r in job.metrics.rows("train")]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    frozen = {n: p for n, p in job.model.named_parameters() if not p.requires_grad}
+    assert any(type(p).__name__ == "Params4bit" for p in frozen.values())
+    assert all("lora_" in n for n, p in job.model.named_parameters() if p.requires_grad)
