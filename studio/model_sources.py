@@ -276,7 +276,8 @@ def _safetensors_params(folder: Path) -> int:
 
 
 def config_facts(folder: Path) -> dict:
-    """Sizes from a model folder without loading it: for the memory estimate before a run starts."""
+    """Sizes from a model folder's config.json alone, without weights: for the memory estimate before a
+    run starts (and before a Hub model is downloaded)."""
     cfg = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
     cfg = {**cfg.get("text_config", {}), **cfg}    # multimodal configs nest the language model
     pick = lambda *keys: next((int(cfg[k]) for k in keys if isinstance(cfg.get(k), (int, float))), 0)  # noqa: E731
@@ -284,10 +285,13 @@ def config_facts(folder: Path) -> dict:
     layers = pick("num_hidden_layers", "n_layer", "num_layers")
     vocab = pick("vocab_size")
     inter = pick("intermediate_size", "n_inner", "ffn_dim") or 4 * h
-    params = _safetensors_params(Path(folder)) or (12 * layers * h * h + vocab * h)  # classic estimate
+    from .model_size import size_facts
+    size = size_facts(cfg)       # exact, from the architecture built on the meta device
+    params = (size or {}).get("total") or _safetensors_params(Path(folder)) or (12 * layers * h * h + vocab * h)
+    tied = size["tied"] if size else bool(cfg.get("tie_word_embeddings", True))
     return {"num_params": params, "hidden_size": h, "num_layers": layers, "vocab_size": vocab,
             "intermediate_size": inter, "context_length": pick("max_position_embeddings", "n_positions"),
-            "tied_embeddings": bool(cfg.get("tie_word_embeddings", True))}
+            "tied_embeddings": tied, "linear_modules": (size or {}).get("linear_modules", [])}
 
 
 # ---- the Hub ---------------------------------------------------------------------------------

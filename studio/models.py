@@ -308,10 +308,13 @@ def _lora_params(lora_cfg: LoraConfig, hidden: int, inter: int, layers: int) -> 
     return lora_cfg.r * per_layer * layers
 
 
-# Bytes per stored activation value, measured on an H100 (Llama, bf16 autocast, SDPA attention; see
-# estimate_memory): kbit preparation keeps the residual stream and the head in float32, 8-bit more still.
-_ACT_BYTES = {"none": 2.0, "4bit-nf4": 2.4, "4bit-fp4": 2.4, "8bit": 2.8}
-_CKPT_BYTES = {"none": 2.0, "4bit-nf4": 4.0, "4bit-fp4": 4.0, "8bit": 28.0}
+# Bytes per activation value of a layer that is not checkpointed, T x (14h + 6i) values: 16-bit and 4-bit
+# with Liger's kernels and padding-free batches, read off the 8B-shape runs of docs/BENCHMARKS.md (24 GB
+# cap, batch 1, known lengths); 8-bit (bitsandbytes int8 keeps far more) and a float32 CPU from the
+# earlier fit. A checkpointed layer keeps only its input: T x h x _CKPT_BYTES.
+_ACT_BYTES = {"none": 0.85, "4bit-nf4": 0.85, "4bit-fp4": 0.85, "8bit": 2.8}
+_CKPT_BYTES = {"none": 2.0, "4bit-nf4": 2.0, "4bit-fp4": 2.0, "8bit": 28.0}
+_LOSS_TILE = (4096, 32768)      # TRL's chunked LM head: tokens x vocabulary columns per tile
 
 
 def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfig, training_cfg: TrainingConfig,
@@ -321,21 +324,18 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
 
     P parameters, E = vocab x hidden (times 2 unless tied: embeddings and head), h hidden, i intermediate,
     L layers, T = batch x max length tokens (the worst case: every row at full length):
-    - weights: 16-bit P x 2 bytes (float32 on a CPU: x 4); 8-bit (P-E) x 1 + E x 4; 4-bit (P-E) x 4.13
-      bits (4.5 without double quantization) + E x 4, since kbit preparation casts embeddings and head
-      to float32;
-    - adapters: N = r x L x sum(in + out) over the target layers, x (8 + optimizer state) bytes:
-      float32 weight and gradient, plus 8 for Adam, 2 for 8-bit Adam;
-    - activations without checkpointing: T x L x (14h + 6i) x c, c = bytes per value: 2.0 (16-bit),
-      2.4 (4-bit), 2.8 (8-bit), 4 on a CPU; with checkpointing only each layer's input stays,
-      T x L x h x k (k = 2 16-bit, 4 4-bit, 28 8-bit: bitsandbytes int8 keeps far more) plus one layer
-      being recomputed, T x (14h + 6i) x c;
-    - logits: T x vocab x (l + 8) bytes, l = 2 for a 16-bit head, 4 for a float32 one (quantized or CPU):
-      the logits, their float32 copy for the loss, and its gradient;
+    - weights: 16-bit P x 2 bytes (float32 on a CPU: x 4); 8-bit (P-E) x 1 + E x 2; 4-bit (P-E) x 4.13
+      bits (4.5 without double quantization) + E x 2 (embedding and head stay 16-bit, never upcast);
+    - adapters: N = r x L x sum(in + out) over the target layers, x (weight + gradient + optimizer state)
+      bytes: 2 + 2 for a quantized base (TRL keeps its adapters in bf16), 4 + 4 otherwise; plus 8 for
+      Adam, 2 for 8-bit Adam;
+    - activations without checkpointing: T x L x (14h + 6i) x c (_ACT_BYTES; 4 on a CPU); with
+      checkpointing ('on', and 'auto' at its smallest) each layer keeps its input, T x L x h x k, plus
+      one layer being recomputed, T x (14h + 6i) x c;
+    - loss: TRL's chunked LM head never builds the logits of the whole vocabulary: one tile of
+      4,096 tokens x 32,768 columns in 16-bit, and the answer tokens' hidden states and their gradient;
     - overhead: 0.75 GB on a GPU (CUDA context, allocator slack), 0.5 GB on a CPU.
-    Fitted on an H100 (1.1B Llama: h 2048, i 5632, 22 layers; r 16 on all linear layers; batch 1-8 x
-    512-1024; none / 4-bit / 8-bit, with and without checkpointing): the sum without the overhead fell
-    within -8%..+14% of the measured peak allocation, and the total stayed above every measured peak.
+    Checked against measured peaks in tests/test_memory_estimate.py.
     """
     dev = device or device_info()
     on_gpu = dev.get("device") == "cuda"
@@ -344,23 +344,24 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
     if quant == "none":
         weights = num_params * (2 if on_gpu else 4)
     elif quant == "8bit":
-        weights = (num_params - embed) * 1 + embed * 4
+        weights = (num_params - embed) * 1 + embed * 2
     else:
         bits = 4 + (0.127 if model_cfg.double_quant else 0.5)
-        weights = (num_params - embed) * bits / 8 + embed * 4
+        weights = (num_params - embed) * bits / 8 + embed * 2
     inter = intermediate_size or 4 * hidden_size
     n_lora = _lora_params(lora_cfg, hidden_size, inter, num_layers)
-    adapters = n_lora * (8 + _OPTIMIZER_BYTES.get(training_cfg.optimizer, 8))
+    adapter_bytes = 4 if quant != "none" else 8
+    adapters = n_lora * (adapter_bytes + _OPTIMIZER_BYTES.get(training_cfg.optimizer, 8))
     tokens = training_cfg.batch_size * data_cfg.max_length
     per_layer = 14 * hidden_size + 6 * inter
-    act = _ACT_BYTES.get(quant, 2.0) if on_gpu else 4.0
-    if training_cfg.gradient_checkpointing != "off":     # 'auto' may checkpoint every layer
+    act = _ACT_BYTES.get(quant, 0.85) if on_gpu else 4.0
+    if training_cfg.gradient_checkpointing != "off":     # 'auto' needs at least this much
         kept = _CKPT_BYTES.get(quant, 2.0) if on_gpu else 4.0
         activations = tokens * (num_layers * hidden_size * kept + per_layer * act)
     else:
         activations = tokens * num_layers * per_layer * act
-    head_bytes = 2 if (on_gpu and quant == "none") else 4
-    logits = tokens * vocab_size * (head_bytes + 8)
+    value_bytes = 2 if on_gpu else 4
+    logits = (min(tokens, _LOSS_TILE[0]) * min(vocab_size, _LOSS_TILE[1]) + 2 * tokens * hidden_size) * value_bytes
     overhead = 0.75e9 if on_gpu else 0.5e9
     parts = {"weights": weights, "adapters_and_optimizer": adapters, "activations": activations,
              "logits": logits, "overhead": overhead}

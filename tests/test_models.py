@@ -178,7 +178,7 @@ def test_memory_estimate_moves_the_right_way():
     plain, nf4, int8 = _estimate(), _estimate("4bit-nf4"), _estimate("8bit")
     assert nf4["parts"]["weights"] < int8["parts"]["weights"] < plain["parts"]["weights"]
     assert 13 < plain["parts"]["weights"] < 15          # 7B x 2 bytes
-    assert 3.5 < nf4["parts"]["weights"] < 5            # about 4.1 bits per weight + float32 embeddings
+    assert 3.5 < nf4["parts"]["weights"] < 5            # about 4.1 bits per weight + 16-bit embedding and head
     assert _estimate(checkpointing="on")["parts"]["activations"] < plain["parts"]["activations"] / 5
     assert _estimate(batch_size=8)["parts"]["activations"] == pytest.approx(2 * plain["parts"]["activations"], rel=1e-3)
     assert plain["total_gb"] == pytest.approx(sum(plain["parts"].values()), abs=0.02)

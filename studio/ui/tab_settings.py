@@ -40,6 +40,12 @@ def build(ctx) -> SimpleNamespace:
                 ui.save_name = L.make(gr.Textbox, label="settings.save_name",
                                       placeholder="settings.save_placeholder", elem_id="settings-save-name")
                 ui.save_btn = L.make(gr.Button, text="settings.save", size="sm", elem_id="settings-save-btn")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=4):
+                ui.memory = gr.Markdown("", elem_id="settings-memory", elem_classes=["card"], visible=False)
+            with gr.Column(scale=1, min_width=200):
+                ui.fit_btn = L.make(gr.Button, text="settings.fit", size="sm", elem_id="settings-fit-btn")
+                ui.fit_note = gr.Markdown("", elem_id="settings-fit-note")
         with L.add(gr.Accordion(L("settings.lora"), open=True), label="settings.lora"):
             with gr.Row():
                 B.widget("lora", "r")
@@ -121,14 +127,38 @@ def wire(ctx) -> None:
             cfg = B.to_config(values)
         except Exception as e:  # a half-typed number: say so where the YAML would be
             return f"# {e}", gr.skip(), gr.skip()
-        mem = views.memory(svc.memory(cfg), lang)
-        return cfg.to_yaml(), views.command_text(cfg, lang), gr.update(value=mem, visible=bool(mem))
+        est = svc.memory(cfg)
+        text = views.memory(est, lang)
+        # One update object for each output: gradio consumes (pops from) the dict it is given.
+        return (cfg.to_yaml(), views.command_text(cfg, lang),
+                *(gr.update(value=text, visible=bool(est)) for _ in range(3)))
 
+    # The estimate is shown where each decision is made: the model, the settings and the Start button.
+    shown = [ui.yaml, ui.command, ctx.model.memory, ui.memory, ctx.train.memory]
     triggers = [w.change for w in B.inputs] + [ctx.lang.change, ctx.model.load_btn.click]
-    gr.on(triggers, show_config, [ctx.lang] + B.inputs, [ui.yaml, ui.command, ctx.model.memory],
+    gr.on(triggers, show_config, [ctx.lang] + B.inputs, shown,
           trigger_mode="always_last", show_progress="hidden", api_visibility="private", queue=False)
 
-    ctx.on_load.append((show_config, [ctx.lang] + B.inputs, [ui.yaml, ui.command, ctx.model.memory]))
+    ctx.on_load.append((show_config, [ctx.lang] + B.inputs, shown))
+
+    @guarded(len(B.inputs) + 1)
+    def fit_to_my_gpu(lang, *values):
+        """Largest micro-batch and checkpointing that the estimate says fit the GPU found."""
+        from studio.fit import fit_to_gpu
+        from studio.models import device_info
+
+        cfg = B.to_config(values)
+        dev, facts = device_info(), svc.facts(cfg.model)
+        if dev["device"] != "cuda":
+            return (t("settings.fit_no_gpu", lang), *[gr.skip()] * len(B.inputs))
+        if not facts:
+            return (t("settings.fit_no_model", lang), *[gr.skip()] * len(B.inputs))
+        fitted, changes, fits = fit_to_gpu(cfg, facts, dev["free_gb"])
+        note = ("✓ " if fits else "⚠ ") + "; ".join(changes)
+        return (note, *B.to_updates(fitted))
+
+    B.named(fit_to_my_gpu, "lang")
+    ui.fit_btn.click(fit_to_my_gpu, [ctx.lang] + B.inputs, [ui.fit_note] + B.inputs, api_name="fit_to_gpu")
 
 
     @guarded(2)

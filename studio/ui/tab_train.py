@@ -34,6 +34,7 @@ def build(ctx) -> SimpleNamespace:
                                           size="lg", min_width=140)
                     ui.stop_btn = L.make(gr.Button, text="train.stop", variant="stop", elem_id="stop-btn",
                                          size="lg", min_width=100)
+        ui.memory = gr.Markdown("", elem_id="train-memory", elem_classes=["card"], visible=False)
         ui.status = gr.Markdown(L("train.idle"), elem_id="train-status", elem_classes=["card", "status"])
         ui.progress = gr.HTML(views.progress_html(None, L.lang), elem_id="train-progress")
         ui.plot = L.make(gr.Plot, label="train.plot", elem_id="loss-plot")

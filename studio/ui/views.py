@@ -76,9 +76,11 @@ def memory(est: dict | None, lang: str) -> str:
     parts = est.get("parts", {})
     detail = " · ".join(f"{t('mem.' + k, lang)} {v:.2f}" for k, v in parts.items())
     verdict = t("mem.fits", lang) if est.get("fits") else t("mem.too_big", lang)
+    need = est.get("total_gb", 0)
+    cards = " · ".join(f"{gb} GB {'✓' if need <= gb * 0.95 else '✗'}" for gb in (24, 48, 80))
     return (f"**{t('mem.title', lang)}**  \n" +
-            t("mem.line", lang, need=est.get("total_gb", 0), free=est.get("free_gb", 0)) +
-            f" — {verdict}  \n<small>{detail} GB</small>")
+            t("mem.line", lang, need=need, free=est.get("free_gb", 0)) +
+            f" — {verdict}  \n{t('mem.cards', lang)}: {cards}  \n<small>{detail} GB</small>")
 
 
 # ---- Data tab -------------------------------------------------------------------------------

@@ -110,3 +110,12 @@ def test_an_out_of_range_api_value_names_its_setting(client):
         client.predict(training_max_steps=10**20, api_name="/start_training")
     status = client.predict(training_output_dir="/tmp/elsewhere", api_name="/start_training")
     assert "is a path" in status and "runs folder" in status            # refused, said on the Train tab
+
+
+def test_fit_to_my_gpu_explains_itself_without_a_gpu(client):
+    """On a machine without an NVIDIA GPU the button changes nothing and says why."""
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = client.predict(training_batch_size=16, api_name="/fit_to_gpu")
+    assert "No NVIDIA GPU" in out[0]

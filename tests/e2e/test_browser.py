@@ -69,6 +69,10 @@ def test_every_tab_opens_with_its_key_components(page):
     page.click("#tab-settings-button")
     page.click("#settings-yaml-box button, #settings-yaml-box .label-wrap")
     wait_text(page, "#settings-yaml", "max_steps")
+    wait_text(page, "#settings-memory", "Memory estimate")     # where batch and length are decided
+    page.fill("#cfg-training-batch-size input", "64")
+    page.press("#cfg-training-batch-size input", "Enter")
+    wait_text(page, "#settings-memory", "needs about")
     shot(page, "settings")
 
 

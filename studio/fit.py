@@ -1,0 +1,56 @@
+"""'Fit to my GPU': the largest micro-batch, and checkpointing only if needed, that the memory estimate
+says fits a budget, keeping the global batch (micro-batch x accumulation) the user chose."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .config import StudioConfig
+from .models import estimate_memory
+
+
+def _estimate(cfg: StudioConfig, facts: dict, budget_gb: float) -> dict:
+    return estimate_memory(facts["num_params"], cfg.model, cfg.lora, cfg.training, cfg.data, facts["hidden_size"],
+                           facts["num_layers"], vocab_size=facts["vocab_size"],
+                           intermediate_size=facts["intermediate_size"],
+                           tied_embeddings=bool(facts.get("tied_embeddings", False)),
+                           device={"device": "cuda", "free_gb": budget_gb})
+
+
+def _with(cfg: StudioConfig, batch: int, accum: int, checkpointing: str) -> StudioConfig:
+    training = dataclasses.replace(cfg.training, batch_size=batch, grad_accum=accum,
+                                   gradient_checkpointing=checkpointing)
+    return dataclasses.replace(cfg, training=training)
+
+
+def fit_to_gpu(cfg: StudioConfig, facts: dict, budget_gb: float) -> tuple[StudioConfig, list[str], bool]:
+    """(settings, what changed in words, whether they fit). Tries every micro-batch that divides the
+    global batch, largest first, without checkpointing and then with it ('auto', which checkpoints
+    only what the GPU needs at run time)."""
+    t = cfg.training
+    global_batch = t.batch_size * t.grad_accum
+    batches = [b for b in range(global_batch, 0, -1) if global_batch % b == 0]
+    for batch in batches:
+        for checkpointing in ("off", "auto"):
+            candidate = _with(cfg, batch, global_batch // batch, checkpointing)
+            est = _estimate(candidate, facts, budget_gb)
+            if est["fits"]:
+                return candidate, _changes(cfg, candidate, est, budget_gb), True
+    smallest = _with(cfg, 1, global_batch, "on")
+    est = _estimate(smallest, facts, budget_gb)
+    return cfg, [f"Even one example a step with gradient checkpointing needs about {est['total_gb']:.1f} GB of "
+                 f"{budget_gb:.1f} GB: lower the max length (data.max_length) or load the model in 4-bit "
+                 f"(model.quantization)."], False
+
+
+def _changes(old: StudioConfig, new: StudioConfig, est: dict, budget_gb: float) -> list[str]:
+    out = []
+    for name, label in (("batch_size", "batch size"), ("grad_accum", "gradient accumulation"),
+                        ("gradient_checkpointing", "gradient checkpointing")):
+        a, b = getattr(old.training, name), getattr(new.training, name)
+        if a != b:
+            out.append(f"{label} {a} → {b}")
+    g = new.training.batch_size * new.training.grad_accum
+    summary = (f"needs about {est['total_gb']:.1f} GB of {budget_gb:.1f} GB; "
+               f"{g} examples per update, as before")
+    return (out or ["nothing to change"]) + [summary]

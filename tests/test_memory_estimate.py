@@ -1,0 +1,120 @@
+"""Model sizes from config.json alone, and the memory estimate against measured peaks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from studio import models
+from studio.config import DataConfig, LoraConfig, ModelConfig, TrainingConfig
+from studio.model_size import size_facts
+
+# The architectures of the QLoRA articles' models (their config.json values that set the size).
+CONFIGS = {
+    "GPT-J 6B": ({"model_type": "gptj", "n_embd": 4096, "n_layer": 28, "n_head": 16, "rotary_dim": 64,
+                  "n_positions": 2048, "vocab_size": 50400}, 6.05e9),
+    "GPT-NeoX-20B": ({"model_type": "gpt_neox", "hidden_size": 6144, "num_hidden_layers": 44,
+                      "num_attention_heads": 64, "intermediate_size": 24576, "vocab_size": 50432,
+                      "rotary_pct": 0.25, "tie_word_embeddings": False}, 20.55e9),
+    "Mistral-7B": ({"model_type": "mistral", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+                    "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 32000,
+                    "tie_word_embeddings": False}, 7.24e9),
+    "Llama-2-7B": ({"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+                    "intermediate_size": 11008, "vocab_size": 32000, "tie_word_embeddings": False}, 6.74e9),
+    "Llama-2-13B": ({"model_type": "llama", "hidden_size": 5120, "num_hidden_layers": 40, "num_attention_heads": 40,
+                     "intermediate_size": 13824, "vocab_size": 32000, "tie_word_embeddings": False}, 13.0e9),
+    "Llama-2-70B": ({"model_type": "llama", "hidden_size": 8192, "num_hidden_layers": 80, "num_attention_heads": 64,
+                     "num_key_value_heads": 8, "intermediate_size": 28672, "vocab_size": 32000,
+                     "tie_word_embeddings": False}, 69.0e9),
+}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_parameter_count_from_config_matches_the_published_size(name):
+    config, published = CONFIGS[name]
+    facts = size_facts(config)
+    assert facts["total"] == pytest.approx(published, rel=0.01)
+
+
+def test_layer_names_are_each_architectures_own():
+    assert size_facts(CONFIGS["GPT-NeoX-20B"][0])["linear_modules"] == [
+        "dense", "dense_4h_to_h", "dense_h_to_4h", "query_key_value"]
+    assert size_facts(CONFIGS["GPT-J 6B"][0])["linear_modules"] == [
+        "fc_in", "fc_out", "k_proj", "out_proj", "q_proj", "v_proj"]
+    assert size_facts({"model_type": "no-such-architecture"}) is None
+
+
+def test_config_facts_need_no_weights(tmp_path):
+    from studio.model_sources import config_facts
+    (tmp_path / "config.json").write_text(json.dumps(CONFIGS["Mistral-7B"][0]))
+    facts = config_facts(tmp_path)                      # no weight file in the folder
+    assert facts["num_params"] == pytest.approx(7.24e9, rel=0.01)
+    assert facts["tied_embeddings"] is False and "gate_proj" in facts["linear_modules"]
+
+
+def _estimate(**kw):
+    training = {"batch_size": 1, "optimizer": "paged_adamw_8bit", "gradient_checkpointing": "off"}
+    training.update(kw.pop("training", {}))
+    lora = {"r": 64, "alpha": 16, **kw.pop("lora", {})}
+    return models.estimate_memory(8_030_261_248, ModelConfig(quantization=kw.pop("quantization", "4bit-nf4")),
+                                  LoraConfig(**lora), TrainingConfig(**training),
+                                  DataConfig(max_length=kw.pop("max_length", 2048)), 4096, 32,
+                                  vocab_size=128256, intermediate_size=14336, tied_embeddings=False,
+                                  device={"device": "cuda", "free_gb": 24.0})
+
+
+def test_estimate_is_within_15_percent_of_a_measured_peak():
+    """Llama-3.1-8B shape, 4-bit, r 64 all-linear, batch 1 x 2,048 tokens, no checkpointing: 14.458 GiB
+    allocated at the peak on an H100 (docs/gpu-results/2026-11-26-h100c-8b-24gb-cap.jsonl)."""
+    measured_gb = 14.458 * 2**30 / 1e9
+    estimate = _estimate()
+    assert estimate["total_gb"] - estimate["parts"]["overhead"] == pytest.approx(measured_gb, rel=0.15)
+    assert estimate["total_gb"] >= measured_gb          # with the overhead it stays on the safe side
+
+
+@pytest.mark.parametrize("change", [{"lora": {"r": 128}}, {"max_length": 4096}, {"training": {"batch_size": 2}},
+                                    {"quantization": "none"}, {"training": {"gradient_checkpointing": "off"}}])
+def test_more_rank_length_batch_or_bits_never_estimate_less(change):
+    base = _estimate(training={"gradient_checkpointing": "on"}) if "training" in change and \
+        "gradient_checkpointing" in change["training"] else _estimate()
+    assert _estimate(**change)["total_gb"] > base["total_gb"]
+
+
+def _facts(name="Llama-2-13B"):
+    config, _ = CONFIGS[name]
+    f = size_facts(config)
+    return {"num_params": f["total"], "hidden_size": config["hidden_size"], "num_layers": config["num_hidden_layers"],
+            "vocab_size": config["vocab_size"], "intermediate_size": config["intermediate_size"],
+            "tied_embeddings": f["tied"]}
+
+
+@pytest.mark.parametrize("budget", [16.0, 24.0, 48.0, 80.0])
+def test_fit_to_my_gpu_picks_settings_whose_estimate_fits(budget):
+    from studio.config import StudioConfig
+    from studio.fit import _estimate, fit_to_gpu
+
+    cfg = StudioConfig.from_dict({"model": {"quantization": "4bit-nf4"}, "data": {"max_length": 2048},
+                                  "lora": {"r": 64}, "training": {"batch_size": 16, "grad_accum": 1,
+                                                                  "optimizer": "paged_adamw_8bit"}})
+    facts = _facts()
+    fitted, changes, fits = fit_to_gpu(cfg, facts, budget)
+    t = fitted.training
+    assert fits and _estimate(fitted, facts, budget)["fits"]
+    assert t.batch_size * t.grad_accum == 16                 # the global batch is kept
+    # ...and it is the largest micro-batch that fits: the next larger one does not.
+    larger = [b for b in range(t.batch_size + 1, 17) if 16 % b == 0]
+    if larger:
+        from studio.fit import _with
+        assert not _estimate(_with(cfg, larger[0], 16 // larger[0], "auto"), facts, budget)["fits"]
+    assert any("batch size" in c for c in changes) or t.batch_size == 16
+
+
+def test_fit_to_my_gpu_says_when_nothing_fits():
+    from studio.config import StudioConfig
+    from studio.fit import fit_to_gpu
+
+    cfg = StudioConfig.from_dict({"model": {"quantization": "none"}, "data": {"max_length": 4096}})
+    fitted, changes, fits = fit_to_gpu(cfg, _facts("Llama-2-70B"), 24.0)
+    assert not fits and fitted is cfg
+    assert "data.max_length" in changes[0] and "model.quantization" in changes[0]
