@@ -275,10 +275,10 @@ def _safetensors_params(folder: Path) -> int:
     return total
 
 
-def config_facts(folder: Path) -> dict:
-    """Sizes from a model folder's config.json alone, without weights: for the memory estimate before a
-    run starts (and before a Hub model is downloaded)."""
-    cfg = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+def config_facts(folder: Path | dict) -> dict:
+    """Sizes from a model folder's config.json (or the config itself) alone, without weights: for the
+    memory estimate before a run starts, and before a Hub model is downloaded."""
+    cfg = folder if isinstance(folder, dict) else json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
     cfg = {**cfg.get("text_config", {}), **cfg}    # multimodal configs nest the language model
     pick = lambda *keys: next((int(cfg[k]) for k in keys if isinstance(cfg.get(k), (int, float))), 0)  # noqa: E731
     h = pick("hidden_size", "n_embd", "d_model")
@@ -287,7 +287,8 @@ def config_facts(folder: Path) -> dict:
     inter = pick("intermediate_size", "n_inner", "ffn_dim") or 4 * h
     from .model_size import size_facts
     size = size_facts(cfg)       # exact, from the architecture built on the meta device
-    params = (size or {}).get("total") or _safetensors_params(Path(folder)) or (12 * layers * h * h + vocab * h)
+    weights = 0 if isinstance(folder, dict) else _safetensors_params(Path(folder))
+    params = (size or {}).get("total") or weights or (12 * layers * h * h + vocab * h)
     tied = size["tied"] if size else bool(cfg.get("tie_word_embeddings", True))
     return {"num_params": params, "hidden_size": h, "num_layers": layers, "vocab_size": vocab,
             "intermediate_size": inter, "context_length": pick("max_position_embeddings", "n_positions"),
@@ -324,6 +325,27 @@ def _within(seconds: float, fn: Callable[[], Any]) -> Any:
     if "error" in box:
         raise box["error"]
     return box.get("value")
+
+
+def hub_config(repo_id: str) -> dict | None:
+    """A Hub model's config.json alone (a few KB, cached by huggingface_hub), for the memory estimate
+    before anything large is downloaded; None offline, on a refusal or when no answer comes in time."""
+    from huggingface_hub import hf_hub_download
+
+    def fetch(local_only: bool) -> dict:
+        path = hf_hub_download(repo_id, "config.json", local_files_only=local_only)
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+
+    try:
+        return fetch(local_only=True)
+    except Exception:  # not cached yet
+        pass
+    if hub_offline():
+        return None
+    try:
+        return _within(HUB_PROBE_SECONDS * 2, lambda: fetch(local_only=False))
+    except Exception:  # offline, gated, not found, too slow: the estimate waits for the model
+        return None
 
 
 def _offline_message(repo_id: str, why: str) -> str:

@@ -118,3 +118,32 @@ def test_fit_to_my_gpu_says_when_nothing_fits():
     fitted, changes, fits = fit_to_gpu(cfg, _facts("Llama-2-70B"), 24.0)
     assert not fits and fitted is cfg
     assert "data.max_length" in changes[0] and "model.quantization" in changes[0]
+
+
+def test_a_hub_models_size_comes_from_its_config_alone(monkeypatch, tmp_path):
+    """Online, only config.json is fetched; offline there is no estimate and no waiting."""
+    import huggingface_hub
+
+    from studio import model_sources as ms
+
+    fetched = []
+
+    def fake_download(repo_id, filename, local_files_only=False, **kw):
+        fetched.append((repo_id, filename, local_files_only))
+        if local_files_only:
+            raise FileNotFoundError("not cached")
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(CONFIGS["Llama-2-13B"][0]))
+        return str(path)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    facts = ms.config_facts(ms.hub_config("meta-llama/Llama-2-13b-hf"))
+    assert facts["num_params"] == pytest.approx(13.0e9, rel=0.01)
+    assert {f for _, f, _ in fetched} == {"config.json"}        # never a weight file
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fetched.clear()
+    assert ms.hub_config("meta-llama/Llama-2-13b-hf") is None
+    assert all(local for _, _, local in fetched)                 # only the local cache was asked

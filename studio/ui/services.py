@@ -101,7 +101,10 @@ class Services:
                 if model_cfg.source == "default" and not ms.is_converted(ms.default_model_dir()):
                     return None   # converting takes a while: only on an explicit load or training
                 if ms.looks_like_hub_id(model_cfg.source) and not Path(model_cfg.source).exists():
-                    return None   # no download just to draw an estimate
+                    config = ms.hub_config(model_cfg.source)     # the config alone, never the weights
+                    # Not asked again for this id (None too): each widget change redraws the estimate.
+                    self._facts[key] = ms.config_facts(config) if config else None
+                    return self._facts[key]
                 folder = ms.resolve_source(model_cfg.source, model_cfg.trust_remote_code)
                 self._facts[key] = ms.config_facts(folder)
             except Exception:  # an estimate is optional; the load button reports real problems
