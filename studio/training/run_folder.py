@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -130,9 +131,13 @@ class RunFolder:
         """
         from transformers.utils import logging as hf_logging
 
+        thread = threading.get_ident()
         handler = logging.FileHandler(self.log_path, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.setLevel(logging.INFO)
+        # Only this thread's records: an error in a UI handler meanwhile belongs in the terminal.
+        handler.addFilter(lambda record: record.thread == thread)
+        others = _OtherThreadsToRoot(thread)
         saved = []
         for name in _CAPTURED_LOGGERS:
             lg = logging.getLogger(name)
@@ -142,7 +147,8 @@ class RunFolder:
                 lg.setLevel(logging.INFO)
         studio_logger = logging.getLogger("studio.training")
         studio_propagate = logging.getLogger("studio").propagate
-        logging.getLogger("studio").propagate = False   # our notes go to the file, not to the console
+        logging.getLogger("studio").propagate = False   # our notes go to the file, not to the console...
+        logging.getLogger("studio").addHandler(others)  # ...other threads' still reach it
         hf_logging.disable_default_handler()
         bars = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()          # "Loading weights" bars would land on the console
@@ -155,11 +161,25 @@ class RunFolder:
             hf_logging.enable_default_handler()
             if bars:
                 hf_logging.enable_progress_bar()
+            logging.getLogger("studio").removeHandler(others)
             logging.getLogger("studio").propagate = studio_propagate
             for lg, level in saved:
                 lg.removeHandler(handler)
                 lg.setLevel(level)
             handler.close()
+
+
+class _OtherThreadsToRoot(logging.Handler):
+    """While a run captures the ``studio`` logger, hands the records of every other thread on to the
+    root logger's handlers (the terminal), as if the logger still propagated."""
+
+    def __init__(self, captured_thread: int):
+        super().__init__()
+        self.captured_thread = captured_thread
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self.captured_thread:
+            logging.getLogger().handle(record)
 
 
 def list_run_folders(root: Path | None = None) -> list[RunFolder]:
