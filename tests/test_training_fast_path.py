@@ -140,3 +140,21 @@ def test_qlora_job_trains_with_a_frozen_4bit_base(tmp_path):
     frozen = {n: p for n, p in job.model.named_parameters() if not p.requires_grad}
     assert any(type(p).__name__ == "Params4bit" for p in frozen.values())
     assert all("lora_" in n for n, p in job.model.named_parameters() if p.requires_grad)
+
+
+def test_soft_capped_attention_never_gets_the_varlen_kernel(monkeypatch):
+    """Gemma 2/3 cap their attention logits, which PyTorch's varlen kernel cannot do: SDPA there."""
+    from transformers import Gemma2Config, LlamaConfig
+
+    from studio.training import attention
+    monkeypatch.setattr(attention, "varlen_available", lambda: True)
+    monkeypatch.setattr(attention, "register", lambda: None)
+    assert attention.resolve_attention("auto", True, True, LlamaConfig()) == attention.VARLEN
+    assert attention.resolve_attention("auto", True, True, Gemma2Config()) == "sdpa"
+
+
+def test_a_model_that_refuses_an_attention_kernel_keeps_sdpa():
+    from studio.training.attention import set_attention
+    model = tiny_model(tiny_tokenizer())
+    assert set_attention(model, "no-such-kernel") == "sdpa"
+    assert model.config._attn_implementation == "sdpa"

@@ -37,13 +37,20 @@ def varlen_available() -> bool:
     return torch.cuda.get_device_capability()[0] >= 8     # FlashAttention needs Ampere or newer
 
 
-def resolve_attention(choice: str, on_cuda: bool, padding_free: bool) -> str:
-    """The transformers ``attn_implementation`` for a config choice on this device.
+def kernel_fits(model_config: Any) -> bool:
+    """Whether the kernel computes this model's attention: it has no logit soft-capping (Gemma 2/3)."""
+    text = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
+    return not getattr(text, "attn_logit_softcapping", None)
+
+
+def resolve_attention(choice: str, on_cuda: bool, padding_free: bool, model_config: Any = None) -> str:
+    """The transformers ``attn_implementation`` for a config choice on this device and model.
 
     'auto' picks the variable-length kernel for padding-free batches on a GPU that has it, and SDPA
-    everywhere else (padded batches, CPUs, older GPUs), where it is the fastest built-in choice."""
+    everywhere else (padded batches, CPUs, older GPUs, soft-capped attention), where it is the
+    fastest built-in choice."""
     if choice == "varlen" or (choice == "auto" and padding_free and on_cuda and varlen_available()):
-        if not padding_free or not varlen_available():
+        if not padding_free or not varlen_available() or (model_config is not None and not kernel_fits(model_config)):
             return "sdpa"
         register()
         return VARLEN
@@ -58,8 +65,9 @@ def _varlen_forward(module: Any, query: torch.Tensor, key: torch.Tensor, value: 
     from torch.nn.attention.varlen import varlen_attn
 
     cu_q, cu_k = kwargs.get("cu_seq_lens_q"), kwargs.get("cu_seq_lens_k")
-    if cu_q is None:
-        # No row boundaries (one plain sequence): an ordinary causal attention.
+    if cu_q is None or dropout > 0:
+        # No row boundaries (one plain sequence), or attention dropout, which the kernel does not
+        # have: SDPA (with transformers' mask from the position ids).
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling,
                                       dropout=dropout, **kwargs)
@@ -103,9 +111,16 @@ def register() -> None:
     AttentionInterface.register(VARLEN, _varlen_forward)
 
 
-def set_attention(model: Any, implementation: str) -> None:
-    """Switch a loaded model (or PeftModel) to another attention implementation."""
+def set_attention(model: Any, implementation: str) -> str:
+    """Switch a loaded model (or PeftModel) to another attention implementation; returns the one in
+    use, which is SDPA where the model's code takes no other (older or remote-code architectures)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if getattr(base.config, "_attn_implementation", None) == implementation:
-        return
-    base.set_attn_implementation(implementation)
+        return implementation
+    try:
+        base.set_attn_implementation(implementation)
+        return implementation
+    except (ValueError, ImportError, AttributeError, NotImplementedError):
+        if implementation == "sdpa":
+            return getattr(base.config, "_attn_implementation", "sdpa")
+        return set_attention(model, "sdpa")

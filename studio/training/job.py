@@ -336,8 +336,8 @@ class TrainingJob:
         resolved = build_training_args(cfg, str(self.run.checkpoints_dir), on_cuda,
                                        models.resolve_dtype(cfg.model), has_val)
         padding_free = resolved.args.padding_free
-        attention = resolve_attention(cfg.training.attention, on_cuda, padding_free)
-        set_attention(model, attention)
+        attention = set_attention(model, resolve_attention(cfg.training.attention, on_cuda, padding_free,
+                                                           getattr(model, "config", None)))
         peft_model = models.apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing != "off")
         self._peft_model = self.model = peft_model
         del model
