@@ -153,3 +153,32 @@ def test_cli_export_writes_each_kind_and_refuses_plainly(run_dir, tmp_path, stud
     assert main(["export", str(tmp_path / "nowhere"), "--to", "merged"]) == 2
     err = capsys.readouterr().err
     assert "is not a run folder" in err and "Traceback" not in err
+
+
+def test_qlora_run_merges_into_the_dequantized_4bit_weights(tmp_path, tiny_dir):
+    """The adapter learned against NF4-rounded weights: the merge uses those (dequantized), not the originals."""
+    pytest.importorskip("bitsandbytes")
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from studio import models
+    from studio.export.merge import export_merged
+    from studio.training.run_folder import RunFolder
+
+    run_dir = train_run(tmp_path, tiny_dir, "qlora", quantization="4bit-nf4", steps=6)
+    folder = export_merged(run_dir, tmp_path / "merged", "float32", progress=lambda m: None)
+    original = export_merged(run_dir, tmp_path / "original", "float32", original=True, progress=lambda m: None)
+    merged = AutoModelForCausalLM.from_pretrained(folder).eval()
+    merged_orig = AutoModelForCausalLM.from_pretrained(original).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    template = (folder / "chat_template.jinja").read_text()
+    base4 = models.load_model(RunFolder(run_dir).config().model, for_training=False)
+    tuned4 = PeftModel.from_pretrained(base4, str(run_dir / "adapter")).eval()
+    want_tokens, want = greedy(tuned4, tok, template, PROMPTS[0])
+    got_tokens, got = greedy(merged, tok, template, PROMPTS[0])
+    _, got_orig = greedy(merged_orig, tok, template, PROMPTS[0])
+    assert got_tokens == want_tokens
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-2)      # bitsandbytes' CPU 4-bit kernel rounds a little
+    # Merging into the original weights gives another model (further from what was trained).
+    assert (got_orig - want).abs().max() > 10 * (got - want).abs().max()
+    assert "quantization_config" not in json.loads((folder / "config.json").read_text())
