@@ -182,3 +182,18 @@ def test_qlora_run_merges_into_the_dequantized_4bit_weights(tmp_path, tiny_dir):
     # Merging into the original weights gives another model (further from what was trained).
     assert (got_orig - want).abs().max() > 10 * (got - want).abs().max()
     assert "quantization_config" not in json.loads((folder / "config.json").read_text())
+
+
+def test_push_without_a_token_or_offline_says_so_plainly(run_dir, monkeypatch, capsys):
+    from studio.cli import main
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(run_dir.parent / "no-hf-home"))     # no saved login either
+    assert main(["export", str(run_dir), "--to", "adapter", "--push", "me/my-adapter"]) == 2
+    err = capsys.readouterr().err
+    assert "No Hugging Face token" in err and "HF_TOKEN" in err and "Traceback" not in err
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["export", str(run_dir), "--to", "adapter", "--push", "me/my-adapter", "--token", "hf_x"]) == 2
+    assert "offline" in capsys.readouterr().err
+    assert main(["export", str(run_dir), "--to", "gguf", "--push", "me/x", "--token", "hf_x"]) == 2
+    assert "Only the adapter or the merged model" in capsys.readouterr().err

@@ -3,6 +3,7 @@
     studio export RUN_DIR --to adapter               a zip that plain peft loads (base named by its Hub id)
     studio export RUN_DIR --to merged [--dtype D]    a standard transformers folder, adapter merged in 16-bit
     studio export RUN_DIR --to gguf [--dtype q8_0]   one .gguf file for llama.cpp / Ollama (f16 or q8_0)
+    studio export RUN_DIR --to adapter --push you/my-adapter [--token T] [--public]   to the Hugging Face Hub
 
 Exports go to ``<workspace>/exports/`` (or --output), are written beside the destination and renamed
 when complete, and never replace an existing file or folder. Exit codes: 0 written, 2 refused.
@@ -26,6 +27,10 @@ def add_parser(sub):
     p.add_argument("--original-base", action="store_true",
                    help="merged, QLoRA runs only: merge into the original weights instead of the dequantized "
                         "4-bit ones the adapter learned against (for comparison)")
+    p.add_argument("--push", metavar="REPO_ID", help="adapter or merged: upload to this Hugging Face Hub repository "
+                                                     "(your-name/model-name) instead of writing a local export")
+    p.add_argument("--token", help="with --push: a Hub token with write access (default: HF_TOKEN or the saved login)")
+    p.add_argument("--public", action="store_true", help="with --push: make the repository public (default: private)")
     return p
 
 
@@ -35,6 +40,15 @@ def run(args) -> int:
     from ..export.run_export import export_run
     from ..models import ModelError
 
+    if args.push:
+        from ..export.hub import push_run
+        try:
+            url = push_run(args.run_dir, args.to, args.push, args.token, private=not args.public)
+        except (ExportError, ConfigError, ModelError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"Pushed: {url}")
+        return 0
     dtype = args.dtype
     if args.to == "gguf" and dtype == "auto":
         dtype = "f16"
