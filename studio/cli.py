@@ -3,7 +3,10 @@
     studio presets                       list the presets
     studio data FILE [--model M] [--json]  inspect a data file as it will be trained
     studio train [--preset P | --config F] [--model M] [--data F] [--max-steps N] [--output DIR]
+    studio train --resume RUN_DIR | --extend RUN_DIR --max-steps N
     studio chat --run DIR [--prompt TEXT] [--compare]
+    studio export RUN_DIR --to adapter|merged|gguf [--dtype D] [--output PATH]
+    studio eval --runs RUN_DIR [RUN_DIR ...] [--prompts FILE] [--csv FILE]
 
 Each subcommand lives in ``studio/commands/<name>.py`` with ``add_parser(subparsers)`` and ``run(args)``.
 """
@@ -14,7 +17,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("presets", "data", "train", "chat")
+COMMANDS = ("presets", "data", "train", "chat", "export", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -107,7 +107,9 @@ class TrainingConfig:
     seed: int = _f(42, "Random seed, so a run can be repeated.")
     logging_steps: int = _f(1, "Record the loss every this many steps.")
     eval_steps: int = _f(0, "Measure the validation loss every this many steps (0 = only at the end).")
-    save_steps: int = _f(0, "Save a checkpoint every this many steps (0 = only at the end).")
+    save_steps: int = _f(0, "Save a checkpoint (the adapter and optimizer state, never the base model) every this "
+                         "many steps, so a stopped or crashed run can be resumed. 0 = automatic: about every "
+                         "tenth of the run, at most every 200 steps.")
     packing: bool = _f(True, "Join each step's examples into one sequence with no padding (each example still "
                        "sees only itself). Same results, faster and less memory; off pads every example to the "
                        "longest of its batch.")

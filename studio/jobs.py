@@ -50,14 +50,17 @@ class JobManager:
 
     def start(self, cfg: StudioConfig, model: Any = None, tokenizer: Any = None, data: Any = None,
               callbacks: Iterable = (), run_dir: str | Path | None = None, keep_model: bool = True,
-              in_workspace: bool = False) -> TrainingJob:
+              in_workspace: bool = False, resume_from: str | Path | None = None,
+              init_adapter: str | Path | None = None, origin: dict | None = None) -> TrainingJob:
         """Validate ``cfg``, create the run folder and start the run in a background thread.
 
         Raises ``JobBusy`` when a run is active, in this process (two simultaneous calls start exactly
         one run) or in another one on the same workspace (the app and ``studio train``), and
         ``ConfigError`` for a setting that cannot work, before anything is loaded. The previous
         job's model is freed first, unless it is the ``model`` passed in. ``in_workspace`` (the app):
-        ``training.output_dir`` is a name inside the runs folder, never a path.
+        ``training.output_dir`` is a name inside the runs folder, never a path. ``resume_from`` (a
+        checkpoint of ``run_dir``, see training/resume.py), ``init_adapter`` and ``origin`` (extend, see
+        training/extend.py) pass through to the job.
         """
         cfg.validate()
         if in_workspace:
@@ -81,7 +84,8 @@ class JobManager:
             else:
                 run = RunFolder(run_dir)
             job = TrainingJob(cfg, run, model=model, tokenizer=tokenizer, data=data, callbacks=callbacks,
-                              keep_model=keep_model, device_lock=RunDeviceLock(self.device_lock, run.name))
+                              keep_model=keep_model, device_lock=RunDeviceLock(self.device_lock, run.name),
+                              resume_from=resume_from, init_adapter=init_adapter, origin=origin)
             self._job = job
             job.start()
             return job

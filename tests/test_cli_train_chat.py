@@ -92,3 +92,49 @@ def test_ctrl_c_stops_saves_and_exits_130(tmp_path, tiny_dir, studio_home):
     state = json.loads((out / "state.json").read_text())
     assert state["state"] == "stopped" and 0 < state["step"] < 100000, why
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def _losses(run: Path) -> dict[int, float]:
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if r["type"] == "train"}
+
+
+def test_repeat_resume_and_extend_from_the_command_line(tmp_path, tiny_dir, studio_home, capsys):
+    config = write_config(tmp_path, tiny_dir, write_data(tmp_path, n=10, pairs=PAIRS[:2]))
+    first = tmp_path / "first"
+    assert main(["train", "--config", str(config), "--max-steps", "12", "--output", str(first)]) == 0
+    fp = json.loads((first / "fingerprint.json").read_text())
+    assert fp["train_rows"] == 8 and fp["validation_rows"] == 2 and fp["seed"] == 0
+    assert fp["versions"]["torch"] and fp["device"]["device"] == "cpu" and "im_start" in fp["chat_template"]
+    capsys.readouterr()
+
+    # Repeat: the run's own config.yaml gives a new run folder with the same losses.
+    assert main(["train", "--config", str(first / "config.yaml")]) == 0
+    repeat = Path(next(line for line in capsys.readouterr().out.splitlines()
+                       if line.startswith("Run folder: ")).split(": ", 1)[1])
+    assert repeat != first and repeat.parent == studio_home / "runs"
+    a, b = _losses(first), _losses(repeat)
+    assert sorted(a) == sorted(b) == list(range(1, 13))
+    assert all(b[s] == pytest.approx(a[s], rel=1e-5) for s in a)
+    assert json.loads((repeat / "fingerprint.json").read_text())["data_hash"] == fp["data_hash"]
+
+    # Resume: a crash after step 10's checkpoint (12's never written, state left at "training").
+    import shutil
+    shutil.rmtree(first / "checkpoints" / "checkpoint-12")
+    state = json.loads((first / "state.json").read_text())
+    (first / "state.json").write_text(json.dumps({**state, "state": "training", "pid": 0}))
+    assert main(["train", "--resume", str(first)]) == 0
+    out = capsys.readouterr().out
+    assert "Resuming first from step 10." in out and "step 12/12" in out
+    assert _losses(first) == pytest.approx(a, rel=1e-5)
+    assert json.loads((first / "state.json").read_text())["state"] == "done"
+
+    # A finished run cannot be resumed; it can be extended into a new folder.
+    assert main(["train", "--resume", str(first)]) == 2
+    assert "already finished" in capsys.readouterr().err
+    more = tmp_path / "more"
+    assert main(["train", "--extend", str(first), "--max-steps", "3", "--output", str(more)]) == 0
+    assert sorted(_losses(more)) == [1, 2, 3]
+    assert json.loads((more / "fingerprint.json").read_text())["extended_from"]["name"] == "first"
+    assert main(["train", "--extend", str(first)]) == 2
+    assert "--max-steps" in capsys.readouterr().err

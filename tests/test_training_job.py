@@ -182,7 +182,10 @@ def test_stop_ends_within_one_step_and_saves_the_adapter(tmp_path, grad_accum, s
     assert job.progress.step == (3 if substep else 4)
     assert (job.run_dir / "adapter" / "adapter_model.safetensors").is_file()
     assert json.loads((job.run_dir / "state.json").read_text())["state"] == "stopped"
-    assert not (job.run_dir / "checkpoints").exists() or not any((job.run_dir / "checkpoints").iterdir())
+    # The stop saved a checkpoint of the last finished step, so the run can be resumed from there.
+    from studio.training.resume import last_complete_checkpoint
+    ckpt, _ = last_complete_checkpoint(job.run)
+    assert ckpt is not None and ckpt.name == f"checkpoint-{job.progress.step}"
 
 
 class Boom(TrainerCallback):

@@ -2,6 +2,9 @@
 
     studio train --preset cpu-demo --max-steps 30 --output runs/demo
     studio train --config my-run.yaml --data my.jsonl --model Qwen/Qwen2.5-0.5B-Instruct
+    studio train --config runs/demo/config.yaml          repeat a run with its recorded settings
+    studio train --resume runs/demo                      go on from the run's last complete checkpoint
+    studio train --extend runs/demo --max-steps 50       a new run starting from the run's adapter
 
 Shows one progress line (step, loss, ETA) and a summary at the end. Ctrl-C (SIGINT) and SIGTERM stop
 like the stop button: the current step ends, the adapter trained so far is saved, state.json is
@@ -38,6 +41,13 @@ def add_parser(sub):
     src = p.add_mutually_exclusive_group()
     src.add_argument("--preset", help="start from this preset (e.g. cpu-demo)")
     src.add_argument("--config", help="start from this YAML config file (e.g. a run's config.yaml)")
+    src.add_argument("--resume", metavar="RUN_DIR",
+                     help="resume a stopped, failed or interrupted run from its last complete checkpoint, in its "
+                          "own folder (optimizer, schedule, random state and data order restored)")
+    src.add_argument("--extend", metavar="RUN_DIR",
+                     help="train a finished run further: a new run folder that starts from its adapter "
+                          "(say how long with --max-steps or --epochs)")
+    p.add_argument("--epochs", type=float, help="with --extend: train this many more epochs")
     p.add_argument("--model", help="base model: 'default', a Hub id, a folder or a .gguf file")
     p.add_argument("--data", help="training data: 'demo', a .jsonl/.json/.csv/.tsv/.parquet file or a Hub dataset id")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
@@ -46,12 +56,45 @@ def add_parser(sub):
     return p
 
 
+def _resume_or_extend(args) -> tuple[StudioConfig, dict]:
+    """The config and the job's extra arguments for --resume / --extend (ResumeError when refused)."""
+    from ..training.resume import ResumeError
+    if args.resume:
+        if any(getattr(args, k, None) for k in ("model", "data", "max_steps", "output", "name", "epochs")):
+            raise ResumeError("--resume continues the run exactly as it was set up; it takes no other settings. "
+                              "To train longer than planned, let it finish and use --extend.")
+        from ..training.resume import plan_resume
+        plan = plan_resume(args.resume)
+        for note in plan.notes:
+            print(f"Note: {note}")
+        print(f"Resuming {plan.run.name} from step {plan.step}.")
+        return plan.cfg, {"run_dir": plan.run.path, "tokenizer": plan.tokenizer, "data": plan.data,
+                          "resume_from": plan.checkpoint}
+    from ..training.extend import plan_extend
+    cfg, origin = plan_extend(args.extend, args.max_steps, args.epochs, args.output)
+    if args.name:
+        cfg = merge(cfg, {"name": args.name})
+    return cfg, {"init_adapter": origin["extended_from"]["adapter"], "origin": origin}
+
+
+def _is_run_config(path: str, cfg: StudioConfig) -> bool:
+    from pathlib import Path
+    out = cfg.training.output_dir
+    try:
+        return bool(out) and Path(out).expanduser().resolve() == Path(path).expanduser().resolve().parent
+    except OSError:
+        return False
+
+
 def build_config(args) -> StudioConfig:
     if args.preset:
         from ..presets import load_preset
         cfg = load_preset(args.preset)
     elif args.config:
         cfg = StudioConfig.load(args.config)
+        if _is_run_config(args.config, cfg):
+            # A run's own config.yaml names that run's folder; repeating it makes a new one.
+            cfg = merge(cfg, {"training": {"output_dir": ""}})
     else:
         cfg = StudioConfig()
     overrides: dict = {}
@@ -84,9 +127,9 @@ def _num(x: float | None, digits: int = 4) -> str:
 class ProgressLine:
     """One line redrawn with \\r on a terminal; one line per logged step when output goes to a file."""
 
-    def __init__(self, stream=sys.stdout):
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout      # looked up now: sys.stdout may have been replaced since import
+        self.tty = self.stream.isatty()
         self.width = 0
         self.last_step = -1
 
@@ -163,6 +206,8 @@ def _summary(job, wall: float) -> None:
     print(f"  adapter        {r.get('adapter_dir')}")
     print(f"  run folder     {job.run_dir}")
     print(f"Chat with it:    studio chat --run {job.run_dir} --compare")
+    if job.state == "stopped":
+        print(f"Resume it:       studio train --resume {job.run_dir}")
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -172,14 +217,26 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 def run(args) -> int:
     from ..jobs import JobBusy, get_manager
 
+    from ..models import ModelError
+    from ..training.resume import ResumeError
+
+    start_kwargs: dict = {}
     try:
-        cfg = build_config(args)
-    except ConfigError as e:
+        if getattr(args, "resume", None) or getattr(args, "extend", None):
+            cfg, start_kwargs = _resume_or_extend(args)
+        else:
+            cfg = build_config(args)
+    except (ConfigError, ResumeError, ModelError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:     # e.g. the data cannot be read any more: DataError
+        if type(e).__name__ != "DataError":
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     t0 = time.monotonic()
     with _StopSignals() as signals:
-        return _train(cfg, t0, get_manager(), JobBusy, signals)
+        return _train(cfg, t0, get_manager(), JobBusy, signals, start_kwargs)
 
 
 class _StopSignals:
@@ -205,13 +262,14 @@ class _StopSignals:
         return self.received.pop(0) if self.received else None
 
     @staticmethod
-    def start_blocked(manager, cfg):
+    def start_blocked(manager, cfg, start_kwargs: dict | None = None):
         """Start the job with the signals blocked: its thread and every thread started from it inherit that."""
+        kwargs = {"keep_model": False, **(start_kwargs or {})}
         if not hasattr(signal, "pthread_sigmask"):
-            return manager.start(cfg, keep_model=False)
+            return manager.start(cfg, **kwargs)
         old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
-            return manager.start(cfg, keep_model=False)
+            return manager.start(cfg, **kwargs)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
@@ -221,9 +279,9 @@ def _thread_running(job) -> bool:
     return thread is not None and thread.is_alive()
 
 
-def _train(cfg, t0: float, manager, JobBusy, signals: _StopSignals) -> int:
+def _train(cfg, t0: float, manager, JobBusy, signals: _StopSignals, start_kwargs: dict | None = None) -> int:
     try:
-        job = signals.start_blocked(manager, cfg)
+        job = signals.start_blocked(manager, cfg, start_kwargs)
     except (ConfigError, JobBusy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -113,8 +113,9 @@ class MetricsCallback(TrainerCallback):
 class StopCallback(TrainerCallback):
     """Ends training once ``event`` is set: checked at every optimizer step and every accumulated micro-batch.
 
-    It also cancels the checkpoint the trainer might have planned for that step: the job saves the
-    adapter itself right after, and a stop should be quick.
+    It asks the trainer for a checkpoint of the last finished step (LoRA weights and optimizer state, small
+    next to the base), so a stopped run can be resumed without losing a step. Stopped inside gradient
+    accumulation, that checkpoint is the last finished step's; the half-accumulated step is redone.
     """
 
     def __init__(self, event: threading.Event):
@@ -124,7 +125,7 @@ class StopCallback(TrainerCallback):
     def _check(self, state, control):
         if self.event.is_set():
             control.should_training_stop = True
-            control.should_save = False
+            control.should_save = state.global_step > 0
             if self.stopped_at is None:
                 self.stopped_at = state.global_step
         return control

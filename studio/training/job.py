@@ -109,7 +109,8 @@ class TrainingJob:
 
     def __init__(self, cfg: StudioConfig, run_dir: str | Path | RunFolder | None = None, model: Any = None,
                  tokenizer: Any = None, data: Any = None, callbacks: Iterable = (), keep_model: bool = True,
-                 device_lock: Any = None):
+                 device_lock: Any = None, resume_from: str | Path | None = None,
+                 init_adapter: str | Path | None = None, origin: dict | None = None):
         self.cfg = cfg
         if isinstance(run_dir, RunFolder):
             self.run = run_dir
@@ -129,6 +130,14 @@ class TrainingJob:
         self.device_lock = device_lock
         self._owns_model = model is None
         self._peft_model = None
+        # resume_from: a checkpoint folder of this run (see resume.py); init_adapter: an adapter folder
+        # whose weights the new LoRA starts from (extend); origin: where this run came from (fingerprint).
+        self.resume_from = Path(resume_from) if resume_from else None
+        self.init_adapter = Path(init_adapter) if init_adapter else None
+        self.origin = dict(origin or {})
+        if self.resume_from is not None:
+            from .resume import checkpoint_step, trim_metrics
+            trim_metrics(self.run, checkpoint_step(self.resume_from))   # those steps are logged again
 
         self.state = PENDING
         self.message = "Waiting to start."
@@ -136,6 +145,8 @@ class TrainingJob:
         self.error: str | None = None          # the exception text of a failure (the traceback is in train.log)
         self.progress = Progress(total_steps=cfg.training.max_steps)
         self.metrics = MetricsLog(self.run.metrics_path)
+        if self.resume_from is not None:
+            self.metrics.load_existing()        # the curve keeps the steps before the checkpoint
         self.result: dict | None = None
         self.started: str | None = None
         self.finished: str | None = None
@@ -309,6 +320,7 @@ class TrainingJob:
         self.chat_template = data.chat_template
         from ..data.system_prompt import record as record_system_prompt
         record_system_prompt(self.run.path, data)    # chat sends the system prompt the rows were trained with
+        self._record_fingerprint(data, log)
         self.progress.total_steps = estimate_total_steps(cfg, len(data.train))
         log.info("Data: %d training rows, %d validation rows, template %s.",
                  len(data.train), len(data.validation), data.template_name)
@@ -334,13 +346,17 @@ class TrainingJob:
         on_cuda = torch.cuda.is_available()
         has_val = len(data.validation) > 0
         resolved = build_training_args(cfg, str(self.run.checkpoints_dir), on_cuda,
-                                       models.resolve_dtype(cfg.model), has_val)
+                                       models.resolve_dtype(cfg.model), has_val, len(data.train))
         padding_free = resolved.args.padding_free
         attention = set_attention(model, resolve_attention(cfg.training.attention, on_cuda, padding_free,
                                                            getattr(model, "config", None)))
         peft_model = models.apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing != "off")
         self._peft_model = self.model = peft_model
         del model
+        if self.init_adapter is not None:
+            from .extend import load_adapter_weights
+            load_adapter_weights(peft_model, self.init_adapter)
+            log.info("Starting from the adapter in %s.", self.init_adapter)
 
         for note in resolved.notes:
             log.info(note)
@@ -359,10 +375,12 @@ class TrainingJob:
 
         metrics_cb = MetricsCallback(self.metrics, self.progress, on_row=self._on_row)
         stop_cb = StopCallback(self._stop)
+        from .resume import CompleteCheckpointMark
         train_rows = encoded_dataset(data.train)
         trainer = _sft_trainer(peft_model, resolved.args, tokenizer, train_rows,
                                encoded_dataset(data.validation) if has_val else None,
-                               [metrics_cb, stop_cb, *self.extra_callbacks], resolved.precision)
+                               [metrics_cb, stop_cb, CompleteCheckpointMark(), *self.extra_callbacks],
+                               resolved.precision)
         self._checkpoint_layers(trainer, peft_model, train_rows, resolved, log)
         # The trainer prints each log dict to stdout when progress bars are off; the rows go to
         # metrics.jsonl and train.log instead.
@@ -374,8 +392,12 @@ class TrainingJob:
             self.info["cpu_threads"] = threads
             log.info("Training with %d CPU thread(s) of %d cores.", threads, _cores())
         try:
-            self._set(TRAINING, "Training.")
-            trainer.train()
+            if self.resume_from is not None:
+                log.info("Resuming from %s.", self.resume_from)
+                self._set(TRAINING, f"Resuming from {self.resume_from.name}.")
+            else:
+                self._set(TRAINING, "Training.")
+            trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
             stopped = stop_cb.stopped_at is not None
             if has_val and not stopped and cfg.training.eval_steps == 0:
                 self._set(message="Measuring the validation loss.")
@@ -403,6 +425,20 @@ class TrainingJob:
         else:
             log.info("Finished %d steps.", p.step)
             self._set(DONE, f"Finished {p.step} steps (loss {loss}). The adapter is in {self.run.adapter_dir}.")
+
+    def _record_fingerprint(self, data, log) -> None:
+        """A fresh run records its data hash, settings, versions and device (resume.py checks them);
+        a resumed one adds when and from which step it went on."""
+        from .resume import make_fingerprint, read_fingerprint, write_fingerprint
+        try:
+            if self.resume_from is None:
+                write_fingerprint(self.run, make_fingerprint(self.cfg, data, self.origin))
+                return
+            fp = read_fingerprint(self.run.path) or make_fingerprint(self.cfg, data)
+            fp.setdefault("resumed", []).append({"from": self.resume_from.name, "at": _now()})
+            write_fingerprint(self.run, fp)
+        except OSError as e:   # the run can go on; only its record is incomplete
+            log.warning("Could not write the run's fingerprint: %s", e)
 
     def _checkpoint_layers(self, trainer, model, rows, resolved, log) -> None:
         """'auto': measure the largest batch on the GPU and checkpoint only the layers that must be.

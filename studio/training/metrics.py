@@ -43,6 +43,13 @@ class MetricsLog:
                 self._file.write(line + "\n")
                 self._file.flush()
 
+    def load_existing(self) -> None:
+        """Start from the rows already in the file (a resumed run keeps its earlier curve)."""
+        if self.path is not None and self.path.is_file():
+            rows = MetricsLog.read(self.path)
+            with self._lock:
+                self._rows[:0] = rows
+
     def since(self, cursor: int = 0) -> tuple[list[dict], int]:
         """Rows after the first ``cursor`` ones, and the cursor to pass next time."""
         with self._lock:

@@ -31,7 +31,8 @@ def _user_error_types() -> tuple[type, ...]:
     found: list[type] = []
     for mod, names in (("studio.config", ("ConfigError",)), ("studio.data.types", ("DataError",)),
                        ("studio.models", ("ModelError",)), ("studio.jobs", ("JobBusy", "DeviceBusy")),
-                       ("studio.inference", ("ChatError",))):
+                       ("studio.inference", ("ChatError",)), ("studio.training.resume", ("ResumeError",)),
+                       ("studio.export.files", ("ExportError",)), ("studio.evaluation", ("EvalError",))):
         try:
             m = importlib.import_module(mod)
         except Exception:  # an engine module that is missing must not take the UI down

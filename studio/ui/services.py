@@ -302,19 +302,79 @@ class Services:
             return ""
 
     def export_adapter(self, path: str, lang: str = "en") -> Path:
-        """Zip a run's adapter folder into the workspace's exports folder."""
+        """Zip a run's adapter folder (its base named by the Hub id) into the workspace's exports folder.
+        An earlier zip of the same run is kept: the new one gets a numbered name."""
         from .i18n import t
         adapter = Path(path or "") / "adapter"
         if not path or not (adapter / "adapter_config.json").is_file():
             raise ConfigError(t("runs.no_adapter", lang))
-        out_dir = paths.workspace() / "exports"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        dest = out_dir / f"{Path(path).name}-adapter.zip"
-        with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as z:
-            for f in sorted(adapter.rglob("*")):
-                if f.is_file():
-                    z.write(f, Path("adapter") / f.relative_to(adapter))
-        return dest
+        return self.export_run(path, "adapter")
+
+    def export_run(self, path: str, kind: str) -> Path:
+        """'adapter' | 'merged' | 'gguf-f16' | 'gguf-q8_0' into <workspace>/exports (never over an earlier one)."""
+        from studio.export.files import destination
+        from studio.export.run_export import export_run
+        to, _, dtype = kind.partition("-")
+        suffix = {"adapter": ".zip", "gguf": ".gguf"}.get(to, "")
+        name = {"gguf": dtype or "f16"}.get(to, to)
+        dest, n = destination(path, name, suffix), 1
+        while dest.exists():
+            n += 1
+            dest = destination(path, f"{name}-{n}", suffix)
+        with self._lock:
+            self._chat = None            # one model in memory at a time
+        _release_memory()
+        return export_run(path, to, dtype or "auto", dest, progress=lambda m: None)
+
+    def resume_run(self, path: str) -> Any:
+        """Resume a stopped, failed or interrupted run (refused with ResumeError when it cannot be)."""
+        from studio.training.resume import plan_resume
+        plan = plan_resume(path)
+        with self._lock:
+            self._chat = None
+        _release_memory()
+        return self.manager().start(plan.cfg, run_dir=plan.run.path, tokenizer=plan.tokenizer, data=plan.data,
+                                    resume_from=plan.checkpoint), plan
+
+    def extend_run(self, path: str, steps: int) -> Any:
+        from studio.training.extend import plan_extend
+        from studio.jobs import workspace_output_dir
+        cfg, origin = plan_extend(path, max_steps=int(steps or 0))
+        cfg.training.output_dir = workspace_output_dir("")
+        with self._lock:
+            self._chat = None
+        _release_memory()
+        return self.manager().start(cfg, init_adapter=origin["extended_from"]["adapter"], origin=origin)
+
+    @staticmethod
+    def run_config(path: str) -> StudioConfig:
+        return StudioConfig.load(Path(path) / "config.yaml")
+
+    @staticmethod
+    def settings_differences(paths_: list[str]) -> list[list]:
+        """Rows [setting, value of each run] for the settings that are not the same in all runs."""
+        from studio.training.resume import relevant_settings
+        settings = []
+        for p in paths_:
+            try:
+                settings.append(relevant_settings(StudioConfig.load(Path(p) / "config.yaml")))
+            except ConfigError:
+                settings.append({})
+        keys = sorted({k for s in settings for k in s})
+        return [[k, *[str(s.get(k, "")) for s in settings]] for k in keys
+                if len({repr(s.get(k)) for s in settings}) > 1]
+
+    def evaluate(self, paths_: list[str], prompts_file: Any = None) -> Any:
+        """Rows of the evaluation table as they are ready (one base model, adapters switched)."""
+        from studio.evaluation import evaluate, load_prompts
+        source = getattr(prompts_file, "name", prompts_file) or None
+        prompts = load_prompts(source)
+        with self._lock:
+            self._chat = None
+        _release_memory()
+        # The answer length chat uses for the first run (its generation settings).
+        first = self.run_config(paths_[0]).generation.max_new_tokens if paths_ else 200
+        return evaluate(list(paths_), prompts, max_new_tokens=first)
 
     # ---- chat ---------------------------------------------------------------------------
     @staticmethod

@@ -1,14 +1,18 @@
-"""Runs tab: every run of this workspace in a table, their loss curves overlaid, a run's config,
-and its adapter exported as a zip."""
+"""Runs tab: every run of this workspace in a table, their loss curves overlaid with the settings
+that differ between them, an evaluation set answered by the base and each chosen run, and for one run:
+its config, Resume, Extend, "Use these settings" and exports (adapter zip, merged model, GGUF)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
+import pandas as pd
 
 from . import plots, views
-from .common import guarded
+from .common import GPU, guarded
+from .i18n import t
 
 
 def build(ctx) -> SimpleNamespace:
@@ -22,19 +26,43 @@ def build(ctx) -> SimpleNamespace:
         ui.table = gr.Dataframe(interactive=False, wrap=True, max_height=320, elem_id="runs-table")
         ui.select = L.make(gr.CheckboxGroup, label="runs.select", choices=[], elem_id="runs-select")
         ui.plot = L.make(gr.Plot, label="runs.plot", elem_id="runs-plot")
+        ui.diff = L.make(gr.Dataframe, label="runs.diff", interactive=False, wrap=True, max_height=240,
+                         elem_id="runs-diff")
+        with gr.Row(equal_height=False):
+            ui.eval_prompts = L.make(gr.File, label="runs.eval_prompts", file_types=[".jsonl", ".csv", ".tsv"],
+                                     elem_id="runs-eval-prompts", scale=2)
+            with gr.Column(scale=1):
+                ui.eval_btn = L.make(gr.Button, text="runs.evaluate", elem_id="runs-eval-btn")
+                ui.eval_csv = L.make(gr.File, label="runs.eval_csv", interactive=False, elem_id="runs-eval-csv")
+        ui.eval_table = L.make(gr.Dataframe, label="runs.eval_table", interactive=False, wrap=True, max_height=480,
+                               elem_id="runs-eval-table")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 ui.open = L.make(gr.Dropdown, label="runs.open", choices=[], elem_id="runs-open")
                 ui.config = L.make(gr.Code, label="runs.config", language="yaml", interactive=False, lines=12,
                                    max_lines=24, elem_id="runs-config")
             with gr.Column(scale=2):
+                with gr.Row():
+                    ui.resume_btn = L.make(gr.Button, text="runs.resume", elem_id="runs-resume-btn")
+                    ui.use_btn = L.make(gr.Button, text="runs.use_settings", elem_id="runs-use-btn")
+                with gr.Row():
+                    ui.extend_steps = L.make(gr.Number, label="runs.extend_steps", value=30, precision=0, minimum=1,
+                                             elem_id="runs-extend-steps")
+                    ui.extend_btn = L.make(gr.Button, text="runs.extend", elem_id="runs-extend-btn")
+                ui.action_status = gr.Markdown("", elem_id="runs-action-status")
                 ui.export_btn = L.make(gr.Button, text="runs.export", elem_id="runs-export-btn")
+                with gr.Row():
+                    ui.export_kind = L.make(gr.Radio, label="runs.export_kind", value="merged",
+                                            choices=[("merged model (transformers)", "merged"),
+                                                     ("GGUF f16", "gguf-f16"), ("GGUF q8_0", "gguf-q8_0")],
+                                            elem_id="runs-export-kind")
+                    ui.export_other = L.make(gr.Button, text="runs.export_other", elem_id="runs-export-other")
                 ui.export = L.make(gr.File, label="runs.export_file", interactive=False, elem_id="runs-export")
     return ui
 
 
 def wire(ctx) -> None:
-    ui, svc = ctx.runs, ctx.svc
+    ui, svc, B = ctx.runs, ctx.svc, ctx.bind
 
     @guarded(4)
     def list_runs(lang, selected=None, opened=None):
@@ -62,6 +90,69 @@ def wire(ctx) -> None:
         return plots.overlay_figure(curves, lang)
 
     ui.select.change(overlay, [ui.select, ctx.lang], ui.plot, api_name="overlay_runs", show_progress="hidden")
+
+    @guarded(1)
+    def differences(selected, lang):
+        """The settings that are not the same in all the selected runs."""
+        selected = selected or []
+        rows = svc.settings_differences(selected)
+        return pd.DataFrame(rows, columns=["setting", *[svc.run_name(p) for p in selected]])
+
+    ui.select.change(differences, [ui.select, ctx.lang], ui.diff, api_name="run_differences", show_progress="hidden")
+
+    @guarded(2)
+    def evaluate(selected, prompts_file, lang):
+        """Answer the prompts with the base and each selected run; rows stream in as they are ready."""
+        rows = []
+        for row in svc.evaluate(selected or [], prompts_file):
+            rows.append(row)
+            yield pd.DataFrame(rows), None
+        from studio.evaluation import write_csv
+        csv = write_csv(rows, Path(selected[0]) / "eval.csv")
+        yield pd.DataFrame(rows), str(csv)
+
+    ui.eval_btn.click(evaluate, [ui.select, ui.eval_prompts, ctx.lang], [ui.eval_table, ui.eval_csv],
+                      api_name="evaluate_runs", **GPU)
+
+    @guarded(1)
+    def resume(path, lang):
+        """Resume the chosen run from its last complete checkpoint."""
+        _, plan = svc.resume_run(path)
+        return t("runs.resumed", lang).format(name=plan.run.name, step=plan.step)
+
+    ui.resume_btn.click(resume, [ui.open, ctx.lang], ui.action_status, api_name="resume_run", **GPU)
+
+    @guarded(1)
+    def extend(path, steps, lang):
+        """Train the chosen run further, in a new run folder starting from its adapter."""
+        svc.extend_run(path, steps)
+        return t("runs.extended", lang).format(name=svc.run_name(path))
+
+    ui.extend_btn.click(extend, [ui.open, ui.extend_steps, ctx.lang], ui.action_status, api_name="extend_run",
+                        **GPU)
+
+    @guarded(len(B.inputs) + 1)
+    def use_settings(path, lang):
+        """Load the chosen run's config into the Model, Data and Settings tabs."""
+        from studio.config import merge
+        # A new run gets a new folder: the old run's own folder is not carried over.
+        cfg = merge(svc.run_config(path), {"training": {"output_dir": ""}})
+        return (t("runs.settings_loaded", lang), *B.to_updates(cfg))
+
+    ui.use_btn.click(use_settings, [ui.open, ctx.lang], [ui.action_status] + B.inputs, api_name="use_run_settings")
+
+    @guarded(2)
+    def export_other(path, kind, lang):
+        """Export the chosen run as a merged model (zipped folder) or a GGUF file."""
+        out = svc.export_run(path, kind)
+        shown = out
+        if out.is_dir():
+            import shutil
+            shown = Path(shutil.make_archive(str(out), "zip", out.parent, out.name))
+        return str(shown), t("runs.export_done", lang).format(path=out)
+
+    ui.export_other.click(export_other, [ui.open, ui.export_kind, ctx.lang], [ui.export, ui.action_status],
+                          api_name="export_run", **GPU)
 
     @guarded(1)
     def open_config(path, lang):

@@ -135,3 +135,33 @@ def test_switching_to_chinese_relabels_the_page(page):
     shot(page, "train-zh")
     page.click("#lang-select label:has-text('English')")
     wait_text(page, "#tab-model-button", "Model")
+
+
+def test_runs_tab_resume_evaluate_export(page):
+    """The stopped run resumes from its checkpoint; the evaluation table fills; a GGUF file is exported."""
+    page.goto(page.url)                     # a fresh page: the language switch before left the run lists empty
+    page.wait_for_selector("#tab-runs-button")
+    page.click("#tab-runs-button")
+    page.click("#runs-refresh")
+    wait_text(page, "#runs-table", "Stopped", "stopped")
+    page.click("#runs-resume-btn")
+    wait_text(page, "#runs-action-status", "Resuming")
+    assert "from step" in text_of(page, "#runs-action-status")
+    shot(page, "runs-resume")
+    page.click("#tab-train-button")
+    wait_text(page, "#train-status", "Resuming", "Training")
+    page.click("#stop-btn")
+    wait_text(page, "#train-status", "Stopped", timeout=120_000)
+
+    page.click("#tab-runs-button")
+    page.click("#runs-eval-btn")
+    wait_text(page, "#runs-eval-csv", "csv", timeout=300_000)      # the file name is split in spans
+    table = text_of(page, "#runs-eval-table")
+    assert "base" in table and "Aurora" in table            # the held-out demo questions, answered
+    shot(page, "runs-evaluate")
+
+    page.click("#runs-export-kind label:has-text('GGUF f16')")
+    page.click("#runs-export-other")
+    wait_text(page, "#runs-action-status", "Written:", timeout=120_000)
+    assert ".gguf" in text_of(page, "#runs-action-status")
+    shot(page, "runs-export")

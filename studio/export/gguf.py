@@ -1,0 +1,145 @@
+"""A merged Llama-family model as one GGUF file (f16 or q8_0) for llama.cpp and Ollama.
+
+Written with the ``gguf`` package's ``GGUFWriter`` the way llama.cpp's own converter writes Llama:
+tensor names from ``gguf.get_tensor_name_map``, the query/key weights permuted to llama.cpp's rotary
+layout (transformers' GGUF loader undoes it), 1-D tensors (norms) kept in float32, q8_0 blocks made by
+``gguf.quants.quantize``. The byte-level BPE tokenizer goes in as ``gpt2`` tokens and merges with the
+chat template trained with. Verified by reading the file back with transformers' own GGUF loader
+(``from_pretrained(folder, gguf_file=...)``), see tests/test_export_gguf.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .files import ExportError, check_free_space, side_path
+
+LLAMA_FAMILY = {"llama", "mistral"}
+TYPES = ("f16", "q8_0", "f32")
+
+
+def _permute(w: np.ndarray, heads: int) -> np.ndarray:
+    """llama.cpp's rotary layout for q_proj / k_proj rows (convert_hf_to_gguf's LlamaModel.permute)."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _tokenizer_metadata(writer: Any, tokenizer: Any, template: str) -> None:
+    import gguf
+    backend = json.loads(tokenizer.backend_tokenizer.to_str())
+    model = backend["model"]
+    if model.get("type") != "BPE":
+        raise ExportError("GGUF export supports byte-level BPE tokenizers (Llama 3, SmolLM, Qwen style); this "
+                          f"model's tokenizer is {model.get('type')}. Export the merged model instead.")
+    vocab = tokenizer.get_vocab()
+    size = max(vocab.values()) + 1
+    tokens = [f"[PAD{i}]" for i in range(size)]
+    types = [gguf.TokenType.UNUSED] * size
+    for text, i in vocab.items():
+        tokens[i] = text
+        types[i] = gguf.TokenType.NORMAL
+    for added in tokenizer.added_tokens_decoder.values():
+        i = vocab[added.content]
+        types[i] = gguf.TokenType.CONTROL if added.special else gguf.TokenType.USER_DEFINED
+    merges = [" ".join(m) if isinstance(m, list) else m for m in model.get("merges", [])]
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    for name, setter in (("bos_token_id", writer.add_bos_token_id), ("eos_token_id", writer.add_eos_token_id),
+                         ("pad_token_id", writer.add_pad_token_id)):
+        value = getattr(tokenizer, name, None)
+        if value is not None:
+            setter(int(value))
+    writer.add_add_bos_token(False)
+    writer.add_chat_template(template)
+
+
+def write_gguf(model: Any, tokenizer: Any, template: str, path: Path, kind: str = "f16",
+               progress: Callable[[str], None] = print) -> None:
+    import gguf
+    from gguf.quants import quantize
+
+    cfg = model.config
+    if cfg.model_type not in LLAMA_FAMILY:
+        raise ExportError(f"GGUF export is available for Llama-family models (Llama, SmolLM, Mistral); this run's "
+                          f"base is '{cfg.model_type}'. Export the merged model instead and convert it with llama.cpp.")
+    if kind not in TYPES:
+        raise ExportError(f"Unknown GGUF type '{kind}'; choose one of {', '.join(TYPES)}.")
+    heads, kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name(getattr(cfg, "_name_or_path", "") or "studio-export")
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    rope = getattr(cfg, "rope_parameters", None) or {}
+    theta = rope.get("rope_theta", getattr(cfg, "rope_theta", 10000.0))
+    writer.add_rope_freq_base(float(theta))
+    writer.add_vocab_size(cfg.vocab_size)
+    file_type = {"f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+                 "f32": gguf.LlamaFileType.ALL_F32}[kind]
+    writer.add_file_type(file_type)
+    _tokenizer_metadata(writer, tokenizer, template)
+
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg.num_hidden_layers)
+    tied = bool(getattr(cfg, "tie_word_embeddings", False))
+    state = model.state_dict()
+    progress(f"Writing {len(state)} tensors as {kind}...")
+    for hf_name, tensor in state.items():
+        if tied and hf_name == "lm_head.weight":
+            continue                      # llama.cpp reuses token_embd when there is no output tensor
+        name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if name is None:
+            raise ExportError(f"The tensor {hf_name} has no GGUF name; this model cannot be exported to GGUF.")
+        data = tensor.detach().to(torch.float32).cpu().numpy()
+        if hf_name.endswith("q_proj.weight"):
+            data = _permute(data, heads)
+        elif hf_name.endswith("k_proj.weight"):
+            data = _permute(data, kv_heads)
+        if data.ndim == 1 or kind == "f32":
+            writer.add_tensor(name, data.astype(np.float32))
+        elif kind == "f16":
+            writer.add_tensor(name, data.astype(np.float16))
+        elif data.shape[-1] % 32 == 0:
+            writer.add_tensor(name, quantize(data, gguf.GGMLQuantizationType.Q8_0),
+                              raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        else:                             # q8_0 works in blocks of 32 values along a row
+            writer.add_tensor(name, data.astype(np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def export_gguf(run_dir: str | Path, final: Path, kind: str = "f16", progress: Callable[[str], None] = print) -> Path:
+    from ..model_sources import config_facts, resolve_source
+    from ..training.run_folder import RunFolder
+    from .merge import merged_model
+
+    cfg = RunFolder(run_dir).config()
+    facts = config_facts(resolve_source(cfg.model.source, cfg.model.trust_remote_code))
+    per_param = {"f16": 2, "q8_0": 1.07, "f32": 4}.get(kind, 2)
+    check_free_space(final.parent, int((facts.get("num_params") or 0) * per_param), "the GGUF file")
+    with side_path(final) as partial:
+        progress(f"Merging the adapter of {Path(run_dir).name} (float32, for an exact conversion)...")
+        model, tokenizer, template = merged_model(run_dir, torch.float32)
+        write_gguf(model, tokenizer, template, partial, kind, progress)
+    return final
+
+
+def modelfile_lines(gguf_path: Path) -> list[str]:
+    """An Ollama Modelfile for the file: Ollama reads the chat template from the GGUF's metadata."""
+    return [f"FROM {Path(gguf_path).resolve()}", "PARAMETER temperature 0"]

@@ -1,0 +1,80 @@
+"""Push a run's adapter or merged model to the Hugging Face Hub (a private repository by default).
+
+Without a token, or offline, the answer is a plain sentence saying so and what to do; nothing is
+uploaded half: the folder is made complete locally first, then handed to ``HfApi.upload_folder``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from .files import ExportError
+
+
+def _token(token: str | None) -> str:
+    if token:
+        return token
+    env = os.environ.get("HF_TOKEN", "").strip()
+    if env:
+        return env
+    try:
+        from huggingface_hub import get_token
+        saved = get_token()
+    except Exception:
+        saved = None
+    if not saved:
+        raise ExportError("No Hugging Face token is set, so nothing can be pushed. Create a token with write "
+                          "access at https://huggingface.co/settings/tokens and pass it with --token, set HF_TOKEN, "
+                          "or run `hf auth login` once.")
+    return saved
+
+
+def _offline() -> bool:
+    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def push_run(run_dir: str | Path, what: str, repo_id: str, token: str | None = None, private: bool = True,
+             progress: Callable[[str], None] = print) -> str:
+    """Upload the run's portable adapter folder or its merged model to ``repo_id``; returns its URL."""
+    from ..model_sources import looks_like_hub_id
+    if what not in ("adapter", "merged"):
+        raise ExportError("Only the adapter or the merged model can be pushed to the Hub.")
+    if not looks_like_hub_id(repo_id):
+        raise ExportError(f"'{repo_id}' is not a Hub repository name; use the form your-name/model-name.")
+    token = _token(token)
+    if _offline():
+        raise ExportError("This computer is set to work offline (HF_HUB_OFFLINE=1), so nothing can be pushed. "
+                          "Unset HF_HUB_OFFLINE when you are online, then push again.")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / what
+        if what == "adapter":
+            from .adapter import portable_adapter_folder
+            portable_adapter_folder(run_dir, folder)
+        else:
+            from .merge import export_merged
+            export_merged(run_dir, folder, "auto", progress=progress)
+        progress(f"Uploading to {repo_id} ({'private' if private else 'public'})...")
+        try:
+            from huggingface_hub import HfApi
+            api = HfApi(token=token)
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            api.upload_folder(folder_path=str(folder), repo_id=repo_id,
+                              commit_message=f"Upload {what} of {Path(run_dir).name}")
+        except Exception as e:
+            raise ExportError(_explain(e, repo_id)) from None
+    return f"https://huggingface.co/{repo_id}"
+
+
+def _explain(exc: BaseException, repo_id: str) -> str:
+    text = str(exc)
+    name = type(exc).__name__
+    if "401" in text or "403" in text or "Unauthorized" in text or "Forbidden" in text:
+        return (f"The Hub refused the token for {repo_id} ({text.splitlines()[0][:160]}). Use a token with write "
+                "access to that namespace.")
+    if "Connection" in name or "Timeout" in name or "resolve" in text.lower() or "Offline" in name:
+        return "The Hugging Face Hub cannot be reached (no internet connection?). Nothing was pushed; try again online."
+    return f"The push to {repo_id} failed: {text.splitlines()[0][:200] if text else name}."

@@ -1,0 +1,33 @@
+"""One entry point for every export of a run (the CLI's `studio export` and the Runs tab).
+
+    export_run(run_dir, "adapter" | "merged" | "gguf", dtype="auto", output=None, progress=print) -> Path
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from .files import ExportError, destination
+
+KINDS = ("adapter", "merged", "gguf")
+
+
+def export_run(run_dir: str | Path, to: str, dtype: str = "auto", output: str | Path | None = None,
+               progress: Callable[[str], None] = print, original: bool = False) -> Path:
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ExportError(f"{run_dir} is not a run folder (it has no config.yaml).")
+    if to == "adapter":
+        from .adapter import export_adapter_zip
+        final = destination(run_dir, "adapter", ".zip", output)
+        progress(f"Zipping the adapter of {run_dir.name}...")
+        return export_adapter_zip(run_dir, final)
+    if to == "merged":
+        from .merge import export_merged
+        return export_merged(run_dir, destination(run_dir, "merged", "", output), dtype, original, progress)
+    if to == "gguf":
+        from .gguf import export_gguf
+        kind = dtype if dtype in ("f16", "q8_0", "f32", "bf16") else "f16"
+        return export_gguf(run_dir, destination(run_dir, kind, ".gguf", output), kind, progress)
+    raise ExportError(f"Unknown export '{to}'; choose one of {', '.join(KINDS)}.")

@@ -1,0 +1,61 @@
+"""Extend a finished run: a new run folder whose LoRA starts from the old run's adapter.
+
+    cfg, origin = plan_extend(run_dir, max_steps=50)
+    get_manager().start(cfg, init_adapter=Path(run_dir) / "adapter", origin=origin)
+
+The optimizer and schedule start fresh (the old run's schedule has ended); the new run's
+``fingerprint.json`` records ``extended_from`` (the old folder, its steps and adapter), so the chain of
+runs can be followed back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from ..config import StudioConfig, merge
+from .resume import ResumeError
+from .run_folder import RunFolder
+
+
+def load_adapter_weights(peft_model: Any, adapter_dir: str | Path) -> None:
+    """Copy a saved adapter's LoRA weights into ``peft_model`` (built with the same LoRA settings)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    path = Path(adapter_dir) / "adapter_model.safetensors"
+    if not path.is_file():
+        raise ResumeError(f"There is no adapter to start from in {adapter_dir}.")
+    result = set_peft_model_state_dict(peft_model, load_file(str(path)))
+    missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    if missing:
+        raise ResumeError(f"The adapter in {adapter_dir} does not fit this model's LoRA layers "
+                          f"(for example {missing[0]}); extend with the run's own LoRA settings.")
+
+
+def plan_extend(run_dir: str | Path, max_steps: int | None = None, epochs: float | None = None,
+                output_dir: str | None = None) -> tuple[StudioConfig, dict]:
+    """The config of the extension (the old run's, with the new length) and its origin record."""
+    run = RunFolder(run_dir)
+    if not run.config_path.is_file():
+        raise ResumeError(f"{run.path} is not a run folder (it has no config.yaml).")
+    if not run.has_adapter():
+        raise ResumeError(f"The run {run.name} has no saved adapter to extend. Resume it instead, "
+                          "or start a new run.")
+    if not max_steps and not epochs:
+        raise ResumeError("Say how much longer to train: a number of steps (--max-steps) or of epochs (--epochs).")
+    cfg = run.config()
+    training: dict[str, Any] = {"max_steps": int(max_steps or 0), "output_dir": output_dir or ""}
+    if epochs:
+        training["epochs"] = float(epochs)
+    name = f"{cfg.name or run.name}-extended"
+    cfg = merge(cfg, {"training": training, "name": name}).validate()
+    state = run.read_state() or {}
+    origin = {"extended_from": {"run_dir": str(run.path.resolve()), "name": run.name,
+                                "steps": state.get("step"), "adapter": str(run.adapter_dir.resolve())}}
+    return cfg, origin
+
+
+def with_output(cfg: StudioConfig, output_dir: str) -> StudioConfig:
+    return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, output_dir=output_dir))

@@ -1,0 +1,261 @@
+"""Resume a run from its last complete checkpoint, and what a run folder records so it can be repeated.
+
+    plan = plan_resume(run_dir)                       # raises ResumeError with a plain message
+    get_manager().start(plan.cfg, run_dir=run_dir, tokenizer=plan.tokenizer, data=plan.data,
+                        resume_from=plan.checkpoint)
+
+A fresh run writes ``fingerprint.json`` next to its config: a hash of the prepared data (the exact
+token ids and loss masks, so a changed file, template or max length all show), the row counts, the
+chat template, the seed, the training-relevant settings, the package versions and the device.
+Resuming re-prepares the data and compares: a changed file or setting is refused with a message that
+names what differs, because the restored optimizer and data order would silently mean something else.
+
+Checkpoints are the trainer's own (``checkpoints/checkpoint-N``: the LoRA weights, optimizer,
+scheduler, RNG and trainer state, never the base model). A callback marks each one complete once the
+trainer has written all of it (``COMPLETE_MARK``); one without the mark was cut off mid-write and is
+removed with a note instead of being loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import platform
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from ..config import StudioConfig
+from .run_folder import RunFolder
+
+FINGERPRINT = "fingerprint.json"
+COMPLETE_MARK = "studio-complete.json"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+# Settings that do not change what is learned (where output goes, how often it is logged or saved,
+# which kernels compute the same maths, how answers are generated afterwards).
+IGNORED_SETTINGS = {"name", "training.output_dir", "training.logging_steps", "training.eval_steps",
+                    "training.save_steps", "training.gradient_checkpointing", "training.attention",
+                    "training.fused_kernels", "model.trust_remote_code"}
+IGNORED_SECTIONS = {"generation"}
+
+
+class ResumeError(ValueError):
+    """This run cannot be resumed (or extended); the message says why and what to do."""
+
+
+# ---- what a run records ----------------------------------------------------------------------
+
+def data_hash(data: Any) -> str:
+    """sha256 of the prepared rows (token ids and loss masks, training then validation rows)."""
+    h = hashlib.sha256()
+    for part, rows in (("train", data.train), ("validation", data.validation)):
+        h.update(part.encode())
+        for r in rows:
+            h.update(json.dumps([list(r.input_ids), list(r.labels)], separators=(",", ":")).encode())
+    return h.hexdigest()
+
+
+def relevant_settings(cfg: StudioConfig) -> dict:
+    """The flat ``section.field -> value`` settings that change what a run learns."""
+    out = {}
+    for section, values in cfg.to_dict().items():
+        if section in IGNORED_SECTIONS:
+            continue
+        if not isinstance(values, dict):
+            if section not in IGNORED_SETTINGS:
+                out[section] = values
+            continue
+        for name, value in values.items():
+            key = f"{section}.{name}"
+            if key not in IGNORED_SETTINGS:
+                out[key] = value
+    return out
+
+
+def settings_hash(cfg: StudioConfig) -> str:
+    return hashlib.sha256(json.dumps(relevant_settings(cfg), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def package_versions() -> dict:
+    from importlib import metadata
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes", "datasets", "gguf"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def device_description() -> dict:
+    import torch
+    if torch.cuda.is_available():
+        return {"device": "cuda", "name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count()}
+    return {"device": "cpu", "name": platform.processor() or platform.machine(), "os": platform.platform()}
+
+
+def make_fingerprint(cfg: StudioConfig, data: Any, extra: dict | None = None) -> dict:
+    return {"data_hash": data_hash(data), "train_rows": len(data.train), "validation_rows": len(data.validation),
+            "data_source": cfg.data.file, "template": data.template_name, "chat_template": data.chat_template,
+            "seed": cfg.training.seed, "settings_hash": settings_hash(cfg), "settings": relevant_settings(cfg),
+            "versions": package_versions(), "device": device_description(),
+            "created": _dt.datetime.now().isoformat(timespec="seconds"), **(extra or {})}
+
+
+def write_fingerprint(run: RunFolder, fp: dict) -> None:
+    path = run.path / FINGERPRINT
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(fp, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_fingerprint(run_dir: str | Path) -> dict | None:
+    try:
+        return json.loads((Path(run_dir) / FINGERPRINT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def setting_differences(before: dict, now: dict) -> list[str]:
+    """'lora.r: 8 then, 16 now' for each relevant setting that differs."""
+    out = []
+    for key in sorted(set(before) | set(now)):
+        a, b = before.get(key), now.get(key)
+        if a != b:
+            out.append(f"{key}: {_show(a)} then, {_show(b)} now")
+    return out
+
+
+# ---- checkpoints ------------------------------------------------------------------------------
+
+class CompleteCheckpointMark(TrainerCallback):
+    """Marks a checkpoint folder complete once the trainer has written every file of it."""
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            (folder / COMPLETE_MARK).write_text(json.dumps({"step": state.global_step}), encoding="utf-8")
+
+
+def checkpoints(run: RunFolder) -> list[tuple[int, Path]]:
+    """(step, folder) of every checkpoint folder, oldest first, complete or not."""
+    root = run.checkpoints_dir
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
+    return sorted(found)
+
+
+def is_complete(folder: Path) -> bool:
+    from ..weights_check import damaged_files
+    if not (folder / COMPLETE_MARK).is_file() or not (folder / "trainer_state.json").is_file():
+        return False
+    return not damaged_files(folder)
+
+
+def last_complete_checkpoint(run: RunFolder, remove_incomplete: bool = False) -> tuple[Path | None, list[str]]:
+    """The newest complete checkpoint and notes on the incomplete ones skipped (removed when asked:
+    they can never be loaded, and the trainer's rotation would otherwise count them)."""
+    notes = []
+    for step, folder in reversed(checkpoints(run)):
+        if is_complete(folder):
+            return folder, notes
+        notes.append(f"The checkpoint at step {step} is incomplete (the run was cut off while writing it); "
+                     "it was skipped" + (" and removed." if remove_incomplete else "."))
+        if remove_incomplete:
+            shutil.rmtree(folder, ignore_errors=True)
+    return None, notes
+
+
+def checkpoint_step(folder: Path) -> int:
+    return int(_CHECKPOINT.match(folder.name).group(1))
+
+
+# ---- the plan of a resume ----------------------------------------------------------------------
+
+@dataclass
+class ResumePlan:
+    run: RunFolder
+    cfg: StudioConfig
+    checkpoint: Path
+    step: int
+    tokenizer: Any
+    data: Any
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_resume(run_dir: str | Path, tokenizer: Any = None, data: Any = None) -> ResumePlan:
+    """Check that ``run_dir`` can be resumed and prepare what the job needs; raise ``ResumeError`` if not.
+
+    The data is prepared again from the config (the same file, template and split seed) and must hash
+    the same as when the run started; the run's config.yaml must not have changed in a setting that
+    matters. Neither check loads the model."""
+    run = RunFolder(run_dir)
+    if not run.config_path.is_file():
+        raise ResumeError(f"{run.path} is not a run folder (it has no config.yaml).")
+    cfg = run.config()
+    state = run.read_state() or {}
+    if state.get("state") == "done":
+        raise ResumeError(f"The run {run.name} already finished all its steps; nothing is left to resume. "
+                          "Use Extend (`studio train --extend RUN_DIR --max-steps N`) to train it further.")
+    fp = read_fingerprint(run.path)
+    if fp is None:
+        raise ResumeError(f"The run {run.name} has no {FINGERPRINT} (it was made before runs recorded their data "
+                          "and settings), so a resume could not be checked. Start it again instead.")
+    diffs = setting_differences(fp.get("settings", {}), relevant_settings(cfg))
+    if diffs:
+        raise ResumeError(f"The settings of {run.name} changed since it started, so it cannot be resumed: "
+                          + "; ".join(diffs) + ". Put them back, or start a new run with the new settings.")
+    folder, notes = last_complete_checkpoint(run, remove_incomplete=True)
+    if folder is None:
+        raise ResumeError(f"The run {run.name} has no complete checkpoint to resume from"
+                          + (f" ({' '.join(notes)})" if notes else "")
+                          + ". Start it again; it will save checkpoints as it goes.")
+    if tokenizer is None:
+        from .. import models
+        tokenizer = models.load_tokenizer(cfg.model)
+    if data is None:
+        from ..data.pipeline import prepare
+        data = prepare(cfg.data, tokenizer, cfg.training.seed)
+    now = data_hash(data)
+    if now != fp.get("data_hash"):
+        counts = (f"{fp.get('train_rows')} training and {fp.get('validation_rows')} validation rows then, "
+                  f"{len(data.train)} and {len(data.validation)} now")
+        raise ResumeError(f"The training data of {run.name} ({cfg.data.file}) is not what the run started with "
+                          f"({counts}; the prepared text or tokens differ). Resuming would continue on other data. "
+                          "Restore the original file, or start a new run on the new data.")
+    return ResumePlan(run, cfg, folder, checkpoint_step(folder), tokenizer, data, notes)
+
+
+def trim_metrics(run: RunFolder, step: int) -> None:
+    """Drop the metric rows logged after ``step`` (the resumed run logs those steps again)."""
+    path = run.metrics_path
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue                 # a half-written last line of a crash
+        if int(row.get("step", 0)) <= step:
+            kept.append(line)
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    tmp.replace(path)
+
+
+def replace_settings(cfg: StudioConfig, **training: Any) -> StudioConfig:
+    return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, **training))

@@ -1,0 +1,56 @@
+"""The evaluation table for two runs of one tiny base: base and each run answered greedy, eval.jsonl
+in each run folder, the same answers as chatting with each run alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from test_export import train_run
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, tiny_dir):
+    root = tmp_path_factory.mktemp("eval")
+    return train_run(root, tiny_dir, "a", steps=4), train_run(root, tiny_dir, "b", steps=15)
+
+
+def test_evaluation_table_for_two_runs(two_runs, tmp_path, capsys):
+    from studio.cli import main
+    from studio.config import GenerationConfig
+    from studio.inference import ChatSession
+
+    a, b = two_runs
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"prompt": "What is the warranty?", "reference": "Two years."}) + "\n" +
+                       json.dumps({"question": "Does it ship to Canada?"}) + "\n")
+    assert main(["eval", "--runs", str(a), str(b), "--prompts", str(prompts), "--max-new-tokens", "10",
+                 "--csv", str(tmp_path / "t.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "[2/2] Does it ship to Canada?" in out and "reference: Two years." in out
+    rows_a = [json.loads(x) for x in (a / "eval.jsonl").read_text().splitlines()]
+    rows_b = [json.loads(x) for x in (b / "eval.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in rows_a] == ["What is the warranty?", "Does it ship to Canada?"]
+    assert rows_a[0]["base_answer"] == rows_b[0]["base_answer"]
+    assert (tmp_path / "t.csv").read_text().splitlines()[0] == "prompt,reference,base,a,b"
+    # Each run's answer is what that run gives alone (the adapter switch really switched).
+    greedy = GenerationConfig(max_new_tokens=10, temperature=0.0, repetition_penalty=1.0)
+    for run, rows in ((a, rows_a), (b, rows_b)):
+        alone = ChatSession.from_run(run, generation=greedy)
+        assert [alone.reply(None, r["prompt"]) for r in rows] == [r["answer"] for r in rows]
+        assert [alone.reply(None, r["prompt"], use_adapter=False) for r in rows] == [r["base_answer"] for r in rows]
+    assert any(ra["answer"] != rb["answer"] for ra, rb in zip(rows_a, rows_b))
+
+
+def test_bad_prompt_files_are_named(tmp_path):
+    from studio.evaluation import EvalError, load_prompts
+
+    assert load_prompts(None)[0]["prompt"].startswith("How much would an Aurora Pro")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "ok"}\nnot json\n')
+    with pytest.raises(EvalError, match="Line 2 of"):
+        load_prompts(bad)
+    csv_file = tmp_path / "p.csv"
+    csv_file.write_text("question,answer\nHi?,Hello.\n")
+    assert load_prompts(csv_file) == [{"prompt": "Hi?", "reference": "Hello."}]

@@ -1,0 +1,40 @@
+"""GGUF export on a tiny Llama: read back by transformers' own GGUF loader, an independent reader, the
+f16 file answers exactly like the merged model; q8_0 stays close."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from test_export import PROMPTS, greedy, train_run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_dir):
+    return train_run(tmp_path_factory.mktemp("gguf"), tiny_dir)
+
+
+@pytest.mark.parametrize("kind", ["f16", "q8_0"])
+def test_gguf_round_trip_through_transformers_loader(run_dir, tmp_path, kind):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from studio.export.gguf import export_gguf, modelfile_lines
+    from studio.export.merge import merged_model
+
+    path = export_gguf(run_dir, tmp_path / f"model-{kind}.gguf", kind, progress=lambda m: None)
+    assert path.is_file() and not (tmp_path / f"model-{kind}.gguf.partial").exists()
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(tmp_path, gguf_file=path.name)
+    merged, merged_tok, template = merged_model(run_dir, torch.float32)
+    assert tok.chat_template == template
+    text = "Hello, how are you today? 0123456789"
+    assert tok(text)["input_ids"] == merged_tok(text)["input_ids"]
+    for prompt in PROMPTS:
+        want, want_logits = greedy(merged, merged_tok, template, prompt)
+        got, got_logits = greedy(loaded, tok, template, prompt)
+        if kind == "f16":
+            assert got == want
+            torch.testing.assert_close(got_logits, want_logits, rtol=0, atol=5e-2)
+        else:
+            assert (got_logits - want_logits).abs().max() < 0.2
+    assert modelfile_lines(path)[0] == f"FROM {path.resolve()}"

@@ -1,0 +1,53 @@
+"""The Runs tab's actions on real tiny runs through the app's own handlers: settings that differ,
+evaluation rows streamed, export, "Use these settings", and a refused resume shown as a message."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+
+from test_export import train_run
+
+
+@pytest.fixture()
+def app_and_runs(tmp_path, tiny_dir, studio_home):
+    from studio.config import StudioConfig
+    from studio.ui.app import AppOptions, build_app
+    from studio.ui.services import Services
+
+    a = train_run(tmp_path, tiny_dir, "a", steps=3)
+    b = train_run(tmp_path, tiny_dir, "b", steps=5)
+    demo = build_app(AppOptions(config=StudioConfig()), services=Services())
+    fns = {f.api_name: f.fn for f in demo.fns.values() if f.api_name}
+    return demo, fns, str(a), str(b)
+
+
+def test_runs_tab_actions(app_and_runs, tmp_path, monkeypatch):
+    demo, fns, a, b = app_and_runs
+    diff = fns["run_differences"]([a, b], "en")
+    assert list(diff.columns) == ["setting", "a", "b"]
+    assert dict(zip(diff["setting"], diff["b"]))["training.max_steps"] == "5"
+    assert "lora.r" not in set(diff["setting"])                   # the same in both: not shown
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "What is the warranty?", "reference": "Two years."}\n{"prompt": "Hi?"}\n')
+    outs = list(fns["evaluate_runs"]([a, b], str(prompts), "en"))
+    assert len(outs) == 3 and len(outs[0][0]) == 1 and len(outs[1][0]) == 2      # rows streamed one by one
+    table, csv = outs[-1]
+    assert list(table.columns) == ["prompt", "reference", "base", "a", "b"] and csv.endswith("eval.csv")
+
+    path, status = fns["export_run"](a, "gguf-f16", "en")
+    assert path.endswith(".gguf") and "Written:" in status
+    path2, _ = fns["export_run"](a, "gguf-f16", "en")
+    assert path2 != path                                            # the earlier export is kept
+
+    outs = fns["use_run_settings"](b, "en")
+    assert "Settings tabs" in outs[0]
+    bind = demo.studio_ctx.bind
+    values = {spec_input: out for spec_input, out in zip(bind.inputs, outs[1:])}
+    assert any(isinstance(v, dict) and v.get("value") == 5 for v in values.values())   # max_steps 5
+
+    warnings = []
+    monkeypatch.setattr(gr, "Warning", lambda msg, **kw: warnings.append(msg))
+    assert fns["resume_run"](a, "en") == gr.skip()
+    assert "already finished" in warnings[-1]
