@@ -97,6 +97,7 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
         model.load_adapter(str(r.adapter_dir), adapter_name=_adapter_name(r.name))
         adapters[r.name] = _adapter_name(r.name)
     files = {r.name: open(r.path / "eval.jsonl.partial", "w", encoding="utf-8") for r in runs}
+    answered = 0
     try:
         for item in prompts:
             if stop is not None and stop.is_set():
@@ -110,6 +111,7 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
                                                 "answer": row[r.name], "base_answer": row["base"]},
                                                ensure_ascii=False) + "\n")
                 files[r.name].flush()
+            answered += 1
             yield row
     finally:
         model.set_adapter(first_adapter)
@@ -118,7 +120,12 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
                 model.delete_adapter(adapters[name])
         for r in runs:
             files[r.name].close()
-            (r.path / "eval.jsonl.partial").replace(r.path / "eval.jsonl")
+            partial = r.path / "eval.jsonl.partial"
+            # eval.jsonl holds the last complete evaluation: a stopped one shows its rows, keeps none.
+            if answered == len(prompts):
+                partial.replace(r.path / "eval.jsonl")
+            else:
+                partial.unlink(missing_ok=True)
 
 
 def _adapter_name(run_name: str) -> str:

@@ -54,3 +54,22 @@ def test_bad_prompt_files_are_named(tmp_path):
     csv_file = tmp_path / "p.csv"
     csv_file.write_text("question,answer\nHi?,Hello.\n")
     assert load_prompts(csv_file) == [{"prompt": "Hi?", "reference": "Hello."}]
+
+
+def test_a_stopped_evaluation_keeps_the_last_complete_one(two_runs):
+    import threading
+
+    from studio.evaluation import evaluate
+
+    a, _ = two_runs
+    prompts = [{"prompt": "What is the warranty?"}, {"prompt": "Does it ship to Canada?"},
+               {"prompt": "Can I return it?"}]
+    list(evaluate([a], prompts[:1], max_new_tokens=5))          # a complete evaluation of one prompt
+    before = (a / "eval.jsonl").read_text()
+    stop = threading.Event()
+    rows = []
+    for row in evaluate([a], prompts, max_new_tokens=5, stop=stop):
+        rows.append(row)
+        stop.set()                                               # the Stop button after the first answer
+    assert len(rows) == 1
+    assert (a / "eval.jsonl").read_text() == before and not (a / "eval.jsonl.partial").exists()

@@ -56,6 +56,7 @@ class Services:
         self._records: dict[tuple, list[dict]] = {}
         self._reports: dict[tuple, Any] = {}
         self._chat: tuple[str, Any] | None = None      # (run dir, ChatSession): one model in memory at a time
+        self.eval_stop = threading.Event()               # the Runs tab's Stop for a running evaluation
 
     # ---- device and model ---------------------------------------------------------------
     def device(self) -> dict:
@@ -374,7 +375,8 @@ class Services:
         _release_memory()
         # The answer length chat uses for the first run (its generation settings).
         first = self.run_config(paths_[0]).generation.max_new_tokens if paths_ else 200
-        return evaluate(list(paths_), prompts, max_new_tokens=first)
+        self.eval_stop.clear()
+        return evaluate(list(paths_), prompts, max_new_tokens=first, stop=self.eval_stop)
 
     # ---- chat ---------------------------------------------------------------------------
     @staticmethod

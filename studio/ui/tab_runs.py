@@ -32,7 +32,10 @@ def build(ctx) -> SimpleNamespace:
             ui.eval_prompts = L.make(gr.File, label="runs.eval_prompts", file_types=[".jsonl", ".csv", ".tsv"],
                                      elem_id="runs-eval-prompts", scale=2)
             with gr.Column(scale=1):
-                ui.eval_btn = L.make(gr.Button, text="runs.evaluate", elem_id="runs-eval-btn")
+                with gr.Row():
+                    ui.eval_btn = L.make(gr.Button, text="runs.evaluate", elem_id="runs-eval-btn")
+                    ui.eval_stop_btn = L.make(gr.Button, text="runs.eval_stop", variant="stop",
+                                              elem_id="runs-eval-stop-btn")
                 ui.eval_csv = L.make(gr.File, label="runs.eval_csv", interactive=False, elem_id="runs-eval-csv")
         ui.eval_table = L.make(gr.Dataframe, label="runs.eval_table", interactive=False, wrap=True, max_height=480,
                                elem_id="runs-eval-table")
@@ -113,6 +116,8 @@ def wire(ctx) -> None:
 
     ui.eval_btn.click(evaluate, [ui.select, ui.eval_prompts, ctx.lang], [ui.eval_table, ui.eval_csv],
                       api_name="evaluate_runs", **GPU)
+    # Not queued behind the evaluation it stops: the table keeps the rows answered so far.
+    ui.eval_stop_btn.click(lambda: svc.eval_stop.set(), None, None, queue=False, api_name="stop_evaluation")
 
     @guarded(1)
     def resume(path, lang):
