@@ -273,7 +273,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "runs.eval_prompts": ("Evaluation prompts (JSONL/CSV; empty = held-out demo questions)",
                           "评估提示（JSONL/CSV；留空 = 演示留出问题）"),
     "runs.evaluate": ("Evaluate selected runs", "评估所选运行"),
-    "runs.eval_stop": ("Stop", "停止"),
+    "runs.eval_stop": ("Stop evaluating", "停止评估"),
     "runs.eval_table": ("Answers: base and each run (greedy)", "回答：基础模型与各运行（贪心解码）"),
     "runs.eval_csv": ("Evaluation table (CSV)", "评估表（CSV）"),
     "runs.col_state": ("State", "状态"),
