@@ -93,7 +93,7 @@ def write_rows(folder: Path, length: int, vocab: int, n: int = 16) -> tuple[Path
 
 def estimate(config: dict, s: dict) -> dict:
     from studio.config import DataConfig, LoraConfig, ModelConfig, TrainingConfig
-    from studio.model_sources import config_facts
+    from studio.model_size import config_facts
     from studio.models import estimate_memory
 
     f = config_facts(config)

@@ -255,46 +255,6 @@ def check_remote_code(config: dict, name: str, trust_remote_code: bool) -> None:
                          "Tick 'trust remote code' only if you trust the authors.")
 
 
-def _safetensors_params(folder: Path) -> int:
-    """Parameter count from the safetensors headers (8-byte length + JSON), without loading weights."""
-    import struct
-
-    total = 0
-    for f in folder.glob("*.safetensors"):
-        try:
-            with open(f, "rb") as fh:
-                header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
-        except (OSError, ValueError, struct.error):
-            return 0
-        for key, t in header.items():
-            if key != "__metadata__":
-                n = 1
-                for d in t.get("shape", []):
-                    n *= d
-                total += n
-    return total
-
-
-def config_facts(folder: Path | dict) -> dict:
-    """Sizes from a model folder's config.json (or the config itself) alone, without weights: for the
-    memory estimate before a run starts, and before a Hub model is downloaded."""
-    cfg = folder if isinstance(folder, dict) else json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    cfg = {**cfg.get("text_config", {}), **cfg}    # multimodal configs nest the language model
-    pick = lambda *keys: next((int(cfg[k]) for k in keys if isinstance(cfg.get(k), (int, float))), 0)  # noqa: E731
-    h = pick("hidden_size", "n_embd", "d_model")
-    layers = pick("num_hidden_layers", "n_layer", "num_layers")
-    vocab = pick("vocab_size")
-    inter = pick("intermediate_size", "n_inner", "ffn_dim") or 4 * h
-    from .model_size import size_facts
-    size = size_facts(cfg)       # exact, from the architecture built on the meta device
-    weights = 0 if isinstance(folder, dict) else _safetensors_params(Path(folder))
-    params = (size or {}).get("total") or weights or (12 * layers * h * h + vocab * h)
-    tied = size["tied"] if size else bool(cfg.get("tie_word_embeddings", True))
-    return {"num_params": params, "hidden_size": h, "num_layers": layers, "vocab_size": vocab,
-            "intermediate_size": inter, "context_length": pick("max_position_embeddings", "n_positions"),
-            "tied_embeddings": tied, "linear_modules": (size or {}).get("linear_modules", [])}
-
-
 # ---- the Hub ---------------------------------------------------------------------------------
 
 def looks_like_hub_id(source: str) -> bool:

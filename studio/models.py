@@ -18,7 +18,8 @@ from typing import Any, Iterator
 import torch
 
 from .config import ConfigError, DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig, validate
-from .model_sources import (ModelError, config_facts, default_gguf, default_model_dir,  # noqa: F401
+from .model_size import config_facts  # noqa: F401
+from .model_sources import (ModelError, default_gguf, default_model_dir,  # noqa: F401
                             resolve_source)
 
 log = logging.getLogger(__name__)

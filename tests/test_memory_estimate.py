@@ -8,7 +8,7 @@ import pytest
 
 from studio import models
 from studio.config import DataConfig, LoraConfig, ModelConfig, TrainingConfig
-from studio.model_size import size_facts
+from studio.model_size import config_facts, size_facts
 
 # The architectures of the QLoRA articles' models (their config.json values that set the size).
 CONFIGS = {
@@ -46,7 +46,6 @@ def test_layer_names_are_each_architectures_own():
 
 
 def test_config_facts_need_no_weights(tmp_path):
-    from studio.model_sources import config_facts
     (tmp_path / "config.json").write_text(json.dumps(CONFIGS["Mistral-7B"][0]))
     facts = config_facts(tmp_path)                      # no weight file in the folder
     assert facts["num_params"] == pytest.approx(7.24e9, rel=0.01)
@@ -139,7 +138,7 @@ def test_a_hub_models_size_comes_from_its_config_alone(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    facts = ms.config_facts(ms.hub_config("meta-llama/Llama-2-13b-hf"))
+    facts = config_facts(ms.hub_config("meta-llama/Llama-2-13b-hf"))
     assert facts["num_params"] == pytest.approx(13.0e9, rel=0.01)
     assert {f for _, f, _ in fetched} == {"config.json"}        # never a weight file
 

@@ -157,7 +157,8 @@ def test_missing_default_package_says_how_to_install(monkeypatch):
 def test_config_facts_reads_sizes_without_loading(tiny_dir):
     from tiny import tiny_model
 
-    facts = ms.config_facts(tiny_dir)
+    from studio.model_size import config_facts
+    facts = config_facts(tiny_dir)
     model = tiny_model()
     assert facts["num_params"] == sum(p.numel() for p in model.parameters())
     assert facts["hidden_size"] == model.config.hidden_size and facts["num_layers"] == 2

@@ -171,7 +171,8 @@ def _context_warnings(cfg) -> list[str]:
     from ..config import context_warnings
     try:
         from .. import model_sources as ms
-        facts = ms.config_facts(ms.resolve_source(cfg.model.source, cfg.model.trust_remote_code))
+        from ..model_size import config_facts
+        facts = config_facts(ms.resolve_source(cfg.model.source, cfg.model.trust_remote_code))
     except Exception:  # a warning is optional; the run itself reports real problems
         return []
     return context_warnings(cfg, facts.get("context_length"))

@@ -69,7 +69,8 @@ def export_merged(run_dir: str | Path, final: Path, dtype_name: str = "auto", or
                   progress: Callable[[str], None] = print) -> Path:
     dtype = merge_dtype(dtype_name)
     run = RunFolder(run_dir)
-    from ..model_sources import config_facts, resolve_source
+    from ..model_size import config_facts
+    from ..model_sources import resolve_source
     cfg = run.config()
     facts = config_facts(resolve_source(cfg.model.source, cfg.model.trust_remote_code))
     needed = int(facts.get("num_params") or 0) * torch.finfo(dtype).bits // 8

@@ -98,16 +98,17 @@ class Services:
         key = (model_cfg.source, model_cfg.trust_remote_code)
         if key not in self._facts:
             from studio import model_sources as ms
+            from studio.model_size import config_facts
             try:
                 if model_cfg.source == "default" and not ms.is_converted(ms.default_model_dir()):
                     return None   # converting takes a while: only on an explicit load or training
                 if ms.looks_like_hub_id(model_cfg.source) and not Path(model_cfg.source).exists():
                     config = ms.hub_config(model_cfg.source)     # the config alone, never the weights
                     # Not asked again for this id (None too): each widget change redraws the estimate.
-                    self._facts[key] = ms.config_facts(config) if config else None
+                    self._facts[key] = config_facts(config) if config else None
                     return self._facts[key]
                 folder = ms.resolve_source(model_cfg.source, model_cfg.trust_remote_code)
-                self._facts[key] = ms.config_facts(folder)
+                self._facts[key] = config_facts(folder)
             except Exception:  # an estimate is optional; the load button reports real problems
                 return None
         return self._facts[key]
