@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import torch
+from transformers.utils import is_liger_kernel_available
 from trl import SFTConfig
 
 from ..config import StudioConfig
@@ -40,14 +41,6 @@ def _compatible(kwargs: dict) -> dict:
     if "float" not in str(fields["warmup_steps"].type) and "warmup_ratio" in fields:
         out["warmup_ratio"] = out.pop("warmup_steps")
     return {k: v for k, v in out.items() if k in fields}
-
-
-def liger_available() -> bool:
-    try:
-        import liger_kernel  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 # A checkpoint holds only the LoRA weights and their optimizer state (about 3 x 4 bytes per trainable
@@ -87,7 +80,8 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
     elif on_cuda and dtype == torch.float16:
         precision = "fp16"
 
-    liger = bool(t.fused_kernels and on_cuda and liger_available())
+    # The trainer's own test, so the studio asks for Liger exactly when the trainer can apply it.
+    liger = bool(t.fused_kernels and on_cuda and is_liger_kernel_available())
     if t.fused_kernels and on_cuda and not liger:
         notes.append("Fused kernels are on but liger-kernel is not installed (`pip install liger-kernel`); "
                      "training uses the model's own layers.")
