@@ -158,3 +158,16 @@ def test_a_model_that_refuses_an_attention_kernel_keeps_sdpa():
     model = tiny_model(tiny_tokenizer())
     assert set_attention(model, "no-such-kernel") == "sdpa"
     assert model.config._attn_implementation == "sdpa"
+
+
+def test_auto_checkpointing_measures_the_longest_rows():
+    from types import SimpleNamespace
+
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from studio.training.checkpointing import worst_batch
+    rows = [SimpleNamespace(input_ids=[5] * n, labels=[5] * n) for n in (3, 40, 7, 25, 1)]
+    batch, tokens = worst_batch(rows, 2, DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True))
+    assert tokens == 40 + 25 and batch["input_ids"].shape == (1, 65)
+    batch, tokens = worst_batch(rows, 2, DataCollatorForLanguageModeling(pad_token_id=0))
+    assert tokens == 2 * 40                       # padded: both rows at the longest length

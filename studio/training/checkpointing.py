@@ -58,8 +58,9 @@ def memory_budget() -> int:
 
 
 def worst_batch(rows: list, batch_size: int, collator: Any) -> tuple[dict, int]:
-    longest = sorted(rows, key=lambda r: len(r["input_ids"]), reverse=True)[:batch_size]
-    batch = collator(longest)
+    """The ``batch_size`` longest rows (``EncodedRow``s) as the collator batches them, and its tokens."""
+    longest = sorted(rows, key=lambda r: len(r.input_ids), reverse=True)[:batch_size]
+    batch = collator([{"input_ids": list(r.input_ids), "labels": list(r.labels)} for r in longest])
     return batch, int(batch["input_ids"].numel())
 
 

@@ -376,12 +376,11 @@ class TrainingJob:
         metrics_cb = MetricsCallback(self.metrics, self.progress, on_row=self._on_row)
         stop_cb = StopCallback(self._stop)
         from .resume import CompleteCheckpointMark
-        train_rows = encoded_dataset(data.train)
-        trainer = _sft_trainer(peft_model, resolved.args, tokenizer, train_rows,
+        trainer = _sft_trainer(peft_model, resolved.args, tokenizer, encoded_dataset(data.train),
                                encoded_dataset(data.validation) if has_val else None,
                                [metrics_cb, stop_cb, CompleteCheckpointMark(), *self.extra_callbacks],
                                resolved.precision)
-        self._checkpoint_layers(trainer, peft_model, train_rows, resolved, log)
+        self._checkpoint_layers(trainer, peft_model, data.train, resolved, log)
         # The trainer prints each log dict to stdout when progress bars are off; the rows go to
         # metrics.jsonl and train.log instead.
         trainer.remove_callback(PrinterCallback)
@@ -457,10 +456,9 @@ class TrainingJob:
         if resolved.args.use_liger_kernel:     # the trainer would apply them at train(); measure with them
             from transformers.integrations.liger import apply_liger_kernel
             apply_liger_kernel(model, resolved.args.liger_kernel_config)
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         state_bytes = 2 if "8bit" in resolved.optimizer else 8
-        decision = checkpointing.choose(trainer, model, list(rows), self.cfg.training.batch_size,
-                                        trainable * state_bytes)
+        decision = checkpointing.choose(trainer, model, rows, self.cfg.training.batch_size,
+                                        self.info["trainable_params"] * state_bytes)
         self.info["checkpointed_layers"] = decision.layers
         self.info["notes"].append(decision.note)
         log.info(decision.note)
