@@ -92,19 +92,17 @@ def write_rows(folder: Path, length: int, vocab: int, n: int = 16) -> tuple[Path
 
 
 def estimate(config: dict, s: dict) -> dict:
-    from studio.config import DataConfig, LoraConfig, ModelConfig, TrainingConfig
+    from studio.config import StudioConfig
     from studio.model_size import config_facts
-    from studio.models import estimate_memory
+    from studio.models import estimate_from_facts
 
-    f = config_facts(config)
-    return estimate_memory(
-        f["num_params"], ModelConfig(quantization="4bit-nf4" if s["quant"] == "4bit" else "none"),
-        LoraConfig(r=s["r"], alpha=s["alpha"], target_modules=s["targets"]),
-        TrainingConfig(batch_size=s["batch"], grad_accum=s["accum"], optimizer="paged_adamw_8bit",
-                       gradient_checkpointing=s["checkpointing"]),
-        DataConfig(max_length=s["max_length"]), f["hidden_size"], f["num_layers"], vocab_size=f["vocab_size"],
-        intermediate_size=f["intermediate_size"], tied_embeddings=f["tied_embeddings"],
-        device={"device": "cuda", "free_gb": 80.0})
+    cfg = StudioConfig.from_dict({
+        "model": {"quantization": "4bit-nf4" if s["quant"] == "4bit" else "none"},
+        "lora": {"r": s["r"], "alpha": s["alpha"], "target_modules": s["targets"]},
+        "training": {"batch_size": s["batch"], "grad_accum": s["accum"], "optimizer": "paged_adamw_8bit",
+                     "gradient_checkpointing": s["checkpointing"]},
+        "data": {"max_length": s["max_length"]}})
+    return estimate_from_facts(cfg, config_facts(config), device={"device": "cuda", "free_gb": 80.0})
 
 
 def main() -> int:

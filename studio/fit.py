@@ -6,15 +6,11 @@ from __future__ import annotations
 import dataclasses
 
 from .config import StudioConfig
-from .models import estimate_memory
+from .models import estimate_from_facts
 
 
 def _estimate(cfg: StudioConfig, facts: dict, budget_gb: float) -> dict:
-    return estimate_memory(facts["num_params"], cfg.model, cfg.lora, cfg.training, cfg.data, facts["hidden_size"],
-                           facts["num_layers"], vocab_size=facts["vocab_size"],
-                           intermediate_size=facts["intermediate_size"],
-                           tied_embeddings=bool(facts.get("tied_embeddings", False)),
-                           device={"device": "cuda", "free_gb": budget_gb})
+    return estimate_from_facts(cfg, facts, device={"device": "cuda", "free_gb": budget_gb})
 
 
 def _with(cfg: StudioConfig, batch: int, accum: int, checkpointing: str) -> StudioConfig:

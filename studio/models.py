@@ -372,6 +372,14 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
             "free_gb": free, "fits": total <= free, "device": dev.get("device", "cpu"), "lora_params": n_lora}
 
 
+def estimate_from_facts(cfg: StudioConfig, facts: dict, device: dict | None = None) -> dict:
+    """``estimate_memory`` for ``cfg`` with the model sizes of ``model_size.config_facts``."""
+    return estimate_memory(facts["num_params"], cfg.model, cfg.lora, cfg.training, cfg.data, facts["hidden_size"],
+                           facts["num_layers"], vocab_size=facts["vocab_size"],
+                           intermediate_size=facts["intermediate_size"],
+                           tied_embeddings=bool(facts.get("tied_embeddings", False)), device=device)
+
+
 # ---- summary --------------------------------------------------------------------------------------
 
 def quantization_of(model: Any) -> str:

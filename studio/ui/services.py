@@ -117,11 +117,8 @@ class Services:
         facts = self.facts(cfg.model)
         if not facts:
             return None
-        from studio.models import estimate_memory
-        return estimate_memory(facts["num_params"], cfg.model, cfg.lora, cfg.training, cfg.data,
-                               facts["hidden_size"], facts["num_layers"], vocab_size=facts["vocab_size"],
-                               intermediate_size=facts["intermediate_size"],
-                               tied_embeddings=bool(facts.get("tied_embeddings", False)))
+        from studio.models import estimate_from_facts
+        return estimate_from_facts(cfg, facts)
 
     def tokenizer(self, model_cfg: ModelConfig) -> Any:
         key = (model_cfg.source, model_cfg.trust_remote_code)
