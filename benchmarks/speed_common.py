@@ -19,7 +19,6 @@ imports, loading, quantizing and the first step),
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import traceback
@@ -130,10 +129,6 @@ def run_guarded(out: str | Path, spec: dict, case: str, body: Callable[[], None]
         write_result(out, spec, case, None, error=("out of memory: " if oom else "") + f"{type(exc).__name__}: {exc}"[:400],
                      traceback=traceback.format_exc()[-3000:])
         return 1
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0", "false")
 
 
 class Profiler(TrainerCallback):
