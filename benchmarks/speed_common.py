@@ -68,6 +68,7 @@ class StepRecorder(TrainerCallback):
         self.first_step_s: float | None = None
         self._t_step = 0.0
         self._tokens_seen = 0
+        self.outside_allocator = 0
 
     def on_train_begin(self, args, state, control, **kw):
         _sync()
@@ -84,6 +85,11 @@ class StepRecorder(TrainerCallback):
         seen = int(state.num_input_tokens_seen)
         self.tokens.append(seen - self._tokens_seen)
         self._tokens_seen = seen
+        if torch.cuda.is_available():
+            # What the GPU holds beyond PyTorch's allocator: the CUDA context, cuBLAS workspaces and
+            # paged optimizer states (bitsandbytes' unified memory). The card must hold it too.
+            free, total = torch.cuda.mem_get_info()
+            self.outside_allocator = max(self.outside_allocator, total - free - torch.cuda.memory_reserved())
 
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and "loss" in logs and "eval_loss" not in logs:
@@ -115,6 +121,10 @@ def write_result(out: str | Path, spec: dict, case: str, recorder: StepRecorder 
                    first_step_s=recorder.first_step_s)
     if torch.cuda.is_available():
         res.update(peak_memory())
+        if recorder is not None and recorder.outside_allocator:
+            outside = recorder.outside_allocator / 2**30
+            res.update(outside_allocator_gb=round(outside, 3),
+                       peak_device_gb=round(res["peak_reserved_gb"] + outside, 3))
     res.update(extra)
     Path(out).write_text(json.dumps(res))
 
@@ -157,4 +167,5 @@ class Profiler(TrainerCallback):
                 f.write(f"per optimizer step: syncs/copies {syncs}; GPU kernel time {gpu_total:.1f} ms; "
                         f"kernel launches {sum(e.count for e in ka if e.device_type.name == 'CUDA') // steps}\n")
                 f.write(ka.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=70))
+                f.write("\n" + ka.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=70))
             self.prof = None

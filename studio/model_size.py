@@ -31,7 +31,8 @@ def meta_model(config: dict) -> Any:
 
 def size_facts(config: dict) -> dict | None:
     """``total`` parameters, ``embedding`` + ``head`` parameters (never quantized), whether the head
-    is tied to the embedding, and the names of the linear layers LoRA can target."""
+    is tied to the embedding, the names of the linear layers LoRA can target and, per name, the sum of
+    in + out features over the model (``lora_in_out``: LoRA of rank r on those layers adds r x that)."""
     model = meta_model(config)
     if model is None:
         return None
@@ -47,8 +48,14 @@ def size_facts(config: dict) -> dict | None:
             total += p.numel()
     embedding = embed.weight.numel() if embed is not None else 0
     head_params = 0 if (head is None or tied) else head.weight.numel()
+    names = linear_module_names(model)
+    in_out = dict.fromkeys(names, 0)
+    for full, module in model.named_modules():
+        leaf = full.rsplit(".", 1)[-1]
+        if leaf in in_out and module is not head and hasattr(module, "in_features"):
+            in_out[leaf] += module.in_features + module.out_features
     return {"total": total, "embedding": embedding, "head": head_params, "tied": tied,
-            "linear_modules": linear_module_names(model)}
+            "linear_modules": names, "lora_in_out": in_out}
 
 
 def _safetensors_params(folder: Path) -> int:
@@ -86,6 +93,11 @@ def config_facts(folder: Path | dict) -> dict:
               or (0 if isinstance(folder, dict) else _safetensors_params(Path(folder)))   # unknown architecture
               or 12 * layers * h * h + vocab * h)                                         # classic estimate
     tied = size["tied"] if size else bool(cfg.get("tie_word_embeddings", True))
+    heads = pick("num_attention_heads", "n_head", "num_heads")
+    head_dim = pick("head_dim") or (h // heads if heads else 0)
+    kv_width = (pick("num_key_value_heads") or heads) * head_dim or h     # grouped-query attention: narrower k, v
     return {"num_params": params, "hidden_size": h, "num_layers": layers, "vocab_size": vocab,
-            "intermediate_size": inter, "context_length": pick("max_position_embeddings", "n_positions"),
-            "tied_embeddings": tied, "linear_modules": (size or {}).get("linear_modules", [])}
+            "intermediate_size": inter, "kv_width": kv_width,
+            "context_length": pick("max_position_embeddings", "n_positions"),
+            "tied_embeddings": tied, "linear_modules": (size or {}).get("linear_modules", []),
+            "lora_in_out": (size or {}).get("lora_in_out", {})}

@@ -299,9 +299,13 @@ _OPTIMIZER_BYTES = {"adamw_torch": 8, "paged_adamw_32bit": 8, "adamw_8bit": 2, "
 _ATTN = ("q_proj", "k_proj", "v_proj", "o_proj", "query", "key", "value", "dense", "c_attn", "qkv_proj", "out_proj")
 
 
-def _lora_params(lora_cfg: LoraConfig, hidden: int, inter: int, layers: int) -> int:
-    """LoRA adds r x (in + out) per adapted layer; attention layers are h->h, MLP layers h<->intermediate."""
+def _lora_params(lora_cfg: LoraConfig, hidden: int, inter: int, layers: int, in_out: dict | None = None) -> int:
+    """LoRA adds r x (in + out) per adapted layer. ``in_out`` (model_size.size_facts: in + out summed per
+    layer name) makes it exact; without it, attention layers count as h->h and MLP layers as h<->i."""
     targets = lora_cfg.target_modules
+    if in_out:
+        names = in_out if targets == "all-linear" else [t for t in targets if t in in_out]
+        return lora_cfg.r * sum(in_out[n] for n in names)
     if targets == "all-linear":
         per_layer = 4 * 2 * hidden + 3 * (hidden + inter)
     else:
@@ -309,33 +313,42 @@ def _lora_params(lora_cfg: LoraConfig, hidden: int, inter: int, layers: int) -> 
     return lora_cfg.r * per_layer * layers
 
 
-# Bytes per activation value of a layer that is not checkpointed, T x (14h + 6i) values: 16-bit and 4-bit
-# with Liger's kernels and padding-free batches, read off the 8B-shape runs of docs/BENCHMARKS.md (24 GB
-# cap, batch 1, known lengths); 8-bit (bitsandbytes int8 keeps far more) and a float32 CPU from the
-# earlier fit. A checkpointed layer keeps only its input: T x h x _CKPT_BYTES.
-_ACT_BYTES = {"none": 0.85, "4bit-nf4": 0.85, "4bit-fp4": 0.85, "8bit": 2.8}
+# Activation bytes a layer that is not checkpointed keeps per token: 12h + 4kv + 6i (h hidden, kv the
+# width of k and v, i intermediate; with Liger's kernels, 16-bit values), x _ACT_SCALE. Measured on an
+# H100 (docs/BENCHMARKS.md, memory scenarios): 137 KB per token and layer for both Llama-2-7B (MHA) and
+# Llama-3-8B (GQA) shapes, where this formula gives 132 and 139. bitsandbytes int8 keeps far more; a
+# float32 CPU keeps everything in 4 bytes. A checkpointed layer keeps only its input: h x _CKPT_BYTES.
+_ACT_SCALE = {"none": 1.0, "4bit-nf4": 1.0, "4bit-fp4": 1.0, "8bit": 3.3}
 _CKPT_BYTES = {"none": 2.0, "4bit-nf4": 2.0, "4bit-fp4": 2.0, "8bit": 28.0}
 _LOSS_TILE = (4096, 32768)      # TRL's chunked LM head: tokens x vocabulary columns per tile
+# Beyond what PyTorch allocates: the CUDA context, cuBLAS workspaces and loaded kernels (0.9 GB measured
+# outside the allocator, paged optimizer states aside), and the caching allocator's reserve over its
+# peak, which grows with the activations (0.14-1.3 GB measured, up to ~40% of them with checkpointing).
+_GPU_CONTEXT = 0.9e9
+_ALLOCATOR_SLACK = 0.25
 
 
 def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfig, training_cfg: TrainingConfig,
                     data_cfg: DataConfig, hidden_size: int, num_layers: int, *, vocab_size: int = 0,
-                    intermediate_size: int = 0, tied_embeddings: bool = False, device: dict | None = None) -> dict:
-    """A rough but honest estimate (GB) of the memory a LoRA run needs, and whether it fits.
+                    intermediate_size: int = 0, tied_embeddings: bool = False, kv_width: int = 0,
+                    lora_in_out: dict | None = None, device: dict | None = None) -> dict:
+    """A rough but honest estimate (GB) of the memory a LoRA run needs on the card, and whether it fits.
 
-    P parameters, E = vocab x hidden (times 2 unless tied: embeddings and head), h hidden, i intermediate,
-    L layers, T = batch x max length tokens (the worst case: every row at full length):
+    P parameters, E = vocab x hidden (times 2 unless tied: embeddings and head), h hidden, kv the width of
+    k and v, i intermediate, L layers, T = batch x max length tokens (the worst case: every row at full
+    length):
     - weights: 16-bit P x 2 bytes (float32 on a CPU: x 4); 8-bit (P-E) x 1 + E x 2; 4-bit (P-E) x 4.13
       bits (4.5 without double quantization) + E x 2 (embedding and head stay 16-bit, never upcast);
-    - adapters: N = r x L x sum(in + out) over the target layers, x (weight + gradient + optimizer state)
-      bytes: 2 + 2 for a quantized base (TRL keeps its adapters in bf16), 4 + 4 otherwise; plus 8 for
-      Adam, 2 for 8-bit Adam;
-    - activations without checkpointing: T x L x (14h + 6i) x c (_ACT_BYTES; 4 on a CPU); with
-      checkpointing ('on', and 'auto' at its smallest) each layer keeps its input, T x L x h x k, plus
-      one layer being recomputed, T x (14h + 6i) x c;
+    - adapters: N = r x sum(in + out) over the target layers (exact from ``lora_in_out``), x (weight +
+      gradient + optimizer state) bytes: 2 + 2 for a quantized base (TRL keeps its adapters in bf16),
+      4 + 4 otherwise; plus 8 for Adam, 2 for 8-bit Adam;
+    - activations without checkpointing: T x L x (12h + 4kv + 6i) bytes x _ACT_SCALE (4 per value on a
+      CPU); with checkpointing ('on', and 'auto' at its smallest) each layer keeps its input, T x L x h x 2,
+      plus one layer being recomputed;
     - loss: TRL's chunked LM head never builds the logits of the whole vocabulary: one tile of
       4,096 tokens x 32,768 columns in 16-bit, and the answer tokens' hidden states and their gradient;
-    - overhead: 0.75 GB on a GPU (CUDA context, allocator slack), 0.5 GB on a CPU.
+    - overhead: on a GPU the CUDA context (0.9 GB) and the allocator's reserve (a quarter of the
+      activations); 0.5 GB on a CPU.
     Checked against measured peaks in tests/test_memory_estimate.py.
     """
     dev = device or device_info()
@@ -350,20 +363,20 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
         bits = 4 + (0.127 if model_cfg.double_quant else 0.5)
         weights = (num_params - embed) * bits / 8 + embed * 2
     inter = intermediate_size or 4 * hidden_size
-    n_lora = _lora_params(lora_cfg, hidden_size, inter, num_layers)
+    n_lora = _lora_params(lora_cfg, hidden_size, inter, num_layers, lora_in_out)
     adapter_bytes = 4 if quant != "none" else 8
     adapters = n_lora * (adapter_bytes + _OPTIMIZER_BYTES.get(training_cfg.optimizer, 8))
     tokens = training_cfg.batch_size * data_cfg.max_length
-    per_layer = 14 * hidden_size + 6 * inter
-    act = _ACT_BYTES.get(quant, 0.85) if on_gpu else 4.0
+    per_layer = (12 * hidden_size + 4 * (kv_width or hidden_size) + 6 * inter) * (
+        _ACT_SCALE.get(quant, 1.0) if on_gpu else 2.0)
     if training_cfg.gradient_checkpointing != "off":     # 'auto' needs at least this much
         kept = _CKPT_BYTES.get(quant, 2.0) if on_gpu else 4.0
-        activations = tokens * (num_layers * hidden_size * kept + per_layer * act)
+        activations = tokens * (num_layers * hidden_size * kept + per_layer)
     else:
-        activations = tokens * num_layers * per_layer * act
+        activations = tokens * num_layers * per_layer
     value_bytes = 2 if on_gpu else 4
     logits = (min(tokens, _LOSS_TILE[0]) * min(vocab_size, _LOSS_TILE[1]) + 2 * tokens * hidden_size) * value_bytes
-    overhead = 0.75e9 if on_gpu else 0.5e9
+    overhead = _GPU_CONTEXT + _ALLOCATOR_SLACK * activations if on_gpu else 0.5e9
     parts = {"weights": weights, "adapters_and_optimizer": adapters, "activations": activations,
              "logits": logits, "overhead": overhead}
     total = sum(parts.values()) / 1e9
@@ -377,7 +390,8 @@ def estimate_from_facts(cfg: StudioConfig, facts: dict, device: dict | None = No
     return estimate_memory(facts["num_params"], cfg.model, cfg.lora, cfg.training, cfg.data, facts["hidden_size"],
                            facts["num_layers"], vocab_size=facts["vocab_size"],
                            intermediate_size=facts["intermediate_size"],
-                           tied_embeddings=bool(facts.get("tied_embeddings", False)), device=device)
+                           tied_embeddings=bool(facts.get("tied_embeddings", False)),
+                           kv_width=facts.get("kv_width", 0), lora_in_out=facts.get("lora_in_out"), device=device)
 
 
 # ---- summary --------------------------------------------------------------------------------------
