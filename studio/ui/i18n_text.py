@@ -69,6 +69,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "field.training.logging_steps": ("Log every (steps)", "每隔多少步记录"),
     "field.training.seed": ("Seed", "随机种子"),
     "field.training.output_dir": ("Output folder", "输出文件夹"),
+    "field.training.gpus": ("GPUs to use", "使用的 GPU 数量"),
+    "field.training.strategy": ("Multi-GPU strategy", "多 GPU 策略"),
+    "field.training.isolate": ("Train in a separate process", "在独立进程中训练"),
     "field.generation.max_new_tokens": ("Max new tokens", "最多生成 token 数"),
     "field.generation.temperature": ("Temperature", "温度"),
     "field.generation.top_p": ("Top-p", "Top-p"),
@@ -338,6 +341,13 @@ HELP_ZH: dict[str, str] = {
     "training.weight_decay": "权重衰减（对过大权重的轻微约束）。",
     "training.optimizer": "优化器。'paged_adamw_8bit' 在 NVIDIA GPU 上更省显存（QLoRA 论文）。",
     "training.max_grad_norm": "把梯度裁剪到此范数（QLoRA 论文中为 0.3）。",
+    "training.gpus": "这台电脑上共同训练的 GPU 数量（0 = 全部）。多于一块时，每块 GPU 训练每一步数据中属于自己的那一份："
+                     "全局批大小 = 批大小 × 梯度累积 × GPU 数。",
+    "training.strategy": "多块 GPU 如何分担工作。'ddp' 在每块 GPU 上保留完整模型（模型放得进一块卡时最快）；"
+                         "'fsdp' 把冻结的模型权重分摊到各块 GPU（需要 4-bit QLoRA 或 16-bit 权重；用于一块卡放不下的模型）；"
+                         "“自动”在估算能放进一块卡时选 ddp，否则选 fsdp。",
+    "training.isolate": "单 GPU 训练也在独立进程中运行（与多 GPU 训练相同）。GPU 驱动崩溃不会拖垮工作室，"
+                        "但训练结束后对话需要重新加载模型。",
     "training.gradient_checkpointing": "重新计算激活值而不是保存它们：大幅省显存，约慢 30%。“自动”会在训练前用最长的一批数据测量一次，只对这块 GPU 需要的层做检查点。",
     "training.seed": "随机种子，便于复现一次训练。",
     "training.logging_steps": "每隔多少步记录一次损失。",
