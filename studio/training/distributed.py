@@ -222,6 +222,25 @@ def trainer_kwargs(on_cuda: bool) -> dict:
     return out
 
 
+def check_fsdp_model(cfg: StudioConfig) -> None:
+    """FSDP wraps (and shards) the model one decoder layer at a time; it learns which class that is from
+    the architecture's ``_no_split_modules``. Without it FSDP cannot split the model: said in words."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    from ..model_sources import resolve_source
+    folder = resolve_source(cfg.model.source, cfg.model.trust_remote_code)
+    conf = AutoConfig.from_pretrained(folder, trust_remote_code=cfg.model.trust_remote_code)
+    try:
+        cls = MODEL_FOR_CAUSAL_LM_MAPPING[type(conf)]
+    except KeyError:
+        return      # remote code: its class is only known once loaded; the trainer says what it finds
+    if not getattr(cls, "_no_split_modules", None):
+        raise ConfigError(f"FSDP cannot split a {cls.__name__} across GPUs: the architecture does not say which "
+                          "layers can be placed apart. Use strategy 'ddp' (a whole copy on each GPU, with 4-bit "
+                          "QLoRA if it has to be smaller), or one GPU.")
+
+
 def adjust_for_processes(cfg: StudioConfig) -> tuple[StudioConfig, list[str]]:
     """What a worker changes in the run's config for its strategy, with plain notes.
 

@@ -36,6 +36,7 @@ from . import distributed as dist_info
 from .run_folder import RunFolder
 
 ERROR_MARK = "STUDIO-RANK-ERROR"
+MEMORY_MARK = "STUDIO-RANK-MEMORY"
 LOADING, TRAINING, FINISHING = "loading", "training", "finishing"
 
 
@@ -115,9 +116,13 @@ def _setup_device() -> None:
     if cap:
         total = torch.cuda.get_device_properties(dist_info.local_rank()).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, float(cap) * 2**30 / total), dist_info.local_rank())
-    if dist_info.sharded():
-        # transformers reads these while loading: with FSDP only rank 0 reads a 16-bit model's weights
-        # from disk; the others get them from it when FSDP syncs the module states.
+
+
+def _sharded_loading(quantization: str) -> None:
+    """transformers reads these while loading: with FSDP only rank 0 reads a 16-bit model's weights
+    from disk; the others get them from it when FSDP syncs the module states. A 4-bit model is
+    loaded and quantized by every rank onto its own GPU, as on one GPU, and sharded after."""
+    if dist_info.sharded() and quantization == "none":
         os.environ.setdefault("ACCELERATE_USE_FSDP", "true")
         os.environ.setdefault("FSDP_CPU_RAM_EFFICIENT_LOADING", "true")
 
@@ -177,6 +182,18 @@ def _report_failure(job, folder: RunFolder) -> None:
             pass
 
 
+def _report_memory() -> None:
+    """Each rank's own peak GPU memory, one line in train.log (rank 0's is also in state.json)."""
+    import torch
+    if not torch.cuda.is_available():
+        return
+    dev = torch.cuda.current_device()
+    alloc = torch.cuda.max_memory_allocated(dev) / 2**30
+    reserved = torch.cuda.max_memory_reserved(dev) / 2**30
+    print(f"{MEMORY_MARK} rank={dist_info.rank()} gpu={dev} peak_allocated_gb={alloc:.3f} "
+          f"peak_reserved_gb={reserved:.3f}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m studio.training.worker")
     ap.add_argument("--run-dir", required=True)
@@ -190,6 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     _setup_device()
     run = RunFolder(a.run_dir)
     cfg, notes = dist_info.adjust_for_processes(run.config())
+    _sharded_loading(cfg.model.quantization)
+    try:
+        if dist_info.sharded():
+            dist_info.check_fsdp_model(cfg)
+    except Exception as e:      # before any job exists: said here, quoted by the parent
+        print(f"{ERROR_MARK} rank={dist_info.rank()} of {dist_info.world_size()}: {e}", file=sys.stderr, flush=True)
+        return 1
     if dist_info.is_main():
         for note in notes:
             print(f"Note: {note}", file=sys.stderr, flush=True)
@@ -206,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     synced.job = job
     try:
         job.run_sync()
+        _report_memory()
         if job.state == "failed":
             _report_failure(job, folder)
             return 1
