@@ -273,9 +273,16 @@ def plan_for_start(cfg: StudioConfig) -> Plan:
     facts = card_gb = None
     if requested_gpus(cfg, found) > 1 and cfg.training.strategy == "auto" and found > 1:
         facts = _local_facts(cfg)
-        import torch
-        card_gb = min(torch.cuda.get_device_properties(i).total_memory for i in range(found)) / 1e9
+        card_gb = _smallest_card_gb(found)
     return plan(cfg, found, facts, card_gb)
+
+
+def _smallest_card_gb(found: int) -> float | None:
+    try:
+        import torch
+        return min(torch.cuda.get_device_properties(i).total_memory for i in range(found)) / 1e9
+    except Exception:   # no usable CUDA here: 'auto' then keeps ddp
+        return None
 
 
 def _local_facts(cfg: StudioConfig) -> dict | None:

@@ -88,9 +88,12 @@ def worker_command(run_dir: Path, processes: int, resume_from: Path | None = Non
             f"--nproc-per-node={processes}", *worker]
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the studio that started it dies (Linux), so a closed app
+def _child_setup() -> None:
+    """In the child before exec. The stop signals unblocked: a signal mask survives exec, and
+    ``studio train`` starts its job with them blocked (commands/train.py), which would make the
+    workers deaf to a stop. And SIGTERM when the studio that started it dies (Linux), so a closed app
     stops its run (which saves) instead of leaving it training unseen with the device lock gone."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM))
     try:
         import ctypes
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
@@ -243,7 +246,7 @@ class SubprocessJob:
             log.flush()
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                           env=env, cwd=str(self.run.path), start_new_session=True,
-                                          preexec_fn=_die_with_parent)
+                                          preexec_fn=_child_setup)
         self.pid = self._proc.pid
         self._tree[self.pid] = _create_time(self.pid)
         if self._stop.is_set():       # stop() came while starting, before there was anything to signal
