@@ -119,3 +119,21 @@ def test_failure_readers():
     assert _rank_errors(log) == {1: "RuntimeError: CUDA error: an illegal memory access",
                                  0: "DistBackendError: connection closed"}
     assert _last_exception("Traceback...\n  File x\nValueError: bad row 3\n") == "ValueError: bad row 3"
+
+
+def test_the_settings_show_the_gpus_the_global_batch_and_the_estimate_per_gpu(monkeypatch):
+    from studio.ui import views
+    from studio.ui.services import Services
+    two = [{"index": i, "name": "NVIDIA RTX 4090", "total_gb": 24.0, "free_gb": 23.0} for i in range(2)]
+    assert "2 × NVIDIA RTX 4090 (24 GB)" in views.gpus_found(two, "en")
+    assert "none" in views.gpus_found([], "en")
+    c = cfg(gpus=2, batch_size=4, grad_accum=2, strategy="fsdp", model={"quantization": "4bit-nf4"})
+    assert "4 per GPU × 2 accumulation × 2 GPU(s) = **16**" in views.global_batch(c, 2, "en")
+    svc = Services()
+    monkeypatch.setattr(svc, "gpus", lambda: two)
+    monkeypatch.setattr(svc, "facts", lambda model_cfg: {
+        "num_params": 8_030_000_000, "hidden_size": 4096, "num_layers": 32, "vocab_size": 128256,
+        "intermediate_size": 14336, "tied_embeddings": False})
+    fsdp, one = svc.memory(c), svc.memory(cfg(gpus=1, batch_size=4, grad_accum=2, model={"quantization": "4bit-nf4"}))
+    assert fsdp["gpus"] == 2 and fsdp["total_gb"] < one["total_gb"]
+    assert "Memory estimate per GPU (2 GPUs, FSDP)" in views.memory(fsdp, "en")
