@@ -245,7 +245,7 @@ class SubprocessJob:
             log.write(f"{_now()} studio: starting {' '.join(cmd)}\n".encode())
             log.flush()
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                          env=env, cwd=str(self.run.path), start_new_session=True,
+                                          env=env, start_new_session=True,   # cwd kept: relative data paths
                                           preexec_fn=_child_setup)
         self.pid = self._proc.pid
         self._tree[self.pid] = _create_time(self.pid)
