@@ -36,6 +36,7 @@ FORMATS = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text"
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts")
 CHECKPOINTING = ("auto", "on", "off")
 ATTENTIONS = ("auto", "sdpa", "flex_attention", "varlen")
+STRATEGIES = ("auto", "ddp", "fsdp")
 OPTIMIZERS = ("adamw_torch", "paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit", "sgd", "adafactor")
 
 
@@ -117,6 +118,16 @@ class TrainingConfig:
                         "padding-free batches on NVIDIA GPUs and SDPA elsewhere.", ATTENTIONS)
     fused_kernels: bool = _f(True, "Use Liger's fused GPU kernels (RMSNorm, RoPE, SwiGLU) when liger-kernel is "
                              "installed. Ignored on a CPU.")
+    gpus: int = _f(1, "How many GPUs of this computer train the run together (0 = all of them). With more than "
+                   "one, each GPU trains on its own share of every step's rows: the global batch is batch size x "
+                   "accumulation x GPUs.")
+    strategy: str = _f("auto", "How several GPUs share the work. 'ddp' keeps a whole copy of the model on each GPU "
+                       "(fastest, when the model fits one card); 'fsdp' splits the frozen model weights across the "
+                       "GPUs (needs 4-bit QLoRA or 16-bit weights; for a model too big for one card); 'auto' picks "
+                       "ddp when the estimate fits one card, fsdp otherwise.", STRATEGIES)
+    isolate: bool = _f(False, "Train a one-GPU run in a separate process, as multi-GPU runs are. A crash of the GPU "
+                       "driver then cannot take the studio down, but chat has to load the trained model again "
+                       "afterwards.")
     output_dir: str = _f("", "Where the run folder goes (empty = a new dated folder in the studio's runs folder). "
                          "In the app: a name for the folder inside the runs folder; from the command line: any folder.")
 
@@ -144,6 +155,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "training.eval_steps": (0, 1_000_000),
     "training.save_steps": (0, 1_000_000),
     "training.seed": (0, 2**32 - 1),
+    "training.gpus": (0, 64),
     "generation.max_new_tokens": (1, 32_768),
 }
 
@@ -248,6 +260,8 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
         if isinstance(value, str):
             return value.strip().lower()
         raise ConfigError(f"{where} must be auto, on or off, not {value!r}.")
+    if section == "training" and f.name == "gpus" and isinstance(value, str) and value.strip().lower() == "all":
+        return 0
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -401,6 +415,9 @@ def validate(cfg: StudioConfig, linear_modules: Iterable[str] | None = None) -> 
         raise ConfigError("training.warmup_ratio must be between 0 and 1 (e.g. 0.03).")
     if t.weight_decay < 0 or t.max_grad_norm < 0:
         raise ConfigError("Weight decay and gradient clipping must not be negative.")
+    if t.strategy == "fsdp" and m.quantization == "8bit":
+        raise ConfigError("FSDP cannot split 8-bit weights across GPUs. Choose quantization '4bit-nf4' (QLoRA) or "
+                          "'none' with strategy fsdp, or strategy 'ddp' to keep 8-bit.")
     if g.max_new_tokens < 1:
         raise ConfigError("generation.max_new_tokens must be a positive whole number.")
     if g.temperature < 0 or not 0 < g.top_p <= 1 or g.repetition_penalty <= 0:

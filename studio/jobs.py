@@ -26,7 +26,9 @@ from typing import Any, Iterable
 
 from .config import ConfigError, StudioConfig
 from .device import DeviceBusy, DeviceLock, RunDeviceLock, describe_holder, device_word
+from .training.distributed import plan_for_start, with_strategy
 from .training.job import ACTIVE_STATES, TrainingJob
+from .training.launcher import SubprocessJob
 from .training.run_folder import RunFolder, _slug, list_run_folders
 
 __all__ = ["JobBusy", "DeviceBusy", "DeviceLock", "JobManager", "get_manager", "workspace_output_dir"]
@@ -52,7 +54,10 @@ class JobManager:
               callbacks: Iterable = (), run_dir: str | Path | None = None, keep_model: bool = True,
               in_workspace: bool = False, resume_from: str | Path | None = None,
               init_adapter: str | Path | None = None, origin: dict | None = None) -> TrainingJob:
-        """Validate ``cfg``, create the run folder and start the run in a background thread.
+        """Validate ``cfg``, create the run folder and start the run: in a background thread (one GPU, the
+        default: the trained model stays in memory for chat), or in a process tree of its own
+        (``training.gpus`` > 1, or ``training.isolate``; see training/launcher.py), which loads
+        everything itself: ``model``, ``tokenizer``, ``data`` and ``callbacks`` are then not used.
 
         Raises ``JobBusy`` when a run is active, in this process (two simultaneous calls start exactly
         one run) or in another one on the same workspace (the app and ``studio train``), and
@@ -77,15 +82,24 @@ class JobManager:
                 raise JobBusy(f"The {device_word()} is in use by {describe_holder(elsewhere)}, started from "
                               "another window or terminal on this workspace. Wait for it to finish or stop it "
                               "there, then start again.")
+            runner = plan_for_start(cfg)     # ConfigError first: e.g. 2 GPUs asked for, 1 found
+            if runner.subprocess:
+                cfg = with_strategy(cfg, runner)
             if prev is not None and prev.model is not None and prev.model is not model:
                 prev.release()
             if run_dir is None:
                 run = RunFolder.create(cfg, cfg.training.output_dir or None)
             else:
                 run = RunFolder(run_dir)
-            job = TrainingJob(cfg, run, model=model, tokenizer=tokenizer, data=data, callbacks=callbacks,
-                              keep_model=keep_model, device_lock=RunDeviceLock(self.device_lock, run.name),
-                              resume_from=resume_from, init_adapter=init_adapter, origin=origin)
+            lock = RunDeviceLock(self.device_lock, run.name)
+            if runner.subprocess:
+                # Its own process tree (launcher.py); objects loaded here cannot go with it.
+                job = SubprocessJob.for_run(cfg, run, runner, device_lock=lock, resume_from=resume_from,
+                                            init_adapter=init_adapter, origin=origin)
+            else:
+                job = TrainingJob(cfg, run, model=model, tokenizer=tokenizer, data=data, callbacks=callbacks,
+                                  keep_model=keep_model, device_lock=lock,
+                                  resume_from=resume_from, init_adapter=init_adapter, origin=origin)
             self._job = job
             job.start()
             return job

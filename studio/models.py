@@ -163,8 +163,10 @@ def _quantization_config(model_cfg: ModelConfig, dtype: torch.dtype) -> Any:
 
     if model_cfg.quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
+    from .training.distributed import quantization_storage
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=model_cfg.quantization.split("-")[1],
-                              bnb_4bit_use_double_quant=model_cfg.double_quant, bnb_4bit_compute_dtype=dtype)
+                              bnb_4bit_use_double_quant=model_cfg.double_quant, bnb_4bit_compute_dtype=dtype,
+                              **quantization_storage(dtype))
 
 
 def load_model(model_cfg: ModelConfig, for_training: bool = True) -> Any:
@@ -188,8 +190,12 @@ def load_model(model_cfg: ModelConfig, for_training: bool = True) -> Any:
     if quant is not None:
         kwargs["quantization_config"] = quant
     if device == "cuda" or quant is not None:
-        # Straight onto the GPU, layer by layer: no full copy in CPU memory first.
-        kwargs["device_map"] = {"": 0 if device == "cuda" else "cpu"}
+        # Straight onto the GPU (this process's own one in a multi-GPU run), layer by layer: no full
+        # copy in CPU memory first. With FSDP there is none: FSDP places and shards the weights.
+        from .training.distributed import model_placement
+        placement = model_placement(device == "cuda")
+        if placement is not None:
+            kwargs["device_map"] = placement
     with _friendly_errors(model_cfg.source, model_cfg.quantization), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*cast from torch.float32 to float16.*")
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)

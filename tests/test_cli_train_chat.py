@@ -59,6 +59,9 @@ def test_cli_errors_are_one_plain_line(tmp_path, studio_home, capsys):
     assert main(["train", "--preset", "no-such-preset"]) == 2
     assert "no preset called 'no-such-preset'" in capsys.readouterr().err
 
+    assert main(["train", "--gpus", "2", "--output", str(tmp_path / "two")]) == 2
+    assert "asks for 2 GPUs" in capsys.readouterr().err and not (tmp_path / "two").exists()
+
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x.txt").write_text("x")
     assert main(["train", "--output", str(tmp_path / "full")]) == 2
@@ -66,12 +69,15 @@ def test_cli_errors_are_one_plain_line(tmp_path, studio_home, capsys):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_saves_and_exits_130(tmp_path, tiny_dir, studio_home):
+@pytest.mark.parametrize("extra", [[], ["--isolate"]], ids=["thread", "own-process"])
+def test_ctrl_c_stops_saves_and_exits_130(tmp_path, tiny_dir, studio_home, extra):
+    """In its own process (--isolate) the run must hear the stop too: the CLI starts jobs with the stop
+    signals blocked, and a blocked mask would be inherited by the training process."""
     config = write_config(tmp_path, tiny_dir, write_data(tmp_path, n=10))
     out = tmp_path / "run"
     env = {**os.environ, "STUDIO_HOME": str(studio_home), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "studio.cli", "train", "--config", str(config),
-                             "--max-steps", "100000", "--output", str(out)],
+                             "--max-steps", "100000", "--output", str(out), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     seen = []
     try:

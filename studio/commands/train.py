@@ -5,6 +5,7 @@
     studio train --config runs/demo/config.yaml          repeat a run with its recorded settings
     studio train --resume runs/demo                      go on from the run's last complete checkpoint
     studio train --extend runs/demo --max-steps 50       a new run starting from the run's adapter
+    studio train --config big.yaml --gpus 2 --strategy fsdp   one run on two GPUs (one process each)
 
 Shows one progress line (step, loss, ETA) and a summary at the end. Ctrl-C (SIGINT) and SIGTERM stop
 like the stop button: the current step ends, the adapter trained so far is saved, state.json is
@@ -53,6 +54,13 @@ def add_parser(sub):
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     p.add_argument("--output", help="the run folder to create (default: a new folder in the studio's runs folder)")
     p.add_argument("--name", help="a name for the run (used in the folder name)")
+    p.add_argument("--gpus", help="train on this many GPUs together (0 or 'all': every GPU found); more than one "
+                                  "runs one process per GPU")
+    p.add_argument("--strategy", choices=("auto", "ddp", "fsdp"),
+                   help="with several GPUs: ddp (a whole model copy on each GPU) or fsdp (the weights split "
+                        "across them, with 4-bit QLoRA for models too big for one card)")
+    p.add_argument("--isolate", action="store_true",
+                   help="train a one-GPU run in a separate process (a GPU crash cannot take this one down)")
     return p
 
 
@@ -60,7 +68,8 @@ def _resume_or_extend(args) -> tuple[StudioConfig, dict]:
     """The config and the job's extra arguments for --resume / --extend (ResumeError when refused)."""
     from ..training.resume import ResumeError
     if args.resume:
-        if any(getattr(args, k, None) for k in ("model", "data", "max_steps", "output", "name", "epochs")):
+        if any(getattr(args, k, None) for k in ("model", "data", "max_steps", "output", "name", "epochs", "gpus",
+                                                  "strategy", "isolate")):
             raise ResumeError("--resume continues the run exactly as it was set up; it takes no other settings. "
                               "To train longer than planned, let it finish and use --extend.")
         from ..training.resume import plan_resume
@@ -108,6 +117,11 @@ def build_config(args) -> StudioConfig:
         overrides.setdefault("training", {})["output_dir"] = args.output
     if args.name:
         overrides["name"] = args.name
+    for key in ("gpus", "strategy"):
+        if getattr(args, key, None) is not None:
+            overrides.setdefault("training", {})[key] = getattr(args, key)
+    if getattr(args, "isolate", False):
+        overrides.setdefault("training", {})["isolate"] = True
     return merge(cfg, overrides).validate()
 
 
@@ -180,7 +194,10 @@ def _context_warnings(cfg) -> list[str]:
 
 def _announce(job) -> None:
     i = job.info
-    print(f"Training on {i.get('device')} ({i.get('precision')}, optimizer {i.get('optimizer')}): "
+    where = i.get("device")
+    if i.get("processes", 1) > 1:
+        where = f"{i['processes']} GPUs ({str(i.get('strategy', '')).upper()}, one process each)"
+    print(f"Training on {where} ({i.get('precision')}, optimizer {i.get('optimizer')}): "
           f"{i.get('train_rows')} training rows, {i.get('validation_rows')} for validation, "
           f"{i.get('trainable_params', 0):,} trainable parameters.")
     for note in i.get("notes", []):

@@ -138,6 +138,8 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
         save_only_model=False,
         log_level="info",
     )
+    from .distributed import trainer_kwargs
+    kwargs.update(trainer_kwargs(on_cuda))     # DDP / FSDP settings of a multi-process run (none for one)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)   # use_liger_kernel's deprecation note
         args = SFTConfig(**_compatible(kwargs))

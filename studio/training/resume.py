@@ -144,6 +144,8 @@ class CompleteCheckpointMark(TrainerCallback):
     """Marks a checkpoint folder complete once the trainer has written every file of it."""
 
     def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:    # in a multi-GPU run, rank 0 writes the checkpoint's files
+            return
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
             (folder / COMPLETE_MARK).write_text(json.dumps({"step": state.global_step}), encoding="utf-8")

@@ -99,6 +99,10 @@ SPECS: list[Spec] = [
     Spec("training", "logging_steps", "int", minimum=1),
     Spec("training", "seed", "int", minimum=0),
     Spec("training", "output_dir", "text"),
+    Spec("training", "gpus", "int", minimum=0, maximum=64),
+    Spec("training", "strategy", "radio", choice_keys={"auto": "choice.strategy.auto", "ddp": "choice.strategy.ddp",
+                                                        "fsdp": "choice.strategy.fsdp"}),
+    Spec("training", "isolate", "bool"),
     # generation (Chat)
     Spec("generation", "max_new_tokens", "int", minimum=1, maximum=4096, step=16),
     Spec("generation", "temperature", "float", minimum=0, maximum=2, step=0.05),

@@ -52,6 +52,7 @@ class Services:
         self.last_summary: dict | None = None          # the last model checked on the Model tab
         self._summary_key: tuple | None = None
         self._facts: dict[tuple, dict] = {}
+        self._gpus: list[dict] | None = None
         self._tokenizers: dict[tuple, Any] = {}
         self._records: dict[tuple, list[dict]] = {}
         self._reports: dict[tuple, Any] = {}
@@ -114,11 +115,26 @@ class Services:
         return self._facts[key]
 
     def memory(self, cfg: StudioConfig) -> dict | None:
+        """The estimate for one GPU of the run: with several GPUs and FSDP the frozen weights are split."""
         facts = self.facts(cfg.model)
         if not facts:
             return None
-        from studio.models import estimate_from_facts
-        return estimate_from_facts(cfg, facts)
+        from studio.training import distributed as d
+        found = len(self.gpus())
+        gpus = min(d.requested_gpus(cfg, found), max(found, 1))
+        strategy = cfg.training.strategy if gpus > 1 else "single"
+        if strategy == "auto":
+            card = min((g["total_gb"] for g in self.gpus()), default=0)
+            strategy = d.choose_strategy(cfg, gpus, facts, card)[0]
+        est = d.estimate_per_gpu(cfg, facts, None, gpus, strategy)
+        return {**est, "gpus": gpus, "strategy": strategy}
+
+    def gpus(self) -> list[dict]:
+        """The GPUs of this machine (looked up once: they do not change while the app runs)."""
+        if self._gpus is None:
+            from studio.training.distributed import gpus_summary
+            self._gpus = gpus_summary()
+        return self._gpus
 
     def tokenizer(self, model_cfg: ModelConfig) -> Any:
         key = (model_cfg.source, model_cfg.trust_remote_code)

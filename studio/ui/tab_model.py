@@ -31,12 +31,16 @@ def build(ctx) -> SimpleNamespace:
                                                visible=ctx.initial.model.quantization.startswith("4bit"))
                     ui.dtype = B.widget("model", "compute_dtype")
                 ui.trust = B.widget("model", "trust_remote_code")
+                with gr.Row():      # how many of this machine's GPUs train the run, and how they share it
+                    ui.gpus = B.widget("training", "gpus")
+                    ui.strategy = B.widget("training", "strategy")
                 ui.trust_warning = L.make(gr.Markdown, text="warn.remote_code", visible=False,
                                           elem_id="remote-code-warning", elem_classes=["warning-box"])
                 ui.load_btn = L.make(gr.Button, text="model.load", variant="primary", elem_id="model-load-btn")
                 L.make(gr.Markdown, text="model.load_note", elem_classes=["note"])
             with gr.Column(scale=2):
                 ui.device = gr.Markdown(elem_id="model-device", elem_classes=["card"])
+                ui.gpus_found = gr.Markdown(elem_id="model-gpus", elem_classes=["card"])
                 ui.summary = gr.Markdown(L("model.not_loaded"), elem_id="model-summary", elem_classes=["card"])
                 ui.memory = gr.Markdown("", elem_id="model-memory", elem_classes=["card"], visible=False)
     return ui
@@ -67,12 +71,14 @@ def wire(ctx) -> None:
     ui.load_btn.click(load_model, [ctx.lang] + B.inputs, [ui.summary, ui.memory, modules],
                       api_name="load_model", **GPU)
 
-    @guarded(2)
+    @guarded(3)
     def describe(lang):
-        """Device and (if checked before, also from another tab or before a reload) the model summary."""
+        """Device, the GPUs found and (if checked before, also from another tab or before a reload) the
+        model summary."""
         summary = (t("model.not_loaded", lang) if svc.last_summary is None
                    else views.model_summary(svc.last_summary, lang))
-        return views.device(svc.device(), lang), summary
+        return views.device(svc.device(), lang), views.gpus_found(svc.gpus(), lang), summary
 
-    ctx.on_load.append((describe, [ctx.lang], [ui.device, ui.summary]))
-    ctx.on_lang.append((describe, [ctx.lang], [ui.device, ui.summary]))
+    shown = [ui.device, ui.gpus_found, ui.summary]
+    ctx.on_load.append((describe, [ctx.lang], shown))
+    ctx.on_lang.append((describe, [ctx.lang], shown))

@@ -63,6 +63,10 @@ def build(ctx) -> SimpleNamespace:
                 B.widget("training", "batch_size")
                 B.widget("training", "grad_accum")
             with gr.Row():
+                ui.gpus_found = gr.Markdown(elem_id="settings-gpus")
+                ui.global_batch = gr.Markdown(elem_id="settings-global-batch")
+                B.widget("training", "isolate")
+            with gr.Row():
                 B.widget("training", "learning_rate")
                 B.widget("training", "scheduler")
                 B.widget("training", "warmup_ratio")
@@ -126,15 +130,17 @@ def wire(ctx) -> None:
         try:
             cfg = B.to_config(values)
         except Exception as e:  # a half-typed number: say so where the YAML would be
-            return f"# {e}", gr.skip(), gr.skip()
+            return (f"# {e}", *[gr.skip()] * 6)
         est = svc.memory(cfg)
         text = views.memory(est, lang)
+        gpus = svc.gpus()
         # One update object for each output: gradio consumes (pops from) the dict it is given.
         return (cfg.to_yaml(), views.command_text(cfg, lang),
-                *(gr.update(value=text, visible=bool(est)) for _ in range(3)))
+                *(gr.update(value=text, visible=bool(est)) for _ in range(3)),
+                views.gpus_found(gpus, lang), views.global_batch(cfg, len(gpus), lang))
 
     # The estimate is shown where each decision is made: the model, the settings and the Start button.
-    shown = [ui.yaml, ui.command, ctx.model.memory, ui.memory, ctx.train.memory]
+    shown = [ui.yaml, ui.command, ctx.model.memory, ui.memory, ctx.train.memory, ui.gpus_found, ui.global_batch]
     triggers = [w.change for w in B.inputs] + [ctx.lang.change, ctx.model.load_btn.click]
     gr.on(triggers, show_config, [ctx.lang] + B.inputs, shown,
           trigger_mode="always_last", show_progress="hidden", api_visibility="private", queue=False)

@@ -55,6 +55,24 @@ def device(info: dict, lang: str) -> str:
             t("model.device_cpu", lang, name=info.get("name", "CPU"), free=info.get("free_gb", 0)))
 
 
+def gpus_found(gpus: list[dict], lang: str) -> str:
+    """'GPUs found: 2 × NVIDIA H100 (80 GB)' or each one when they differ."""
+    if not gpus:
+        return t("gpus.none", lang)
+    kinds = sorted({(g["name"], g["total_gb"]) for g in gpus})
+    text = (f"{len(gpus)} × {kinds[0][0]} ({kinds[0][1]:.0f} GB)" if len(kinds) == 1 else
+            ", ".join(f"{g['index']}: {g['name']} ({g['total_gb']:.0f} GB)" for g in gpus))
+    return t("gpus.found", lang, gpus=text)
+
+
+def global_batch(cfg: Any, gpus_found: int, lang: str) -> str:
+    from studio.training.distributed import requested_gpus
+    n = requested_gpus(cfg, gpus_found)
+    t_ = cfg.training
+    return t("gpus.global_batch", lang, batch=t_.batch_size, accum=t_.grad_accum, gpus=n,
+             total=t_.batch_size * t_.grad_accum * n)
+
+
 def model_summary(s: dict, lang: str) -> str:
     template = t("model.template_own", lang) if s.get("has_chat_template") else t("model.template_fallback", lang)
     mods = ", ".join(f"`{m}`" for m in s.get("linear_names") or []) or "–"
@@ -78,7 +96,10 @@ def memory(est: dict | None, lang: str) -> str:
     verdict = t("mem.fits", lang) if est.get("fits") else t("mem.too_big", lang)
     need = est.get("total_gb", 0)
     cards = " · ".join(f"{gb} GB {'✓' if need <= gb * 0.95 else '✗'}" for gb in (24, 48, 80))
-    return (f"**{t('mem.title', lang)}**  \n" +
+    gpus = est.get("gpus", 1)
+    title = t("mem.per_gpu", lang, gpus=gpus, strategy=str(est.get("strategy", "")).upper()) if gpus > 1 else \
+        t("mem.title", lang)
+    return (f"**{title}**  \n" +
             t("mem.line", lang, need=need, free=est.get("free_gb", 0)) +
             f" — {verdict}  \n{t('mem.cards', lang)}: {cards}  \n<small>{detail} GB</small>")
 

@@ -1,0 +1,298 @@
+"""More than one GPU: how many processes a run gets, how they share the model, and what each rank is.
+
+A run on N GPUs is N processes started by ``torch.distributed.run`` (launcher.py), one per GPU, each
+training its share of every step's rows with the HF Trainer, which distributes through accelerate:
+
+- ``ddp``: every GPU holds the whole model (placed on its own GPU, ``device_map={"": local_rank}``);
+  gradients of the LoRA weights are averaged after each step. Fastest when the model fits one card.
+- ``fsdp``: the frozen weights are split across the GPUs (FSDP with QLoRA: bitsandbytes stores the
+  4-bit weights in the compute dtype, ``bnb_4bit_quant_storage``, so FSDP can shard them like any
+  other weight). For a model that does not fit one card.
+
+``plan(cfg)`` (the parent, before anything starts) decides and explains; ``rank()``, ``world_size()``,
+``strategy()`` are what a worker process reads from its environment (set by the launcher).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import ConfigError, StudioConfig
+
+STRATEGY_ENV = "STUDIO_STRATEGY"       # set by the launcher for its workers: "single" | "ddp" | "fsdp"
+CAP_ENV = "STUDIO_GPU_MEMORY_CAP_GB"   # test a smaller card inside a big one (benchmarks)
+
+
+@dataclass
+class Plan:
+    processes: int                 # training processes (one per GPU; on a CPU, gloo processes)
+    strategy: str                  # "single" | "ddp" | "fsdp"
+    subprocess: bool               # through the subprocess runner (always when processes > 1)
+    gpus_found: int
+    notes: list[str] = field(default_factory=list)
+
+
+# ---- what this machine has ---------------------------------------------------------------------
+
+def gpu_count() -> int:
+    try:
+        import torch
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:   # a broken driver reads as no GPU; training then says so on its own
+        return 0
+
+
+def gpu_names() -> list[str]:
+    import torch
+    return [torch.cuda.get_device_name(i) for i in range(gpu_count())]
+
+
+def gpus_summary() -> list[dict]:
+    """Each GPU found: index, name, total and free memory (GB), for the Model and Settings tabs."""
+    out = []
+    if not gpu_count():
+        return out
+    import torch
+    for i in range(gpu_count()):
+        try:
+            free, total = torch.cuda.mem_get_info(i)
+        except RuntimeError:
+            free = total = torch.cuda.get_device_properties(i).total_memory
+        out.append({"index": i, "name": torch.cuda.get_device_name(i), "total_gb": round(total / 1e9, 1),
+                    "free_gb": round(free / 1e9, 1)})
+    return out
+
+
+# ---- the plan (parent side) --------------------------------------------------------------------
+
+def requested_gpus(cfg: StudioConfig, found: int) -> int:
+    """``training.gpus`` with 0 meaning every GPU found (one process on a machine without a GPU)."""
+    return cfg.training.gpus if cfg.training.gpus > 0 else max(found, 1)
+
+
+def plan(cfg: StudioConfig, found: int | None = None, facts: dict | None = None,
+         card_gb: float | None = None) -> Plan:
+    """How ``cfg`` runs on this machine, or ``ConfigError`` saying what to change.
+
+    ``facts`` (model_size.config_facts) and ``card_gb`` (the smallest GPU's memory) let strategy
+    'auto' choose: ddp when the estimate fits one card, fsdp otherwise; without them, ddp."""
+    found = gpu_count() if found is None else found
+    want = requested_gpus(cfg, found)
+    t = cfg.training
+    if want > 1 and found == 0:
+        raise ConfigError(f"This run asks for {want} GPUs, but no NVIDIA GPU was found on this computer. "
+                          "Set 'GPUs to use' to 1 to train on the processor.")
+    if want > found > 0:
+        raise ConfigError(f"This run asks for {want} GPUs, but this computer has {found}. Set 'GPUs to use' to "
+                          f"{found} or fewer (0 uses all of them).")
+    if want == 1:
+        return Plan(1, "single", bool(t.isolate), found)
+    strategy, notes = t.strategy, []
+    if strategy == "auto":
+        strategy, note = choose_strategy(cfg, want, facts, card_gb)
+        notes.append(note)
+    check_strategy(cfg, strategy, on_gpu=found > 0)
+    return Plan(want, strategy, True, found, notes)
+
+
+def choose_strategy(cfg: StudioConfig, gpus: int, facts: dict | None, card_gb: float | None) -> tuple[str, str]:
+    if facts is None or not card_gb:
+        return "ddp", "Strategy auto: DDP (the model's size is not known before loading)."
+    from ..models import estimate_from_facts
+    one = estimate_from_facts(cfg, facts, {"device": "cuda", "free_gb": card_gb})
+    if one["total_gb"] <= card_gb * 0.9 or cfg.model.quantization == "8bit":
+        return "ddp", (f"Strategy auto: DDP, a whole copy on each GPU (the estimate, {one['total_gb']:.1f} GB, fits "
+                       f"one {card_gb:.0f} GB card).")
+    return "fsdp", (f"Strategy auto: FSDP, the weights split across {gpus} GPUs (the estimate for one card, "
+                    f"{one['total_gb']:.1f} GB, does not fit its {card_gb:.0f} GB).")
+
+
+def check_strategy(cfg: StudioConfig, strategy: str, on_gpu: bool) -> None:
+    if strategy != "fsdp":
+        return
+    if not on_gpu:
+        raise ConfigError("FSDP splits the model across NVIDIA GPUs; none was found. Use strategy 'ddp' or one GPU.")
+    if cfg.model.quantization == "8bit":
+        raise ConfigError("FSDP cannot split 8-bit weights across GPUs. Choose quantization '4bit-nf4' (QLoRA) or "
+                          "'none' with strategy fsdp, or strategy 'ddp' to keep 8-bit.")
+
+
+def with_strategy(cfg: StudioConfig, p: Plan) -> StudioConfig:
+    """The config the workers read: the GPU count and strategy as decided, never 'auto' or 0."""
+    import dataclasses
+    strategy = p.strategy if p.strategy in ("ddp", "fsdp") else cfg.training.strategy
+    return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, gpus=p.processes, strategy=strategy))
+
+
+def estimate_per_gpu(cfg: StudioConfig, facts: dict, device: dict | None, gpus: int, strategy: str) -> dict:
+    """``estimate_from_facts`` for one GPU of a run on ``gpus`` GPUs.
+
+    DDP: each GPU holds everything a one-GPU run holds (its micro-batch is the same size). FSDP: the
+    frozen weights, the adapters and their optimizer state are split ``gpus`` ways, and each GPU
+    gathers two layers' weights at a time (the one computing, the one prefetched)."""
+    from ..models import estimate_from_facts
+    est = estimate_from_facts(cfg, facts, device)
+    if gpus <= 1 or strategy != "fsdp":
+        return est
+    parts = dict(est["parts"])
+    layers = max(1, int(facts.get("num_layers") or 1))
+    parts["gathered_layers"] = round(2 * parts["weights"] / layers, 3)
+    parts["weights"] = round(parts["weights"] / gpus, 3)
+    parts["adapters_and_optimizer"] = round(parts["adapters_and_optimizer"] / gpus, 3)
+    total = round(sum(parts.values()), 2)
+    return {**est, "parts": parts, "total_gb": total, "fits": total <= float(est.get("free_gb") or 0)}
+
+
+def global_batch(cfg: StudioConfig, gpus: int) -> int:
+    t = cfg.training
+    return t.batch_size * t.grad_accum * max(1, gpus)
+
+
+# ---- inside a worker process -------------------------------------------------------------------
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def rank() -> int:
+    return _env_int("RANK", 0)
+
+
+def local_rank() -> int:
+    return _env_int("LOCAL_RANK", 0)
+
+
+def world_size() -> int:
+    return _env_int("WORLD_SIZE", 1)
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def strategy() -> str:
+    """'ddp' or 'fsdp' in a worker of a multi-process run, else 'single'."""
+    s = os.environ.get(STRATEGY_ENV, "single")
+    return s if world_size() > 1 and s in ("ddp", "fsdp") else "single"
+
+
+def sharded() -> bool:
+    return strategy() == "fsdp"
+
+
+def model_placement(on_cuda: bool) -> dict | None:
+    """``device_map`` for from_pretrained: this rank's own GPU (DDP, one GPU), none with FSDP (it places
+    and shards the weights itself; bitsandbytes quantizes onto the current device)."""
+    if sharded():
+        return None
+    return {"": local_rank() if on_cuda else "cpu"}
+
+
+def quantization_storage(dtype: Any) -> dict:
+    """With FSDP the 4-bit weights are stored in the compute dtype, so FSDP can shard them like the
+    other (16-bit) weights; one GPU keeps bitsandbytes' default uint8 storage."""
+    return {"bnb_4bit_quant_storage": dtype} if sharded() else {}
+
+
+def trainer_kwargs(on_cuda: bool) -> dict:
+    """The SFTConfig arguments of a multi-process run (none for one process).
+
+    FSDP follows the FSDP-QLoRA recipe of PEFT's and bitsandbytes' documentation: FSDP1 with the
+    original parameters flattened (``use_orig_params=False``), module states synced from rank 0, and a
+    full (not sharded) state dict so checkpoints and the adapter are the plain PEFT files a one-GPU
+    run writes. The Trainer itself wraps the LoRA layers separately and sets FSDP's mixed precision to
+    the 4-bit storage dtype (transformers' update_fsdp_plugin_peft)."""
+    if world_size() <= 1:
+        return {}
+    # Every LoRA weight gets a gradient each step; searching for unused ones costs a graph walk a step.
+    out: dict = {"ddp_find_unused_parameters": False}
+    if not on_cuda:
+        out["ddp_backend"] = "gloo"
+    if sharded():
+        out["fsdp"] = "full_shard auto_wrap"
+        out["fsdp_config"] = {"version": 1, "backward_prefetch": "backward_pre", "forward_prefetch": False,
+                              "use_orig_params": False, "sync_module_states": True,
+                              "cpu_ram_efficient_loading": True, "state_dict_type": "FULL_STATE_DICT",
+                              "activation_checkpointing": False}
+    return out
+
+
+def check_fsdp_model(cfg: StudioConfig) -> None:
+    """FSDP wraps (and shards) the model one decoder layer at a time; it learns which class that is from
+    the architecture's ``_no_split_modules``. Without it FSDP cannot split the model: said in words."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    from ..model_sources import resolve_source
+    folder = resolve_source(cfg.model.source, cfg.model.trust_remote_code)
+    conf = AutoConfig.from_pretrained(folder, trust_remote_code=cfg.model.trust_remote_code)
+    try:
+        cls = MODEL_FOR_CAUSAL_LM_MAPPING[type(conf)]
+    except KeyError:
+        return      # remote code: its class is only known once loaded; the trainer says what it finds
+    if not getattr(cls, "_no_split_modules", None):
+        raise ConfigError(f"FSDP cannot split a {cls.__name__} across GPUs: the architecture does not say which "
+                          "layers can be placed apart. Use strategy 'ddp' (a whole copy on each GPU, with 4-bit "
+                          "QLoRA if it has to be smaller), or one GPU.")
+
+
+def adjust_for_processes(cfg: StudioConfig) -> tuple[StudioConfig, list[str]]:
+    """What a worker changes in the run's config for its strategy, with plain notes.
+
+    FSDP: 'auto' checkpointing measures the model before the trainer shards it, so it would measure
+    (and may not even fit) the whole model on one GPU: every layer is checkpointed instead. Paged and
+    8-bit optimizers keep their state in bitsandbytes' own buffers, outside FSDP's shards: plain
+    AdamW is used (the LoRA state is small, and split across the GPUs)."""
+    import dataclasses
+    t = cfg.training
+    notes, changes = [], {}
+    if sharded():
+        if t.gradient_checkpointing == "auto":
+            changes["gradient_checkpointing"] = "on"
+            notes.append("FSDP: gradient checkpointing 'auto' measures the unsplit model, so every layer is "
+                         "checkpointed instead.")
+        if t.optimizer in ("paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit"):
+            changes["optimizer"] = "adamw_torch"
+            notes.append(f"FSDP: the optimizer '{t.optimizer}' keeps its state outside FSDP's shards; "
+                         "using 'adamw_torch' (the adapters' state is small and split across the GPUs).")
+    if not changes:
+        return cfg, notes
+    return dataclasses.replace(cfg, training=dataclasses.replace(t, **changes)), notes
+
+
+def plan_for_start(cfg: StudioConfig) -> Plan:
+    """``plan`` with what this machine can tell without loading anything: the GPUs found, and for
+    strategy 'auto' the model's size from its config.json (a local folder or the built-in default;
+    a Hub model is looked at only if already downloaded) and the smallest GPU's memory."""
+    found = gpu_count()
+    facts = card_gb = None
+    if requested_gpus(cfg, found) > 1 and cfg.training.strategy == "auto" and found > 1:
+        facts = _local_facts(cfg)
+        card_gb = _smallest_card_gb(found)
+    return plan(cfg, found, facts, card_gb)
+
+
+def _smallest_card_gb(found: int) -> float | None:
+    try:
+        import torch
+        return min(torch.cuda.get_device_properties(i).total_memory for i in range(found)) / 1e9
+    except Exception:   # no usable CUDA here: 'auto' then keeps ddp
+        return None
+
+
+def _local_facts(cfg: StudioConfig) -> dict | None:
+    from pathlib import Path
+    try:
+        from ..model_size import config_facts
+        source = cfg.model.source
+        if source == "default" or Path(source).expanduser().is_dir():
+            from ..model_sources import resolve_source
+            return config_facts(resolve_source(source, cfg.model.trust_remote_code))
+    except Exception:   # the worker reports a model that cannot be read; here it only decides ddp/fsdp
+        return None
+    return None

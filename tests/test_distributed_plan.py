@@ -1,0 +1,139 @@
+"""How a run is spread over GPUs: the plan, its refusals in plain words, the per-GPU estimate, and how
+a failed process tree is read back (torch's Root Cause summary, the workers' error lines)."""
+
+from __future__ import annotations
+
+import pytest
+
+from studio.config import ConfigError, StudioConfig
+
+
+def cfg(**training) -> StudioConfig:
+    model = training.pop("model", {})
+    return StudioConfig.from_dict({"model": model, "training": training})
+
+
+def test_one_gpu_runs_in_the_app_thread_unless_isolated():
+    from studio.training.distributed import plan
+    assert plan(cfg(), found=1).subprocess is False
+    assert plan(cfg(isolate=True), found=1).subprocess is True
+    assert plan(cfg(), found=0).processes == 1          # a CPU-only machine trains in one process
+
+
+def test_more_gpus_than_found_is_refused_with_what_to_set():
+    from studio.training.distributed import plan
+    with pytest.raises(ConfigError, match="asks for 2 GPUs, but this computer has 1. Set 'GPUs to use' to 1"):
+        plan(cfg(gpus=2), found=1)
+    with pytest.raises(ConfigError, match="no NVIDIA GPU was found"):
+        plan(cfg(gpus=4), found=0)
+
+
+def test_all_gpus_and_strategies():
+    from studio.training.distributed import plan, with_strategy
+    p = plan(cfg(gpus="all", strategy="ddp"), found=4)
+    assert (p.processes, p.strategy, p.subprocess) == (4, "ddp", True)
+    resolved = with_strategy(cfg(gpus=0), p)
+    assert resolved.training.gpus == 4 and resolved.training.strategy == "ddp"
+    assert plan(cfg(gpus=2), found=2).strategy == "ddp"        # auto without a known size
+
+
+def test_fsdp_refusals_say_what_to_choose():
+    from studio.training.distributed import check_strategy
+    with pytest.raises(ConfigError, match="FSDP cannot split 8-bit weights.*'4bit-nf4'"):
+        cfg(gpus=2, strategy="fsdp", model={"quantization": "8bit"}).validate()
+    with pytest.raises(ConfigError, match="NVIDIA GPUs; none was found"):
+        check_strategy(cfg(gpus=2, strategy="fsdp"), "fsdp", on_gpu=False)
+
+
+def test_auto_picks_fsdp_only_when_one_card_is_too_small():
+    from studio.training.distributed import plan
+    facts = {"num_params": 8_030_000_000, "hidden_size": 4096, "num_layers": 32, "vocab_size": 128256,
+             "intermediate_size": 14336, "tied_embeddings": False}
+    qlora = {"model": {"quantization": "4bit-nf4"}}
+    assert plan(cfg(gpus=2, **qlora), found=2, facts=facts, card_gb=80).strategy == "ddp"
+    small = plan(cfg(gpus=2, **qlora), found=2, facts=facts, card_gb=6)
+    assert small.strategy == "fsdp" and "does not fit" in small.notes[0]
+
+
+def test_fsdp_estimate_splits_the_frozen_weights():
+    from studio.training.distributed import estimate_per_gpu, global_batch
+    facts = {"num_params": 8_030_000_000, "hidden_size": 4096, "num_layers": 32, "vocab_size": 128256,
+             "intermediate_size": 14336, "tied_embeddings": False}
+    c = cfg(batch_size=2, grad_accum=4, model={"quantization": "4bit-nf4"})
+    dev = {"device": "cuda", "free_gb": 24}
+    one = estimate_per_gpu(c, facts, dev, 1, "single")
+    ddp = estimate_per_gpu(c, facts, dev, 2, "ddp")
+    fsdp = estimate_per_gpu(c, facts, dev, 2, "fsdp")
+    assert ddp["total_gb"] == one["total_gb"]
+    assert fsdp["parts"]["weights"] == pytest.approx(one["parts"]["weights"] / 2, abs=0.002)
+    assert fsdp["total_gb"] < one["total_gb"] - one["parts"]["weights"] / 2 + 1
+    assert global_batch(c, 2) == 16
+
+
+def test_worker_side_settings_follow_the_strategy(monkeypatch):
+    from studio.training import distributed as d
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv(d.STRATEGY_ENV, "ddp")
+    assert d.model_placement(True) == {"": 1} and d.quantization_storage("bf16") == {}
+    assert d.trainer_kwargs(True) == {"ddp_find_unused_parameters": False}
+    monkeypatch.setenv(d.STRATEGY_ENV, "fsdp")
+    assert d.model_placement(True) is None and d.quantization_storage("bf16") == {"bnb_4bit_quant_storage": "bf16"}
+    kw = d.trainer_kwargs(True)
+    assert kw["fsdp_config"]["state_dict_type"] == "FULL_STATE_DICT" and kw["fsdp_config"]["version"] == 1
+    changed, notes = d.adjust_for_processes(cfg(optimizer="paged_adamw_8bit"))
+    assert changed.training.optimizer == "adamw_torch" and changed.training.gradient_checkpointing == "on"
+    assert len(notes) == 2
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert d.trainer_kwargs(True) == {} and d.strategy() == "single"
+
+
+SUMMARY = """
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+studio.training.worker FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-01-01_10:00:01
+  rank      : 0 (local_rank: 0)
+  exitcode  : 1 (pid: 101)
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-01-01_10:00:00
+  host      : box
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 102)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 102
+============================================================
+"""
+
+
+def test_failure_readers():
+    from studio.training.launcher import _last_exception, _rank_errors, _root_cause
+    assert _root_cause(SUMMARY) == (1, -9)
+    log = ("STUDIO-RANK-ERROR rank=1 of 2: RuntimeError: CUDA error: an illegal memory access\n"
+           "STUDIO-RANK-ERROR rank=0 of 2: DistBackendError: connection closed\n")
+    assert _rank_errors(log) == {1: "RuntimeError: CUDA error: an illegal memory access",
+                                 0: "DistBackendError: connection closed"}
+    assert _last_exception("Traceback...\n  File x\nValueError: bad row 3\n") == "ValueError: bad row 3"
+
+
+def test_the_settings_show_the_gpus_the_global_batch_and_the_estimate_per_gpu(monkeypatch):
+    from studio.ui import views
+    from studio.ui.services import Services
+    two = [{"index": i, "name": "NVIDIA RTX 4090", "total_gb": 24.0, "free_gb": 23.0} for i in range(2)]
+    assert "2 × NVIDIA RTX 4090 (24 GB)" in views.gpus_found(two, "en")
+    assert "none" in views.gpus_found([], "en")
+    c = cfg(gpus=2, batch_size=4, grad_accum=2, strategy="fsdp", model={"quantization": "4bit-nf4"})
+    assert "4 per GPU × 2 accumulation × 2 GPU(s) = **16**" in views.global_batch(c, 2, "en")
+    svc = Services()
+    monkeypatch.setattr(svc, "gpus", lambda: two)
+    monkeypatch.setattr(svc, "facts", lambda model_cfg: {
+        "num_params": 8_030_000_000, "hidden_size": 4096, "num_layers": 32, "vocab_size": 128256,
+        "intermediate_size": 14336, "tied_embeddings": False})
+    fsdp, one = svc.memory(c), svc.memory(cfg(gpus=1, batch_size=4, grad_accum=2, model={"quantization": "4bit-nf4"}))
+    assert fsdp["gpus"] == 2 and fsdp["total_gb"] < one["total_gb"]
+    assert "Memory estimate per GPU (2 GPUs, FSDP)" in views.memory(fsdp, "en")
