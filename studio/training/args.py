@@ -143,4 +143,15 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)   # use_liger_kernel's deprecation note
         args = SFTConfig(**_compatible(kwargs))
+    one_gpu_per_process(args)
     return ResolvedArgs(args=args, optimizer=optimizer, precision=precision, notes=notes)
+
+
+def one_gpu_per_process(args) -> None:
+    """A process that is not one of several (the app's thread, an isolated run) trains on one GPU even
+    when the workstation has more: the trainer would otherwise wrap the model in ``nn.DataParallel``,
+    which TRL refuses, so a second card in the machine would stop every single-GPU run. Several GPUs
+    are used through the subprocess runner (``training.gpus``), one process each."""
+    from .distributed import world_size
+    if world_size() == 1 and args.n_gpu > 1:
+        args._n_gpu = 1

@@ -130,16 +130,23 @@ def estimate_per_gpu(cfg: StudioConfig, facts: dict, device: dict | None, gpus: 
     """``estimate_from_facts`` for one GPU of a run on ``gpus`` GPUs.
 
     DDP: each GPU holds everything a one-GPU run holds (its micro-batch is the same size). FSDP: the
-    frozen weights, the adapters and their optimizer state are split ``gpus`` ways, and each GPU
-    gathers two layers' weights at a time (the one computing, the one prefetched)."""
+    decoder layers' frozen weights, the adapters and their optimizer state are split ``gpus`` ways, each
+    GPU gathers two layers' weights at a time (the one computing, the one prefetched), and the embedding
+    and head stay whole on every GPU."""
     from ..models import estimate_from_facts
     est = estimate_from_facts(cfg, facts, device)
     if gpus <= 1 or strategy != "fsdp":
         return est
     parts = dict(est["parts"])
     layers = max(1, int(facts.get("num_layers") or 1))
-    parts["gathered_layers"] = round(2 * parts["weights"] / layers, 3)
-    parts["weights"] = round(parts["weights"] / gpus, 3)
+    # The embedding and the output head are not in any decoder layer: FSDP keeps them in its root unit,
+    # whole on every GPU from the forward to the backward (measured: an 8B run under an 8 GB cap per GPU
+    # ran out of memory gathering its 1 GB head, where the estimate had split it).
+    vocab, hidden = int(facts.get("vocab_size") or 0), int(facts.get("hidden_size") or 0)
+    unsplit = min(parts["weights"], vocab * hidden * (1 if facts.get("tied_embeddings") else 2) * 2 / 1e9)
+    split = parts["weights"] - unsplit
+    parts["gathered_layers"] = round(2 * split / layers, 3)
+    parts["weights"] = round(split / gpus + unsplit, 3)
     parts["adapters_and_optimizer"] = round(parts["adapters_and_optimizer"] / gpus, 3)
     total = round(sum(parts.values()), 2)
     return {**est, "parts": parts, "total_gb": total, "fits": total <= float(est.get("free_gb") or 0)}
