@@ -16,8 +16,7 @@ from typing import Any, Iterable
 import yaml
 
 
-class ConfigError(ValueError):
-    """A setting is wrong; the message says which one and what to do."""
+from .errors import ConfigError  # noqa: F401 - its home before the error family
 
 
 def _f(default: Any, help: str, choices: tuple | None = None, **kw):
@@ -177,9 +176,10 @@ class StudioConfig:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise ConfigError(f"The config is not valid YAML: {e}") from None
+            raise ConfigError("The config is not valid YAML: {detail}", code="config.not_yaml", detail=str(e)) from None
         if data is not None and not isinstance(data, dict):
-            raise ConfigError("The config must be a YAML mapping with sections such as 'model:' and 'training:'.")
+            raise ConfigError("The config must be a YAML mapping with sections such as 'model:' and 'training:'.",
+                              code="config.not_mapping")
         return cls.from_dict(data)
 
     def save(self, path: str | Path) -> None:
@@ -189,17 +189,18 @@ class StudioConfig:
     def load(cls, path: str | Path) -> "StudioConfig":
         p = Path(path)
         if not p.is_file():
-            raise ConfigError(f"Config file not found: {p}")
+            raise ConfigError("Config file not found: {path}", code="config.file_missing", path=str(p))
         try:
             raw = p.read_bytes()
         except OSError as e:
-            raise ConfigError(f"The config file {p} cannot be read: {e.strerror or e}.") from None
+            raise ConfigError("The config file {path} cannot be read: {detail}.", code="config.file_unreadable", path=str(p),
+                              detail=str(e.strerror or e)) from None
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as e:
             line = raw[:e.start].count(b"\n") + 1
-            raise ConfigError(f"The config file {p} is not UTF-8 text (the first unreadable character is on line "
-                              f"{line}). Open it in a text editor and save it as UTF-8, then try again.") from None
+            raise ConfigError("The config file {path} is not UTF-8 text (the first unreadable character is on line "
+                              "{line}).", code="config.not_utf8", path=str(p), line=line) from None
         return cls.from_yaml(text)
 
     def validate(self, linear_modules: Iterable[str] | None = None) -> "StudioConfig":
@@ -238,7 +239,8 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
             return [v.strip() for v in value.split(",") if v.strip()]
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return list(value)
-        raise ConfigError(f"{where} must be 'all-linear' or a list of layer names, not {value!r}.")
+        raise ConfigError("{key} must be 'all-linear' or a list of layer names, not {value!r}.", code="config.bad_modules",
+                          key=where, value=value)
     if f.name == "gradient_checkpointing":
         # true/false from older configs and presets mean on/off.
         if isinstance(value, bool):
@@ -247,16 +249,17 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
             return "on" if value.strip().lower() in _TRUE else "off"
         if isinstance(value, str):
             return value.strip().lower()
-        raise ConfigError(f"{where} must be auto, on or off, not {value!r}.")
+        raise ConfigError("{key} must be auto, on or off, not {value!r}.", code="config.bad_checkpointing", key=where,
+                          value=value)
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in _TRUE + _FALSE + ("on", "off"):
             return value.lower() in _TRUE + ("on",)
-        raise ConfigError(f"{where} must be true or false, not {value!r}.")
+        raise ConfigError("{key} must be true or false, not {value!r}.", code="config.not_bool", key=where, value=value)
     if isinstance(default, int):
         if isinstance(value, bool):
-            raise ConfigError(f"{where} must be a whole number, not {value!r}.")
+            raise ConfigError("{key} must be a whole number, not {value!r}.", code="config.not_int", key=where, value=value)
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if isinstance(value, int):
@@ -266,16 +269,16 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
                 return int(value.strip())
             except ValueError:
                 pass
-        raise ConfigError(f"{where} must be a whole number, not {value!r}.")
+        raise ConfigError("{key} must be a whole number, not {value!r}.", code="config.not_int", key=where, value=value)
     if isinstance(default, float):
         if isinstance(value, bool):
-            raise ConfigError(f"{where} must be a number, not {value!r}.")
+            raise ConfigError("{key} must be a number, not {value!r}.", code="config.not_number", key=where, value=value)
         try:
             out = float(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{where} must be a number, not {value!r}.") from None
+            raise ConfigError("{key} must be a number, not {value!r}.", code="config.not_number", key=where, value=value) from None
         if math.isnan(out) or math.isinf(out):
-            raise ConfigError(f"{where} must be a finite number.")
+            raise ConfigError("{key} must be a finite number.", code="config.not_finite", key=where)
         return out
     if isinstance(default, str):
         if value is None:
@@ -283,7 +286,7 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         if not isinstance(value, str):
-            raise ConfigError(f"{where} must be text, not {value!r}.")
+            raise ConfigError("{key} must be text, not {value!r}.", code="config.not_text", key=where, value=value)
         return value
     return value
 
@@ -296,23 +299,27 @@ def merge(cfg: StudioConfig, overrides: dict) -> StudioConfig:
             out.name = "" if value is None else str(value)
             continue
         if key not in SECTIONS:
-            raise ConfigError(f"Unknown config section '{key}'. Known sections: name, {', '.join(SECTIONS)}.")
+            raise ConfigError("Unknown config section '{section}'. Known sections: {known}.", code="config.unknown_section",
+                              section=key, known=", ".join(("name", *SECTIONS)))
         if value is None:
             continue
         if not isinstance(value, dict):
-            raise ConfigError(f"Section '{key}' must be a mapping of settings, not {value!r}.")
+            raise ConfigError("Section '{section}' must be a mapping of settings, not {value!r}.",
+                              code="config.section_not_mapping", section=key, value=value)
         section = getattr(out, key)
         fields = {f.name: f for f in dataclasses.fields(section)}
         for name, v in value.items():
             if name not in fields:
-                raise ConfigError(f"Unknown setting '{key}.{name}'. Settings of '{key}': {', '.join(fields)}.")
+                raise ConfigError("Unknown setting '{key}'. Settings of '{section}': {known}.", code="config.unknown_setting",
+                                  key=f"{key}.{name}", section=key, known=", ".join(fields))
             setattr(section, name, _coerce(key, fields[name], v))
     return out
 
 
 def _choice(where: str, value: str, choices: tuple) -> None:
     if value not in choices:
-        raise ConfigError(f"{where} is '{value}', which is not an option. Choose one of: {', '.join(choices)}.")
+        raise ConfigError("{key} is '{value}', which is not an option. Choose one of: {choices}.", code="config.not_an_option",
+                          key=where, value=value, choices=", ".join(choices))
 
 
 def _check_limits(cfg: StudioConfig) -> None:
@@ -320,7 +327,8 @@ def _check_limits(cfg: StudioConfig) -> None:
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         if value < low or value > high:
-            raise ConfigError(f"{key} is {_fmt(value)}; it must be between {_fmt(low)} and {_fmt(high)}.")
+            raise ConfigError("{key} is {value}; it must be between {low} and {high}.", code="config.out_of_range", key=key,
+                              value=_fmt(value), low=_fmt(low), high=_fmt(high))
 
 
 def _fmt(x: float) -> str:
@@ -334,8 +342,8 @@ def _check_encoding(encoding: str) -> None:
     try:
         codecs.lookup(encoding.strip())
     except LookupError:
-        raise ConfigError(f"data.encoding '{encoding}' is not a text encoding the studio knows. Use 'auto', "
-                          "or a name such as utf-8, cp1252, latin-1, gb18030, shift_jis or utf-16.") from None
+        raise ConfigError("data.encoding '{encoding}' is not a text encoding the studio knows.",
+                          code="config.bad_encoding", encoding=encoding) from None
 
 
 def context_warnings(cfg: StudioConfig, context_length: int | None) -> list[str]:
@@ -352,7 +360,7 @@ def validate(cfg: StudioConfig, linear_modules: Iterable[str] | None = None) -> 
     """Raise ConfigError for the first setting that cannot work, with a fix the user can apply."""
     m, d, l, t, g = cfg.model, cfg.data, cfg.lora, cfg.training, cfg.generation
     if not m.source.strip():
-        raise ConfigError("Choose a base model: 'default', a Hub id, a folder or a .gguf file.")
+        raise ConfigError("model.source is empty: choose a base model.", code="config.no_model")
     for section in SECTIONS:
         obj = getattr(cfg, section)
         for f in dataclasses.fields(obj):
@@ -360,49 +368,59 @@ def validate(cfg: StudioConfig, linear_modules: Iterable[str] | None = None) -> 
             if choices:
                 _choice(f"{section}.{f.name}", getattr(obj, f.name), choices)
     if not d.file.strip():
-        raise ConfigError("Choose training data: 'demo', a file, or a Hub dataset id.")
+        raise ConfigError("data.file is empty: choose training data.", code="config.no_data")
     if d.format == "mapping" and not (d.prompt_column and d.answer_column):
-        raise ConfigError("With format 'mapping', say which column holds the prompt and which holds the answer.")
+        raise ConfigError("With data.format 'mapping', say which column holds the prompt (data.prompt_column) and which "
+                          "holds the answer (data.answer_column).", code="config.mapping_columns")
     if d.max_length < 16:
-        raise ConfigError(f"data.max_length is {d.max_length}; it must be at least 16 tokens (512-2048 is typical).")
+        raise ConfigError("data.max_length is {value}; it must be at least 16 tokens (512-2048 is typical).",
+                          code="config.max_length_small", value=d.max_length)
     _check_encoding(d.encoding)
     if d.validation < 0 or (d.validation >= 1 and not float(d.validation).is_integer()):
-        raise ConfigError("data.validation must be a fraction between 0 and 1 (e.g. 0.1) or a whole number of rows (e.g. 20).")
+        raise ConfigError("data.validation must be a fraction between 0 and 1 (e.g. 0.1) or a whole number of rows "
+                          "(e.g. 20).", code="config.validation")
     if d.max_rows < 0:
-        raise ConfigError("data.max_rows must be 0 (all rows) or a positive whole number.")
+        raise ConfigError("data.max_rows must be 0 (all rows) or a positive whole number.", code="config.max_rows")
     if l.r < 1:
-        raise ConfigError(f"LoRA r is {l.r}; r must be a positive whole number (8, 16, 32 or 64 are typical).")
+        raise ConfigError("lora.r is {value}; r must be a positive whole number (8, 16, 32 or 64 are typical).",
+                          code="config.lora_r", value=l.r)
     if l.alpha < 1:
-        raise ConfigError(f"LoRA alpha is {l.alpha}; it must be a positive whole number (often 2 x r).")
+        raise ConfigError("lora.alpha is {value}; it must be a positive whole number (often 2 x r).",
+                          code="config.lora_alpha", value=l.alpha)
     if not 0 <= l.dropout < 1:
-        raise ConfigError(f"LoRA dropout is {l.dropout}; it must be at least 0 and below 1 (0.05 is typical).")
+        raise ConfigError("lora.dropout is {value}; it must be at least 0 and below 1 (0.05 is typical).",
+                          code="config.lora_dropout", value=l.dropout)
     if isinstance(l.target_modules, list):
         if not l.target_modules:
-            raise ConfigError("Pick at least one target module for LoRA, or 'all-linear'.")
+            raise ConfigError("lora.target_modules is empty: pick at least one target module, or 'all-linear'.",
+                              code="config.no_modules")
         if linear_modules is not None:
             have = sorted(set(linear_modules))
             missing = [x for x in l.target_modules if x not in have]
             if missing:
-                raise ConfigError(f"These target modules are not in this model: {', '.join(missing)}. "
-                                  f"The model has: {', '.join(have)}.")
+                raise ConfigError("These target modules are not in this model: {missing}. The model has: {have}.",
+                                  code="config.modules_missing", missing=", ".join(missing), have=", ".join(have))
     if t.max_steps < 0:
-        raise ConfigError("training.max_steps must be 0 (use epochs) or a positive whole number.")
+        raise ConfigError("training.max_steps must be 0 (use epochs) or a positive whole number.", code="config.max_steps")
     if t.max_steps == 0 and t.epochs <= 0:
-        raise ConfigError("Set either a number of epochs above 0 or a maximum number of steps.")
+        raise ConfigError("Set either training.epochs above 0 or training.max_steps.", code="config.no_length")
     for name in ("batch_size", "grad_accum", "logging_steps"):
         if getattr(t, name) < 1:
-            raise ConfigError(f"training.{name} must be a positive whole number.")
+            raise ConfigError("{key} must be a positive whole number.", code="config.positive", key=f"training.{name}")
     for name in ("eval_steps", "save_steps"):
         if getattr(t, name) < 0:
-            raise ConfigError(f"training.{name} must be 0 or a positive whole number.")
+            raise ConfigError("{key} must be 0 or a positive whole number.", code="config.zero_or_positive",
+                              key=f"training.{name}")
     if not 0 < t.learning_rate < 1:
-        raise ConfigError(f"The learning rate {t.learning_rate} is out of range; LoRA usually uses 1e-4 to 3e-4.")
+        raise ConfigError("training.learning_rate is {value}, out of range; LoRA usually uses a learning rate of 1e-4 to 3e-4.",
+                          code="config.learning_rate", value=t.learning_rate)
     if not 0 <= t.warmup_ratio < 1:
-        raise ConfigError("training.warmup_ratio must be between 0 and 1 (e.g. 0.03).")
+        raise ConfigError("training.warmup_ratio must be between 0 and 1 (e.g. 0.03).", code="config.warmup")
     if t.weight_decay < 0 or t.max_grad_norm < 0:
-        raise ConfigError("Weight decay and gradient clipping must not be negative.")
+        raise ConfigError("training.weight_decay and training.max_grad_norm must not be negative.", code="config.negative")
     if g.max_new_tokens < 1:
-        raise ConfigError("generation.max_new_tokens must be a positive whole number.")
+        raise ConfigError("generation.max_new_tokens must be a positive whole number.", code="config.max_new_tokens")
     if g.temperature < 0 or not 0 < g.top_p <= 1 or g.repetition_penalty <= 0:
-        raise ConfigError("Generation: temperature must be 0 or more, top-p between 0 and 1, repetition penalty above 0.")
+        raise ConfigError("generation.temperature must be 0 or more, generation.top_p between 0 and 1, "
+                          "generation.repetition_penalty above 0.", code="config.generation")
     _check_limits(cfg)

@@ -29,8 +29,7 @@ from . import paths
 LOCK_NAME = "device.lock"
 
 
-class DeviceBusy(RuntimeError):
-    """The device is in use (by training or another answer, here or in another process); for people."""
+from .errors import DeviceBusy  # noqa: F401 - its home before the error family
 
 
 def device_word() -> str:

@@ -22,8 +22,7 @@ from . import paths
 from .config import GenerationConfig
 
 
-class EvalError(ValueError):
-    """The evaluation cannot run; the message says why and what to do."""
+from .errors import EvalError  # noqa: F401 - its home before the error family
 
 
 def load_prompts(source: str | Path | None = None) -> list[dict]:

@@ -30,8 +30,7 @@ from .config import ConfigError, GenerationConfig
 _END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>", "<|end_of_text|>")
 
 
-class ChatError(RuntimeError):
-    """Chat cannot run (no adapter, model missing, generation failed); the message is for people."""
+from .errors import ChatError, StudioError  # noqa: F401 - ChatError's home before the error family
 
 
 def _messages(history: Iterable | None) -> list[dict]:
@@ -298,13 +297,13 @@ def load_adapter_model(run_dir: str | Path, cfg: Any = None) -> tuple[Any, Any, 
     template = template_file.read_text(encoding="utf-8") if template_file.is_file() else tokenizer.chat_template
     try:
         base = models.load_model(cfg.model, for_training=False)
+    except StudioError:
+        raise                       # the model's own message (not found, offline, out of memory...)
     except Exception as e:
-        if type(e).__name__ == "ModelError":
-            raise ChatError(str(e)) from None
         from .weights_check import explain
         damaged = explain(e, cfg.model.source)
         if damaged:
-            raise ChatError(damaged) from None
+            raise damaged from None
         raise
     try:
         model = PeftModel.from_pretrained(base, str(adapter))

@@ -32,8 +32,7 @@ from .training.run_folder import RunFolder, _slug, list_run_folders
 __all__ = ["JobBusy", "DeviceBusy", "DeviceLock", "JobManager", "get_manager", "workspace_output_dir"]
 
 
-class JobBusy(RuntimeError):
-    """A run is already active (here or in another process); the message says which and what to do."""
+from .errors import JobBusy  # noqa: F401 - its home before the error family
 
 
 class JobManager:

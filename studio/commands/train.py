@@ -31,7 +31,9 @@ import signal
 import sys
 import time
 
-from ..config import ConfigError, StudioConfig, merge
+from ..config import StudioConfig, merge
+from ..errors import StudioError
+from . import report
 
 
 def add_parser(sub):
@@ -216,10 +218,7 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def run(args) -> int:
-    from ..jobs import JobBusy, get_manager
-
-    from ..models import ModelError
-    from ..training.resume import ResumeError
+    from ..jobs import get_manager
 
     start_kwargs: dict = {}
     try:
@@ -227,17 +226,12 @@ def run(args) -> int:
             cfg, start_kwargs = _resume_or_extend(args)
         else:
             cfg = build_config(args)
-    except (ConfigError, ResumeError, ModelError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:     # e.g. the data cannot be read any more: DataError
-        if type(e).__name__ != "DataError":
-            raise
-        print(f"error: {e}", file=sys.stderr)
+    except StudioError as e:     # a setting, a run that cannot resume, data that cannot be read any more...
+        report(e)
         return 2
     t0 = time.monotonic()
     with _StopSignals() as signals:
-        return _train(cfg, t0, get_manager(), JobBusy, signals, start_kwargs)
+        return _train(cfg, t0, get_manager(), signals, start_kwargs)
 
 
 class _StopSignals:
@@ -280,11 +274,11 @@ def _thread_running(job) -> bool:
     return thread is not None and thread.is_alive()
 
 
-def _train(cfg, t0: float, manager, JobBusy, signals: _StopSignals, start_kwargs: dict | None = None) -> int:
+def _train(cfg, t0: float, manager, signals: _StopSignals, start_kwargs: dict | None = None) -> int:
     try:
         job = signals.start_blocked(manager, cfg, start_kwargs)
-    except (ConfigError, JobBusy) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except StudioError as e:     # a setting that cannot work, or the device is busy
+        report(e)
         return 2
     print(f"Run folder: {job.run_dir}")
     bar = ProgressLine()
@@ -324,9 +318,7 @@ def _train(cfg, t0: float, manager, JobBusy, signals: _StopSignals, start_kwargs
     bar.draw(job)
     bar.end()
     if job.state == "failed":
-        print(f"error: {job.message}", file=sys.stderr)
-        if job.hint:
-            print(f"hint: {job.hint}", file=sys.stderr)
+        report(job.failure) if job.failure is not None else print(f"error: {job.message}", file=sys.stderr)
         return 1
     _summary(job, time.monotonic() - t0)
     return stop_code if stop_code and job.state == "stopped" else 0

@@ -11,8 +11,7 @@ from typing import Iterator
 from .. import paths
 
 
-class ExportError(RuntimeError):
-    """An export cannot be made; the message says why and what to do."""
+from ..errors import ExportError  # noqa: F401 - its home before the error family
 
 
 def exports_dir() -> Path:

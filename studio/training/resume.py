@@ -46,8 +46,7 @@ IGNORED_SETTINGS = {"name", "training.output_dir", "training.logging_steps", "tr
 IGNORED_SECTIONS = {"generation"}
 
 
-class ResumeError(ValueError):
-    """This run cannot be resumed (or extended); the message says why and what to do."""
+from ..errors import ResumeError  # noqa: F401 - its home before the error family
 
 
 # ---- what a run records ----------------------------------------------------------------------

@@ -8,6 +8,7 @@ Help text of config fields comes from ``studio.config.field_help`` (English) or 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,18 @@ def t(key: str, lang: str | None = DEFAULT_LANG, **fmt: Any) -> str:
     en, zh = TEXT.get(key, (key, key))
     text = zh if lang_of(lang) == "zh" else en
     return text.format(**fmt) if fmt else text
+
+
+_SETTING = re.compile(r"\b(?:model|data|lora|training|generation)\.[a-z_]+\b")
+
+
+def label_settings(text: str, lang: str | None = DEFAULT_LANG) -> str:
+    """Engine messages name settings by their config key (``lora.r``); the app shows each with its
+    label as well, ``LoRA rank r (lora.r)``, the words on the screen next to the key of the YAML."""
+    def label(m: re.Match) -> str:
+        key = m.group(0)
+        return f"{t('field.' + key, lang)} ({key})" if f"field.{key}" in TEXT else key
+    return _SETTING.sub(label, text)
 
 
 @dataclass(frozen=True)

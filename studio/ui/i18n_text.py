@@ -294,8 +294,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "err.oom": ("Out of memory. Try 4-bit loading, a smaller batch size or a shorter max length.",
                 "内存不足。请尝试 4 位加载、更小的批大小或更短的最大长度。"),
     "err.file": ("A file could not be used: {detail}", "无法使用文件：{detail}"),
-    "err.unexpected": ("Something went wrong ({name}: {detail}). The details are in the terminal.",
-                       "出错了（{name}：{detail}）。详细信息见终端输出。"),
+    "err.unexpected": ("Internal error in the studio ({name}: {detail}). This is a bug, not a problem with your "
+                       "settings; the details are in {log}.",
+                       "工作室内部错误（{name}：{detail}）。这是程序缺陷，不是你的设置有问题；详细信息见 {log}。"),
 }
 
 HELP_ZH: dict[str, str] = {

@@ -73,7 +73,7 @@ class Services:
             from studio.weights_check import explain
             damaged = explain(e, model_cfg.source)
             if damaged:
-                raise models.ModelError(damaged) from None
+                raise damaged from None
             raise
         try:
             summary = models.model_summary(model, tok)

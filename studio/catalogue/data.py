@@ -1,0 +1,4 @@
+"""data"""
+
+MESSAGES: dict[str, tuple[str, str, str]] = {
+}

@@ -1,0 +1,4 @@
+"""models"""
+
+MESSAGES: dict[str, tuple[str, str, str]] = {
+}

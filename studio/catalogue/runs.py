@@ -1,0 +1,4 @@
+"""runs"""
+
+MESSAGES: dict[str, tuple[str, str, str]] = {
+}
