@@ -64,3 +64,13 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "config.generation": ("generation.temperature 必须不小于 0，generation.top_p 在 0 到 1 之间，"
                           "generation.repetition_penalty 大于 0。", *_FIX),
 }
+MESSAGES.update({
+    "config.preset_yaml": ("预设 '{name}' 不是有效的 YAML：{detail}", "Fix the preset file, or save the preset again.",
+                           "修正预设文件，或重新保存该预设。"),
+    "config.preset_mapping": ("预设 '{name}' 必须是 YAML 映射。", "Fix the preset file, or save the preset again.",
+                              "修正预设文件，或重新保存该预设。"),
+    "config.no_preset": ("没有名为 '{name}' 的预设。已有预设：{presets}。", "Pick one of the presets listed.",
+                         "从列出的预设中选择一个。"),
+    "config.preset_name": ("预设名称只能使用字母、数字、'-'、'_' 和 '.'，并且必须以字母或数字开头。",
+                           "Choose another name.", "换一个名称。"),
+})

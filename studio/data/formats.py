@@ -214,12 +214,14 @@ def normalise(records: list[dict], fmt: str, mapping: dict | None = None,
     if fmt == "mapping":
         mapping = mapping or {}
         if not (mapping.get("prompt") and mapping.get("answer")):
-            raise DataError("With format 'mapping', choose the column with the prompt and the column with the answer.")
+            raise DataError("With data.format 'mapping', choose the column with the prompt (data.prompt_column) and the "
+                            "column with the answer (data.answer_column).", code="data.mapping_columns")
         cols = columns_of(records)
         missing = [mapping[k] for k in ("prompt", "answer", "system") if mapping.get(k) and mapping[k] not in cols]
         if missing:
-            raise DataError(f"The column(s) {', '.join(repr(m) for m in missing)} are not in the data. "
-                            f"Its columns are: {', '.join(cols)}.")
+            raise DataError("The column(s) {missing} are not in the data. Its columns are: {columns}.",
+                            code="data.missing_columns", missing=", ".join(repr(m) for m in missing),
+                            columns=", ".join(cols))
     if fmt not in NORMALISERS:
         cols = columns_of(records)
         guess = suggest_mapping(cols)
