@@ -102,5 +102,5 @@ def explain(exc: BaseException, source: str) -> ModelError | None:
         return ModelError("The model file is damaged or incomplete: {files}.",
                           code="model.damaged_builtin" if builtin else "model.damaged", files=named, folder=str(folder))
     return ModelError("A model weights file in {folder} is damaged or incomplete ({detail}).",
-                      code="model.damaged_builtin" if builtin else "model.damaged", folder=str(folder or source),
+                      code="model.damaged_file_builtin" if builtin else "model.damaged_file", folder=str(folder or source),
                       detail=str(exc))
