@@ -24,6 +24,8 @@ def fill(template: str, params: dict) -> str:
     message must never fail while being shown)."""
     if not params:
         return template
+    # An error inside another (the data problem of a failed run) contributes its message; the outer hint says what to do.
+    params = {k: v.message if isinstance(v, StudioError) else v for k, v in params.items()}
     try:
         return template.format(**params)
     except (KeyError, IndexError, ValueError):
@@ -56,7 +58,9 @@ class StudioError(Exception):
         return render(self, lang)
 
     def __str__(self) -> str:
-        return self.message
+        """Message and hint: the whole English text, for logs and for code that only knows exceptions."""
+        hint = self.hint
+        return f"{self.message} {hint}" if hint and hint not in self.message else self.message
 
 
 class ConfigError(StudioError, ValueError):

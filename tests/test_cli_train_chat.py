@@ -138,4 +138,4 @@ def test_repeat_resume_and_extend_from_the_command_line(tmp_path, tiny_dir, stud
     assert sorted(_losses(more)) == [1, 2, 3]
     assert json.loads((more / "fingerprint.json").read_text())["extended_from"]["name"] == "first"
     assert main(["train", "--extend", str(first)]) == 2
-    assert "--max-steps" in capsys.readouterr().err
+    assert "training.max_steps" in capsys.readouterr().err      # the setting to give (key=value or --max-steps)

@@ -51,7 +51,7 @@ def test_apply_lora_trains_only_the_adapters(tiny_model, targets):
 def test_bad_target_modules_name_what_exists(tiny_model):
     with pytest.raises(ConfigError) as err:
         models.apply_lora(tiny_model, LoraConfig(target_modules=["q_proj", "query_key_value"]))
-    assert str(err.value) == ("These target modules are not in this model: query_key_value. "
+    assert err.value.message == ("These target modules are not in this model: query_key_value. "
                               f"The model has: {', '.join(LLAMA_LINEAR)}.")
 
 

@@ -85,3 +85,5 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "data.template_refused": ("对话模板拒绝了这段对话：{detail}",
                               "Fix the row, or set data.template to another template.", "修正该行，或把 data.template 换成其他模板。"),
 }
+MESSAGES["data.upload_kind"] = ("'{name}' 不是工作室能读取的数据文件。请使用：{kinds}。",
+                                "Save the data in one of those formats, then upload it again.", "把数据另存为上述格式之一，然后重新上传。")

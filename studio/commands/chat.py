@@ -125,7 +125,7 @@ def run(args) -> int:
             print(f"System prompt ({origin}): {chat.system_prompt}", file=sys.stderr)
         if args.prompt is not None:
             if not args.prompt.strip():
-                raise ChatError("The prompt is empty; write a question after --prompt.")
+                raise ChatError("The prompt is empty; write a question after --prompt.", code="chat.empty_prompt_cli")
             _answer(chat, args.prompt, args.compare, [], [])
         else:
             _interactive(chat, args.compare)

@@ -63,8 +63,8 @@ def _resume_or_extend(args) -> tuple[StudioConfig, dict]:
     from ..training.resume import ResumeError
     if args.resume:
         if any(getattr(args, k, None) for k in ("model", "data", "max_steps", "output", "name", "epochs")):
-            raise ResumeError("--resume continues the run exactly as it was set up; it takes no other settings. "
-                              "To train longer than planned, let it finish and use --extend.")
+            raise ResumeError("--resume continues the run exactly as it was set up; it takes no other settings.",
+                              code="resume.no_settings")
         from ..training.resume import plan_resume
         plan = plan_resume(args.resume)
         for note in plan.notes:
