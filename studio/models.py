@@ -119,8 +119,8 @@ def _friendly_errors(name: str, quantization: str = "none") -> Iterator[None]:
 
 
 def _oom_error(name: str, quantization: str) -> ModelError:
-    code = "model.oom_quantize" if quantization in ("none", "8bit") else "model.oom"
-    return ModelError("Not enough memory to load {name}.", code=code, name=name)
+    return ModelError("Not enough memory to load {name}.", name=name,
+                      code="model.oom_quantize" if quantization in ("none", "8bit") else "model.oom")
 
 
 def free_gpu() -> None:

@@ -85,5 +85,14 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "data.template_refused": ("对话模板拒绝了这段对话：{detail}",
                               "Fix the row, or set data.template to another template.", "修正该行，或把 data.template 换成其他模板。"),
 }
+MESSAGES["data.shape_guess"] = (
+    "无法识别数据的结构（列：{columns}）。看起来 '{prompt}' 是提问、'{answer}' 是回答。",
+    "Set data.format to 'mapping' with those columns (data.prompt_column, data.answer_column).",
+    "把 data.format 设为 'mapping'，并选择这两列（data.prompt_column、data.answer_column）。")
+MESSAGES["data.unknown_shape"] = (
+    "无法识别数据的结构（列：{columns}）。",
+    "Set data.format to 'mapping' and say which column holds the prompt (data.prompt_column) and which the answer "
+    "(data.answer_column).",
+    "把 data.format 设为 'mapping'，并指定哪一列是提问（data.prompt_column）、哪一列是回答（data.answer_column）。")
 MESSAGES["data.upload_kind"] = ("'{name}' 不是工作室能读取的数据文件。请使用：{kinds}。",
                                 "Save the data in one of those formats, then upload it again.", "把数据另存为上述格式之一，然后重新上传。")

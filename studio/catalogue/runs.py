@@ -103,7 +103,7 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "eval.no_prompt": ("{path} 的第 {row} 行没有提示（需要 'prompt' 或 'question' 列）。",
                        "Add a 'prompt' column (and optionally 'reference').", "添加 'prompt' 列（可选 'reference' 列）。"),
     "eval.empty": ("提示文件 {path} 中没有提示。", "Add prompts to the file, one per line or row.", "在文件中添加提示，每行一个。"),
-    "eval.no_runs": ("请至少选择一个要评估的运行。", "Tick one or more runs.", "勾选一个或多个运行。"),
+    "eval.no_runs": ("请至少选择一个要评估的运行。", "Choose one or more runs.", "选择一个或多个运行。"),
     "eval.same_name": ("所选运行中有两个文件夹名称相同；每个运行请只选一次。", "Choose each run once.", "每个运行只选一次。"),
     "eval.mixed_bases": ("所选运行基于不同的基础模型（{models}）；一次评估只对比同一个基础模型的运行。",
                          "Choose runs of the same model.", "请选择同一个模型的运行。"),

@@ -225,10 +225,12 @@ def normalise(records: list[dict], fmt: str, mapping: dict | None = None,
     if fmt not in NORMALISERS:
         cols = columns_of(records)
         guess = suggest_mapping(cols)
-        hint = (f" It looks like '{guess['prompt']}' is the prompt and '{guess['answer']}' the answer: choose "
-                "format 'mapping' with those columns." if guess["prompt"] and guess["answer"] else
-                " Choose format 'mapping' and say which column holds the prompt and which the answer.")
-        raise DataError(f"Could not recognise the shape of the data (columns: {', '.join(cols) or 'none'}).{hint}")
+        if guess["prompt"] and guess["answer"]:
+            raise DataError("Could not recognise the shape of the data (columns: {columns}). It looks like '{prompt}' is "
+                            "the prompt and '{answer}' the answer.", code="data.shape_guess",
+                            columns=", ".join(cols) or "none", prompt=guess["prompt"], answer=guess["answer"])
+        raise DataError("Could not recognise the shape of the data (columns: {columns}).", code="data.unknown_shape",
+                        columns=", ".join(cols) or "none")
     fn = NORMALISERS[fmt]
     odd, mix_note = _mixed_shapes(records, fmt) if fmt != "mapping" else ({}, "")
     if mix_note:
