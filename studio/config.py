@@ -19,10 +19,20 @@ import yaml
 from .errors import ConfigError  # noqa: F401 - its home before the error family
 
 
-def _f(default: Any, help: str, choices: tuple | None = None, **kw):
-    meta = {"help": help}
+def _f(default: Any, help: str, choices: tuple | None = None, *, limits: tuple | None = None, zh: str = "",
+       label: tuple[str, str] | None = None, **kw):
+    """A config field and what every interface shows of it: ``help`` (English), ``choices``, ``limits``
+    (low, high; None = open; validate() refuses values outside), and optionally its Chinese help ``zh``
+    and its ``label`` (English, Chinese). The app and ``studio train --help`` read them from here."""
+    meta: dict[str, Any] = {"help": help}
     if choices is not None:
         meta["choices"] = choices
+    if limits is not None:
+        meta["limits"] = limits
+    if zh:
+        meta["help_zh"] = zh
+    if label:
+        meta["label"] = label
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -65,21 +75,24 @@ class DataConfig:
                        "when the preview shows garbled letters.")
     template: str = _f("auto", "How conversations are turned into text. 'auto' uses the model's own chat template "
                        "and falls back to chatml when it has none.", TEMPLATES)
-    max_length: int = _f(512, "Longest training example in tokens. Longer rows are cut or dropped (see below).")
+    max_length: int = _f(512, "Longest training example in tokens. Longer rows are cut or dropped (see below).",
+                         limits=(16, 1_048_576))
     overlong: str = _f("truncate", "What to do with rows longer than the maximum length.", ("truncate", "drop"))
     train_on: str = _f("assistant", "Which tokens the model learns from: only the assistant's answers (recommended) "
                        "or the whole conversation.", ("assistant", "all"))
     validation: float = _f(0.05, "Rows held back to measure progress: a fraction below 1 (0.1 = 10%) or a count of rows "
-                           "(e.g. 20). 0 turns evaluation off.")
-    max_rows: int = _f(0, "Use at most this many rows (0 = all). Handy for a quick trial.")
+                           "(e.g. 20). 0 turns evaluation off.", limits=(0, None))
+    max_rows: int = _f(0, "Use at most this many rows (0 = all). Handy for a quick trial.", limits=(0, 1_000_000_000))
 
 
 @dataclass
 class LoraConfig:
     r: int = _f(16, "LoRA rank: the size of the small trainable matrices. 8-64 is typical; higher learns more "
-                "but uses more memory.")
-    alpha: int = _f(32, "LoRA alpha: scales the adapter's effect (often 2 x r, or 16 in the QLoRA paper).")
-    dropout: float = _f(0.05, "Dropout on the adapter during training, between 0 and 1. 0.05-0.1 helps against overfitting.")
+                "but uses more memory.", limits=(1, 4096))
+    alpha: int = _f(32, "LoRA alpha: scales the adapter's effect (often 2 x r, or 16 in the QLoRA paper).",
+                    limits=(1, 65_536))
+    dropout: float = _f(0.05, "Dropout on the adapter during training, between 0 and 1. 0.05-0.1 helps against "
+                        "overfitting.", limits=(0, 0.99))
     target_modules: Any = _f("all-linear", "Which layers get adapters: 'all-linear' or a list of layer names "
                              "such as [q_proj, v_proj].")
     use_dora: bool = _f(False, "DoRA: a LoRA variant that often learns better at low rank; slower.")
@@ -89,31 +102,37 @@ class LoraConfig:
 
 @dataclass
 class TrainingConfig:
-    epochs: float = _f(1.0, "How many times to go through the data. Ignored when max steps is set.")
-    max_steps: int = _f(0, "Stop after this many optimizer steps (0 = use epochs).")
-    batch_size: int = _f(4, "Examples per step on the device. Lower it if you run out of memory.")
+    epochs: float = _f(1.0, "How many times to go through the data. Ignored when max steps is set.", limits=(0, 1000))
+    max_steps: int = _f(0, "Stop after this many optimizer steps (0 = use epochs).", limits=(0, 1_000_000))
+    batch_size: int = _f(4, "Examples per step on the device. Lower it if you run out of memory.", limits=(1, 65_536))
     grad_accum: int = _f(1, "Gradient accumulation: steps to add up before each update. "
-                         "Effective batch = batch size x this.")
-    learning_rate: float = _f(2e-4, "How big each update is. 1e-4 to 3e-4 is typical for LoRA.")
+                         "Effective batch = batch size x this.", limits=(1, 65_536))
+    learning_rate: float = _f(2e-4, "How big each update is. 1e-4 to 3e-4 is typical for LoRA.", limits=(0, 1))
     scheduler: str = _f("cosine", "How the learning rate changes over the run.", SCHEDULERS)
-    warmup_ratio: float = _f(0.03, "Fraction of the run spent raising the learning rate from 0.")
-    weight_decay: float = _f(0.0, "Weight decay (a mild brake on large weights).")
+    warmup_ratio: float = _f(0.03, "Fraction of the run spent raising the learning rate from 0.", limits=(0, 0.99))
+    weight_decay: float = _f(0.0, "Weight decay (a mild brake on large weights).", limits=(0, None))
     optimizer: str = _f("adamw_torch", "Optimizer. 'paged_adamw_8bit' saves memory on NVIDIA GPUs (QLoRA paper).", OPTIMIZERS)
-    max_grad_norm: float = _f(1.0, "Clip gradients to this norm (0.3 in the QLoRA paper).")
+    max_grad_norm: float = _f(1.0, "Clip gradients to this norm (0.3 in the QLoRA paper).", limits=(0, None))
     gradient_checkpointing: str = _f("auto", "Recompute activations instead of storing them: much less memory, "
                                      "about 30% slower. 'auto' measures your longest batch once before training "
                                      "and checkpoints only as many layers as this GPU needs.", CHECKPOINTING)
-    seed: int = _f(42, "Random seed, so a run can be repeated.")
-    logging_steps: int = _f(1, "Record the loss every this many steps.")
-    eval_steps: int = _f(0, "Measure the validation loss every this many steps (0 = only at the end).")
+    seed: int = _f(42, "Random seed, so a run can be repeated.", limits=(0, 2**32 - 1))
+    logging_steps: int = _f(1, "Record the loss every this many steps.", limits=(1, 1_000_000))
+    eval_steps: int = _f(0, "Measure the validation loss every this many steps (0 = only at the end).",
+                         limits=(0, 1_000_000))
     save_steps: int = _f(0, "Save a checkpoint (the adapter and optimizer state, never the base model) every this "
                          "many steps, so a stopped or crashed run can be resumed. 0 = automatic: about every "
-                         "tenth of the run, at most every 200 steps.")
+                         "tenth of the run, at most every 200 steps.", limits=(0, 1_000_000))
     packing: bool = _f(True, "Join each step's examples into one sequence with no padding (each example still "
                        "sees only itself). Same results, faster and less memory; off pads every example to the "
                        "longest of its batch.")
     attention: str = _f("auto", "Attention kernel. 'auto' uses PyTorch's variable-length FlashAttention for "
                         "padding-free batches on NVIDIA GPUs and SDPA elsewhere.", ATTENTIONS)
+    neftune_noise_alpha: float = _f(
+        0.0, "NEFTune: random noise added to the word embeddings while training, which often makes answers to "
+        "instructions better (the paper used 5-15). 0 = off.", limits=(0, 100),
+        zh="NEFTune：训练时给词向量加入随机噪声，常能提升指令回答的质量（论文中用 5-15）。0 = 关闭。",
+        label=("NEFTune noise", "NEFTune 噪声"))
     fused_kernels: bool = _f(True, "Use Liger's fused GPU kernels (RMSNorm, RoPE, SwiGLU) when liger-kernel is "
                              "installed. Ignored on a CPU.")
     output_dir: str = _f("", "Where the run folder goes (empty = a new dated folder in the studio's runs folder). "
@@ -122,33 +141,21 @@ class TrainingConfig:
 
 @dataclass
 class GenerationConfig:
-    max_new_tokens: int = _f(200, "Longest answer in tokens.")
-    temperature: float = _f(0.0, "Randomness of answers: 0 always picks the likeliest word; 0.7 is more varied.")
-    top_p: float = _f(0.9, "Only sample from the likeliest words that add up to this probability.")
-    repetition_penalty: float = _f(1.1, "Above 1 discourages repeating the same words.")
-
-
-# Upper (and lower) bounds of numeric settings: past them a value is a typo, not a plan (an ETA of 1e20 s, a
-# sequence longer than any model reads, a seed numpy refuses). The UI's number boxes use the same bounds.
-LIMITS: dict[str, tuple[float, float]] = {
-    "data.max_length": (16, 1_048_576),
-    "data.max_rows": (0, 1_000_000_000),
-    "lora.r": (1, 4096),
-    "lora.alpha": (1, 65_536),
-    "training.epochs": (0, 1000),
-    "training.max_steps": (0, 1_000_000),
-    "training.batch_size": (1, 65_536),
-    "training.grad_accum": (1, 65_536),
-    "training.logging_steps": (1, 1_000_000),
-    "training.eval_steps": (0, 1_000_000),
-    "training.save_steps": (0, 1_000_000),
-    "training.seed": (0, 2**32 - 1),
-    "generation.max_new_tokens": (1, 32_768),
-}
+    max_new_tokens: int = _f(200, "Longest answer in tokens.", limits=(1, 32_768))
+    temperature: float = _f(0.0, "Randomness of answers: 0 always picks the likeliest word; 0.7 is more varied.",
+                            limits=(0, None))
+    top_p: float = _f(0.9, "Only sample from the likeliest words that add up to this probability.", limits=(0, 1))
+    repetition_penalty: float = _f(1.1, "Above 1 discourages repeating the same words.", limits=(0, None))
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "lora": LoraConfig,
             "training": TrainingConfig, "generation": GenerationConfig}
+
+# Bounds of numeric settings (each field's ``limits``): past them a value is a typo, not a plan (an ETA of
+# 1e20 s, a sequence longer than any model reads, a seed numpy refuses). The UI's number boxes use the same.
+LIMITS: dict[str, tuple[float | None, float | None]] = {
+    f"{s}.{f.name}": f.metadata["limits"] for s, c in SECTIONS.items() for f in dataclasses.fields(c)
+    if "limits" in f.metadata}
 
 
 @dataclass
@@ -208,19 +215,26 @@ class StudioConfig:
         return self
 
 
-def field_help(section: str, name: str) -> str:
-    """The help text of one field, for UI tooltips and CLI help."""
+def field_meta(section: str, name: str) -> dict:
     for f in dataclasses.fields(SECTIONS[section]):
         if f.name == name:
-            return f.metadata.get("help", "")
+            return dict(f.metadata)
     raise KeyError(f"{section}.{name}")
+
+
+def field_help(section: str, name: str, lang: str = "en") -> str:
+    """The help text of one field, for UI tooltips and CLI help ("" in Chinese when the field has none)."""
+    return field_meta(section, name).get("help_zh" if lang == "zh" else "help", "")
 
 
 def field_choices(section: str, name: str) -> tuple | None:
-    for f in dataclasses.fields(SECTIONS[section]):
-        if f.name == name:
-            return f.metadata.get("choices")
-    raise KeyError(f"{section}.{name}")
+    return field_meta(section, name).get("choices")
+
+
+def field_labels() -> dict[str, tuple[str, str]]:
+    """``{"section.name": (English, Chinese)}`` of the fields that carry their own label."""
+    return {f"{s}.{f.name}": f.metadata["label"] for s, c in SECTIONS.items() for f in dataclasses.fields(c)
+            if "label" in f.metadata}
 
 
 _TRUE = ("true", "yes", "1")
@@ -326,7 +340,10 @@ def _check_limits(cfg: StudioConfig) -> None:
     for key, (low, high) in LIMITS.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
-        if value < low or value > high:
+        if high is None and low is not None and value < low:
+            raise ConfigError("{key} is {value}; it must be at least {low}.", code="config.at_least", key=key,
+                              value=_fmt(value), low=_fmt(low))
+        if (low is not None and value < low) or (high is not None and value > high):
             raise ConfigError("{key} is {value}; it must be between {low} and {high}.", code="config.out_of_range", key=key,
                               value=_fmt(value), low=_fmt(low), high=_fmt(high))
 

@@ -31,6 +31,7 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
                                "Check the spelling; `studio train --help` lists every setting.",
                                "检查拼写；`studio train --help` 列出了所有设置。"),
     "config.not_an_option": ("{key} 的值 '{value}' 不是可选项。请从以下选择：{choices}。", *_FIX),
+    "config.at_least": ("{key} 为 {value}；它必须不小于 {low}。", *_FIX),
     "config.out_of_range": ("{key} 为 {value}；它必须在 {low} 到 {high} 之间。", *_FIX),
     "config.bad_encoding": ("data.encoding '{encoding}' 不是工作室认识的文本编码。",
                             "Use 'auto', or a name such as utf-8, cp1252, latin-1, gb18030, shift_jis or utf-16.",

@@ -3,7 +3,8 @@
 ``Labels.make(cls, label=KEY, ...)`` builds a component with its words in the start language and
 remembers which attribute holds which key, so switching language is one event that returns
 ``Labels.updates(lang)`` for every registered component (values the user typed stay untouched).
-Help text of config fields comes from ``studio.config.field_help`` (English) or ``HELP_ZH``.
+Help text of config fields comes from ``studio.config.field_help`` (English, and Chinese where the field
+carries it) or ``HELP_ZH``; labels of fields that carry their own come from the config too.
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ from typing import Any
 
 import gradio as gr
 
-from studio.config import field_help
+from studio.config import field_help, field_labels
 
 from .i18n_text import HELP_ZH, TEXT
+
+# A field may carry its own label (studio/config.py); the table then needs no line for it.
+for _key, _words_of in field_labels().items():
+    TEXT.setdefault(f"field.{_key}", _words_of)
 
 LANGS = {"en": "English", "zh": "简体中文"}
 DEFAULT_LANG = "en"
@@ -52,8 +57,9 @@ class Help:
     name: str
 
     def text(self, lang: str) -> str:
-        if lang_of(lang) == "zh" and f"{self.section}.{self.name}" in HELP_ZH:
-            return HELP_ZH[f"{self.section}.{self.name}"]
+        if lang_of(lang) == "zh":
+            return (field_help(self.section, self.name, "zh") or HELP_ZH.get(f"{self.section}.{self.name}")
+                    or field_help(self.section, self.name))
         return field_help(self.section, self.name)
 
 
