@@ -211,7 +211,15 @@ class StudioConfig:
         return cls.from_yaml(text)
 
     def validate(self, linear_modules: Iterable[str] | None = None) -> "StudioConfig":
-        validate(self, linear_modules)
+        """Check every setting (and the target modules against ``linear_modules`` when given). A config
+        checked before and unchanged since is not checked again: the app refuses a bad setting before it
+        asks the engine, and the job manager's check of the same config is then free."""
+        seen = getattr(self, "_validated", None)
+        snapshot = repr(self.to_dict())
+        modules = None if linear_modules is None else tuple(sorted(set(linear_modules)))
+        if seen is None or seen[0] != snapshot or (modules is not None and seen[1] != modules):
+            validate(self, modules)
+            self._validated = (snapshot, modules)
         return self
 
 
@@ -373,6 +381,17 @@ def context_warnings(cfg: StudioConfig, context_length: int | None) -> list[str]
     return out
 
 
+def check_target_modules(lora: LoraConfig, linear_modules: Iterable[str]) -> None:
+    """The part of validation that needs the model: the target modules it has (``linear_modules``)."""
+    if not isinstance(lora.target_modules, list):
+        return
+    have = sorted(set(linear_modules))
+    missing = [x for x in lora.target_modules if x not in have]
+    if missing:
+        raise ConfigError("These target modules are not in this model: {missing}. The model has: {have}.",
+                          code="config.modules_missing", missing=", ".join(missing), have=", ".join(have))
+
+
 def validate(cfg: StudioConfig, linear_modules: Iterable[str] | None = None) -> None:
     """Raise ConfigError for the first setting that cannot work, with a fix the user can apply."""
     m, d, l, t, g = cfg.model, cfg.data, cfg.lora, cfg.training, cfg.generation
@@ -412,11 +431,7 @@ def validate(cfg: StudioConfig, linear_modules: Iterable[str] | None = None) -> 
             raise ConfigError("lora.target_modules is empty: pick at least one target module, or 'all-linear'.",
                               code="config.no_modules")
         if linear_modules is not None:
-            have = sorted(set(linear_modules))
-            missing = [x for x in l.target_modules if x not in have]
-            if missing:
-                raise ConfigError("These target modules are not in this model: {missing}. The model has: {have}.",
-                                  code="config.modules_missing", missing=", ".join(missing), have=", ".join(have))
+            check_target_modules(l, linear_modules)
     if t.max_steps < 0:
         raise ConfigError("training.max_steps must be 0 (use epochs) or a positive whole number.", code="config.max_steps")
     if t.max_steps == 0 and t.epochs <= 0:

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import torch
 
-from .config import ConfigError, DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig, validate
+from .config import ConfigError, DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig, check_target_modules
 from .model_size import config_facts  # noqa: F401
 from .model_sources import (ModelError, default_gguf, default_model_dir, remote_code_error,  # noqa: F401
                             resolve_source)
@@ -265,7 +265,8 @@ def apply_lora(model: Any, lora_cfg: LoraConfig, gradient_checkpointing: bool = 
     names = linear_module_names(model)
     if not names:
         raise ModelError("This model has no linear layers that LoRA can adapt.", code="model.no_linear")
-    validate(StudioConfig(lora=lora_cfg), names)   # the same message as config validation
+    # The settings were validated when the run started; only the model can say which layers it has.
+    check_target_modules(lora_cfg, names)
     # The base stays frozen and in its own dtype, 4-bit or not. peft's prepare_model_for_kbit_training
     # (the QLoRA articles' recipe) would also cast every norm, the embedding and the output head to
     # float32: measured, that costs memory and a dtype copy of the head on every step, and buys no

@@ -75,3 +75,9 @@ MESSAGES.update({
     "config.preset_name": ("预设名称只能使用字母、数字、'-'、'_' 和 '.'，并且必须以字母或数字开头。",
                            "Choose another name.", "换一个名称。"),
 })
+MESSAGES.update({
+    "config.bad_override": ("'{item}' 不是设置：请写成 KEY=VALUE，例如 lora.r=32。",
+                            "`studio train --help` lists every setting.", "`studio train --help` 列出了所有设置。"),
+    "config.bad_key": ("'{key}' 不是设置名：设置名写作 部分.名称，例如 lora.r。",
+                       "`studio train --help` lists every setting.", "`studio train --help` 列出了所有设置。"),
+})

@@ -14,7 +14,7 @@ _MERGED = ("Export the merged model instead and convert it with llama.cpp.", "�
 MESSAGES: dict[str, tuple[str, str, str]] = {
     # the device and the job manager
     "device.busy": ("设备正忙。", "Try again in a moment.", "请稍后重试。"),
-    "device.training": ("训练正在使用设备；训练完成或停止后即可对话。", "Wait for the run to finish, or stop it.",
+    "device.training": ("正在训练，设备已被占用；训练完成或停止后即可对话。", "Wait for the run to finish, or stop it.",
                         "等待训练完成，或停止训练。"),
     "device.answering": ("设备正在生成另一个回答；请稍后重试。", "Try again in a moment.", "请稍后重试。"),
     "device.other_process": ("设备正被 {holder} 占用，它是从另一个窗口或终端启动的。", *_WAIT),
@@ -139,3 +139,6 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "export.push_failed": ("推送到 {repo} 失败：{detail}。", "Check the repository name and your token, then try again.",
                            "检查仓库名和令牌后重试。"),
 }
+MESSAGES["extend.settings"] = ("--extend 会沿用该运行自己的设置；只能指定训练多久（training.max_steps、training.epochs）、"
+                               "training.output_dir 和 name。",
+                               "Leave out the other settings, or start a new run with them.", "去掉其他设置，或用它们开始一次新的运行。")

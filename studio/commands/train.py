@@ -1,6 +1,7 @@
 """``studio train``: fine-tune from the command line with the same engine and config as the app.
 
     studio train --preset cpu-demo --max-steps 30 --output runs/demo
+    studio train --preset cpu-demo lora.r=32 training.learning_rate=1e-4 data.file=my.jsonl
     studio train --config my-run.yaml --data my.jsonl --model Qwen/Qwen2.5-0.5B-Instruct
     studio train --config runs/demo/config.yaml          repeat a run with its recorded settings
     studio train --resume runs/demo                      go on from the run's last complete checkpoint
@@ -34,12 +35,18 @@ import time
 from ..config import StudioConfig, merge
 from ..errors import StudioError
 from . import report
+from .fields import HelpFormatter, add_settings, overrides
 
 
 def add_parser(sub):
     p = sub.add_parser("train", help="fine-tune a model (LoRA / QLoRA) and save the adapter",
+                       formatter_class=HelpFormatter,
+                       usage="studio train [--preset P | --config FILE | --resume RUN_DIR | --extend RUN_DIR] "
+                             "[KEY=VALUE ...] [--SECTION.NAME VALUE ...]",
                        description="Fine-tune a model with LoRA or QLoRA. Settings come from a preset or a "
-                                   "config file (see `studio presets`); the flags below override them.")
+                                   "config file (see `studio presets`); KEY=VALUE settings and the options below "
+                                   "override them, e.g. `studio train --preset cpu-demo lora.r=32 "
+                                   "training.learning_rate=1e-4 data.file=my.jsonl`.")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--preset", help="start from this preset (e.g. cpu-demo)")
     src.add_argument("--config", help="start from this YAML config file (e.g. a run's config.yaml)")
@@ -50,19 +57,38 @@ def add_parser(sub):
                      help="train a finished run further: a new run folder that starts from its adapter "
                           "(say how long with --max-steps or --epochs)")
     p.add_argument("--epochs", type=float, help="with --extend: train this many more epochs")
-    p.add_argument("--model", help="base model: 'default', a Hub id, a folder or a .gguf file")
-    p.add_argument("--data", help="training data: 'demo', a .jsonl/.json/.csv/.tsv/.parquet file or a Hub dataset id")
-    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    p.add_argument("--output", help="the run folder to create (default: a new folder in the studio's runs folder)")
+    # Short forms of the settings used most (kept from before the settings were generated).
+    for flag, key in SHORT_FLAGS.items():
+        p.add_argument(flag, default=None, help=f"the same as {key}=VALUE")
     p.add_argument("--name", help="a name for the run (used in the folder name)")
+    add_settings(p)
     return p
+
+
+# flag -> setting; ``--max-steps`` with ``--extend`` says how many more steps to train.
+SHORT_FLAGS = {"--model": "model.source", "--data": "data.file", "--max-steps": "training.max_steps",
+               "--output": "training.output_dir"}
+
+
+def _settings(args) -> dict:
+    """Every setting given on the command line (short flags, --section.name options, KEY=VALUE)."""
+    out = overrides(args)
+    for flag, key in SHORT_FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value is not None:
+            section, name = key.split(".")
+            out.setdefault(section, {}).setdefault(name, value)
+    if args.name:
+        out["name"] = args.name
+    return out
 
 
 def _resume_or_extend(args) -> tuple[StudioConfig, dict]:
     """The config and the job's extra arguments for --resume / --extend (ResumeError when refused)."""
     from ..training.resume import ResumeError
+    settings = _settings(args)
     if args.resume:
-        if any(getattr(args, k, None) for k in ("model", "data", "max_steps", "output", "name", "epochs")):
+        if settings or args.epochs:
             raise ResumeError("--resume continues the run exactly as it was set up; it takes no other settings.",
                               code="resume.no_settings")
         from ..training.resume import plan_resume
@@ -73,9 +99,18 @@ def _resume_or_extend(args) -> tuple[StudioConfig, dict]:
         return plan.cfg, {"run_dir": plan.run.path, "tokenizer": plan.tokenizer, "data": plan.data,
                           "resume_from": plan.checkpoint}
     from ..training.extend import plan_extend
-    cfg, origin = plan_extend(args.extend, args.max_steps, args.epochs, args.output)
-    if args.name:
-        cfg = merge(cfg, {"name": args.name})
+    training = settings.get("training", {})
+    extra = {k for k in training if k not in ("max_steps", "epochs", "output_dir")} | set(settings) - {"training", "name"}
+    if extra:
+        raise ResumeError("--extend continues the run with its own settings; only how long to train "
+                          "(training.max_steps, training.epochs), training.output_dir and name can be given.",
+                          code="extend.settings")
+    merged = merge(StudioConfig(), {"training": training})     # the values typed, checked as settings
+    cfg, origin = plan_extend(args.extend, merged.training.max_steps if "max_steps" in training else None,
+                              args.epochs or (merged.training.epochs if "epochs" in training else None),
+                              merged.training.output_dir or None)
+    if "name" in settings:
+        cfg = merge(cfg, {"name": settings["name"]})
     return cfg, {"init_adapter": origin["extended_from"]["adapter"], "origin": origin}
 
 
@@ -99,18 +134,8 @@ def build_config(args) -> StudioConfig:
             cfg = merge(cfg, {"training": {"output_dir": ""}})
     else:
         cfg = StudioConfig()
-    overrides: dict = {}
-    if args.model:
-        overrides.setdefault("model", {})["source"] = args.model
-    if args.data:
-        overrides.setdefault("data", {})["file"] = args.data
-    if args.max_steps is not None:
-        overrides.setdefault("training", {})["max_steps"] = args.max_steps
-    if args.output:
-        overrides.setdefault("training", {})["output_dir"] = args.output
-    if args.name:
-        overrides["name"] = args.name
-    return merge(cfg, overrides).validate()
+    # Types are checked here; the settings as a whole are validated once, when the run starts (jobs.py).
+    return merge(cfg, _settings(args))
 
 
 def _clock(seconds: float | None) -> str:

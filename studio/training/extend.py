@@ -51,7 +51,7 @@ def plan_extend(run_dir: str | Path, max_steps: int | None = None, epochs: float
     if epochs:
         training["epochs"] = float(epochs)
     name = f"{cfg.name or run.name}-extended"
-    cfg = merge(cfg, {"training": training, "name": name}).validate()
+    cfg = merge(cfg, {"training": training, "name": name})     # validated when the run starts (jobs.py)
     state = run.read_state() or {}
     origin = {"extended_from": {"run_dir": str(run.path.resolve()), "name": run.name,
                                 "steps": state.get("step"), "adapter": str(run.adapter_dir.resolve())}}
