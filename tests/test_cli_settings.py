@@ -57,3 +57,13 @@ def test_studio_data_options_come_from_the_config(capsys):
         main(["data", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert " ".join(field_help("data", "template").split())[:40] in text and "(default: 512; 16 to 1048576)" in text
+
+
+def test_the_readme_shows_the_current_help(capsys, monkeypatch):
+    """README.md carries `studio train --help` (made with COLUMNS=110); a new or changed field must update it."""
+    from pathlib import Path
+    monkeypatch.setenv("COLUMNS", "110")
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert capsys.readouterr().out.rstrip() in readme
