@@ -57,7 +57,7 @@ class ModelConfig:
     double_quant: bool = _f(True, "Also compress the 4-bit scaling factors (saves about 0.4 bits per weight). Only used with 4-bit.")
     compute_dtype: str = _f("auto", "Number format for the maths. 'auto' picks bfloat16 on GPUs that support it, "
                             "float16 on older GPUs and float32 on a CPU.", COMPUTE_DTYPES)
-    trust_remote_code: bool = _f(False, "Run Python code shipped with the model. Only tick this for models from people you trust.")
+    trust_remote_code: bool = _f(False, "Run Python code shipped with the model. Only turn it on for models from people you trust.")
 
 
 @dataclass
@@ -66,7 +66,8 @@ class DataConfig:
                    "or a Hugging Face dataset id.")
     format: str = _f("auto", "The shape of the rows. 'auto' detects alpaca, sharegpt, messages, prompt/completion, text "
                      "and preference data (chosen/rejected: trained on the chosen answers); "
-                     "'mapping' uses the column mapping below.", FORMATS)
+                     "'mapping' uses the columns named in data.prompt_column, data.answer_column and "
+                     "data.system_column.", FORMATS)
     prompt_column: str = _f("", "With format 'mapping': the column that holds the question or instruction.")
     answer_column: str = _f("", "With format 'mapping': the column that holds the answer the model should learn.")
     system_column: str = _f("", "With format 'mapping' (optional): the column that holds a system prompt.")
@@ -75,7 +76,7 @@ class DataConfig:
                        "when the preview shows garbled letters.")
     template: str = _f("auto", "How conversations are turned into text. 'auto' uses the model's own chat template "
                        "and falls back to chatml when it has none.", TEMPLATES)
-    max_length: int = _f(512, "Longest training example in tokens. Longer rows are cut or dropped (see below).",
+    max_length: int = _f(512, "Longest training example in tokens. Longer rows are cut or dropped (data.overlong).",
                          limits=(16, 1_048_576))
     overlong: str = _f("truncate", "What to do with rows longer than the maximum length.", ("truncate", "drop"))
     train_on: str = _f("assistant", "Which tokens the model learns from: only the assistant's answers (recommended) "
