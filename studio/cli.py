@@ -36,7 +36,35 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    return int(args._run(args) or 0)
+    from .commands import report
+    from .errors import StudioError
+    try:
+        return int(args._run(args) or 0)
+    except StudioError as e:     # a command that did not catch its own: still message + hint, no traceback
+        report(e)
+        return 1
+    except Exception as e:       # noqa: BLE001 - a bug: said as such, the traceback kept in a file
+        print(f"internal error: {type(e).__name__}: {str(e)[:300]}\nThis is a bug in the studio, not a problem with "
+              f"your settings; the traceback is in {_log_internal_error(e)}.", file=sys.stderr)
+        return 1
+
+
+def _log_internal_error(exc: BaseException) -> str:
+    import datetime
+    import traceback
+
+    from . import paths
+    path = paths.workspace() / "logs" / "cli-errors.log"
+    text = "".join(traceback.format_exception(exc))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"--- {datetime.datetime.now().isoformat(timespec='seconds')} studio {' '.join(sys.argv[1:])}\n")
+            f.write(text)
+    except OSError:
+        sys.stderr.write(text)
+        return "the output above"
+    return str(path)
 
 
 if __name__ == "__main__":

@@ -16,14 +16,23 @@ from typing import Any, Iterable
 import yaml
 
 
-class ConfigError(ValueError):
-    """A setting is wrong; the message says which one and what to do."""
+from .errors import ConfigError  # noqa: F401 - its home before the error family
 
 
-def _f(default: Any, help: str, choices: tuple | None = None, **kw):
-    meta = {"help": help}
+def _f(default: Any, help: str, choices: tuple | None = None, *, limits: tuple | None = None, zh: str = "",
+       label: tuple[str, str] | None = None, **kw):
+    """A config field and what every interface shows of it: ``help`` (English), ``choices``, ``limits``
+    (low, high; None = open; validate() refuses values outside), and optionally its Chinese help ``zh``
+    and its ``label`` (English, Chinese). The app and ``studio train --help`` read them from here."""
+    meta: dict[str, Any] = {"help": help}
     if choices is not None:
         meta["choices"] = choices
+    if limits is not None:
+        meta["limits"] = limits
+    if zh:
+        meta["help_zh"] = zh
+    if label:
+        meta["label"] = label
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -49,7 +58,7 @@ class ModelConfig:
     double_quant: bool = _f(True, "Also compress the 4-bit scaling factors (saves about 0.4 bits per weight). Only used with 4-bit.")
     compute_dtype: str = _f("auto", "Number format for the maths. 'auto' picks bfloat16 on GPUs that support it, "
                             "float16 on older GPUs and float32 on a CPU.", COMPUTE_DTYPES)
-    trust_remote_code: bool = _f(False, "Run Python code shipped with the model. Only tick this for models from people you trust.")
+    trust_remote_code: bool = _f(False, "Run Python code shipped with the model. Only turn it on for models from people you trust.")
 
 
 @dataclass
@@ -58,7 +67,8 @@ class DataConfig:
                    "or a Hugging Face dataset id.")
     format: str = _f("auto", "The shape of the rows. 'auto' detects alpaca, sharegpt, messages, prompt/completion, text "
                      "and preference data (chosen/rejected: trained on the chosen answers); "
-                     "'mapping' uses the column mapping below.", FORMATS)
+                     "'mapping' uses the columns named in data.prompt_column, data.answer_column and "
+                     "data.system_column.", FORMATS)
     prompt_column: str = _f("", "With format 'mapping': the column that holds the question or instruction.")
     answer_column: str = _f("", "With format 'mapping': the column that holds the answer the model should learn.")
     system_column: str = _f("", "With format 'mapping' (optional): the column that holds a system prompt.")
@@ -67,21 +77,24 @@ class DataConfig:
                        "when the preview shows garbled letters.")
     template: str = _f("auto", "How conversations are turned into text. 'auto' uses the model's own chat template "
                        "and falls back to chatml when it has none.", TEMPLATES)
-    max_length: int = _f(512, "Longest training example in tokens. Longer rows are cut or dropped (see below).")
+    max_length: int = _f(512, "Longest training example in tokens. Longer rows are cut or dropped (data.overlong).",
+                         limits=(16, 1_048_576))
     overlong: str = _f("truncate", "What to do with rows longer than the maximum length.", ("truncate", "drop"))
     train_on: str = _f("assistant", "Which tokens the model learns from: only the assistant's answers (recommended) "
                        "or the whole conversation.", ("assistant", "all"))
     validation: float = _f(0.05, "Rows held back to measure progress: a fraction below 1 (0.1 = 10%) or a count of rows "
-                           "(e.g. 20). 0 turns evaluation off.")
-    max_rows: int = _f(0, "Use at most this many rows (0 = all). Handy for a quick trial.")
+                           "(e.g. 20). 0 turns evaluation off.", limits=(0, None))
+    max_rows: int = _f(0, "Use at most this many rows (0 = all). Handy for a quick trial.", limits=(0, 1_000_000_000))
 
 
 @dataclass
 class LoraConfig:
     r: int = _f(16, "LoRA rank: the size of the small trainable matrices. 8-64 is typical; higher learns more "
-                "but uses more memory.")
-    alpha: int = _f(32, "LoRA alpha: scales the adapter's effect (often 2 x r, or 16 in the QLoRA paper).")
-    dropout: float = _f(0.05, "Dropout on the adapter during training, between 0 and 1. 0.05-0.1 helps against overfitting.")
+                "but uses more memory.", limits=(1, 4096))
+    alpha: int = _f(32, "LoRA alpha: scales the adapter's effect (often 2 x r, or 16 in the QLoRA paper).",
+                    limits=(1, 65_536))
+    dropout: float = _f(0.05, "Dropout on the adapter during training, between 0 and 1. 0.05-0.1 helps against "
+                        "overfitting.", limits=(0, 0.99))
     target_modules: Any = _f("all-linear", "Which layers get adapters: 'all-linear' or a list of layer names "
                              "such as [q_proj, v_proj].")
     use_dora: bool = _f(False, "DoRA: a LoRA variant that often learns better at low rank; slower.")
@@ -91,36 +104,42 @@ class LoraConfig:
 
 @dataclass
 class TrainingConfig:
-    epochs: float = _f(1.0, "How many times to go through the data. Ignored when max steps is set.")
-    max_steps: int = _f(0, "Stop after this many optimizer steps (0 = use epochs).")
-    batch_size: int = _f(4, "Examples per step on the device. Lower it if you run out of memory.")
+    epochs: float = _f(1.0, "How many times to go through the data. Ignored when max steps is set.", limits=(0, 1000))
+    max_steps: int = _f(0, "Stop after this many optimizer steps (0 = use epochs).", limits=(0, 1_000_000))
+    batch_size: int = _f(4, "Examples per step on the device. Lower it if you run out of memory.", limits=(1, 65_536))
     grad_accum: int = _f(1, "Gradient accumulation: steps to add up before each update. "
-                         "Effective batch = batch size x this.")
-    learning_rate: float = _f(2e-4, "How big each update is. 1e-4 to 3e-4 is typical for LoRA.")
+                         "Effective batch = batch size x this.", limits=(1, 65_536))
+    learning_rate: float = _f(2e-4, "How big each update is. 1e-4 to 3e-4 is typical for LoRA.", limits=(0, 1))
     scheduler: str = _f("cosine", "How the learning rate changes over the run.", SCHEDULERS)
-    warmup_ratio: float = _f(0.03, "Fraction of the run spent raising the learning rate from 0.")
-    weight_decay: float = _f(0.0, "Weight decay (a mild brake on large weights).")
+    warmup_ratio: float = _f(0.03, "Fraction of the run spent raising the learning rate from 0.", limits=(0, 0.99))
+    weight_decay: float = _f(0.0, "Weight decay (a mild brake on large weights).", limits=(0, None))
     optimizer: str = _f("adamw_torch", "Optimizer. 'paged_adamw_8bit' saves memory on NVIDIA GPUs (QLoRA paper).", OPTIMIZERS)
-    max_grad_norm: float = _f(1.0, "Clip gradients to this norm (0.3 in the QLoRA paper).")
+    max_grad_norm: float = _f(1.0, "Clip gradients to this norm (0.3 in the QLoRA paper).", limits=(0, None))
     gradient_checkpointing: str = _f("auto", "Recompute activations instead of storing them: much less memory, "
                                      "about 30% slower. 'auto' measures your longest batch once before training "
                                      "and checkpoints only as many layers as this GPU needs.", CHECKPOINTING)
-    seed: int = _f(42, "Random seed, so a run can be repeated.")
-    logging_steps: int = _f(1, "Record the loss every this many steps.")
-    eval_steps: int = _f(0, "Measure the validation loss every this many steps (0 = only at the end).")
+    seed: int = _f(42, "Random seed, so a run can be repeated.", limits=(0, 2**32 - 1))
+    logging_steps: int = _f(1, "Record the loss every this many steps.", limits=(1, 1_000_000))
+    eval_steps: int = _f(0, "Measure the validation loss every this many steps (0 = only at the end).",
+                         limits=(0, 1_000_000))
     save_steps: int = _f(0, "Save a checkpoint (the adapter and optimizer state, never the base model) every this "
                          "many steps, so a stopped or crashed run can be resumed. 0 = automatic: about every "
-                         "tenth of the run, at most every 200 steps.")
+                         "tenth of the run, at most every 200 steps.", limits=(0, 1_000_000))
     packing: bool = _f(True, "Join each step's examples into one sequence with no padding (each example still "
                        "sees only itself). Same results, faster and less memory; off pads every example to the "
                        "longest of its batch.")
     attention: str = _f("auto", "Attention kernel. 'auto' uses PyTorch's variable-length FlashAttention for "
                         "padding-free batches on NVIDIA GPUs and SDPA elsewhere.", ATTENTIONS)
+    neftune_noise_alpha: float = _f(
+        0.0, "NEFTune: random noise added to the word embeddings while training, which often makes answers to "
+        "instructions better (the paper used 5-15). 0 = off.", limits=(0, 100),
+        zh="NEFTune：训练时给词向量加入随机噪声，常能提升指令回答的质量（论文中用 5-15）。0 = 关闭。",
+        label=("NEFTune noise", "NEFTune 噪声"))
     fused_kernels: bool = _f(True, "Use Liger's fused GPU kernels (RMSNorm, RoPE, SwiGLU) when liger-kernel is "
                              "installed. Ignored on a CPU.")
     gpus: int = _f(1, "How many GPUs of this computer train the run together (0 = all of them). With more than "
                    "one, each GPU trains on its own share of every step's rows: the global batch is batch size x "
-                   "accumulation x GPUs.")
+                   "accumulation x GPUs.", limits=(0, 64))
     strategy: str = _f("auto", "How several GPUs share the work. 'ddp' keeps a whole copy of the model on each GPU "
                        "(fastest, when the model fits one card); 'fsdp' splits the frozen model weights across the "
                        "GPUs (needs 4-bit QLoRA or 16-bit weights; for a model too big for one card); 'auto' picks "
@@ -134,34 +153,21 @@ class TrainingConfig:
 
 @dataclass
 class GenerationConfig:
-    max_new_tokens: int = _f(200, "Longest answer in tokens.")
-    temperature: float = _f(0.0, "Randomness of answers: 0 always picks the likeliest word; 0.7 is more varied.")
-    top_p: float = _f(0.9, "Only sample from the likeliest words that add up to this probability.")
-    repetition_penalty: float = _f(1.1, "Above 1 discourages repeating the same words.")
-
-
-# Upper (and lower) bounds of numeric settings: past them a value is a typo, not a plan (an ETA of 1e20 s, a
-# sequence longer than any model reads, a seed numpy refuses). The UI's number boxes use the same bounds.
-LIMITS: dict[str, tuple[float, float]] = {
-    "data.max_length": (16, 1_048_576),
-    "data.max_rows": (0, 1_000_000_000),
-    "lora.r": (1, 4096),
-    "lora.alpha": (1, 65_536),
-    "training.epochs": (0, 1000),
-    "training.max_steps": (0, 1_000_000),
-    "training.batch_size": (1, 65_536),
-    "training.grad_accum": (1, 65_536),
-    "training.logging_steps": (1, 1_000_000),
-    "training.eval_steps": (0, 1_000_000),
-    "training.save_steps": (0, 1_000_000),
-    "training.seed": (0, 2**32 - 1),
-    "training.gpus": (0, 64),
-    "generation.max_new_tokens": (1, 32_768),
-}
+    max_new_tokens: int = _f(200, "Longest answer in tokens.", limits=(1, 32_768))
+    temperature: float = _f(0.0, "Randomness of answers: 0 always picks the likeliest word; 0.7 is more varied.",
+                            limits=(0, None))
+    top_p: float = _f(0.9, "Only sample from the likeliest words that add up to this probability.", limits=(0, 1))
+    repetition_penalty: float = _f(1.1, "Above 1 discourages repeating the same words.", limits=(0, None))
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "lora": LoraConfig,
             "training": TrainingConfig, "generation": GenerationConfig}
+
+# Bounds of numeric settings (each field's ``limits``): past them a value is a typo, not a plan (an ETA of
+# 1e20 s, a sequence longer than any model reads, a seed numpy refuses). The UI's number boxes use the same.
+LIMITS: dict[str, tuple[float | None, float | None]] = {
+    f"{s}.{f.name}": f.metadata["limits"] for s, c in SECTIONS.items() for f in dataclasses.fields(c)
+    if "limits" in f.metadata}
 
 
 @dataclass
@@ -189,9 +195,10 @@ class StudioConfig:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise ConfigError(f"The config is not valid YAML: {e}") from None
+            raise ConfigError("The config is not valid YAML: {detail}", code="config.not_yaml", detail=str(e)) from None
         if data is not None and not isinstance(data, dict):
-            raise ConfigError("The config must be a YAML mapping with sections such as 'model:' and 'training:'.")
+            raise ConfigError("The config must be a YAML mapping with sections such as 'model:' and 'training:'.",
+                              code="config.not_mapping")
         return cls.from_dict(data)
 
     def save(self, path: str | Path) -> None:
@@ -201,37 +208,53 @@ class StudioConfig:
     def load(cls, path: str | Path) -> "StudioConfig":
         p = Path(path)
         if not p.is_file():
-            raise ConfigError(f"Config file not found: {p}")
+            raise ConfigError("Config file not found: {path}", code="config.file_missing", path=str(p))
         try:
             raw = p.read_bytes()
         except OSError as e:
-            raise ConfigError(f"The config file {p} cannot be read: {e.strerror or e}.") from None
+            raise ConfigError("The config file {path} cannot be read: {detail}.", code="config.file_unreadable", path=str(p),
+                              detail=str(e.strerror or e)) from None
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as e:
             line = raw[:e.start].count(b"\n") + 1
-            raise ConfigError(f"The config file {p} is not UTF-8 text (the first unreadable character is on line "
-                              f"{line}). Open it in a text editor and save it as UTF-8, then try again.") from None
+            raise ConfigError("The config file {path} is not UTF-8 text (the first unreadable character is on line "
+                              "{line}).", code="config.not_utf8", path=str(p), line=line) from None
         return cls.from_yaml(text)
 
     def validate(self, linear_modules: Iterable[str] | None = None) -> "StudioConfig":
-        validate(self, linear_modules)
+        """Check every setting (and the target modules against ``linear_modules`` when given). A config
+        checked before and unchanged since is not checked again: the app refuses a bad setting before it
+        asks the engine, and the job manager's check of the same config is then free."""
+        seen = getattr(self, "_validated", None)
+        snapshot = repr(self.to_dict())
+        modules = None if linear_modules is None else tuple(sorted(set(linear_modules)))
+        if seen is None or seen[0] != snapshot or (modules is not None and seen[1] != modules):
+            validate(self, modules)
+            self._validated = (snapshot, modules)
         return self
 
 
-def field_help(section: str, name: str) -> str:
-    """The help text of one field, for UI tooltips and CLI help."""
+def field_meta(section: str, name: str) -> dict:
     for f in dataclasses.fields(SECTIONS[section]):
         if f.name == name:
-            return f.metadata.get("help", "")
+            return dict(f.metadata)
     raise KeyError(f"{section}.{name}")
+
+
+def field_help(section: str, name: str, lang: str = "en") -> str:
+    """The help text of one field, for UI tooltips and CLI help ("" in Chinese when the field has none)."""
+    return field_meta(section, name).get("help_zh" if lang == "zh" else "help", "")
 
 
 def field_choices(section: str, name: str) -> tuple | None:
-    for f in dataclasses.fields(SECTIONS[section]):
-        if f.name == name:
-            return f.metadata.get("choices")
-    raise KeyError(f"{section}.{name}")
+    return field_meta(section, name).get("choices")
+
+
+def field_labels() -> dict[str, tuple[str, str]]:
+    """``{"section.name": (English, Chinese)}`` of the fields that carry their own label."""
+    return {f"{s}.{f.name}": f.metadata["label"] for s, c in SECTIONS.items() for f in dataclasses.fields(c)
+            if "label" in f.metadata}
 
 
 _TRUE = ("true", "yes", "1")
@@ -250,7 +273,8 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
             return [v.strip() for v in value.split(",") if v.strip()]
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return list(value)
-        raise ConfigError(f"{where} must be 'all-linear' or a list of layer names, not {value!r}.")
+        raise ConfigError("{key} must be 'all-linear' or a list of layer names, not {value!r}.", code="config.bad_modules",
+                          key=where, value=value)
     if f.name == "gradient_checkpointing":
         # true/false from older configs and presets mean on/off.
         if isinstance(value, bool):
@@ -259,7 +283,8 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
             return "on" if value.strip().lower() in _TRUE else "off"
         if isinstance(value, str):
             return value.strip().lower()
-        raise ConfigError(f"{where} must be auto, on or off, not {value!r}.")
+        raise ConfigError("{key} must be auto, on or off, not {value!r}.", code="config.bad_checkpointing", key=where,
+                          value=value)
     if section == "training" and f.name == "gpus" and isinstance(value, str) and value.strip().lower() == "all":
         return 0
     if isinstance(default, bool):
@@ -267,10 +292,10 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
             return value
         if isinstance(value, str) and value.lower() in _TRUE + _FALSE + ("on", "off"):
             return value.lower() in _TRUE + ("on",)
-        raise ConfigError(f"{where} must be true or false, not {value!r}.")
+        raise ConfigError("{key} must be true or false, not {value!r}.", code="config.not_bool", key=where, value=value)
     if isinstance(default, int):
         if isinstance(value, bool):
-            raise ConfigError(f"{where} must be a whole number, not {value!r}.")
+            raise ConfigError("{key} must be a whole number, not {value!r}.", code="config.not_int", key=where, value=value)
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if isinstance(value, int):
@@ -280,16 +305,16 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
                 return int(value.strip())
             except ValueError:
                 pass
-        raise ConfigError(f"{where} must be a whole number, not {value!r}.")
+        raise ConfigError("{key} must be a whole number, not {value!r}.", code="config.not_int", key=where, value=value)
     if isinstance(default, float):
         if isinstance(value, bool):
-            raise ConfigError(f"{where} must be a number, not {value!r}.")
+            raise ConfigError("{key} must be a number, not {value!r}.", code="config.not_number", key=where, value=value)
         try:
             out = float(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{where} must be a number, not {value!r}.") from None
+            raise ConfigError("{key} must be a number, not {value!r}.", code="config.not_number", key=where, value=value) from None
         if math.isnan(out) or math.isinf(out):
-            raise ConfigError(f"{where} must be a finite number.")
+            raise ConfigError("{key} must be a finite number.", code="config.not_finite", key=where)
         return out
     if isinstance(default, str):
         if value is None:
@@ -297,7 +322,7 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         if not isinstance(value, str):
-            raise ConfigError(f"{where} must be text, not {value!r}.")
+            raise ConfigError("{key} must be text, not {value!r}.", code="config.not_text", key=where, value=value)
         return value
     return value
 
@@ -310,31 +335,39 @@ def merge(cfg: StudioConfig, overrides: dict) -> StudioConfig:
             out.name = "" if value is None else str(value)
             continue
         if key not in SECTIONS:
-            raise ConfigError(f"Unknown config section '{key}'. Known sections: name, {', '.join(SECTIONS)}.")
+            raise ConfigError("Unknown config section '{section}'. Known sections: {known}.", code="config.unknown_section",
+                              section=key, known=", ".join(("name", *SECTIONS)))
         if value is None:
             continue
         if not isinstance(value, dict):
-            raise ConfigError(f"Section '{key}' must be a mapping of settings, not {value!r}.")
+            raise ConfigError("Section '{section}' must be a mapping of settings, not {value!r}.",
+                              code="config.section_not_mapping", section=key, value=value)
         section = getattr(out, key)
         fields = {f.name: f for f in dataclasses.fields(section)}
         for name, v in value.items():
             if name not in fields:
-                raise ConfigError(f"Unknown setting '{key}.{name}'. Settings of '{key}': {', '.join(fields)}.")
+                raise ConfigError("Unknown setting '{key}'. Settings of '{section}': {known}.", code="config.unknown_setting",
+                                  key=f"{key}.{name}", section=key, known=", ".join(fields))
             setattr(section, name, _coerce(key, fields[name], v))
     return out
 
 
 def _choice(where: str, value: str, choices: tuple) -> None:
     if value not in choices:
-        raise ConfigError(f"{where} is '{value}', which is not an option. Choose one of: {', '.join(choices)}.")
+        raise ConfigError("{key} is '{value}', which is not an option. Choose one of: {choices}.", code="config.not_an_option",
+                          key=where, value=value, choices=", ".join(choices))
 
 
 def _check_limits(cfg: StudioConfig) -> None:
     for key, (low, high) in LIMITS.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
-        if value < low or value > high:
-            raise ConfigError(f"{key} is {_fmt(value)}; it must be between {_fmt(low)} and {_fmt(high)}.")
+        if high is None and low is not None and value < low:
+            raise ConfigError("{key} is {value}; it must be at least {low}.", code="config.at_least", key=key,
+                              value=_fmt(value), low=_fmt(low))
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ConfigError("{key} is {value}; it must be between {low} and {high}.", code="config.out_of_range", key=key,
+                              value=_fmt(value), low=_fmt(low), high=_fmt(high))
 
 
 def _fmt(x: float) -> str:
@@ -348,8 +381,8 @@ def _check_encoding(encoding: str) -> None:
     try:
         codecs.lookup(encoding.strip())
     except LookupError:
-        raise ConfigError(f"data.encoding '{encoding}' is not a text encoding the studio knows. Use 'auto', "
-                          "or a name such as utf-8, cp1252, latin-1, gb18030, shift_jis or utf-16.") from None
+        raise ConfigError("data.encoding '{encoding}' is not a text encoding the studio knows.",
+                          code="config.bad_encoding", encoding=encoding) from None
 
 
 def context_warnings(cfg: StudioConfig, context_length: int | None) -> list[str]:
@@ -362,11 +395,22 @@ def context_warnings(cfg: StudioConfig, context_length: int | None) -> list[str]
     return out
 
 
+def check_target_modules(lora: LoraConfig, linear_modules: Iterable[str]) -> None:
+    """The part of validation that needs the model: the target modules it has (``linear_modules``)."""
+    if not isinstance(lora.target_modules, list):
+        return
+    have = sorted(set(linear_modules))
+    missing = [x for x in lora.target_modules if x not in have]
+    if missing:
+        raise ConfigError("These target modules are not in this model: {missing}. The model has: {have}.",
+                          code="config.modules_missing", missing=", ".join(missing), have=", ".join(have))
+
+
 def validate(cfg: StudioConfig, linear_modules: Iterable[str] | None = None) -> None:
     """Raise ConfigError for the first setting that cannot work, with a fix the user can apply."""
     m, d, l, t, g = cfg.model, cfg.data, cfg.lora, cfg.training, cfg.generation
     if not m.source.strip():
-        raise ConfigError("Choose a base model: 'default', a Hub id, a folder or a .gguf file.")
+        raise ConfigError("model.source is empty: choose a base model.", code="config.no_model")
     for section in SECTIONS:
         obj = getattr(cfg, section)
         for f in dataclasses.fields(obj):
@@ -374,52 +418,58 @@ def validate(cfg: StudioConfig, linear_modules: Iterable[str] | None = None) -> 
             if choices:
                 _choice(f"{section}.{f.name}", getattr(obj, f.name), choices)
     if not d.file.strip():
-        raise ConfigError("Choose training data: 'demo', a file, or a Hub dataset id.")
+        raise ConfigError("data.file is empty: choose training data.", code="config.no_data")
     if d.format == "mapping" and not (d.prompt_column and d.answer_column):
-        raise ConfigError("With format 'mapping', say which column holds the prompt and which holds the answer.")
+        raise ConfigError("With data.format 'mapping', say which column holds the prompt (data.prompt_column) and which "
+                          "holds the answer (data.answer_column).", code="config.mapping_columns")
     if d.max_length < 16:
-        raise ConfigError(f"data.max_length is {d.max_length}; it must be at least 16 tokens (512-2048 is typical).")
+        raise ConfigError("data.max_length is {value}; it must be at least 16 tokens (512-2048 is typical).",
+                          code="config.max_length_small", value=d.max_length)
     _check_encoding(d.encoding)
     if d.validation < 0 or (d.validation >= 1 and not float(d.validation).is_integer()):
-        raise ConfigError("data.validation must be a fraction between 0 and 1 (e.g. 0.1) or a whole number of rows (e.g. 20).")
+        raise ConfigError("data.validation must be a fraction between 0 and 1 (e.g. 0.1) or a whole number of rows "
+                          "(e.g. 20).", code="config.validation")
     if d.max_rows < 0:
-        raise ConfigError("data.max_rows must be 0 (all rows) or a positive whole number.")
+        raise ConfigError("data.max_rows must be 0 (all rows) or a positive whole number.", code="config.max_rows")
     if l.r < 1:
-        raise ConfigError(f"LoRA r is {l.r}; r must be a positive whole number (8, 16, 32 or 64 are typical).")
+        raise ConfigError("lora.r is {value}; r must be a positive whole number (8, 16, 32 or 64 are typical).",
+                          code="config.lora_r", value=l.r)
     if l.alpha < 1:
-        raise ConfigError(f"LoRA alpha is {l.alpha}; it must be a positive whole number (often 2 x r).")
+        raise ConfigError("lora.alpha is {value}; it must be a positive whole number (often 2 x r).",
+                          code="config.lora_alpha", value=l.alpha)
     if not 0 <= l.dropout < 1:
-        raise ConfigError(f"LoRA dropout is {l.dropout}; it must be at least 0 and below 1 (0.05 is typical).")
+        raise ConfigError("lora.dropout is {value}; it must be at least 0 and below 1 (0.05 is typical).",
+                          code="config.lora_dropout", value=l.dropout)
     if isinstance(l.target_modules, list):
         if not l.target_modules:
-            raise ConfigError("Pick at least one target module for LoRA, or 'all-linear'.")
+            raise ConfigError("lora.target_modules is empty: pick at least one target module, or 'all-linear'.",
+                              code="config.no_modules")
         if linear_modules is not None:
-            have = sorted(set(linear_modules))
-            missing = [x for x in l.target_modules if x not in have]
-            if missing:
-                raise ConfigError(f"These target modules are not in this model: {', '.join(missing)}. "
-                                  f"The model has: {', '.join(have)}.")
+            check_target_modules(l, linear_modules)
     if t.max_steps < 0:
-        raise ConfigError("training.max_steps must be 0 (use epochs) or a positive whole number.")
+        raise ConfigError("training.max_steps must be 0 (use epochs) or a positive whole number.", code="config.max_steps")
     if t.max_steps == 0 and t.epochs <= 0:
-        raise ConfigError("Set either a number of epochs above 0 or a maximum number of steps.")
+        raise ConfigError("Set either training.epochs above 0 or training.max_steps.", code="config.no_length")
     for name in ("batch_size", "grad_accum", "logging_steps"):
         if getattr(t, name) < 1:
-            raise ConfigError(f"training.{name} must be a positive whole number.")
+            raise ConfigError("{key} must be a positive whole number.", code="config.positive", key=f"training.{name}")
     for name in ("eval_steps", "save_steps"):
         if getattr(t, name) < 0:
-            raise ConfigError(f"training.{name} must be 0 or a positive whole number.")
+            raise ConfigError("{key} must be 0 or a positive whole number.", code="config.zero_or_positive",
+                              key=f"training.{name}")
     if not 0 < t.learning_rate < 1:
-        raise ConfigError(f"The learning rate {t.learning_rate} is out of range; LoRA usually uses 1e-4 to 3e-4.")
+        raise ConfigError("training.learning_rate is {value}, out of range; LoRA usually uses a learning rate of 1e-4 to 3e-4.",
+                          code="config.learning_rate", value=t.learning_rate)
     if not 0 <= t.warmup_ratio < 1:
-        raise ConfigError("training.warmup_ratio must be between 0 and 1 (e.g. 0.03).")
+        raise ConfigError("training.warmup_ratio must be between 0 and 1 (e.g. 0.03).", code="config.warmup")
     if t.weight_decay < 0 or t.max_grad_norm < 0:
-        raise ConfigError("Weight decay and gradient clipping must not be negative.")
+        raise ConfigError("training.weight_decay and training.max_grad_norm must not be negative.", code="config.negative")
     if t.strategy == "fsdp" and m.quantization == "8bit":
-        raise ConfigError("FSDP cannot split 8-bit weights across GPUs. Choose quantization '4bit-nf4' (QLoRA) or "
-                          "'none' with strategy fsdp, or strategy 'ddp' to keep 8-bit.")
+        raise ConfigError("FSDP cannot split 8-bit weights across GPUs (training.strategy fsdp with model.quantization "
+                          "8bit).", code="config.fsdp_8bit")
     if g.max_new_tokens < 1:
-        raise ConfigError("generation.max_new_tokens must be a positive whole number.")
+        raise ConfigError("generation.max_new_tokens must be a positive whole number.", code="config.max_new_tokens")
     if g.temperature < 0 or not 0 < g.top_p <= 1 or g.repetition_penalty <= 0:
-        raise ConfigError("Generation: temperature must be 0 or more, top-p between 0 and 1, repetition penalty above 0.")
+        raise ConfigError("generation.temperature must be 0 or more, generation.top_p between 0 and 1, "
+                          "generation.repetition_penalty above 0.", code="config.generation")
     _check_limits(cfg)

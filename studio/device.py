@@ -29,8 +29,7 @@ from . import paths
 LOCK_NAME = "device.lock"
 
 
-class DeviceBusy(RuntimeError):
-    """The device is in use (by training or another answer, here or in another process); for people."""
+from .errors import DeviceBusy  # noqa: F401 - its home before the error family
 
 
 def device_word() -> str:
@@ -194,33 +193,33 @@ class DeviceLock:
         """The holder in another process (pid, who, run, since), or None."""
         return self._file_lock().other_holder()
 
-    def busy_message(self) -> str:
+    def busy_error(self) -> DeviceBusy:
         device = device_word()
         if self.refused_by is not None:
-            return other_process_message(self.refused_by)
+            return other_process_error(self.refused_by)
         if self.holder == "training":
-            return f"Training is using the {device}; chat will be available when it finishes or is stopped."
-        return f"The {device} is busy with another answer; try again in a moment."
+            return DeviceBusy("Training is using the {device}; chat will be available when it finishes or is stopped.",
+                              code="device.training", device=device)
+        return DeviceBusy("The {device} is busy with another answer; try again in a moment.", code="device.answering",
+                          device=device)
 
     def hold(self, who: str, timeout: float = 0.0, run: str = "") -> "_Held":
         """``with lock.hold("chat"):`` — raises DeviceBusy at once when someone else holds it."""
         self.refused_by = None
         if not self.acquire(who, timeout, run):
-            raise DeviceBusy(self.busy_message())
+            raise self.busy_error()
         return _Held(self)
 
     def check_free_elsewhere(self, what: str) -> None:
         """Raise DeviceBusy naming the holder when another process has the device (before loading a model)."""
         info = self.other_process_holder()
         if info is not None:
-            raise DeviceBusy(other_process_message(info, what))
+            raise other_process_error(info, what)
 
 
-def other_process_message(info: dict, what: str = "") -> str:
-    device = device_word()
-    then = f" {what} will be possible when it finishes or is stopped." if what else \
-        " Try again when it finishes or is stopped."
-    return f"The {device} is in use by {describe_holder(info)}, started from another window or terminal.{then}"
+def other_process_error(info: dict, what: str = "") -> DeviceBusy:
+    return DeviceBusy("The {device} is in use by {holder}, started from another window or terminal.",
+                      code="device.other_process", device=device_word(), holder=describe_holder(info))
 
 
 def _program() -> str:

@@ -22,8 +22,7 @@ from . import paths
 from .config import GenerationConfig
 
 
-class EvalError(ValueError):
-    """The evaluation cannot run; the message says why and what to do."""
+from .errors import EvalError  # noqa: F401 - its home before the error family
 
 
 def load_prompts(source: str | Path | None = None) -> list[dict]:
@@ -31,11 +30,12 @@ def load_prompts(source: str | Path | None = None) -> list[dict]:
     and ``reference``/``answer``/``output``/``response``); None: the held-out demo questions."""
     path = Path(source) if source else paths.DEMO_HELD_OUT
     if not path.is_file():
-        raise EvalError(f"The prompts file {path} does not exist.")
+        raise EvalError("The prompts file {path} does not exist.", code="eval.no_file", path=str(path))
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
-        raise EvalError(f"The prompts file {path} cannot be read as UTF-8 text: {e}") from None
+        raise EvalError("The prompts file {path} cannot be read as UTF-8 text: {detail}", code="eval.unreadable",
+                        path=str(path), detail=str(e)) from None
     if path.suffix.lower() in (".csv", ".tsv"):
         records = list(csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
     else:
@@ -46,18 +46,20 @@ def load_prompts(source: str | Path | None = None) -> list[dict]:
             try:
                 records.append(json.loads(line))
             except ValueError:
-                raise EvalError(f"Line {n} of {path} is not valid JSON; each line must be one object such as "
-                                '{"prompt": "...", "reference": "..."}.') from None
+                raise EvalError('Line {line} of {path} is not valid JSON; each line must be one object such as '
+                                '{{"prompt": "...", "reference": "..."}}.', code="eval.bad_json", line=n,
+                                path=str(path)) from None
     out = []
     for n, r in enumerate(records, 1):
         r = r if isinstance(r, dict) else {}
         prompt = next((r[k] for k in ("prompt", "question", "instruction") if r.get(k)), "")
         reference = next((r[k] for k in ("reference", "answer", "output", "response") if r.get(k)), "")
         if not str(prompt).strip():
-            raise EvalError(f"Row {n} of {path} has no prompt (a 'prompt' or 'question' column).")
+            raise EvalError("Row {row} of {path} has no prompt (a 'prompt' or 'question' column).", code="eval.no_prompt",
+                            row=n, path=str(path))
         out.append({"prompt": str(prompt), "reference": str(reference)})
     if not out:
-        raise EvalError(f"The prompts file {path} has no prompts.")
+        raise EvalError("The prompts file {path} has no prompts.", code="eval.empty", path=str(path))
     return out
 
 
@@ -76,17 +78,18 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
 
     runs = [RunFolder(r) for r in run_dirs]
     if not runs:
-        raise EvalError("Choose at least one run to evaluate.")
+        raise EvalError("Choose at least one run to evaluate.", code="eval.no_runs")
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
-        raise EvalError("Two of the chosen runs have the same folder name; choose each run once.")
+        raise EvalError("Two of the chosen runs have the same folder name; choose each run once.", code="eval.same_name")
     sources = {r.config().model.source for r in runs if r.config_path.is_file()}
     if len(sources) > 1:
-        raise EvalError("The chosen runs were trained on different base models (" + ", ".join(sorted(sources)) +
-                        "); an evaluation compares runs of one base. Choose runs of the same model.")
+        raise EvalError("The chosen runs were trained on different base models ({models}); an evaluation compares runs "
+                        "of one base.", code="eval.mixed_bases", models=", ".join(sorted(sources)))
     for r in runs:
         if not r.has_adapter():
-            raise EvalError(f"The run {r.name} has no adapter yet; it can be evaluated once it has finished or stopped.")
+            raise EvalError("The run {name} has no adapter yet; it can be evaluated once it has finished or stopped.",
+                            code="eval.no_adapter", name=r.name)
     greedy = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, repetition_penalty=1.0)
     session = session or ChatSession.from_run(runs[0].path, generation=greedy)
     session.generation = greedy
@@ -134,7 +137,7 @@ def _adapter_name(run_name: str) -> str:
 
 def write_csv(rows: list[dict], path: Path) -> Path:
     if not rows:
-        raise EvalError("There are no answers to save yet.")
+        raise EvalError("There are no answers to save yet.", code="eval.nothing_to_save")
     with open(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

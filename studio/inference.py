@@ -30,8 +30,7 @@ from .config import ConfigError, GenerationConfig
 _END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>", "<|end_of_text|>")
 
 
-class ChatError(RuntimeError):
-    """Chat cannot run (no adapter, model missing, generation failed); the message is for people."""
+from .errors import ChatError, StudioError  # noqa: F401 - ChatError's home before the error family
 
 
 def _messages(history: Iterable | None) -> list[dict]:
@@ -74,7 +73,8 @@ class ChatSession:
         self.tokenizer = tokenizer
         self.chat_template = chat_template or getattr(tokenizer, "chat_template", None)
         if not self.chat_template:
-            raise ChatError("This model has no chat template, so a conversation cannot be formatted.")
+            raise ChatError("This model has no chat template, so a conversation cannot be formatted.",
+                            code="chat.no_template")
         self.generation = generation or GenerationConfig()
         self.device_lock = device_lock if device_lock is not None else _shared_lock()
         self.system_prompt = system_prompt
@@ -94,17 +94,17 @@ class ChatSession:
 
         run = RunFolder(run_dir)
         if not run.path.is_dir():
-            raise ChatError(f"There is no run folder at {run.path}.")
+            raise ChatError("There is no run folder at {path}.", code="chat.no_run", path=str(run.path))
         if not run.config_path.is_file():
-            raise ChatError(f"{run.path} is not a run folder (it has no config.yaml).")
+            raise ChatError("{path} is not a run folder (it has no config.yaml).", code="run.not_a_run", path=str(run.path))
         if not run.has_adapter():
             state = (run.read_state() or {}).get("state", "unknown")
-            raise ChatError(f"The run in {run.path} has no adapter yet (its state is '{state}'). "
-                            "Chat needs a run that finished or was stopped.")
+            raise ChatError("The run in {path} has no adapter yet (its state is '{state}').", code="chat.no_adapter",
+                            path=str(run.path), state=state)
         try:
             cfg = run.config()
         except ConfigError as e:
-            raise ChatError(f"The run's config.yaml cannot be read: {e}") from None
+            raise ChatError("The run's config.yaml cannot be read: {cause}", code="chat.bad_config", cause=e) from None
         device_lock = device_lock if device_lock is not None else _shared_lock()
         device_lock.check_free_elsewhere("Chat")      # no second model on a device another process trains on
         if system_prompt is None:
@@ -120,7 +120,8 @@ class ChatSession:
         from .data.system_prompt import for_run
 
         if job.active:
-            raise ChatError("The run is still training; chat will be available when it finishes or is stopped.")
+            raise ChatError("The run is still training; chat will be available when it finishes or is stopped.",
+                            code="chat.still_training")
         lock = device_lock if device_lock is not None else job.device_lock
         if job.model is None or job.state == "failed":
             return cls.from_run(job.run_dir, generation, lock, system_prompt)
@@ -183,9 +184,9 @@ class ChatSession:
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
         if not prompt or not prompt.strip():
-            raise ChatError("Type a message first.")
+            raise ChatError("Type a message first.", code="chat.empty_prompt")
         if not use_adapter and not self.has_adapter:
-            raise ChatError("This model has no adapter, so there is no base to compare with.")
+            raise ChatError("This model has no adapter, so there is no base to compare with.", code="chat.no_base")
         text = self.prompt_text(history, prompt)
         held = self.device_lock.hold("chat")
         try:
@@ -235,7 +236,7 @@ class ChatSession:
                 yield pending
             thread.join()
             if errors:
-                raise ChatError(_explain_generation(errors[0])) from None
+                raise _generation_error(errors[0]) from None
         finally:
             cancel.set()
 
@@ -272,11 +273,12 @@ def _shared_lock() -> Any:
     return get_manager().device_lock
 
 
-def _explain_generation(exc: BaseException) -> str:
+def _generation_error(exc: BaseException) -> ChatError:
     from .training.failures import is_out_of_memory
     if is_out_of_memory(exc):
-        return "Out of memory while answering. Lower 'max new tokens' or free the GPU (stop other programs)."
-    return f"The model could not answer: {str(exc).strip() or type(exc).__name__}"
+        return ChatError("Out of memory while answering.", code="chat.oom")
+    return ChatError("The model could not answer: {detail}", code="chat.failed",
+                     detail=str(exc).strip() or type(exc).__name__)
 
 
 def load_adapter_model(run_dir: str | Path, cfg: Any = None) -> tuple[Any, Any, str]:
@@ -293,21 +295,23 @@ def load_adapter_model(run_dir: str | Path, cfg: Any = None) -> tuple[Any, Any, 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(adapter))
     except Exception as e:
-        raise ChatError(f"The tokenizer saved with the adapter cannot be read: {e}") from None
+        raise ChatError("The tokenizer saved with the adapter cannot be read: {detail}", code="chat.bad_tokenizer",
+                        detail=str(e)) from None
     template_file = adapter / "chat_template.jinja"
     template = template_file.read_text(encoding="utf-8") if template_file.is_file() else tokenizer.chat_template
     try:
         base = models.load_model(cfg.model, for_training=False)
+    except StudioError:
+        raise                       # the model's own message (not found, offline, out of memory...)
     except Exception as e:
-        if type(e).__name__ == "ModelError":
-            raise ChatError(str(e)) from None
         from .weights_check import explain
         damaged = explain(e, cfg.model.source)
         if damaged:
-            raise ChatError(damaged) from None
+            raise damaged from None
         raise
     try:
         model = PeftModel.from_pretrained(base, str(adapter))
     except Exception as e:
-        raise ChatError(f"The adapter in {adapter} does not fit the base model '{cfg.model.source}': {e}") from None
+        raise ChatError("The adapter in {path} does not fit the base model '{base}': {detail}", code="chat.adapter_mismatch",
+                        path=str(adapter), base=cfg.model.source, detail=str(e)) from None
     return model, tokenizer, template

@@ -34,8 +34,7 @@ from .training.run_folder import RunFolder, _slug, list_run_folders
 __all__ = ["JobBusy", "DeviceBusy", "DeviceLock", "JobManager", "get_manager", "workspace_output_dir"]
 
 
-class JobBusy(RuntimeError):
-    """A run is already active (here or in another process); the message says which and what to do."""
+from .errors import JobBusy  # noqa: F401 - its home before the error family
 
 
 class JobManager:
@@ -75,13 +74,13 @@ class JobManager:
             if prev is not None and prev.state in ACTIVE_STATES:
                 p = prev.progress
                 where = f" (step {p.step} of {p.total_steps})" if p.total_steps else ""
-                raise JobBusy(f"A training run is already going{where}: {prev.run.name}. "
-                              "Stop it or wait for it to finish before starting another.")
+                raise JobBusy("A training run is already going{where}: {name}.", code="job.busy", where=where,
+                              name=prev.run.name, step=p.step, total=p.total_steps)
             elsewhere = self.device_lock.other_process_holder()
             if elsewhere is not None:
-                raise JobBusy(f"The {device_word()} is in use by {describe_holder(elsewhere)}, started from "
-                              "another window or terminal on this workspace. Wait for it to finish or stop it "
-                              "there, then start again.")
+                raise JobBusy("The {device} is in use by {holder}, started from another window or terminal on this "
+                              "workspace.", code="job.other_process", device=device_word(),
+                              holder=describe_holder(elsewhere))
             runner = plan_for_start(cfg)     # ConfigError first: e.g. 2 GPUs asked for, 1 found
             if runner.subprocess:
                 cfg = with_strategy(cfg, runner)
@@ -169,9 +168,10 @@ def workspace_output_dir(value: str) -> str:
         return ""
     seps = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
     if any(s in name for s in seps) or name.startswith("~") or name in (".", ".."):
-        raise ConfigError(f"The output folder '{value}' is a path. In the studio app a run folder is a name inside "
-                          f"the studio's runs folder ({paths.runs_dir()}), for example 'support-bot-v2'; leave it "
-                          "empty for a new dated folder. (`studio train --output` accepts any folder.)")
+        raise ConfigError("The output folder '{value}' (training.output_dir) is a path. In the studio app a run folder "
+                          "is a name inside the studio's runs folder ({runs}), for example 'support-bot-v2'; leave it "
+                          "empty for a new dated folder. (`studio train` accepts any folder.)", code="config.output_path",
+                          value=value, runs=str(paths.runs_dir()))
     return str(paths.runs_dir() / _slug(name))
 
 

@@ -42,8 +42,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
 _convert_lock = threading.Lock()     # the UI and a job may ask for the default model at the same time
 
 
-class ModelError(Exception):
-    """A model cannot be found or loaded; the message says why and what to do."""
+from .errors import ModelError  # noqa: F401 - its home before the error family
 
 
 # ---- the built-in default model -----------------------------------------------------------
@@ -61,7 +60,7 @@ def default_gguf() -> Path:
     folders = list(spec.submodule_search_locations or []) if spec else []
     files = sorted(f for d in folders for f in glob.glob(os.path.join(d, "*.gguf")))
     if not files:
-        raise ModelError("The built-in model is not installed. Install it with:  " + INSTALL_HINT)
+        raise ModelError("The built-in model is not installed.", code="model.no_builtin", command=INSTALL_HINT)
     return Path(files[0])
 
 
@@ -113,7 +112,7 @@ def load_gguf(gguf: Path) -> tuple[Any, Any]:
     two CPU cores), which is why it runs once and the result is saved as a normal folder.
     """
     if importlib.util.find_spec("gguf") is None:
-        raise ModelError("Reading .gguf files needs the 'gguf' package:  pip install gguf")
+        raise ModelError("Reading .gguf files needs the 'gguf' package.", code="model.no_gguf_package")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(gguf.parent), gguf.name
@@ -122,9 +121,8 @@ def load_gguf(gguf: Path) -> tuple[Any, Any]:
         with _cached_name_maps():
             model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
     except (ValueError, KeyError, NotImplementedError, OSError, RuntimeError) as e:
-        raise ModelError(f"Could not read the GGUF file {gguf}: {_first_line(e)}. "
-                         "Only GGUF files of model types that transformers can dequantize are supported "
-                         "(Llama, Mistral, Qwen2, Phi-3, Gemma, ...).") from None
+        raise ModelError("Could not read the GGUF file {path}: {detail}.", code="model.bad_gguf", path=str(gguf),
+                         detail=_first_line(e)) from None
     return model, tokenizer
 
 
@@ -153,8 +151,8 @@ def save_as_hf_folder(model: Any, tokenizer: Any, dest: Path) -> None:
     missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
     real_missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
     if real_missing or unexpected:
-        raise ModelError(f"Converting the GGUF model failed: missing weights {real_missing[:5]}, "
-                         f"unexpected weights {unexpected[:5]}.")
+        raise ModelError("Converting the GGUF model failed: missing weights {missing}, unexpected weights {unexpected}.",
+                         code="model.gguf_convert", missing=str(real_missing[:5]), unexpected=str(unexpected[:5]))
     if getattr(config, "tie_word_embeddings", False):
         plain.tie_weights()
     plain.generation_config = copy.deepcopy(model.generation_config)
@@ -183,8 +181,8 @@ def convert_gguf(gguf: Path, dest: Path) -> tuple[Any, Any]:
             if not is_converted(dest):   # another process won the race and finished: keep theirs
                 raise
     except OSError as e:
-        raise ModelError(f"Could not write the converted model to {dest}: {e.strerror or e}. "
-                         "Check free disk space, or set STUDIO_CACHE to a folder with room.") from None
+        raise ModelError("Could not write the converted model to {path}: {detail}.", code="model.write_failed",
+                         path=str(dest), detail=str(e.strerror or e)) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return model, tokenizer
@@ -225,20 +223,25 @@ def check_folder(folder: Path, trust_remote_code: bool = False) -> Path:
             base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
         except (OSError, ValueError):
             pass
-        raise ModelError(f"{folder} holds a LoRA adapter, not a base model. Choose its base model"
-                         + (f" ('{base}')" if base else "") + " as the source; the adapter is loaded on top of it.")
+        raise ModelError("{folder} holds a LoRA adapter, not a base model. Choose its base model{base} as the source; "
+                         "the adapter is loaded on top of it.", code="model.is_adapter", folder=str(folder),
+                         base=f" ('{base}')" if base else "")
     if not (folder / "config.json").is_file():
         ggufs = sorted(folder.glob("*.gguf"))
-        hint = (f" It holds .gguf files: choose one of them, e.g. {ggufs[0]}." if ggufs else
-                " Choose the folder that contains config.json and the weights (.safetensors or .bin).")
-        raise ModelError(f"The folder {folder} is not a Hugging Face model folder: it has no config.json.{hint}")
+        if ggufs:
+            raise ModelError("The folder {folder} is not a Hugging Face model folder: it has no config.json. It holds "
+                             ".gguf files: choose one of them, e.g. {example}.", code="model.folder_has_gguf",
+                             folder=str(folder), example=str(ggufs[0]))
+        raise ModelError("The folder {folder} is not a Hugging Face model folder: it has no config.json.",
+                         code="model.no_config", folder=str(folder))
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ModelError(f"{folder / 'config.json'} cannot be read ({e}). The download may be incomplete.") from None
+        raise ModelError("{path} cannot be read ({detail}). The download may be incomplete.", code="model.bad_config",
+                         path=str(folder / "config.json"), detail=str(e)) from None
     if not has_weights(folder):
-        raise ModelError(f"The folder {folder} has a config.json but no weights "
-                         "(no .safetensors or .bin files). The download may be incomplete.")
+        raise ModelError("The folder {folder} has a config.json but no weights (no .safetensors or .bin files). The "
+                         "download may be incomplete.", code="model.no_weights", folder=str(folder))
     check_remote_code(config, str(folder), trust_remote_code)
     return folder
 
@@ -251,8 +254,12 @@ def check_remote_code(config: dict, name: str, trust_remote_code: bool) -> None:
 
     model_type = config.get("model_type")
     if config.get("auto_map") and model_type not in CONFIG_MAPPING:
-        raise ModelError(f"{name} needs to run Python code that ships with the model. "
-                         "Tick 'trust remote code' only if you trust the authors.")
+        raise remote_code_error(name)
+
+
+def remote_code_error(name: str) -> ModelError:
+    return ModelError("{name} needs to run Python code that ships with the model. Set model.trust_remote_code to "
+                      "true only if you trust the authors.", code="model.remote_code", name=name)
 
 
 # ---- the Hub ---------------------------------------------------------------------------------
@@ -308,11 +315,6 @@ def hub_config(repo_id: str) -> dict | None:
         return None
 
 
-def _offline_message(repo_id: str, why: str) -> str:
-    return (f"Cannot download '{repo_id}': {why}. Use 'default' (the built-in model works offline), or download "
-            "the model on a computer with internet and choose its folder (the one with config.json) as the source.")
-
-
 def _allow_patterns(files: list[str], trust_remote_code: bool) -> list[str] | None:
     """Files worth downloading: configs, tokenizer, and safetensors when present (skipping .bin twins)."""
     if not files:
@@ -341,43 +343,44 @@ def download(repo_id: str, trust_remote_code: bool = False) -> Path:
     if hub_offline():
         folder = cached()
         if folder is None:
-            raise ModelError(_offline_message(repo_id, "this computer is set to work offline (HF_HUB_OFFLINE=1) "
-                                                       "and the model is not in the download cache"))
+            raise ModelError("Cannot download '{repo}': this computer is set to work offline (HF_HUB_OFFLINE=1) and "
+                             "the model is not in the download cache.", code="model.offline_mode", repo=repo_id)
         return folder
     try:
         # A quick look-up first: it answers within seconds and tells us which files exist.
         info = _within(HUB_PROBE_SECONDS * 2, lambda: HfApi().model_info(repo_id, timeout=HUB_PROBE_SECONDS))
     except hub_errors.GatedRepoError:
-        raise ModelError(_gated_message(repo_id)) from None
+        raise _gated_error(repo_id) from None
     except hub_errors.RepositoryNotFoundError:
-        raise ModelError(f"There is no model '{repo_id}' on the Hugging Face Hub (check the spelling), "
-                         "or it is private: log in with `hf auth login` first.") from None
+        raise ModelError("There is no model '{repo}' on the Hugging Face Hub (check the spelling), or it is private.",
+                         code="model.hub_not_found", repo=repo_id) from None
     except hub_errors.HfHubHTTPError as e:
-        raise ModelError(f"The Hugging Face Hub refused '{repo_id}': {_first_line(e)}") from None
+        raise ModelError("The Hugging Face Hub refused '{repo}': {detail}", code="model.hub_refused", repo=repo_id,
+                         detail=_first_line(e)) from None
     except Exception as e:  # noqa: BLE001 - DNS, connection, timeout: all mean "cannot reach"
         folder = cached()
         if folder is not None:
             log.warning("The Hub cannot be reached (%s); using the copy of %s already downloaded.", e, repo_id)
             return folder
-        raise ModelError(_offline_message(repo_id, "this computer cannot reach the Hugging Face Hub "
-                                                   f"({_first_line(e) or type(e).__name__})")) from None
+        raise ModelError("Cannot download '{repo}': this computer cannot reach the Hugging Face Hub ({detail}).",
+                         code="model.offline", repo=repo_id, detail=_first_line(e) or type(e).__name__) from None
     files = [s.rfilename for s in (info.siblings or [])]
     try:
         folder = Path(snapshot_download(repo_id, allow_patterns=_allow_patterns(files, trust_remote_code),
                                         etag_timeout=HUB_PROBE_SECONDS + 2))
     except hub_errors.GatedRepoError:
-        raise ModelError(_gated_message(repo_id)) from None
+        raise _gated_error(repo_id) from None
     except hub_errors.HfHubHTTPError as e:
-        raise ModelError(f"Downloading '{repo_id}' failed: {_first_line(e)}") from None
+        raise ModelError("Downloading '{repo}' failed: {detail}", code="model.download_failed", repo=repo_id,
+                         detail=_first_line(e)) from None
     except (OSError, ConnectionError, TimeoutError) as e:
-        raise ModelError(f"Downloading '{repo_id}' failed: {_first_line(e)}. Check the connection and free "
-                         "disk space, then try again (finished files are kept).") from None
+        raise ModelError("Downloading '{repo}' failed: {detail}.", code="model.download_failed", repo=repo_id,
+                         detail=_first_line(e)) from None
     return folder
 
 
-def _gated_message(repo_id: str) -> str:
-    return (f"'{repo_id}' is gated: accept its licence on https://huggingface.co/{repo_id} while logged in, "
-            "then log in here with `hf auth login` (or set HF_TOKEN) and try again.")
+def _gated_error(repo_id: str) -> ModelError:
+    return ModelError("'{repo}' is gated: accept its licence on https://huggingface.co/{repo} while logged in.", code="model.gated", repo=repo_id)
 
 
 def _first_line(e: BaseException) -> str:
@@ -391,8 +394,7 @@ def resolve_source(source: str, trust_remote_code: bool = False) -> Path:
     """A local Hugging Face folder (config.json, weights, tokenizer) for any model source."""
     source = (source or "").strip()
     if not source:
-        raise ModelError("Choose a base model: 'default', a Hub id such as 'Qwen/Qwen2.5-0.5B-Instruct', "
-                         "a folder or a .gguf file.")
+        raise ModelError("model.source is empty: choose a base model.", code="config.no_model")
     if source.lower() == "default":
         return _converted(default_gguf(), default_model_dir(), "the built-in model")
     path = Path(source).expanduser()
@@ -403,11 +405,11 @@ def resolve_source(source: str, trust_remote_code: bool = False) -> Path:
                 return _converted(path, _gguf_cache_dir(path), path.name)
             if path.name == "config.json":
                 return check_folder(path.parent, trust_remote_code)
-            raise ModelError(f"{path} is a file, not a model. Choose a model folder (with config.json), "
-                             "a .gguf file, a Hub id or 'default'.")
+            raise ModelError("{path} is a file, not a model. Choose a model folder (with config.json), a .gguf file, "
+                             "a Hub id or 'default'.", code="model.is_file", path=str(path))
         return check_folder(path, trust_remote_code)
     if looks_like_hub_id(source) and not source.startswith((".", "~")):
         folder = download(source, trust_remote_code)
         return check_folder(folder, trust_remote_code)
-    raise ModelError(f"Model not found: '{source}' is not a folder or file on this computer, "
-                     "and not a Hub id of the form owner/name.")
+    raise ModelError("Model not found: '{source}' is not a folder or file on this computer, and not a Hub id of the "
+                     "form owner/name.", code="model.not_found", source=source)

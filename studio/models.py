@@ -17,9 +17,9 @@ from typing import Any, Iterator
 
 import torch
 
-from .config import ConfigError, DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig, validate
+from .config import ConfigError, DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig, check_target_modules
 from .model_size import config_facts  # noqa: F401
-from .model_sources import (ModelError, default_gguf, default_model_dir,  # noqa: F401
+from .model_sources import (ModelError, default_gguf, default_model_dir, remote_code_error,  # noqa: F401
                             resolve_source)
 
 log = logging.getLogger(__name__)
@@ -100,29 +100,27 @@ def _friendly_errors(name: str, quantization: str = "none") -> Iterator[None]:
         raise
     except torch.cuda.OutOfMemoryError:
         free_gpu()
-        raise ModelError(_oom_message(name, quantization)) from None
+        raise _oom_error(name, quantization) from None
     except MemoryError:
-        raise ModelError(_oom_message(name, quantization)) from None
+        raise _oom_error(name, quantization) from None
     except (ValueError, OSError, RuntimeError, KeyError, ImportError) as e:
         text = str(e)
         low = text.lower()
         if "out of memory" in low or "can't allocate memory" in low or "not enough memory" in low:
             free_gpu()
-            raise ModelError(_oom_message(name, quantization)) from None
+            raise _oom_error(name, quantization) from None
         if "trust_remote_code" in text or "custom code" in low:
-            raise ModelError(f"{name} needs to run Python code that ships with the model. "
-                             "Tick 'trust remote code' only if you trust the authors.") from None
+            raise remote_code_error(name) from None
         if "bitsandbytes" in low:
-            raise ModelError(f"Quantized loading needs the bitsandbytes package ({text.splitlines()[0] if text else ''}). "
-                             "Install it with `pip install bitsandbytes`, or choose quantization 'none'.") from None
+            raise ModelError("Quantized loading needs the bitsandbytes package ({detail}).", code="model.no_bitsandbytes",
+                             detail=text.splitlines()[0] if text else "") from None
         first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
-        raise ModelError(f"Could not load {name}: {first}") from None
+        raise ModelError("Could not load {name}: {detail}", code="model.load_failed", name=name, detail=first) from None
 
 
-def _oom_message(name: str, quantization: str) -> str:
-    hint = ("Choose quantization '4bit-nf4' (QLoRA), which needs about a quarter of the memory, or a smaller model."
-            if quantization in ("none", "8bit") else "Choose a smaller model, or close other programs using the GPU.")
-    return f"Not enough memory to load {name}. {hint}"
+def _oom_error(name: str, quantization: str) -> ModelError:
+    return ModelError("Not enough memory to load {name}.", name=name,
+                      code="model.oom_quantize" if quantization in ("none", "8bit") else "model.oom")
 
 
 def free_gpu() -> None:
@@ -146,8 +144,8 @@ def load_tokenizer(model_cfg: ModelConfig) -> Any:
                 tok.pad_token = getattr(tok, candidate)
                 break
         else:
-            raise ModelError(f"The tokenizer of {model_cfg.source} has no end-of-text, unknown or start token "
-                             "to use for padding, so batches cannot be built. Choose another model.")
+            raise ModelError("The tokenizer of {name} has no end-of-text, unknown or start token to use for padding, "
+                             "so batches cannot be built.", code="model.no_pad_token", name=model_cfg.source)
     return tok
 
 
@@ -157,8 +155,7 @@ def _quantization_config(model_cfg: ModelConfig, dtype: torch.dtype) -> Any:
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
-        raise ModelError("Quantization needs the bitsandbytes package: `pip install bitsandbytes`, "
-                         "or choose quantization 'none'.") from None
+        raise ModelError("Quantization needs the bitsandbytes package.", code="model.no_bitsandbytes", detail="") from None
     from transformers import BitsAndBytesConfig
 
     if model_cfg.quantization == "8bit":
@@ -273,8 +270,9 @@ def apply_lora(model: Any, lora_cfg: LoraConfig, gradient_checkpointing: bool = 
 
     names = linear_module_names(model)
     if not names:
-        raise ModelError("This model has no linear layers that LoRA can adapt.")
-    validate(StudioConfig(lora=lora_cfg), names)   # the same message as config validation
+        raise ModelError("This model has no linear layers that LoRA can adapt.", code="model.no_linear")
+    # The settings were validated when the run started; only the model can say which layers it has.
+    check_target_modules(lora_cfg, names)
     # The base stays frozen and in its own dtype, 4-bit or not. peft's prepare_model_for_kbit_training
     # (the QLoRA articles' recipe) would also cast every norm, the embedding and the output head to
     # float32: measured, that costs memory and a dtype copy of the head on every step, and buys no
@@ -294,7 +292,8 @@ def apply_lora(model: Any, lora_cfg: LoraConfig, gradient_checkpointing: bool = 
             warnings.simplefilter("ignore", FutureWarning)   # transformers 5 renames inside peft
             return get_peft_model(model, peft_cfg)
     except ValueError as e:
-        raise ConfigError(f"LoRA cannot be applied with these settings: {str(e).splitlines()[0]}") from None
+        raise ConfigError("LoRA cannot be applied with these settings: {detail}", code="config.lora_refused",
+                          detail=str(e).splitlines()[0]) from None
 
 
 # ---- memory estimate ------------------------------------------------------------------------------

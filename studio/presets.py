@@ -26,9 +26,10 @@ class Preset:
         try:
             data = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"Preset '{self.name}' is not valid YAML: {e}") from None
+            raise ConfigError("Preset '{name}' is not valid YAML: {detail}", code="config.preset_yaml", name=self.name,
+                              detail=str(e)) from None
         if not isinstance(data, dict):
-            raise ConfigError(f"Preset '{self.name}' must be a YAML mapping.")
+            raise ConfigError("Preset '{name}' must be a YAML mapping.", code="config.preset_mapping", name=self.name)
         return data
 
 
@@ -47,7 +48,8 @@ def list_presets(folder: Path | None = None) -> list[Preset]:
 def get_preset(name: str, folder: Path | None = None) -> Preset:
     presets = {p.name: p for p in list_presets(folder)}
     if name not in presets:
-        raise ConfigError(f"There is no preset called '{name}'. Presets: {', '.join(presets) or 'none'}.")
+        raise ConfigError("There is no preset called '{name}'. Presets: {presets}.", code="config.no_preset", name=name,
+                          presets=", ".join(presets) or "none")
     return presets[name]
 
 
@@ -59,7 +61,8 @@ def load_preset(name: str, base: StudioConfig | None = None, folder: Path | None
 def save_preset(cfg: StudioConfig, name: str, summary: str = "", folder: Path | None = None) -> Path:
     """Write the current settings as a preset (model source and data file left out: a preset is a recipe)."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name or ""):
-        raise ConfigError("A preset name may use letters, digits, '-', '_' and '.', and must start with a letter or digit.")
+        raise ConfigError("A preset name may use letters, digits, '-', '_' and '.', and must start with a letter or digit.",
+                          code="config.preset_name")
     folder = folder or PRESETS_DIR
     d = cfg.to_dict()
     d.pop("name", None)

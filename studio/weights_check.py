@@ -4,7 +4,7 @@ A truncated download or an interrupted copy of ``model.safetensors`` makes loadi
 safetensors' own words ("Error while deserializing header: incomplete metadata, file not fully
 covered"), which say nothing about which file or what to do. ``damaged_files(folder)`` checks each
 safetensors file's header and size without loading it; ``explain(exc, source)`` turns such a load
-error into a sentence that names the file and the fix, or returns None for any other error.
+error into a ``ModelError`` that names the file and the fix, or returns None for any other error.
 """
 
 from __future__ import annotations
@@ -13,13 +13,22 @@ import json
 import struct
 from pathlib import Path
 
+from .errors import ModelError
+
 _MARKERS = ("deserializing header", "incomplete metadata", "header too small", "header too large",
             "invalid json in header", "metadataincompletebuffer", "file not fully covered")
 
 
 def looks_like_damaged_weights(exc: BaseException) -> bool:
+    try:
+        from safetensors import SafetensorError
+        if isinstance(exc, SafetensorError):
+            return True
+    except ImportError:
+        pass
+    # transformers re-raises some of them as OSError/ValueError with safetensors' words inside.
     text = f"{type(exc).__name__}: {exc}".lower()
-    return type(exc).__name__ == "SafetensorError" or any(m in text for m in _MARKERS)
+    return any(m in text for m in _MARKERS)
 
 
 def check_file(path: Path) -> str | None:
@@ -81,17 +90,17 @@ def _local_folder(source: str) -> Path | None:
     return None
 
 
-def explain(exc: BaseException, source: str) -> str | None:
-    """A sentence naming the damaged weights file of ``source`` when ``exc`` is such a load error."""
+def explain(exc: BaseException, source: str) -> ModelError | None:
+    """A ``ModelError`` naming the damaged weights file of ``source`` when ``exc`` is such a load error."""
     if not looks_like_damaged_weights(exc):
         return None
     folder = _local_folder(source)
     bad = damaged_files(folder) if folder else []
-    fix = (f"Delete the folder {folder}; the built-in model is converted again the next time it is used."
-           if source.strip().lower() == "default" else
-           "Download or copy the model again (the copy was probably interrupted).")
+    builtin = source.strip().lower() == "default"
     if bad:
         named = "; ".join(f"{p} ({why})" for p, why in bad)
-        return f"The model file is damaged or incomplete: {named}. {fix}"
-    where = f" in {folder}" if folder else ""
-    return f"A model weights file{where} is damaged or incomplete ({exc}). {fix}"
+        return ModelError("The model file is damaged or incomplete: {files}.",
+                          code="model.damaged_builtin" if builtin else "model.damaged", files=named, folder=str(folder))
+    return ModelError("A model weights file in {folder} is damaged or incomplete ({detail}).",
+                      code="model.damaged_file_builtin" if builtin else "model.damaged_file", folder=str(folder or source),
+                      detail=str(exc))

@@ -51,10 +51,11 @@ def test_train_then_chat_compare(tmp_path, tiny_dir, studio_home, capsys):
     assert capsys.readouterr().out.splitlines()[0] == tuned[0]      # greedy: the same tuned answer again
 
 
-def test_cli_errors_are_one_plain_line(tmp_path, studio_home, capsys):
+def test_cli_errors_are_one_plain_line_and_a_hint(tmp_path, studio_home, capsys):
     assert main(["chat", "--run", str(tmp_path / "missing"), "--prompt", "hi"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: There is no run folder") and "Traceback" not in "\n".join(err)
+    assert err[-2].startswith("error: There is no run folder") and "Traceback" not in "\n".join(err)
+    assert err[-1].startswith("hint: ") and len(err[-1]) > len("hint: ")
 
     assert main(["train", "--preset", "no-such-preset"]) == 2
     assert "no preset called 'no-such-preset'" in capsys.readouterr().err
@@ -143,4 +144,4 @@ def test_repeat_resume_and_extend_from_the_command_line(tmp_path, tiny_dir, stud
     assert sorted(_losses(more)) == [1, 2, 3]
     assert json.loads((more / "fingerprint.json").read_text())["extended_from"]["name"] == "first"
     assert main(["train", "--extend", str(first)]) == 2
-    assert "--max-steps" in capsys.readouterr().err
+    assert "training.max_steps" in capsys.readouterr().err      # the setting to give (key=value or --max-steps)

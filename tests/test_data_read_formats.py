@@ -159,7 +159,7 @@ def test_hub_id_offline_fails_fast(monkeypatch):
     with pytest.raises(DataError, match="offline") as e:
         read_records("someone/some-dataset-that-is-not-cached")
     assert time.monotonic() - start < 20
-    assert "upload" in str(e.value)
+    assert "upload" in e.value.hint           # what to do instead: the error's hint
 
 
 def test_hub_id_without_network_fails_fast(monkeypatch):
@@ -227,8 +227,9 @@ def test_semicolon_csv_and_spreadsheet_files(tmp_path):
     records, _, _ = read_records(str(tmp_path / "semi.csv"))
     assert records[0]["answer"] == "Two years, and 30 days."
     (tmp_path / "book.xlsx").write_bytes(b"PK\x03\x04" + bytes(200))
-    with pytest.raises(DataError, match="CSV UTF-8"):
+    with pytest.raises(DataError, match="spreadsheet") as e:
         read_records(str(tmp_path / "book.xlsx"))
+    assert "CSV UTF-8" in e.value.hint
 
 
 def test_csv_row_numbers_and_extra_cells(tmp_path):

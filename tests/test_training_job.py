@@ -206,7 +206,8 @@ def test_a_failure_inside_training_is_recorded_and_the_next_job_works(tmp_path, 
     assert job.state == "failed"
     assert words in job.message
     if isinstance(exc, torch.OutOfMemoryError):
-        assert "batch size" in job.hint and "gradient checkpointing" in job.hint and "4-bit" in job.hint
+        # the settings to change, named as in the config (the app shows their labels next to them)
+        assert all(k in job.hint for k in ("training.batch_size", "training.gradient_checkpointing", "4bit-nf4"))
     state = json.loads((job.run_dir / "state.json").read_text())
     assert state["state"] == "failed" and state["message"] == job.message and state["hint"] == job.hint
     assert "Traceback" in (job.run_dir / "train.log").read_text()

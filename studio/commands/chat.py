@@ -16,6 +16,9 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+from ..errors import StudioError
+from . import report
+
 
 def add_parser(sub):
     p = sub.add_parser("chat", help="chat with a fine-tuned run (optionally side by side with its base)",
@@ -111,7 +114,6 @@ def _quiet_libraries() -> None:
 
 def run(args) -> int:
     from ..inference import ChatError, ChatSession
-    from ..jobs import DeviceBusy
 
     _quiet_libraries()
     try:
@@ -123,16 +125,11 @@ def run(args) -> int:
             print(f"System prompt ({origin}): {chat.system_prompt}", file=sys.stderr)
         if args.prompt is not None:
             if not args.prompt.strip():
-                raise ChatError("The prompt is empty; write a question after --prompt.")
+                raise ChatError("The prompt is empty; write a question after --prompt.", code="chat.empty_prompt_cli")
             _answer(chat, args.prompt, args.compare, [], [])
         else:
             _interactive(chat, args.compare)
-    except (ChatError, DeviceBusy, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except StudioError as e:    # a run without adapter, a model that cannot load, a busy device...
+        report(e)
         return 1
-    except Exception as e:   # a model that cannot be loaded (ModelError) and the like: one line, no traceback
-        if type(e).__name__ in ("ModelError", "ConfigError", "DataError"):
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        raise
     return 0

@@ -12,24 +12,27 @@ from __future__ import annotations
 
 import json
 
-from ..config import FORMATS, TEMPLATES, DataConfig
-from ..data.types import DataError, DataReport
+from ..config import DataConfig
+from ..data.types import DataReport
+from ..errors import StudioError
+from . import cli_lang
+from .fields import HelpFormatter, add_field_option
+
+DATA_OPTIONS = ("format", "prompt_column", "answer_column", "system_column", "template", "encoding", "max_length")
 
 
 def add_parser(sub):
     p = sub.add_parser("data", help="check a data file: shape, problems, preview, token lengths",
+                       formatter_class=HelpFormatter,
                        description="Check a data file as it will be trained: its shape, the rows with problems "
                                    "(with row numbers), the first examples as the model sees them and, with "
                                    "--model, token statistics.")
     p.add_argument("file", help="a .jsonl/.json/.csv/.tsv/.parquet file, 'demo', 'chatterbot' or a Hub dataset id")
     p.add_argument("--model", default=None, help="load this model's tokenizer for token statistics "
                                                  "('default', a Hub id, a folder or a .gguf file)")
-    p.add_argument("--format", default="auto", choices=FORMATS, help="the shape of the rows (default: detect)")
-    p.add_argument("--prompt-column", default="", help="with --format mapping: the prompt column")
-    p.add_argument("--answer-column", default="", help="with --format mapping: the answer column")
-    p.add_argument("--system-column", default="", help="with --format mapping: the system prompt column (optional)")
-    p.add_argument("--template", default="auto", choices=TEMPLATES, help="chat template (default: the model's own)")
-    p.add_argument("--max-length", type=int, default=512, help="longest example in tokens (default 512)")
+    # The data settings training uses, with the help, defaults and choices of studio/config.py.
+    for name in DATA_OPTIONS:
+        add_field_option(p, "data", name, "--" + name.replace("_", "-"))
     p.add_argument("--rows", type=int, default=3, help="how many formatted examples to show (default 3)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     return p
@@ -76,22 +79,22 @@ def run(args) -> int:
     if args.model:
         try:
             tokenizer = _load_tokenizer(args.model)
-        except Exception as e:  # ModelError carries a message for people; anything else is shown plainly too
-            msg = f"Could not load the tokenizer of '{args.model}': {e}"
+        except StudioError as e:     # the model cannot be found or loaded: said, with what to do
+            msg = f"Could not load the tokenizer of '{args.model}': {' '.join(e.render(cli_lang()))}"
             print(json.dumps({"error": msg, "format": "unknown", "rows": 0, "problems": [], "preview": []})
                   if args.json else msg)
             return 2
-    cfg = DataConfig(file=args.file, format=args.format, prompt_column=args.prompt_column,
-                     answer_column=args.answer_column, system_column=args.system_column,
-                     template=args.template, max_length=max(16, args.max_length))
+    cfg = DataConfig(file=args.file, **{name: getattr(args, name) for name in DATA_OPTIONS})
+    cfg.max_length = max(16, cfg.max_length)
     try:
         report = inspect(args.file, tokenizer=tokenizer, data_cfg=cfg, preview_rows=max(0, args.rows))
-    except DataError as e:
+    except StudioError as e:    # the file cannot be read at all (DataError), or a setting is wrong
+        message, hint = e.render(cli_lang())
         if args.json:
-            print(json.dumps({"error": str(e), "format": "unknown", "rows": 0, "problems": [], "preview": [],
-                              "message": str(e)}, ensure_ascii=False))
+            print(json.dumps({"error": message, "hint": hint, "code": e.code, "format": "unknown", "rows": 0,
+                              "problems": [], "preview": [], "message": message}, ensure_ascii=False))
         else:
-            print(str(e))
+            print(f"{message}\nhint: {hint}" if hint else message)
         return 1
     if args.json:
         out = report.to_dict()

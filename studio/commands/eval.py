@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import sys
 
+from ..errors import StudioError
+from . import report
+
 
 def add_parser(sub):
     p = sub.add_parser("eval", help="answer an evaluation set with the base and each run, side by side")
@@ -23,9 +26,7 @@ def add_parser(sub):
 def run(args) -> int:
     from pathlib import Path
 
-    from ..evaluation import EvalError, evaluate, load_prompts, validation_loss, write_csv
-    from ..inference import ChatError
-    from ..models import ModelError
+    from ..evaluation import evaluate, load_prompts, validation_loss, write_csv
 
     try:
         prompts = load_prompts(args.prompts)
@@ -38,8 +39,8 @@ def run(args) -> int:
             for key, value in row.items():
                 if key not in ("prompt", "reference"):
                     print(f"  {key}: {value}")
-    except (EvalError, ChatError, ModelError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except StudioError as e:
+        report(e)
         return 2
     for r in args.runs:
         loss = validation_loss(r)

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import sys
 
+from ..errors import StudioError
+from . import report
+
 
 def add_parser(sub):
     p = sub.add_parser("export", help="export a run: adapter zip, merged model or GGUF",
@@ -35,17 +38,14 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..config import ConfigError
-    from ..export.files import ExportError
     from ..export.run_export import export_run
-    from ..models import ModelError
 
     if args.push:
         from ..export.hub import push_run
         try:
             url = push_run(args.run_dir, args.to, args.push, args.token, private=not args.public)
-        except (ExportError, ConfigError, ModelError) as e:
-            print(f"error: {e}", file=sys.stderr)
+        except StudioError as e:
+            report(e)
             return 2
         print(f"Pushed: {url}")
         return 0
@@ -54,8 +54,8 @@ def run(args) -> int:
         dtype = "f16"
     try:
         path = export_run(args.run_dir, args.to, dtype, args.output, original=args.original_base)
-    except (ExportError, ConfigError, ModelError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except StudioError as e:
+        report(e)
         return 2
     print(f"Written: {path}")
     if args.to == "gguf":

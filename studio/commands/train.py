@@ -1,6 +1,7 @@
 """``studio train``: fine-tune from the command line with the same engine and config as the app.
 
     studio train --preset cpu-demo --max-steps 30 --output runs/demo
+    studio train --preset cpu-demo lora.r=32 training.learning_rate=1e-4 data.file=my.jsonl
     studio train --config my-run.yaml --data my.jsonl --model Qwen/Qwen2.5-0.5B-Instruct
     studio train --config runs/demo/config.yaml          repeat a run with its recorded settings
     studio train --resume runs/demo                      go on from the run's last complete checkpoint
@@ -32,13 +33,21 @@ import signal
 import sys
 import time
 
-from ..config import ConfigError, StudioConfig, merge
+from ..config import StudioConfig, merge
+from ..errors import StudioError
+from . import report
+from .fields import HelpFormatter, add_settings, overrides
 
 
 def add_parser(sub):
     p = sub.add_parser("train", help="fine-tune a model (LoRA / QLoRA) and save the adapter",
+                       formatter_class=HelpFormatter,
+                       usage="studio train [--preset P | --config FILE | --resume RUN_DIR | --extend RUN_DIR] "
+                             "[KEY=VALUE ...] [--SECTION.NAME VALUE ...]",
                        description="Fine-tune a model with LoRA or QLoRA. Settings come from a preset or a "
-                                   "config file (see `studio presets`); the flags below override them.")
+                                   "config file (see `studio presets`); KEY=VALUE settings and the options below "
+                                   "override them, e.g. `studio train --preset cpu-demo lora.r=32 "
+                                   "training.learning_rate=1e-4 data.file=my.jsonl`.")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--preset", help="start from this preset (e.g. cpu-demo)")
     src.add_argument("--config", help="start from this YAML config file (e.g. a run's config.yaml)")
@@ -49,29 +58,44 @@ def add_parser(sub):
                      help="train a finished run further: a new run folder that starts from its adapter "
                           "(say how long with --max-steps or --epochs)")
     p.add_argument("--epochs", type=float, help="with --extend: train this many more epochs")
-    p.add_argument("--model", help="base model: 'default', a Hub id, a folder or a .gguf file")
-    p.add_argument("--data", help="training data: 'demo', a .jsonl/.json/.csv/.tsv/.parquet file or a Hub dataset id")
-    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    p.add_argument("--output", help="the run folder to create (default: a new folder in the studio's runs folder)")
+    # Short forms of the settings used most (kept from before the settings were generated).
+    for flag, key in SHORT_FLAGS.items():
+        p.add_argument(flag, default=None, help=f"the same as {key}=VALUE")
     p.add_argument("--name", help="a name for the run (used in the folder name)")
-    p.add_argument("--gpus", help="train on this many GPUs together (0 or 'all': every GPU found); more than one "
-                                  "runs one process per GPU")
-    p.add_argument("--strategy", choices=("auto", "ddp", "fsdp"),
-                   help="with several GPUs: ddp (a whole model copy on each GPU) or fsdp (the weights split "
-                        "across them, with 4-bit QLoRA for models too big for one card)")
     p.add_argument("--isolate", action="store_true",
-                   help="train a one-GPU run in a separate process (a GPU crash cannot take this one down)")
+                   help="the same as training.isolate=true: a one-GPU run in a separate process")
+    add_settings(p)
     return p
+
+
+# flag -> setting; ``--max-steps`` with ``--extend`` says how many more steps to train.
+SHORT_FLAGS = {"--model": "model.source", "--data": "data.file", "--max-steps": "training.max_steps",
+               "--output": "training.output_dir", "--gpus": "training.gpus", "--strategy": "training.strategy"}
+
+
+def _settings(args) -> dict:
+    """Every setting given on the command line (short flags, --section.name options, KEY=VALUE)."""
+    out = overrides(args)
+    for flag, key in SHORT_FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value is not None:
+            section, name = key.split(".")
+            out.setdefault(section, {}).setdefault(name, value)
+    if args.name:
+        out["name"] = args.name
+    if getattr(args, "isolate", False):
+        out.setdefault("training", {}).setdefault("isolate", True)
+    return out
 
 
 def _resume_or_extend(args) -> tuple[StudioConfig, dict]:
     """The config and the job's extra arguments for --resume / --extend (ResumeError when refused)."""
     from ..training.resume import ResumeError
+    settings = _settings(args)
     if args.resume:
-        if any(getattr(args, k, None) for k in ("model", "data", "max_steps", "output", "name", "epochs", "gpus",
-                                                  "strategy", "isolate")):
-            raise ResumeError("--resume continues the run exactly as it was set up; it takes no other settings. "
-                              "To train longer than planned, let it finish and use --extend.")
+        if settings or args.epochs:
+            raise ResumeError("--resume continues the run exactly as it was set up; it takes no other settings.",
+                              code="resume.no_settings")
         from ..training.resume import plan_resume
         plan = plan_resume(args.resume)
         for note in plan.notes:
@@ -80,9 +104,18 @@ def _resume_or_extend(args) -> tuple[StudioConfig, dict]:
         return plan.cfg, {"run_dir": plan.run.path, "tokenizer": plan.tokenizer, "data": plan.data,
                           "resume_from": plan.checkpoint}
     from ..training.extend import plan_extend
-    cfg, origin = plan_extend(args.extend, args.max_steps, args.epochs, args.output)
-    if args.name:
-        cfg = merge(cfg, {"name": args.name})
+    training = settings.get("training", {})
+    extra = {k for k in training if k not in ("max_steps", "epochs", "output_dir")} | set(settings) - {"training", "name"}
+    if extra:
+        raise ResumeError("--extend continues the run with its own settings; only how long to train "
+                          "(training.max_steps, training.epochs), training.output_dir and name can be given.",
+                          code="extend.settings")
+    merged = merge(StudioConfig(), {"training": training})     # the values typed, checked as settings
+    cfg, origin = plan_extend(args.extend, merged.training.max_steps if "max_steps" in training else None,
+                              args.epochs or (merged.training.epochs if "epochs" in training else None),
+                              merged.training.output_dir or None)
+    if "name" in settings:
+        cfg = merge(cfg, {"name": settings["name"]})
     return cfg, {"init_adapter": origin["extended_from"]["adapter"], "origin": origin}
 
 
@@ -106,23 +139,8 @@ def build_config(args) -> StudioConfig:
             cfg = merge(cfg, {"training": {"output_dir": ""}})
     else:
         cfg = StudioConfig()
-    overrides: dict = {}
-    if args.model:
-        overrides.setdefault("model", {})["source"] = args.model
-    if args.data:
-        overrides.setdefault("data", {})["file"] = args.data
-    if args.max_steps is not None:
-        overrides.setdefault("training", {})["max_steps"] = args.max_steps
-    if args.output:
-        overrides.setdefault("training", {})["output_dir"] = args.output
-    if args.name:
-        overrides["name"] = args.name
-    for key in ("gpus", "strategy"):
-        if getattr(args, key, None) is not None:
-            overrides.setdefault("training", {})[key] = getattr(args, key)
-    if getattr(args, "isolate", False):
-        overrides.setdefault("training", {})["isolate"] = True
-    return merge(cfg, overrides).validate()
+    # Types are checked here; the settings as a whole are validated once, when the run starts (jobs.py).
+    return merge(cfg, _settings(args))
 
 
 def _clock(seconds: float | None) -> str:
@@ -233,10 +251,7 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def run(args) -> int:
-    from ..jobs import JobBusy, get_manager
-
-    from ..models import ModelError
-    from ..training.resume import ResumeError
+    from ..jobs import get_manager
 
     start_kwargs: dict = {}
     try:
@@ -244,17 +259,12 @@ def run(args) -> int:
             cfg, start_kwargs = _resume_or_extend(args)
         else:
             cfg = build_config(args)
-    except (ConfigError, ResumeError, ModelError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:     # e.g. the data cannot be read any more: DataError
-        if type(e).__name__ != "DataError":
-            raise
-        print(f"error: {e}", file=sys.stderr)
+    except StudioError as e:     # a setting, a run that cannot resume, data that cannot be read any more...
+        report(e)
         return 2
     t0 = time.monotonic()
     with _StopSignals() as signals:
-        return _train(cfg, t0, get_manager(), JobBusy, signals, start_kwargs)
+        return _train(cfg, t0, get_manager(), signals, start_kwargs)
 
 
 class _StopSignals:
@@ -297,11 +307,11 @@ def _thread_running(job) -> bool:
     return thread is not None and thread.is_alive()
 
 
-def _train(cfg, t0: float, manager, JobBusy, signals: _StopSignals, start_kwargs: dict | None = None) -> int:
+def _train(cfg, t0: float, manager, signals: _StopSignals, start_kwargs: dict | None = None) -> int:
     try:
         job = signals.start_blocked(manager, cfg, start_kwargs)
-    except (ConfigError, JobBusy) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except StudioError as e:     # a setting that cannot work, or the device is busy
+        report(e)
         return 2
     print(f"Run folder: {job.run_dir}")
     bar = ProgressLine()
@@ -341,9 +351,7 @@ def _train(cfg, t0: float, manager, JobBusy, signals: _StopSignals, start_kwargs
     bar.draw(job)
     bar.end()
     if job.state == "failed":
-        print(f"error: {job.message}", file=sys.stderr)
-        if job.hint:
-            print(f"hint: {job.hint}", file=sys.stderr)
+        report(job.failure) if job.failure is not None else print(f"error: {job.message}", file=sys.stderr)
         return 1
     _summary(job, time.monotonic() - t0)
     return stop_code if stop_code and job.state == "stopped" else 0

@@ -24,10 +24,11 @@ def corpus_dir() -> Path:
     """The folder of English YAML files inside the installed chatterbot_corpus package."""
     spec = importlib.util.find_spec("chatterbot_corpus")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("The chatterbot corpus is not installed. Install it with: pip install chatterbot-corpus")
+        raise DataError("The chatterbot corpus is not installed.", code="data.no_chatterbot")
     folder = Path(next(iter(spec.submodule_search_locations))) / "data" / "english"
     if not folder.is_dir():
-        raise DataError(f"The chatterbot corpus is installed but has no English data folder ({folder}).")
+        raise DataError("The chatterbot corpus is installed but has no English data folder ({folder}).",
+                        code="data.chatterbot_incomplete", folder=str(folder))
     return folder
 
 

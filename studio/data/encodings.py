@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 
 from .types import DataError
 
-CONVERT_HINT = ("Open it in a text editor and save it as 'UTF-8' (in Excel: File > Save As > 'CSV UTF-8'), "
-                "then load it again.")
 # Preferred, in order, when charset-normalizer finds them as plausible as its first choice.
 PREFERRED = ("cp1252", "latin_1")
 TIE = 0.01                      # chaos (mess ratio) within this of the best counts as just as plausible
@@ -78,13 +76,15 @@ def _forced(raw: bytes, name: str, encoding: str) -> Decoded:
     try:
         codec = codecs.lookup(enc).name
     except LookupError:
-        raise DataError(f"'{enc}' is not a text encoding the studio knows; choose 'auto' or another one.") from None
+        raise DataError("'{encoding}' is not a text encoding the studio knows; choose 'auto' or another one.",
+                        code="data.unknown_encoding", encoding=enc) from None
     try:
         text = raw.decode("utf-8-sig" if codec == "utf-8" else enc)
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
-        raise DataError(f"{name} cannot be read as {label(enc)}: line {line} holds bytes that are not "
-                        f"{label(enc)} text. Choose 'auto' or another encoding.") from None
+        raise DataError("{name} cannot be read as {encoding}: line {line} holds bytes that are not {encoding} text. "
+                        "Choose 'auto' or another encoding.", code="data.wrong_encoding", name=name,
+                        encoding=label(enc), line=line) from None
     note = [] if codec == "utf-8" else [f"{name} was read as {label(enc)}, as chosen in the encoding setting."]
     return Decoded(text, codec.replace("-", "_"), note)
 
@@ -107,8 +107,8 @@ def _detect(raw: bytes, name: str) -> Decoded:
         except UnicodeDecodeError:
             pass
     if b"\x00" in raw[:65536]:
-        raise DataError(f"{name} is not a text file (it holds zero bytes, as binary files do). If it is a "
-                        f"spreadsheet, save it as CSV; otherwise save it as UTF-8 text. {CONVERT_HINT}")
+        raise DataError("{name} is not a text file (it holds zero bytes, as binary files do). If it is a "
+                        "spreadsheet, save it as CSV; otherwise save it as UTF-8 text.", code="data.binary", name=name)
     try:
         return Decoded(raw.decode("utf-8"), "utf_8")
     except UnicodeDecodeError as e:
@@ -116,12 +116,13 @@ def _detect(raw: bytes, name: str) -> Decoded:
     enc = _rank(raw)
     if enc is None:
         line = raw[:bad_at].count(b"\n") + 1
-        raise DataError(f"{name} is not UTF-8 text (the first unreadable character is on line {line}) and its "
-                        f"encoding could not be recognised. {CONVERT_HINT}")
+        raise DataError("{name} is not UTF-8 text (the first unreadable character is on line {line}) and its "
+                        "encoding could not be recognised.", code="data.not_utf8", name=name, line=line)
     try:
         text = raw.decode(enc)
     except (UnicodeDecodeError, LookupError):
-        raise DataError(f"{name} looks like {label(enc)} text but could not be read that way. {CONVERT_HINT}") from None
+        raise DataError("{name} looks like {encoding} text but could not be read that way.",
+                        code="data.undecodable", name=name, encoding=label(enc)) from None
     return Decoded(text, enc, [f"{name} is not UTF-8; it was read as {label(enc)}. If the sample shows garbled "
                                "letters, choose the right encoding (or save the file as UTF-8 and load it again)."])
 

@@ -214,19 +214,23 @@ def normalise(records: list[dict], fmt: str, mapping: dict | None = None,
     if fmt == "mapping":
         mapping = mapping or {}
         if not (mapping.get("prompt") and mapping.get("answer")):
-            raise DataError("With format 'mapping', choose the column with the prompt and the column with the answer.")
+            raise DataError("With data.format 'mapping', choose the column with the prompt (data.prompt_column) and the "
+                            "column with the answer (data.answer_column).", code="data.mapping_columns")
         cols = columns_of(records)
         missing = [mapping[k] for k in ("prompt", "answer", "system") if mapping.get(k) and mapping[k] not in cols]
         if missing:
-            raise DataError(f"The column(s) {', '.join(repr(m) for m in missing)} are not in the data. "
-                            f"Its columns are: {', '.join(cols)}.")
+            raise DataError("The column(s) {missing} are not in the data. Its columns are: {columns}.",
+                            code="data.missing_columns", missing=", ".join(repr(m) for m in missing),
+                            columns=", ".join(cols))
     if fmt not in NORMALISERS:
         cols = columns_of(records)
         guess = suggest_mapping(cols)
-        hint = (f" It looks like '{guess['prompt']}' is the prompt and '{guess['answer']}' the answer: choose "
-                "format 'mapping' with those columns." if guess["prompt"] and guess["answer"] else
-                " Choose format 'mapping' and say which column holds the prompt and which the answer.")
-        raise DataError(f"Could not recognise the shape of the data (columns: {', '.join(cols) or 'none'}).{hint}")
+        if guess["prompt"] and guess["answer"]:
+            raise DataError("Could not recognise the shape of the data (columns: {columns}). It looks like '{prompt}' is "
+                            "the prompt and '{answer}' the answer.", code="data.shape_guess",
+                            columns=", ".join(cols) or "none", prompt=guess["prompt"], answer=guess["answer"])
+        raise DataError("Could not recognise the shape of the data (columns: {columns}).", code="data.unknown_shape",
+                        columns=", ".join(cols) or "none")
     fn = NORMALISERS[fmt]
     odd, mix_note = _mixed_shapes(records, fmt) if fmt != "mapping" else ({}, "")
     if mix_note:

@@ -246,11 +246,16 @@ def context_warnings_for(cfg: DataConfig, context_length: int | None) -> list[st
 
 
 def _why_none(problems: list[Problem]) -> str:
+    return _nothing_usable(problems).message.removeprefix("No usable training rows: ")
+
+
+def _nothing_usable(problems: list[Problem]) -> DataError:
     if not problems:
-        return "the data holds no examples."
+        return DataError("No usable training rows: the data holds no examples.", code="data.no_examples")
     shown = "; ".join(f"row {p.row}: {p.message}" for p in problems[:3])
-    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-    return f"every row has a problem. {shown}{more}."
+    return DataError("No usable training rows: every row has a problem. {shown}{more}.", code="data.all_rows_bad",
+                     shown=shown, more=f" (and {len(problems) - 3} more)" if len(problems) > 3 else "",
+                     extra=max(0, len(problems) - 3))
 
 
 def prepare(data_cfg: DataConfig, tokenizer, seed: int) -> PreparedData:
@@ -259,7 +264,7 @@ def prepare(data_cfg: DataConfig, tokenizer, seed: int) -> PreparedData:
     mapping = mapping_of(cfg) if cfg.format == "mapping" else None
     read, columns, detected = _load(cfg.file, cfg.format, cfg.encoding)
     if not read.records:
-        raise DataError("No usable training rows: " + _why_none(read.problems))
+        raise _nothing_usable(read.problems)
     convs, problems, notes = _normalised(read, detected, mapping)
     problems = list(read.problems) + problems
     name, jinja = resolve_template(tokenizer, cfg.template)
@@ -290,7 +295,7 @@ def prepare(data_cfg: DataConfig, tokenizer, seed: int) -> PreparedData:
     problems.sort(key=lambda p: p.row)
     total = len(read.records) + len(read.problems)
     if not rows:
-        raise DataError("No usable training rows: " + _why_none(problems))
+        raise _nothing_usable(problems)
     k = validation_count(len(rows), cfg.validation)
     train, val = rows[k:], rows[:k]        # rows are already in seeded random order
     stats = token_stats(lengths, cfg.max_length)

@@ -55,51 +55,55 @@ def read_source(source: str, max_bytes: int = DEFAULT_MAX_BYTES, encoding: str =
     ``encoding`` 'auto' recognises it (see ``encodings.decode_bytes``); a name forces that one."""
     source = (source or "").strip()
     if not source:
-        raise DataError("No data chosen: give a file, 'demo', or a Hugging Face dataset id.")
+        raise DataError("No data chosen: give a file, 'demo', or a Hugging Face dataset id.", code="data.none_chosen")
     if source == "demo":
         path = paths.DEMO_DATA
         if not path.is_file():
-            raise DataError(f"The built-in demo data is missing ({path}); reinstall the studio or choose a file.")
+            raise DataError("The built-in demo data is missing ({path}); reinstall the studio or choose a file.",
+                            code="data.no_demo", path=str(path))
         return _read_file(path, max_bytes, encoding)
     if source == "chatterbot":
         from .chatterbot import corpus_file
         return _read_file(corpus_file(), max_bytes, encoding)
     path = Path(source).expanduser()
     if path.is_dir():
-        raise DataError(f"'{source}' is a folder; choose a data file inside it (.jsonl, .json, .csv, .tsv or .parquet).")
+        raise DataError("'{source}' is a folder; choose a data file inside it (.jsonl, .json, .csv, .tsv or .parquet).",
+                        code="data.is_folder", source=source)
     if path.is_file():
         return _read_file(path, max_bytes, encoding)
     looks_like_path = (path.suffix.lower() in KINDS or source.startswith((".", "~", os.sep))
                        or (os.sep in source and not _HUB_ID.match(source)))
     if looks_like_path:
-        raise DataError(f"File not found: {source}. Check the name and folder, or upload the file again.")
+        raise DataError("File not found: {source}. Check the name and folder, or upload the file again.",
+                        code="data.not_found", source=source)
     if _HUB_ID.match(source):
         return _read_hub(source)
-    raise DataError(f"File not found: {source}.")
+    raise DataError("File not found: {source}.", code="data.not_found", source=source)
 
 
 # ---- files ---------------------------------------------------------------------------------------
 def _read_file(path: Path, max_bytes: int, encoding: str = "auto") -> ReadResult:
     size = path.stat().st_size
     if size > max_bytes:
-        raise DataError(f"{path.name} is {size / 2**20:.0f} MB, more than the limit of {max_bytes / 2**20:.0f} MB. "
-                        "Use a smaller part of the data (for example the first rows) or raise the limit.")
+        raise DataError("{name} is {size_mb:.0f} MB, more than the limit of {limit_mb:.0f} MB.", code="data.too_big",
+                        name=path.name, size_mb=size / 2**20, limit_mb=max_bytes / 2**20)
     if size == 0:
-        raise DataError(f"{path.name} is empty.")
+        raise DataError("{name} is empty.", code="data.empty_file", name=path.name)
     kind = KINDS.get(path.suffix.lower())
     if path.suffix.lower() in (".xlsx", ".xls", ".ods", ".numbers"):
-        raise DataError(f"{path.name} is a spreadsheet file, which cannot be read directly. In your spreadsheet "
-                        "program choose File > Save As (or Download) > 'CSV UTF-8', then load the .csv file.")
+        raise DataError("{name} is a spreadsheet file, which cannot be read directly.", code="data.spreadsheet",
+                        name=path.name)
     if kind == "parquet":
         return _read_parquet(path)
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise DataError(f"Could not read {path.name}: {e.strerror or e}.") from None
+        raise DataError("Could not read {name}: {detail}.", code="data.unreadable", name=path.name,
+                        detail=str(e.strerror or e)) from None
     decoded = decode_bytes(raw, path.name, encoding)
     text, notes = decoded.text, decoded.notes
     if not text.strip():
-        raise DataError(f"{path.name} is empty (it only holds blank space).")
+        raise DataError("{name} is empty (it only holds blank space).", code="data.blank_file", name=path.name)
     if kind is None:
         kind = _sniff(text, path.name)
     if kind == "json":
@@ -111,7 +115,7 @@ def _read_file(path: Path, max_bytes: int, encoding: str = "auto") -> ReadResult
     result.notes[:0] = notes
     result.encoding, result.sample = decoded.encoding, decoded.sample
     if not result.records and not result.problems:
-        raise DataError(f"{path.name} holds no rows.")
+        raise DataError("{name} holds no rows.", code="data.no_rows", name=path.name)
     return result
 
 
@@ -126,7 +130,8 @@ def _sniff(text: str, name: str) -> str:
         return "tsv"
     if "," in first:
         return "csv"
-    raise DataError(f"Could not tell what kind of file {name} is. Use a .jsonl, .json, .csv, .tsv or .parquet file.")
+    raise DataError("Could not tell what kind of file {name} is. Use a .jsonl, .json, .csv, .tsv or .parquet file.",
+                    code="data.unknown_kind", name=name)
 
 
 def _read_jsonl(text: str) -> ReadResult:
@@ -151,15 +156,16 @@ def _read_json(text: str, name: str) -> ReadResult:
     except json.JSONDecodeError as e:
         if text.lstrip().startswith("{") and "\n" in text.strip():
             return _read_jsonl(text)        # JSON Lines saved with a .json name
-        raise DataError(f"{name} is not valid JSON: {e.msg} on line {e.lineno}, column {e.colno}. "
-                        "Fix that spot (often a missing comma or quote) or save the data as JSON Lines.") from None
+        raise DataError("{name} is not valid JSON: {detail} on line {line}, column {column}.", code="data.bad_json",
+                        name=name, detail=e.msg, line=e.lineno, column=e.colno) from None
     notes: list[str] = []
     if isinstance(value, dict):
         value, notes = _unwrap(value, name)
     if not isinstance(value, list):
-        raise DataError(f"{name} must hold a list of examples ([{{...}}, {{...}}]), not a single value.")
+        raise DataError("{name} must hold a list of examples ([{{...}}, {{...}}]), not a single value.",
+                        code="data.not_a_list", name=name)
     if not value:
-        raise DataError(f"{name} holds an empty list: there are no examples in it.")
+        raise DataError("{name} holds an empty list: there are no examples in it.", code="data.empty_list", name=name)
     records, problems = [], []
     for n, item in enumerate(value, 1):
         _add(records, problems, item, n, "row")
@@ -181,8 +187,8 @@ def _unwrap(value: dict, name: str) -> tuple[object, list[str]]:
         if train:
             return lists[train], [f"{name} holds several splits: {keys}. The '{train}' list is used for training "
                                   "(and the studio holds back its own validation rows from it)."]
-        raise DataError(f"{name} holds several lists of examples: {keys}, and none is called 'train'. "
-                        "Save the one to train on as its own file (or rename it to 'train'), then load it again.")
+        raise DataError("{name} holds several lists of examples: {keys}, and none is called 'train'.",
+                        code="data.no_train_split", name=name, keys=keys)
     return [value], []
 
 
@@ -206,9 +212,11 @@ def _read_delimited(text: str, delimiter: str, name: str, kind: str) -> ReadResu
         header = next(reader, None)
         rows = list(reader)
     except csv.Error as e:
-        raise DataError(f"{name} is not a readable {kind.upper()} file (line {reader.line_num}: {e}).") from None
+        raise DataError("{name} is not a readable {kind} file (line {line}: {detail}).", code="data.bad_csv", name=name,
+                        kind=kind.upper(), line=reader.line_num, detail=str(e)) from None
     if not header or not any(h.strip() for h in header):
-        raise DataError(f"{name} has no header row. The first line must name the columns, e.g. question,answer.")
+        raise DataError("{name} has no header row. The first line must name the columns, e.g. question,answer.",
+                        code="data.no_header", name=name)
     header = [h.strip() or f"column {i + 1}" for i, h in enumerate(header)]
     if len(header) == 1 and delimiter == ",":     # tab- or semicolon-separated file saved as .csv
         for other in ("\t", ";"):
@@ -226,7 +234,7 @@ def _read_delimited(text: str, delimiter: str, name: str, kind: str) -> ReadResu
         rec["__row__"] = n
         records.append(rec)
     if not records and not problems:
-        raise DataError(f"{name} has a header but no rows of data.")
+        raise DataError("{name} has a header but no rows of data.", code="data.header_only", name=name)
     return ReadResult(records, problems, kind)
 
 
@@ -235,7 +243,8 @@ def _read_parquet(path: Path) -> ReadResult:
         import pyarrow.parquet as pq
         rows = pq.read_table(path).to_pylist()
     except Exception as e:  # pyarrow raises many types for corrupt files
-        raise DataError(f"{path.name} is not a readable Parquet file ({type(e).__name__}: {e}).") from None
+        raise DataError("{name} is not a readable Parquet file ({detail}).", code="data.bad_parquet", name=path.name,
+                        detail=f"{type(e).__name__}: {e}") from None
     return _from_rows(rows, "parquet", path.name)
 
 
@@ -246,15 +255,19 @@ def _from_rows(rows: list, kind: str, name: str) -> ReadResult:
         rec["__row__"] = n
         records.append(rec)
     if not records:
-        raise DataError(f"{name} holds no rows.")
+        raise DataError("{name} holds no rows.", code="data.no_rows", name=name)
     return ReadResult(records, [], kind)
 
 
 # ---- Hugging Face Hub ----------------------------------------------------------------------------
-def _offline_message(dataset_id: str) -> str:
-    return (f"This computer is offline, so the dataset '{dataset_id}' cannot be fetched from the Hugging Face Hub. "
-            "Download the data file on a computer with internet (the 'Files' tab of the dataset page), "
-            "then upload the file here instead.")
+def _offline_error(dataset_id: str) -> DataError:
+    return DataError("This computer is offline, so the dataset '{dataset}' cannot be fetched from the Hugging Face "
+                     "Hub.", code="data.hub_offline", dataset=dataset_id)
+
+
+def _dataset_not_found() -> type | tuple:
+    """datasets' not-found exception, when datasets got as far as being imported."""
+    return getattr(sys.modules.get("datasets.exceptions"), "DatasetNotFoundError", ())
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -283,7 +296,7 @@ def _env_offline() -> bool:
 def _read_hub(dataset_id: str) -> ReadResult:
     offline = _env_offline()
     if not offline and not _hub_reachable():
-        raise DataError(_offline_message(dataset_id))
+        raise _offline_error(dataset_id)
     try:
         import datasets
         from datasets.utils.logging import disable_progress_bar
@@ -291,12 +304,13 @@ def _read_hub(dataset_id: str) -> ReadResult:
         loaded = datasets.load_dataset(dataset_id)
     except Exception as e:  # the datasets library raises many types (not found, gated, offline, bad config)
         if offline:      # offline mode only reads the local cache; not being there is the usual reason
-            raise DataError(_offline_message(dataset_id)) from None
+            raise _offline_error(dataset_id) from None
         text = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "doesn't exist" in text or "not found" in text.lower() or type(e).__name__ == "DatasetNotFoundError":
-            raise DataError(f"No dataset '{dataset_id}' was found on the Hugging Face Hub (or it is private). "
-                            "Check the spelling (owner/name) or upload a file instead.") from None
-        raise DataError(f"Could not load the dataset '{dataset_id}': {text}") from None
+        if "doesn't exist" in text or "not found" in text.lower() or isinstance(e, _dataset_not_found()):
+            raise DataError("No dataset '{dataset}' was found on the Hugging Face Hub (or it is private).",
+                            code="data.hub_not_found", dataset=dataset_id) from None
+        raise DataError("Could not load the dataset '{dataset}': {detail}", code="data.hub_failed", dataset=dataset_id,
+                        detail=text) from None
     if isinstance(loaded, dict):
         split = "train" if "train" in loaded else next(iter(loaded))
         loaded = loaded[split]

@@ -67,12 +67,12 @@ def resolve_template(tokenizer, choice: str) -> tuple[str, str]:
     own = model_template(tokenizer)
     if choice == "model":
         if not own:
-            raise DataError("This model has no chat template of its own. Choose template 'auto' (uses chatml), "
-                            "or one of: chatml, alpaca, human_assistant.")
+            raise DataError("This model has no chat template of its own.", code="data.no_model_template")
         return "model", own
     if choice == "auto":
         return ("model", own) if own else ("chatml", FALLBACKS["chatml"])
-    raise DataError(f"Unknown template '{choice}'. Choose one of: {', '.join(CHOICES)}.")
+    raise DataError("Unknown template '{template}'. Choose one of: {choices}.", code="data.unknown_template",
+                    template=choice, choices=", ".join(CHOICES))
 
 
 def render(tokenizer, chat_template: str, messages: list[dict], add_generation_prompt: bool = False,
@@ -89,7 +89,8 @@ def render(tokenizer, chat_template: str, messages: list[dict], add_generation_p
         return texts[0]
     except Exception as e:  # jinja's raise_exception() and template errors come as several types
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RenderError(f"the chat template refused this conversation: {msg}") from None
+        raise RenderError("the chat template refused this conversation: {detail}", code="data.template_refused",
+                          detail=msg) from None
 
 
 def format_prompt(tokenizer, chat_template: str, messages: list[dict]) -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-class DataError(ValueError):
-    """Nothing usable in the data (empty file, unreadable, no valid row); the message says why."""
+from ..errors import DataError  # noqa: F401 - its home before the error family
 
 
 @dataclass

@@ -49,7 +49,8 @@ def portable_adapter_folder(run_dir: str | Path, dest: Path) -> dict:
     """Copy the run's adapter to ``dest`` with the base named by its Hub id; returns the base record."""
     run = RunFolder(run_dir)
     if not run.has_adapter():
-        raise ExportError(f"The run {run.name} has no saved adapter yet; export it once it has finished or stopped.")
+        raise ExportError("The run {name} has no saved adapter yet; export it once it has finished or stopped.",
+                          code="export.no_adapter", name=run.name)
     shutil.copytree(run.adapter_dir, dest)
     record = base_record(run)
     config_path = dest / "adapter_config.json"

@@ -11,8 +11,7 @@ from typing import Iterator
 from .. import paths
 
 
-class ExportError(RuntimeError):
-    """An export cannot be made; the message says why and what to do."""
+from ..errors import ExportError  # noqa: F401 - its home before the error family
 
 
 def exports_dir() -> Path:
@@ -28,8 +27,8 @@ def destination(run_dir: str | Path, kind: str, suffix: str = "", out: str | Pat
 
 def refuse_existing(final: Path) -> None:
     if final.exists():
-        raise ExportError(f"{final} already exists. Delete or rename it first, or choose another destination "
-                          "(--output); an export never replaces an earlier one.")
+        raise ExportError("{path} already exists; an export never replaces an earlier one.", code="export.exists",
+                          path=str(final))
 
 
 def check_free_space(folder: Path, needed_bytes: int, what: str) -> None:
@@ -39,9 +38,9 @@ def check_free_space(folder: Path, needed_bytes: int, what: str) -> None:
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if free < needed_bytes * 1.1:
-        raise ExportError(f"Not enough free disk space for {what}: it needs about {needed_bytes / 1e9:.2f} GB, "
-                          f"and {probe} has {free / 1e9:.2f} GB free. Free some space or export to another disk "
-                          "(--output).")
+        raise ExportError("Not enough free disk space for {what}: it needs about {needed:.2f} GB, and {folder} has "
+                          "{free:.2f} GB free.", code="export.no_space", what=what, needed=needed_bytes / 1e9,
+                          folder=str(probe), free=free / 1e9)
 
 
 @contextmanager

@@ -33,8 +33,8 @@ def _tokenizer_metadata(writer: Any, tokenizer: Any, template: str) -> None:
     backend = json.loads(tokenizer.backend_tokenizer.to_str())
     model = backend["model"]
     if model.get("type") != "BPE":
-        raise ExportError("GGUF export supports byte-level BPE tokenizers (Llama 3, SmolLM, Qwen style); this "
-                          f"model's tokenizer is {model.get('type')}. Export the merged model instead.")
+        raise ExportError("GGUF export supports byte-level BPE tokenizers (Llama 3, SmolLM, Qwen style); this model's "
+                          "tokenizer is {kind}.", code="export.gguf_tokenizer", kind=str(model.get("type")))
     vocab = tokenizer.get_vocab()
     size = max(vocab.values()) + 1
     tokens = [f"[PAD{i}]" for i in range(size)]
@@ -67,10 +67,11 @@ def write_gguf(model: Any, tokenizer: Any, template: str, path: Path, kind: str 
 
     cfg = model.config
     if cfg.model_type not in LLAMA_FAMILY:
-        raise ExportError(f"GGUF export is available for Llama-family models (Llama, SmolLM, Mistral); this run's "
-                          f"base is '{cfg.model_type}'. Export the merged model instead and convert it with llama.cpp.")
+        raise ExportError("GGUF export is available for Llama-family models (Llama, SmolLM, Mistral); this run's base "
+                          "is '{kind}'.", code="export.gguf_family", kind=cfg.model_type)
     if kind not in TYPES:
-        raise ExportError(f"Unknown GGUF type '{kind}'; choose one of {', '.join(TYPES)}.")
+        raise ExportError("Unknown GGUF type '{kind}'; choose one of {choices}.", code="export.unknown_gguf_type",
+                          kind=kind, choices=", ".join(TYPES))
     heads, kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads or cfg.num_attention_heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
     writer = gguf.GGUFWriter(str(path), "llama")
@@ -103,7 +104,8 @@ def write_gguf(model: Any, tokenizer: Any, template: str, path: Path, kind: str 
             continue                      # llama.cpp reuses token_embd when there is no output tensor
         name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if name is None:
-            raise ExportError(f"The tensor {hf_name} has no GGUF name; this model cannot be exported to GGUF.")
+            raise ExportError("The tensor {tensor} has no GGUF name; this model cannot be exported to GGUF.",
+                              code="export.gguf_tensor", tensor=hf_name)
         data = tensor.detach().to(torch.float32).cpu().numpy()
         if hf_name.endswith("q_proj.weight"):
             data = _permute(data, heads)

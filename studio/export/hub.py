@@ -26,9 +26,7 @@ def _token(token: str | None) -> str:
     except Exception:
         saved = None
     if not saved:
-        raise ExportError("No Hugging Face token is set, so nothing can be pushed. Create a token with write "
-                          "access at https://huggingface.co/settings/tokens and pass it with --token, set HF_TOKEN, "
-                          "or run `hf auth login` once.")
+        raise ExportError("No Hugging Face token is set, so nothing can be pushed.", code="export.no_token")
     return saved
 
 
@@ -42,13 +40,14 @@ def push_run(run_dir: str | Path, what: str, repo_id: str, token: str | None = N
     """Upload the run's portable adapter folder or its merged model to ``repo_id``; returns its URL."""
     from ..model_sources import looks_like_hub_id
     if what not in ("adapter", "merged"):
-        raise ExportError("Only the adapter or the merged model can be pushed to the Hub.")
+        raise ExportError("Only the adapter or the merged model can be pushed to the Hub.", code="export.push_kind")
     if not looks_like_hub_id(repo_id):
-        raise ExportError(f"'{repo_id}' is not a Hub repository name; use the form your-name/model-name.")
+        raise ExportError("'{repo}' is not a Hub repository name; use the form your-name/model-name.",
+                          code="export.bad_repo", repo=repo_id)
     token = _token(token)
     if _offline():
-        raise ExportError("This computer is set to work offline (HF_HUB_OFFLINE=1), so nothing can be pushed. "
-                          "Unset HF_HUB_OFFLINE when you are online, then push again.")
+        raise ExportError("This computer is set to work offline (HF_HUB_OFFLINE=1), so nothing can be pushed.",
+                          code="export.offline")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / what
         if what == "adapter":
@@ -65,16 +64,18 @@ def push_run(run_dir: str | Path, what: str, repo_id: str, token: str | None = N
             api.upload_folder(folder_path=str(folder), repo_id=repo_id,
                               commit_message=f"Upload {what} of {Path(run_dir).name}")
         except Exception as e:
-            raise ExportError(_explain(e, repo_id)) from None
+            raise _push_error(e, repo_id) from None
     return f"https://huggingface.co/{repo_id}"
 
 
-def _explain(exc: BaseException, repo_id: str) -> str:
+def _push_error(exc: BaseException, repo_id: str) -> ExportError:
     text = str(exc)
-    name = type(exc).__name__
+    name = type(exc).__name__   # requests' and huggingface_hub's connection errors have no common base class
     if "401" in text or "403" in text or "Unauthorized" in text or "Forbidden" in text:
-        return (f"The Hub refused the token for {repo_id} ({text.splitlines()[0][:160]}). Use a token with write "
-                "access to that namespace.")
+        return ExportError("The Hub refused the token for {repo} ({detail}).", code="export.token_refused", repo=repo_id,
+                           detail=text.splitlines()[0][:160])
     if "Connection" in name or "Timeout" in name or "resolve" in text.lower() or "Offline" in name:
-        return "The Hugging Face Hub cannot be reached (no internet connection?). Nothing was pushed; try again online."
-    return f"The push to {repo_id} failed: {text.splitlines()[0][:200] if text else name}."
+        return ExportError("The Hugging Face Hub cannot be reached (no internet connection?). Nothing was pushed.",
+                           code="export.unreachable")
+    return ExportError("The push to {repo} failed: {detail}.", code="export.push_failed", repo=repo_id,
+                       detail=text.splitlines()[0][:200] if text else name)

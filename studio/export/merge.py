@@ -29,7 +29,8 @@ DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "float16": torch.float16, "f
 def merge_dtype(name: str = "auto") -> torch.dtype:
     """'auto': bfloat16 on a GPU that has it, else float16 on a GPU, float32 on a CPU (16-bit maths is slow there)."""
     if name not in DTYPES:
-        raise ExportError(f"Unknown dtype '{name}'; choose one of {', '.join(DTYPES)}.")
+        raise ExportError("Unknown dtype '{name}'; choose one of {choices}.", code="export.unknown_dtype", name=name,
+                          choices=", ".join(DTYPES))
     if DTYPES[name] is not None:
         return DTYPES[name]
     if torch.cuda.is_available():
@@ -45,7 +46,8 @@ def merged_model(run_dir: str | Path, dtype: torch.dtype, original: bool = False
 
     run = RunFolder(run_dir)
     if not run.has_adapter():
-        raise ExportError(f"The run {run.name} has no saved adapter yet; export it once it has finished or stopped.")
+        raise ExportError("The run {name} has no saved adapter yet; export it once it has finished or stopped.",
+                          code="export.no_adapter", name=run.name)
     cfg = run.config()
     quantized = cfg.model.quantization != "none"
     compute = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}[dtype]

@@ -17,7 +17,7 @@ def export_run(run_dir: str | Path, to: str, dtype: str = "auto", output: str | 
                progress: Callable[[str], None] = print, original: bool = False) -> Path:
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
-        raise ExportError(f"{run_dir} is not a run folder (it has no config.yaml).")
+        raise ExportError("{path} is not a run folder (it has no config.yaml).", code="run.not_a_run", path=str(run_dir))
     if to == "adapter":
         from .adapter import export_adapter_zip
         final = destination(run_dir, "adapter", ".zip", output)
@@ -30,4 +30,5 @@ def export_run(run_dir: str | Path, to: str, dtype: str = "auto", output: str | 
         from .gguf import export_gguf
         kind = dtype if dtype in ("f16", "q8_0", "f32", "bf16") else "f16"
         return export_gguf(run_dir, destination(run_dir, kind, ".gguf", output), kind, progress)
-    raise ExportError(f"Unknown export '{to}'; choose one of {', '.join(KINDS)}.")
+    raise ExportError("Unknown export '{kind}'; choose one of {choices}.", code="export.unknown_kind", kind=to,
+                      choices=", ".join(KINDS))

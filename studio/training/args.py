@@ -102,6 +102,7 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
         weight_decay=t.weight_decay,
         optim=optimizer,
         max_grad_norm=t.max_grad_norm,
+        neftune_noise_alpha=t.neftune_noise_alpha or None,    # None: the trainer adds no hook at all
         # The job enables checkpointing itself (models.apply_lora), layer by layer for 'auto'
         # (checkpointing.py); the trainer would switch it on for every layer.
         activation_checkpointing=False,

@@ -26,12 +26,13 @@ def load_adapter_weights(peft_model: Any, adapter_dir: str | Path) -> None:
 
     path = Path(adapter_dir) / "adapter_model.safetensors"
     if not path.is_file():
-        raise ResumeError(f"There is no adapter to start from in {adapter_dir}.")
+        raise ResumeError("There is no adapter to start from in {path}.", code="extend.no_adapter_file",
+                          path=str(adapter_dir))
     result = set_peft_model_state_dict(peft_model, load_file(str(path)))
     missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
     if missing:
-        raise ResumeError(f"The adapter in {adapter_dir} does not fit this model's LoRA layers "
-                          f"(for example {missing[0]}); extend with the run's own LoRA settings.")
+        raise ResumeError("The adapter in {path} does not fit this model's LoRA layers (for example {example}).",
+                          code="extend.adapter_mismatch", path=str(adapter_dir), example=missing[0])
 
 
 def plan_extend(run_dir: str | Path, max_steps: int | None = None, epochs: float | None = None,
@@ -39,18 +40,18 @@ def plan_extend(run_dir: str | Path, max_steps: int | None = None, epochs: float
     """The config of the extension (the old run's, with the new length) and its origin record."""
     run = RunFolder(run_dir)
     if not run.config_path.is_file():
-        raise ResumeError(f"{run.path} is not a run folder (it has no config.yaml).")
+        raise ResumeError("{path} is not a run folder (it has no config.yaml).", code="run.not_a_run", path=str(run.path))
     if not run.has_adapter():
-        raise ResumeError(f"The run {run.name} has no saved adapter to extend. Resume it instead, "
-                          "or start a new run.")
+        raise ResumeError("The run {name} has no saved adapter to extend.", code="extend.no_adapter", name=run.name)
     if not max_steps and not epochs:
-        raise ResumeError("Say how much longer to train: a number of steps (--max-steps) or of epochs (--epochs).")
+        raise ResumeError("Say how much longer to train: a number of steps (training.max_steps) or of epochs "
+                          "(training.epochs).", code="extend.no_length")
     cfg = run.config()
     training: dict[str, Any] = {"max_steps": int(max_steps or 0), "output_dir": output_dir or ""}
     if epochs:
         training["epochs"] = float(epochs)
     name = f"{cfg.name or run.name}-extended"
-    cfg = merge(cfg, {"training": training, "name": name}).validate()
+    cfg = merge(cfg, {"training": training, "name": name})     # validated when the run starts (jobs.py)
     state = run.read_state() or {}
     origin = {"extended_from": {"run_dir": str(run.path.resolve()), "name": run.name,
                                 "steps": state.get("step"), "adapter": str(run.adapter_dir.resolve())}}

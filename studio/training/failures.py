@@ -1,15 +1,12 @@
-"""Turn an exception raised inside a training job into a message and a hint for people."""
+"""Turn an exception raised inside a training job into a ``StudioError`` (message and hint) for people."""
 
 from __future__ import annotations
 
 import errno
 from pathlib import Path
 
-from ..config import ConfigError, StudioConfig
-from ..data.types import DataError
-
-OOM_HINT = ("Lower the batch size or the maximum length, set gradient checkpointing to 'on' "
-            "(training.gradient_checkpointing), or load the model in 4-bit (QLoRA).")
+from ..config import StudioConfig
+from ..errors import ConfigError, DataError, StudioError, TrainingFailed
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -23,7 +20,17 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or "out of memory" in text or "cuda error: out of memory" in text
 
 
-def _damaged_weights(exc: BaseException, log_path: str) -> str | None:
+def _on_gpu(exc: BaseException) -> bool:
+    try:
+        import torch
+        if isinstance(exc, torch.OutOfMemoryError):
+            return True
+    except (ImportError, AttributeError):
+        pass
+    return "cuda" in str(exc).lower()
+
+
+def _damaged_weights(exc: BaseException, log_path: str) -> StudioError | None:
     """A damaged model file, named (the run's config.yaml, next to train.log, says which model)."""
     from ..weights_check import explain as explain_weights, looks_like_damaged_weights
     if not looks_like_damaged_weights(exc):
@@ -37,25 +44,24 @@ def _damaged_weights(exc: BaseException, log_path: str) -> str | None:
     return explain_weights(exc, source)
 
 
-def explain(exc: BaseException, log_path: str = "") -> tuple[str, str]:
-    """(message, hint) for a failed job."""
-    where = f" The full error is in {log_path}." if log_path else ""
+def explain(exc: BaseException, log_path: str = "") -> StudioError:
+    """The error a failed job reports: the engine's own when it raised one, else a ``TrainingFailed``."""
+    log = log_path or "the run's train.log"
     if is_out_of_memory(exc):
-        device = "GPU" if "cuda" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError" else "computer"
-        return f"The {device} ran out of memory while training.", OOM_HINT
+        if _on_gpu(exc):
+            return TrainingFailed("The GPU ran out of memory while training.", code="training.oom_gpu")
+        return TrainingFailed("The computer ran out of memory while training.", code="training.oom_cpu")
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return ("The disk is full, so the run could not be saved.",
-                "Free some disk space or choose an output folder on another disk, then start again.")
+        return TrainingFailed("The disk is full, so the run could not be saved.", code="training.disk_full")
     if isinstance(exc, DataError):
-        return f"There is a problem with the training data: {exc}", "Fix the data file (or pick another) and start again."
-    if isinstance(exc, ConfigError):
-        return str(exc), "Change that setting and start again."
-    if type(exc).__name__ == "ModelError":
-        return str(exc), "Check the model source (name, folder or file) and start again."
+        return TrainingFailed("There is a problem with the training data: {cause}", code="training.data", cause=exc)
+    if isinstance(exc, StudioError):     # a setting, the model, ...: its own message and hint
+        return exc
     damaged = _damaged_weights(exc, log_path)
     if damaged:
-        return damaged, "Replace the damaged file, then start again."
+        return damaged
     if isinstance(exc, OSError):
-        return f"A file could not be read or written: {exc}", f"Check the folder's permissions and free space.{where}"
+        return TrainingFailed("A file could not be read or written: {detail}", code="training.file",
+                              detail=str(exc), log=log)
     text = str(exc).strip() or type(exc).__name__
-    return f"Training failed: {text}", f"This looks like a bug or an unusual setting.{where}"
+    return TrainingFailed("Training failed: {detail}", code="training.failed", detail=text, log=log)

@@ -142,6 +142,7 @@ class TrainingJob:
         self.state = PENDING
         self.message = "Waiting to start."
         self.hint = ""
+        self.failure = None   # the StudioError a failed run reports (message and hint in any language)
         self.error: str | None = None          # the exception text of a failure (the traceback is in train.log)
         self.progress = Progress(total_steps=cfg.training.max_steps)
         self.metrics = MetricsLog(self.run.metrics_path)
@@ -211,7 +212,7 @@ class TrainingJob:
     # ---- status -------------------------------------------------------------------------
     def status(self) -> dict:
         """A snapshot for the UI: state, message, hint, progress, run folder."""
-        return {"state": self.state, "message": self.message, "hint": self.hint,
+        return {"state": self.state, "message": self.message, "hint": self.hint, "failure": self.failure,
                 "progress": self.progress.to_dict(), "run_dir": str(self.run.path), "name": self.run.name,
                 "result": self.result}
 
@@ -496,5 +497,5 @@ class TrainingJob:
     def _fail(self, exc: BaseException, log) -> None:
         self.error = f"{type(exc).__name__}: {exc}"
         log.error("The run failed:\n%s", "".join(traceback.format_exception(exc)))
-        message, hint = explain(exc, str(self.run.log_path))
-        self._set(FAILED, message, hint)
+        self.failure = explain(exc, str(self.run.log_path))     # a StudioError: the UI shows it in its language
+        self._set(FAILED, self.failure.message, self.failure.hint)

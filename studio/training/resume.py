@@ -46,8 +46,7 @@ IGNORED_SETTINGS = {"name", "training.output_dir", "training.logging_steps", "tr
 IGNORED_SECTIONS = {"generation"}
 
 
-class ResumeError(ValueError):
-    """This run cannot be resumed (or extended); the message says why and what to do."""
+from ..errors import ResumeError  # noqa: F401 - its home before the error family
 
 
 # ---- what a run records ----------------------------------------------------------------------
@@ -206,25 +205,24 @@ def plan_resume(run_dir: str | Path, tokenizer: Any = None, data: Any = None) ->
     matters. Neither check loads the model."""
     run = RunFolder(run_dir)
     if not run.config_path.is_file():
-        raise ResumeError(f"{run.path} is not a run folder (it has no config.yaml).")
+        raise ResumeError("{path} is not a run folder (it has no config.yaml).", code="run.not_a_run", path=str(run.path))
     cfg = run.config()
     state = run.read_state() or {}
     if state.get("state") == "done":
-        raise ResumeError(f"The run {run.name} already finished all its steps; nothing is left to resume. "
-                          "Use Extend (`studio train --extend RUN_DIR --max-steps N`) to train it further.")
+        raise ResumeError("The run {name} already finished all its steps; nothing is left to resume.",
+                          code="resume.finished", name=run.name)
     fp = read_fingerprint(run.path)
     if fp is None:
-        raise ResumeError(f"The run {run.name} has no {FINGERPRINT} (it was made before runs recorded their data "
-                          "and settings), so a resume could not be checked. Start it again instead.")
+        raise ResumeError("The run {name} has no {file} (it was made before runs recorded their data and settings), so "
+                          "a resume could not be checked.", code="resume.no_fingerprint", name=run.name, file=FINGERPRINT)
     diffs = setting_differences(fp.get("settings", {}), relevant_settings(cfg))
     if diffs:
-        raise ResumeError(f"The settings of {run.name} changed since it started, so it cannot be resumed: "
-                          + "; ".join(diffs) + ". Put them back, or start a new run with the new settings.")
+        raise ResumeError("The settings of {name} changed since it started, so it cannot be resumed: {changes}.",
+                          code="resume.settings_changed", name=run.name, changes="; ".join(diffs))
     folder, notes = last_complete_checkpoint(run, remove_incomplete=True)
     if folder is None:
-        raise ResumeError(f"The run {run.name} has no complete checkpoint to resume from"
-                          + (f" ({' '.join(notes)})" if notes else "")
-                          + ". Start it again; it will save checkpoints as it goes.")
+        raise ResumeError("The run {name} has no complete checkpoint to resume from{notes}.", code="resume.no_checkpoint",
+                          name=run.name, notes=f" ({' '.join(notes)})" if notes else "")
     if tokenizer is None:
         from .. import models
         tokenizer = models.load_tokenizer(cfg.model)
@@ -235,9 +233,9 @@ def plan_resume(run_dir: str | Path, tokenizer: Any = None, data: Any = None) ->
     if now != fp.get("data_hash"):
         counts = (f"{fp.get('train_rows')} training and {fp.get('validation_rows')} validation rows then, "
                   f"{len(data.train)} and {len(data.validation)} now")
-        raise ResumeError(f"The training data of {run.name} ({cfg.data.file}) is not what the run started with "
-                          f"({counts}; the prepared text or tokens differ). Resuming would continue on other data. "
-                          "Restore the original file, or start a new run on the new data.")
+        raise ResumeError("The training data of {name} ({file}) is not what the run started with ({counts}; the "
+                          "prepared text or tokens differ). Resuming would continue on other data.",
+                          code="resume.data_changed", name=run.name, file=cfg.data.file, counts=counts)
     return ResumePlan(run, cfg, folder, checkpoint_step(folder), tokenizer, data, notes)
 
 

@@ -57,8 +57,8 @@ class RunFolder:
         if output_dir:
             path = Path(output_dir).expanduser()
             if path.exists() and (not path.is_dir() or any(path.iterdir())):
-                raise ConfigError(f"The output folder {path} already exists and is not empty. "
-                                  "Choose a new folder, or delete the old run first.")
+                raise ConfigError("The output folder {path} (training.output_dir) already exists and is not empty.",
+                                  code="config.output_exists", path=str(path))
         else:
             stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             base = paths.runs_dir() / f"{stamp}-{default_run_name(cfg)}"
@@ -69,7 +69,8 @@ class RunFolder:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ConfigError(f"Cannot create the run folder {path}: {e.strerror or e}.") from None
+            raise ConfigError("Cannot create the run folder {path}: {detail}.", code="config.output_unwritable",
+                              path=str(path), detail=str(e.strerror or e)) from None
         run = cls(path)
         cfg.save(run.config_path)
         return run

@@ -9,6 +9,7 @@ values into a ``StudioConfig`` with ``to_config``.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import shlex
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import gradio as gr
 
-from studio.config import LIMITS, StudioConfig, field_choices, merge
+from studio.config import LIMITS, SECTIONS, StudioConfig, field_choices, merge
 
 from .i18n import Help, Labels, t
 
@@ -64,59 +65,72 @@ SPECS: list[Spec] = [
     Spec("data", "template", "dropdown"),
     Spec("data", "train_on", "radio", choice_keys={"assistant": "choice.train_on.assistant",
                                                     "all": "choice.train_on.all"}),
-    Spec("data", "validation", "float", minimum=0, step=0.01),
-    Spec("data", "max_rows", "int", minimum=0),
-    Spec("data", "max_length", "int", minimum=16, step=64),
+    Spec("data", "validation", "float", step=0.01),
+    Spec("data", "max_rows", "int"),
+    Spec("data", "max_length", "int", step=64),
     Spec("data", "overlong", "radio", choice_keys={"truncate": "choice.overlong.truncate",
                                                     "drop": "choice.overlong.drop"}),
     # LoRA (Settings)
-    Spec("lora", "r", "int", minimum=1, step=4),
-    Spec("lora", "alpha", "int", minimum=1, step=4),
-    Spec("lora", "dropout", "float", minimum=0, maximum=0.99, step=0.01),
+    Spec("lora", "r", "int", step=4),
+    Spec("lora", "alpha", "int", step=4),
+    Spec("lora", "dropout", "float", step=0.01),
     Spec("lora", "target_modules", "modules"),
     Spec("lora", "use_dora", "bool"),
     Spec("lora", "use_rslora", "bool"),
     Spec("lora", "bias", "dropdown"),
     # training (Settings)
-    Spec("training", "epochs", "float", minimum=0, step=0.5),
-    Spec("training", "max_steps", "int", minimum=0, step=10),
-    Spec("training", "batch_size", "int", minimum=1),
-    Spec("training", "grad_accum", "int", minimum=1),
-    Spec("training", "learning_rate", "float", minimum=0, step=1e-5),
+    Spec("training", "epochs", "float", step=0.5),
+    Spec("training", "max_steps", "int", step=10),
+    Spec("training", "batch_size", "int"),
+    Spec("training", "grad_accum", "int"),
+    Spec("training", "learning_rate", "float", step=1e-5),
     Spec("training", "scheduler", "dropdown"),
-    Spec("training", "warmup_ratio", "float", minimum=0, maximum=0.99, step=0.01),
-    Spec("training", "weight_decay", "float", minimum=0, step=0.01),
+    Spec("training", "warmup_ratio", "float", step=0.01),
+    Spec("training", "weight_decay", "float", step=0.01),
     Spec("training", "optimizer", "dropdown"),
-    Spec("training", "max_grad_norm", "float", minimum=0, step=0.1),
+    Spec("training", "max_grad_norm", "float", step=0.1),
     Spec("training", "gradient_checkpointing", "radio", choice_keys={"auto": "choice.checkpointing.auto",
                                                                       "on": "choice.checkpointing.on",
                                                                       "off": "choice.checkpointing.off"}),
     Spec("training", "packing", "bool"),
     Spec("training", "attention", "dropdown"),
     Spec("training", "fused_kernels", "bool"),
-    Spec("training", "eval_steps", "int", minimum=0),
-    Spec("training", "save_steps", "int", minimum=0),
-    Spec("training", "logging_steps", "int", minimum=1),
-    Spec("training", "seed", "int", minimum=0),
+    Spec("training", "eval_steps", "int"),
+    Spec("training", "save_steps", "int"),
+    Spec("training", "logging_steps", "int"),
+    Spec("training", "seed", "int"),
     Spec("training", "output_dir", "text"),
-    Spec("training", "gpus", "int", minimum=0, maximum=64),
+    Spec("training", "gpus", "int"),
     Spec("training", "strategy", "radio", choice_keys={"auto": "choice.strategy.auto", "ddp": "choice.strategy.ddp",
                                                         "fsdp": "choice.strategy.fsdp"}),
     Spec("training", "isolate", "bool"),
-    # generation (Chat)
-    Spec("generation", "max_new_tokens", "int", minimum=1, maximum=4096, step=16),
-    Spec("generation", "temperature", "float", minimum=0, maximum=2, step=0.05),
+    # generation (Chat): sliders narrower than the config allows, the range that is useful in a chat
+    Spec("generation", "max_new_tokens", "int", maximum=4096, step=16),
+    Spec("generation", "temperature", "float", maximum=2, step=0.05),
     Spec("generation", "top_p", "float", minimum=0.05, maximum=1, step=0.05),
     Spec("generation", "repetition_penalty", "float", minimum=0.5, maximum=2, step=0.05),
     # run name (Train)
     Spec("", "name", "text"),
 ]
+
+
+def _default_spec(section: str, f: dataclasses.Field) -> Spec:
+    """A field listed nowhere above gets the widget its type implies: a new setting needs no line here."""
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    kind = ("bool" if isinstance(default, bool) else "int" if isinstance(default, int) else
+            "float" if isinstance(default, float) else "dropdown" if f.metadata.get("choices") else "text")
+    return Spec(section, f.name, kind)
+
+
+SPECS[-1:-1] = [_default_spec(s, f) for s, c in SECTIONS.items() for f in dataclasses.fields(c)
+                if not any(x.key == f"{s}.{f.name}" for x in SPECS)]
 SPEC_BY_KEY = {s.key: s for s in SPECS}
-# The config's own bounds (studio.config.LIMITS) where a widget has none tighter.
+# The config's own bounds (each field's ``limits``, which validate() enforces) where a widget has none tighter.
 for _s in SPECS:
-    if _s.key in LIMITS:
-        low, high = LIMITS[_s.key]
+    low, high = LIMITS.get(_s.key, (None, None))
+    if low is not None:
         _s.minimum = low if _s.minimum is None else max(_s.minimum, low)
+    if high is not None:
         _s.maximum = high if _s.maximum is None else min(_s.maximum, high)
 
 # Where a model or data set comes from: a radio for the kind, a textbox for the path or id.

@@ -1,57 +1,71 @@
 """Small things every tab uses: turning engine errors into plain messages, and the GPU queue settings.
 
-A handler wrapped with ``guarded(n)`` never shows a traceback: an engine error (ConfigError,
-DataError, ModelError, JobBusy...) becomes a warning toast with the engine's own message, any other
-exception a short message pointing at the terminal, where the traceback is logged. The outputs are
+A handler wrapped with ``guarded(n)`` never shows a traceback: an engine error (any ``StudioError``)
+becomes a warning toast with the engine's message and hint in the user's language, any other
+exception an "internal error" naming the log that holds its traceback. The outputs are
 left as they were (``gr.skip()``), so nothing the user entered is lost.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import functools
 import inspect
 import logging
+import traceback
+from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
 
-from .i18n import t
+from studio import paths
+from studio.errors import StudioError
+
+from .i18n import label_settings, lang_of, t
 
 log = logging.getLogger("studio.ui")
+
+
+def errors_log_path() -> Path:
+    return paths.workspace() / "logs" / "app-errors.log"
+
+
+def log_internal_error(exc: BaseException) -> str:
+    """Log ``exc`` with its traceback to the terminal and to the workspace's error log; that log's path."""
+    path = errors_log_path()
+    log.error("unexpected error in the studio UI", exc_info=exc)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"--- {_dt.datetime.now().isoformat(timespec='seconds')}\n")
+            f.write("".join(traceback.format_exception(exc)))
+    except OSError:
+        return "the terminal"
+    return str(path)
 
 # One shared slot for everything that needs the GPU (model load, training start, chat), so two
 # of them never fight over its memory; other events use the queue's default limit.
 GPU = dict(concurrency_id="gpu", concurrency_limit=1)
 
 
-def _user_error_types() -> tuple[type, ...]:
-    """The engine's "your input is wrong" exceptions, whose messages are written for people."""
-    import importlib
-
-    found: list[type] = []
-    for mod, names in (("studio.config", ("ConfigError",)), ("studio.data.types", ("DataError",)),
-                       ("studio.models", ("ModelError",)), ("studio.jobs", ("JobBusy", "DeviceBusy")),
-                       ("studio.inference", ("ChatError",)), ("studio.training.resume", ("ResumeError",)),
-                       ("studio.export.files", ("ExportError",)), ("studio.evaluation", ("EvalError",))):
-        try:
-            m = importlib.import_module(mod)
-        except Exception:  # an engine module that is missing must not take the UI down
-            continue
-        found += [getattr(m, n) for n in names if isinstance(getattr(m, n, None), type)]
-    return tuple(found)
+def engine_text(exc: StudioError, lang: str = "en") -> str:
+    """An engine error's message and hint in ``lang``, settings named by their labels in the app."""
+    message, hint = exc.render(lang_of(lang))
+    text = f"{message} {hint}".strip() if hint and hint not in message else message
+    return label_settings(text, lang)
 
 
 def user_message(exc: BaseException, lang: str = "en") -> str:
     """A message a person can act on, for any exception."""
-    if isinstance(exc, _user_error_types()):
-        return str(exc)
+    if isinstance(exc, StudioError):
+        return engine_text(exc, lang)
     name = type(exc).__name__
     if "OutOfMemory" in name or isinstance(exc, MemoryError):
         return t("err.oom", lang)
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
         return t("err.file", lang, detail=str(exc))
-    log.exception("unexpected error in the studio UI", exc_info=exc)
-    return t("err.unexpected", lang, name=name, detail=str(exc)[:300])
+    # Not an engine error: a bug. Said as such, with the file that holds its traceback.
+    return t("err.unexpected", lang, name=name, detail=str(exc)[:300], log=log_internal_error(exc))
 
 
 def warn(exc: BaseException, lang: str = "en") -> str:

@@ -3,19 +3,25 @@
 ``Labels.make(cls, label=KEY, ...)`` builds a component with its words in the start language and
 remembers which attribute holds which key, so switching language is one event that returns
 ``Labels.updates(lang)`` for every registered component (values the user typed stay untouched).
-Help text of config fields comes from ``studio.config.field_help`` (English) or ``HELP_ZH``.
+Help text of config fields comes from ``studio.config.field_help`` (English, and Chinese where the field
+carries it) or ``HELP_ZH``; labels of fields that carry their own come from the config too.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
-from studio.config import field_help
+from studio.config import field_help, field_labels
 
 from .i18n_text import HELP_ZH, TEXT
+
+# A field may carry its own label (studio/config.py); the table then needs no line for it.
+for _key, _words_of in field_labels().items():
+    TEXT.setdefault(f"field.{_key}", _words_of)
 
 LANGS = {"en": "English", "zh": "简体中文"}
 DEFAULT_LANG = "en"
@@ -32,6 +38,18 @@ def t(key: str, lang: str | None = DEFAULT_LANG, **fmt: Any) -> str:
     return text.format(**fmt) if fmt else text
 
 
+_SETTING = re.compile(r"\b(?:model|data|lora|training|generation)\.[a-z_]+\b")
+
+
+def label_settings(text: str, lang: str | None = DEFAULT_LANG) -> str:
+    """Engine messages name settings by their config key (``lora.r``); the app shows each with its
+    label as well, ``LoRA rank r (lora.r)``, the words on the screen next to the key of the YAML."""
+    def label(m: re.Match) -> str:
+        key = m.group(0)
+        return f"{t('field.' + key, lang)} ({key})" if f"field.{key}" in TEXT else key
+    return _SETTING.sub(label, text)
+
+
 @dataclass(frozen=True)
 class Help:
     """The help text of one config field, in either language."""
@@ -39,8 +57,9 @@ class Help:
     name: str
 
     def text(self, lang: str) -> str:
-        if lang_of(lang) == "zh" and f"{self.section}.{self.name}" in HELP_ZH:
-            return HELP_ZH[f"{self.section}.{self.name}"]
+        if lang_of(lang) == "zh":
+            return (field_help(self.section, self.name, "zh") or HELP_ZH.get(f"{self.section}.{self.name}")
+                    or field_help(self.section, self.name))
         return field_help(self.section, self.name)
 
 

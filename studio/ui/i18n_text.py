@@ -249,8 +249,6 @@ TEXT: dict[str, tuple[str, str]] = {
     "chat.no_run": ("No finished run yet: train one on the Train tab first.", "还没有完成的运行：请先在“训练”页训练一个。"),
     "chat.loading": ("Loading the model…", "正在加载模型…"),
     "chat.no_answer": ("(no answer: the model ended its turn at once)", "（无回答：模型立即结束了回复）"),
-    "chat.busy_training": ("Training is running; chat will be available when it finishes or is stopped.",
-                           "正在训练；训练完成或停止后即可对话。"),
     "chat.thinking": ("Writing…", "生成中…"),
     # runs tab
     "runs.select": ("Compare loss curves", "对比损失曲线"),
@@ -259,8 +257,6 @@ TEXT: dict[str, tuple[str, str]] = {
     "runs.export": ("Export adapter as .zip", "导出适配器（.zip）"),
     "runs.export_file": ("Exported file", "导出的文件"),
     "runs.export_other": ("Export", "导出"),
-    "runs.no_adapter": ("This run has no saved adapter (it failed or was cut off before saving).",
-                        "此运行没有保存的适配器（失败或在保存前中断）。"),
     "runs.col_name": ("Name", "名称"),
     "runs.col_date": ("Started", "开始时间"),
     "runs.col_model": ("Model", "模型"),
@@ -306,8 +302,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "err.oom": ("Out of memory. Try 4-bit loading, a smaller batch size or a shorter max length.",
                 "内存不足。请尝试 4 位加载、更小的批大小或更短的最大长度。"),
     "err.file": ("A file could not be used: {detail}", "无法使用文件：{detail}"),
-    "err.unexpected": ("Something went wrong ({name}: {detail}). The details are in the terminal.",
-                       "出错了（{name}：{detail}）。详细信息见终端输出。"),
+    "err.unexpected": ("Internal error in the studio ({name}: {detail}). This is a bug, not a problem with your "
+                       "settings; the details are in {log}.",
+                       "工作室内部错误（{name}：{detail}）。这是程序缺陷，不是你的设置有问题；详细信息见 {log}。"),
 }
 
 HELP_ZH: dict[str, str] = {

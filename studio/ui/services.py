@@ -18,6 +18,8 @@ from typing import Any
 
 from studio import paths
 from studio.config import ConfigError, ModelConfig, StudioConfig
+from studio.device import device_word
+from studio.errors import DataError, DeviceBusy, ExportError
 
 _LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ (?P<level>[A-Z]+) (?P<name>\S+?):")
 UPLOAD_EXTS = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
@@ -74,7 +76,7 @@ class Services:
             from studio.weights_check import explain
             damaged = explain(e, model_cfg.source)
             if damaged:
-                raise models.ModelError(damaged) from None
+                raise damaged from None
             raise
         try:
             summary = models.model_summary(model, tok)
@@ -198,14 +200,14 @@ class Services:
         src = Path(getattr(file, "name", None) or str(file))
         if src.suffix.lower() not in UPLOAD_EXTS:
             self.discard_upload(src)
-            raise ConfigError(f"'{src.name}' is not a data file the studio reads. "
-                              f"Use one of: {', '.join(UPLOAD_EXTS)}.")
+            raise DataError("'{name}' is not a data file the studio reads. Use one of: {kinds}.", code="data.upload_kind",
+                            name=src.name, kinds=", ".join(UPLOAD_EXTS))
         from studio.data.read import DEFAULT_MAX_BYTES
         size = src.stat().st_size
         if size > DEFAULT_MAX_BYTES:
             self.discard_upload(src)
-            raise ConfigError(f"{src.name} is {size / 2**20:.0f} MB, more than the {DEFAULT_MAX_BYTES // 2**20} MB "
-                              "the studio reads; it was not kept. Use a smaller part of the data.")
+            raise DataError("{name} is {size_mb:.0f} MB, more than the limit of {limit_mb:.0f} MB.", code="data.too_big",
+                            name=src.name, size_mb=size / 2**20, limit_mb=DEFAULT_MAX_BYTES / 2**20)
         dest = paths.uploads_dir() / src.name
         if dest.exists() and dest.resolve() != src.resolve():
             dest = dest.with_name(f"{dest.stem}-{time.strftime('%Y%m%d-%H%M%S')}{dest.suffix}")
@@ -319,10 +321,10 @@ class Services:
     def export_adapter(self, path: str, lang: str = "en") -> Path:
         """Zip a run's adapter folder (its base named by the Hub id) into the workspace's exports folder.
         An earlier zip of the same run is kept: the new one gets a numbered name."""
-        from .i18n import t
         adapter = Path(path or "") / "adapter"
         if not path or not (adapter / "adapter_config.json").is_file():
-            raise ConfigError(t("runs.no_adapter", lang))
+            raise ExportError("The run {name} has no saved adapter yet; export it once it has finished or stopped.",
+                              code="export.no_adapter", name=Path(path or "").name)
         return self.export_run(path, "adapter")
 
     def export_run(self, path: str, kind: str) -> Path:
@@ -404,13 +406,11 @@ class Services:
         else loaded from the run folder. One session is kept; choosing another run replaces it.
         While training runs, refuses at once (DeviceBusy) instead of loading a second model."""
         from studio import inference
-        from studio.jobs import DeviceBusy
-
-        from .i18n import t
         run_dir = str(run_dir)
         job = self.current_job()
         if job is not None and job.active:
-            raise DeviceBusy(t("chat.busy_training", lang))
+            raise DeviceBusy("Training is using the {device}; chat will be available when it finishes or is stopped.",
+                             code="device.training", device=device_word())
         self.manager().device_lock.check_free_elsewhere("Chat")   # `studio train` in a terminal has the device
         with self._lock:
             if self._chat is not None and self._chat[0] == run_dir:

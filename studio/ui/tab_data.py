@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from studio.config import merge
+from studio.errors import DataError
 
 from . import plots, views
 from .common import guarded
@@ -138,7 +139,7 @@ def wire(ctx) -> None:
         try:
             outputs_now = report_outputs(B.to_config(values), lang)
         except Exception as e:
-            if type(e).__name__ == "DataError":   # the file cannot be read at all: do not keep it
+            if isinstance(e, DataError):   # the file cannot be read at all: do not keep it
                 svc.discard_upload(saved)
             raise
         return ("file", gr.update(value=str(saved), visible=True), *outputs_now)

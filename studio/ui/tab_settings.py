@@ -85,6 +85,7 @@ def build(ctx) -> SimpleNamespace:
             with gr.Row():
                 B.widget("training", "weight_decay")
                 B.widget("training", "max_grad_norm")
+                B.widget("training", "neftune_noise_alpha")
                 B.widget("training", "output_dir")
             with gr.Row():
                 B.widget("training", "attention")

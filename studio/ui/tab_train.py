@@ -53,6 +53,7 @@ def wire(ctx) -> None:
         """Start a run with the settings shown (the model and data load inside the run)."""
         try:
             cfg = B.to_config(values)
+            # Refused here, before the engine is asked; the manager's own check finds it already done.
             cfg.validate(svc.linear_names(cfg.model))
             job = svc.start(cfg)
         except Exception as e:  # refused before anything ran: say why, keep every field as it is

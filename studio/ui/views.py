@@ -14,9 +14,10 @@ from typing import Any, Sequence
 import pandas as pd
 
 from studio.config import StudioConfig
+from studio.errors import StudioError
 
 from .bindings import command_for
-from .i18n import t
+from .i18n import label_settings, t
 
 # Symbols every system font has (emoji fonts are often missing on Linux servers).
 STATE_ICONS = {"pending": "…", "loading": "…", "training": "▶", "saving": "●", "done": "✓",
@@ -187,9 +188,12 @@ def status_error(message: str, lang: str) -> str:
 def job_status(status: dict, lang: str) -> str:
     state = status.get("state", "")
     head = f"{STATE_ICONS.get(state, '')} **{t('state.' + state, lang)}** · `{status.get('name', '')}`"
-    lines = [head, html.escape(status.get("message") or "")]
-    if status.get("hint"):
-        lines.append(f"ℹ {html.escape(status['hint'])}")
+    message, hint = status.get("message") or "", status.get("hint") or ""
+    if isinstance(status.get("failure"), StudioError):     # a failed run: its words in the user's language
+        message, hint = (label_settings(x, lang) for x in status["failure"].render(lang))
+    lines = [head, html.escape(message)]
+    if hint:
+        lines.append(f"ℹ {html.escape(hint)}")
     return "  \n".join(lines)
 
 

@@ -1,0 +1,144 @@
+"""Runs: the device, training jobs, resume and extend, chat, evaluation, export."""
+
+_OOM = ("Lower training.batch_size or data.max_length, set training.gradient_checkpointing to 'on', or set "
+        "model.quantization to '4bit-nf4' (QLoRA).",
+        "调小 training.batch_size 或 data.max_length，把 training.gradient_checkpointing 设为 'on'，"
+        "或把 model.quantization 设为 '4bit-nf4'（QLoRA）。")
+_WAIT = ("Wait for it to finish or stop it there, then try again.", "等它结束或在那里停止它，然后重试。")
+_RUN = ("Choose a run folder (one with config.yaml).", "请选择运行文件夹（含 config.yaml 的那个）。")
+_NEW = ("Start a new run instead.", "请改为开始一次新的运行。")
+_FINISHED = ("Wait until the run has finished or is stopped, or choose another run.", "等运行结束或停止，或选择其他运行。")
+_DEST = ("Delete or rename it first, or choose another destination.", "先删除或重命名它，或选择其他保存位置。")
+_MERGED = ("Export the merged model instead and convert it with llama.cpp.", "改为导出合并后的模型，再用 llama.cpp 转换。")
+
+MESSAGES: dict[str, tuple[str, str, str]] = {
+    # the device and the job manager
+    "device.busy": ("设备正忙。", "Try again in a moment.", "请稍后重试。"),
+    "device.training": ("正在训练，设备已被占用；训练完成或停止后即可对话。", "Wait for the run to finish, or stop it.",
+                        "等待训练完成，或停止训练。"),
+    "device.answering": ("设备正在生成另一个回答；请稍后重试。", "Try again in a moment.", "请稍后重试。"),
+    "device.other_process": ("设备正被 {holder} 占用，它是从另一个窗口或终端启动的。", *_WAIT),
+    "job.busy": ("已有一个训练正在进行：{name}。", "Stop it or wait for it to finish before starting another.",
+                 "请先停止它或等它完成，再开始新的训练。"),
+    "job.other_process": ("设备正被 {holder} 占用，它是从同一工作区的另一个窗口或终端启动的。", *_WAIT),
+    "config.output_path": ("输出文件夹 '{value}'（training.output_dir）是一个路径。在工作室应用中，运行文件夹是工作室 runs 文件夹"
+                           "（{runs}）中的一个名称，例如 'support-bot-v2'；留空则新建一个带日期的文件夹。"
+                           "（`studio train` 接受任意文件夹。）",
+                           "Give a name without '/' or '..', or leave training.output_dir empty.",
+                           "填写不含 '/' 或 '..' 的名称，或让 training.output_dir 留空。"),
+    "config.output_exists": ("输出文件夹 {path}（training.output_dir）已存在且不为空。",
+                             "Choose a new folder, or delete the old run first.", "换一个新文件夹，或先删除旧的运行。"),
+    "config.output_unwritable": ("无法创建运行文件夹 {path}：{detail}。",
+                                 "Check the folder's permissions and free space, or choose another training.output_dir.",
+                                 "检查文件夹权限和剩余空间，或换一个 training.output_dir。"),
+    # a failed run
+    "training.failed": ("训练失败：{detail}", "This looks like a bug or an unusual setting. The full error is in {log}.",
+                        "这看起来是程序缺陷或不常见的设置。完整错误见 {log}。"),
+    "training.oom_gpu": ("训练时 GPU 内存不足。", *_OOM),
+    "training.oom_cpu": ("训练时电脑内存不足。", *_OOM),
+    "training.disk_full": ("磁盘已满，无法保存这次运行。",
+                           "Free some disk space or choose an output folder on another disk, then start again.",
+                           "释放一些磁盘空间，或选择另一块磁盘上的输出文件夹，然后重新开始。"),
+    "training.data": ("训练数据有问题：{cause}", "Fix the data file (or pick another) and start again.",
+                      "修正数据文件（或换一个）后重新开始。"),
+    "training.file": ("无法读取或写入文件：{detail}",
+                      "Check the folder's permissions and free space. The full error is in {log}.",
+                      "检查文件夹权限和剩余空间。完整错误见 {log}。"),
+    # resume and extend
+    "run.not_a_run": ("{path} 不是运行文件夹（没有 config.yaml）。", *_RUN),
+    "resume": ("", *_NEW),
+    "resume.finished": ("运行 {name} 已完成全部步数；没有可以继续的部分。",
+                        "Extend it to train further: `studio train --extend RUN_DIR training.max_steps=N`.",
+                        "要继续训练，请使用扩展：`studio train --extend 运行文件夹 training.max_steps=N`。"),
+    "resume.no_fingerprint": ("运行 {name} 没有 {file}（它创建于运行开始记录数据和设置之前），因此无法检查能否继续。", *_NEW),
+    "resume.settings_changed": ("{name} 的设置在开始后被修改过，因此无法继续：{changes}。",
+                                "Put them back, or start a new run with the new settings.",
+                                "把设置改回去，或用新设置开始一次新的运行。"),
+    "resume.no_checkpoint": ("运行 {name} 没有可以继续的完整检查点{notes}。",
+                             "Start it again; it will save checkpoints as it goes.", "重新开始它；训练过程中会保存检查点。"),
+    "resume.data_changed": ("{name} 的训练数据（{file}）与运行开始时不同（{counts}；处理后的文本或 token 不同）。"
+                            "继续训练会在其他数据上进行。",
+                            "Restore the original file, or start a new run on the new data.",
+                            "恢复原来的文件，或用新数据开始一次新的运行。"),
+    "resume.no_settings": ("--resume 会完全按原来的设置继续运行；它不接受其他设置。",
+                           "To train longer than planned, let it finish and use --extend.",
+                           "如果要比计划训练更久，请等它完成后使用 --extend。"),
+    "extend.no_adapter_file": ("{path} 中没有可以作为起点的适配器。", *_RUN),
+    "extend.adapter_mismatch": ("{path} 中的适配器与该模型的 LoRA 层不匹配（例如 {example}）。",
+                                "Extend with the run's own LoRA settings.", "请使用该运行自己的 LoRA 设置进行扩展。"),
+    "extend.no_adapter": ("运行 {name} 没有已保存的适配器，无法扩展。", "Resume it instead, or start a new run.",
+                          "请改为继续它，或开始一次新的运行。"),
+    "extend.no_length": ("请说明还要训练多久：步数（training.max_steps）或轮数（training.epochs）。",
+                         "Give training.max_steps or training.epochs.", "请设置 training.max_steps 或 training.epochs。"),
+    # chat
+    "chat": ("", *_FINISHED),
+    "chat.empty_prompt_cli": ("提问为空；请在 --prompt 后写一个问题。", "Write a question after --prompt.",
+                              "在 --prompt 后写一个问题。"),
+    "chat.empty_prompt": ("请先输入一条消息。", "Type a message, then send it.", "输入一条消息后再发送。"),
+    "chat.no_template": ("该模型没有对话模板，无法格式化对话。", "Choose a run whose model has a chat template.",
+                         "选择一个模型带有对话模板的运行。"),
+    "chat.no_run": ("{path} 处没有运行文件夹。", *_RUN),
+    "chat.no_adapter": ("{path} 中的运行还没有适配器（状态为 '{state}'）。", *_FINISHED),
+    "chat.bad_config": ("无法读取该运行的 config.yaml：{cause}", "Fix or restore the run's config.yaml.",
+                        "修正或恢复该运行的 config.yaml。"),
+    "chat.still_training": ("该运行仍在训练；训练完成或停止后即可对话。", *_FINISHED),
+    "chat.no_base": ("该模型没有适配器，因此没有可对比的基础模型。", "Chat with the tuned model alone.", "请只与微调后的模型对话。"),
+    "chat.oom": ("生成回答时内存不足。",
+                 "Lower generation.max_new_tokens or free the GPU (stop other programs).",
+                 "调小 generation.max_new_tokens，或释放 GPU（关闭其他程序）。"),
+    "chat.failed": ("模型无法回答：{detail}", "Try again; change the generation settings if it happens again.",
+                    "请重试；如果再次出现，请修改生成设置。"),
+    "chat.bad_tokenizer": ("无法读取与适配器一起保存的分词器：{detail}", "Train the run again, or choose another run.",
+                           "重新训练该运行，或选择其他运行。"),
+    "chat.adapter_mismatch": ("{path} 中的适配器与基础模型 '{base}' 不匹配：{detail}",
+                              "Check that the run's model.source is the model it was trained on.",
+                              "检查该运行的 model.source 是否就是训练时所用的模型。"),
+    # evaluation
+    "eval": ("", "Choose other runs or another prompts file.", "请选择其他运行或其他提示文件。"),
+    "eval.no_file": ("提示文件 {path} 不存在。", "Check the path of the prompts file.", "检查提示文件的路径。"),
+    "eval.unreadable": ("提示文件 {path} 无法作为 UTF-8 文本读取：{detail}", "Save it as UTF-8 text, then try again.",
+                        "把它另存为 UTF-8 文本后重试。"),
+    "eval.bad_json": ('{path} 的第 {line} 行不是有效的 JSON；每行必须是一个对象，例如 '
+                      '{{"prompt": "...", "reference": "..."}}。', "Fix that line, then try again.", "修正该行后重试。"),
+    "eval.no_prompt": ("{path} 的第 {row} 行没有提示（需要 'prompt' 或 'question' 列）。",
+                       "Add a 'prompt' column (and optionally 'reference').", "添加 'prompt' 列（可选 'reference' 列）。"),
+    "eval.empty": ("提示文件 {path} 中没有提示。", "Add prompts to the file, one per line or row.", "在文件中添加提示，每行一个。"),
+    "eval.no_runs": ("请至少选择一个要评估的运行。", "Choose one or more runs.", "选择一个或多个运行。"),
+    "eval.same_name": ("所选运行中有两个文件夹名称相同；每个运行请只选一次。", "Choose each run once.", "每个运行只选一次。"),
+    "eval.mixed_bases": ("所选运行基于不同的基础模型（{models}）；一次评估只对比同一个基础模型的运行。",
+                         "Choose runs of the same model.", "请选择同一个模型的运行。"),
+    "eval.no_adapter": ("运行 {name} 还没有适配器；完成或停止后才能评估。", *_FINISHED),
+    "eval.nothing_to_save": ("还没有可以保存的回答。", "Run the evaluation first.", "请先运行评估。"),
+    # export
+    "export": ("", "Check the run and the destination, then export again.", "检查运行和保存位置后重新导出。"),
+    "export.no_adapter": ("运行 {name} 还没有已保存的适配器；完成或停止后才能导出。", *_FINISHED),
+    "export.unknown_dtype": ("未知的数据类型 '{name}'；请从以下选择：{choices}。", "Pick one of those.", "从中选择一个。"),
+    "export.exists": ("{path} 已存在；导出永远不会覆盖之前的文件。", *_DEST),
+    "export.no_space": ("磁盘空间不足，无法保存 {what}：大约需要 {needed:.2f} GB，而 {folder} 只剩 {free:.2f} GB。",
+                        "Free some space or export to another disk.", "释放一些空间，或导出到另一块磁盘。"),
+    "export.gguf_tokenizer": ("GGUF 导出支持字节级 BPE 分词器（Llama 3、SmolLM、Qwen 风格）；该模型的分词器是 {kind}。",
+                              "Export the merged model instead.", "请改为导出合并后的模型。"),
+    "export.gguf_family": ("GGUF 导出只支持 Llama 系列模型（Llama、SmolLM、Mistral）；该运行的基础模型是 '{kind}'。", *_MERGED),
+    "export.unknown_gguf_type": ("未知的 GGUF 类型 '{kind}'；请从以下选择：{choices}。", "Pick one of those.", "从中选择一个。"),
+    "export.gguf_tensor": ("张量 {tensor} 没有对应的 GGUF 名称；该模型无法导出为 GGUF。", *_MERGED),
+    "export.unknown_kind": ("未知的导出类型 '{kind}'；请从以下选择：{choices}。", "Pick one of those.", "从中选择一个。"),
+    "export.no_token": ("没有设置 Hugging Face 令牌，无法推送。",
+                        "Create a token with write access at https://huggingface.co/settings/tokens and pass it with "
+                        "--token, set HF_TOKEN, or run `hf auth login` once.",
+                        "在 https://huggingface.co/settings/tokens 创建有写权限的令牌，用 --token 传入、设置 HF_TOKEN，"
+                        "或运行一次 `hf auth login`。"),
+    "export.push_kind": ("只有适配器或合并后的模型可以推送到 Hub。", "Push the adapter or the merged model.",
+                         "请推送适配器或合并后的模型。"),
+    "export.bad_repo": ("'{repo}' 不是 Hub 仓库名；请使用 你的名字/模型名 的形式。", "Use the form your-name/model-name.",
+                        "使用 你的名字/模型名 的形式。"),
+    "export.offline": ("这台电脑设置为离线工作（HF_HUB_OFFLINE=1），无法推送。",
+                       "Unset HF_HUB_OFFLINE when you are online, then push again.", "联网后取消 HF_HUB_OFFLINE，再重新推送。"),
+    "export.token_refused": ("Hub 拒绝了用于 {repo} 的令牌（{detail}）。", "Use a token with write access to that namespace.",
+                             "请使用对该命名空间有写权限的令牌。"),
+    "export.unreachable": ("无法连接 Hugging Face Hub（没有网络？）。没有推送任何内容。", "Try again online.", "联网后重试。"),
+    "export.push_failed": ("推送到 {repo} 失败：{detail}。", "Check the repository name and your token, then try again.",
+                           "检查仓库名和令牌后重试。"),
+}
+MESSAGES["extend.settings"] = ("--extend 会沿用该运行自己的设置；只能指定训练多久（training.max_steps、training.epochs）、"
+                               "training.output_dir 和 name。",
+                               "Leave out the other settings, or start a new run with them.", "去掉其他设置，或用它们开始一次新的运行。")

@@ -1,0 +1,113 @@
+"""One family for every error the studio explains to people.
+
+``StudioError`` carries a stable ``code``, the English ``message`` and ``hint`` (what to do), and the
+format ``params`` the message was made from, so ``render(lang)`` can say the same in another
+language from the catalogue (``studio/catalogue``). The interfaces catch ``StudioError`` and show
+message + hint; any other exception is a bug and is shown as an internal error.
+
+Raise sites give the English text as a template and its values as keywords, so the catalogue's
+translation can place the same values:
+
+    raise DataError("{name} is empty.", code="data.empty_file", name=path.name)
+
+Engine messages name settings by their config key (``model.trust_remote_code``), never a widget or a
+flag: the app shows its label for the key, the command line takes the key as ``key=value``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def fill(template: str, params: dict) -> str:
+    """``template`` with ``params`` placed; the template itself when a value is missing (an error
+    message must never fail while being shown)."""
+    if not params:
+        return template
+    # An error inside another (the data problem of a failed run) contributes its message; the outer hint says what to do.
+    params = {k: v.message if isinstance(v, StudioError) else v for k, v in params.items()}
+    try:
+        return template.format(**params)
+    except (KeyError, IndexError, ValueError):
+        return template
+
+
+class StudioError(Exception):
+    """An error with a message for people: ``message``, ``hint``, ``code``, ``params``."""
+
+    code = "studio"
+
+    def __init__(self, message: str = "", *, code: str | None = None, **params: Any):
+        self.template = message
+        self.params = params
+        if code:
+            self.code = code
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        return fill(self.template, self.params)
+
+    @property
+    def hint(self) -> str:
+        return self.render("en")[1]
+
+    def render(self, lang: str = "en") -> tuple[str, str]:
+        """(message, hint) in ``lang`` (English where the catalogue has no translation)."""
+        from .catalogue import render
+        return render(self, lang)
+
+    def __str__(self) -> str:
+        """Message and hint: the whole English text, for logs and for code that only knows exceptions."""
+        hint = self.hint
+        return f"{self.message} {hint}" if hint and hint not in self.message else self.message
+
+
+class ConfigError(StudioError, ValueError):
+    """A setting is wrong; the message names it (``section.field``) and says what to do."""
+    code = "config"
+
+
+class DataError(StudioError, ValueError):
+    """The training data cannot be used as it is."""
+    code = "data"
+
+
+class ModelError(StudioError):
+    """The base model cannot be found, fetched or loaded (offline, not found, out of memory...)."""
+    code = "model"
+
+
+class DeviceBusy(StudioError, RuntimeError):
+    """The GPU (or CPU) is in use by another run or process."""
+    code = "device.busy"
+
+
+class JobBusy(StudioError, RuntimeError):
+    """A training run is already going."""
+    code = "job.busy"
+
+
+class TrainingFailed(StudioError, RuntimeError):
+    """A training run ended with an error; made by ``training.failures.explain``."""
+    code = "training.failed"
+
+
+class ResumeError(StudioError, ValueError):
+    """A run cannot be resumed or extended as asked."""
+    code = "resume"
+
+
+class ChatError(StudioError, RuntimeError):
+    """A chat cannot start or answer."""
+    code = "chat"
+
+
+class ExportError(StudioError, RuntimeError):
+    """An export cannot be written."""
+    code = "export"
+
+
+class EvalError(StudioError, ValueError):
+    """An evaluation cannot run as asked."""
+    code = "eval"
