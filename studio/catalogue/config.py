@@ -47,6 +47,25 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "config.max_length_small": ("data.max_length 为 {value}；至少需要 16 个 token（常用 512-2048）。", *_FIX),
     "config.validation": ("data.validation 必须是 0 到 1 之间的比例（如 0.1）或整数行数（如 20）。", *_FIX),
     "config.max_rows": ("data.max_rows 必须是 0（全部行）或正整数。", *_FIX),
+    "config.gpus_none": ("此运行要求 {want} 块 GPU（training.gpus），但这台电脑上没有找到 NVIDIA GPU。",
+                         "Set training.gpus to 1 to train on the processor.",
+                         "把 training.gpus 设为 1，在处理器上训练。"),
+    "config.gpus_too_many": ("此运行要求 {want} 块 GPU（training.gpus），但这台电脑只有 {found} 块。",
+                             "Set training.gpus to {found} or fewer (0 uses all of them).",
+                             "把 training.gpus 设为 {found} 或更少（0 表示全部使用）。"),
+    "config.fsdp_no_gpu": ("FSDP（training.strategy）把模型分到多块 NVIDIA GPU 上；但没有找到 GPU。",
+                           "Set training.strategy to 'ddp', or train on one GPU.",
+                           "把 training.strategy 设为 'ddp'，或只用一块 GPU 训练。"),
+    "config.fsdp_8bit": ("FSDP 无法把 8 位权重分到多块 GPU 上（training.strategy 为 fsdp，model.quantization 为 8bit）。",
+                         "Choose model.quantization '4bit-nf4' (QLoRA) or 'none' with FSDP, or training.strategy "
+                         "'ddp' to keep 8-bit.",
+                         "使用 FSDP 时请把 model.quantization 设为 '4bit-nf4'（QLoRA）或 'none'；要保留 8 位，请把 "
+                         "training.strategy 设为 'ddp'。"),
+    "config.fsdp_no_split": ("FSDP 无法把 {model} 分到多块 GPU 上：该架构没有说明哪些层可以分开放置。",
+                             "Set training.strategy to 'ddp' (a whole copy on each GPU, with 4-bit QLoRA if it has "
+                             "to be smaller), or train on one GPU.",
+                             "把 training.strategy 设为 'ddp'（每块 GPU 一份完整模型，需要更小时用 4 位 QLoRA），"
+                             "或只用一块 GPU 训练。"),
     "config.lora_r": ("lora.r 为 {value}；r 必须是正整数（常用 8、16、32 或 64）。", *_FIX),
     "config.lora_alpha": ("lora.alpha 为 {value}；它必须是正整数（常取 2 × r）。", *_FIX),
     "config.lora_dropout": ("lora.dropout 为 {value}；它必须不小于 0 且小于 1（常用 0.05）。", *_FIX),

@@ -82,11 +82,11 @@ def plan(cfg: StudioConfig, found: int | None = None, facts: dict | None = None,
     want = requested_gpus(cfg, found)
     t = cfg.training
     if want > 1 and found == 0:
-        raise ConfigError(f"This run asks for {want} GPUs, but no NVIDIA GPU was found on this computer. "
-                          "Set 'GPUs to use' to 1 to train on the processor.")
+        raise ConfigError("This run asks for {want} GPUs (training.gpus), but no NVIDIA GPU was found on this "
+                          "computer.", code="config.gpus_none", want=want)
     if want > found > 0:
-        raise ConfigError(f"This run asks for {want} GPUs, but this computer has {found}. Set 'GPUs to use' to "
-                          f"{found} or fewer (0 uses all of them).")
+        raise ConfigError("This run asks for {want} GPUs (training.gpus), but this computer has {found}.",
+                          code="config.gpus_too_many", want=want, found=found)
     if want == 1:
         return Plan(1, "single", bool(t.isolate), found)
     strategy, notes = t.strategy, []
@@ -113,10 +113,11 @@ def check_strategy(cfg: StudioConfig, strategy: str, on_gpu: bool) -> None:
     if strategy != "fsdp":
         return
     if not on_gpu:
-        raise ConfigError("FSDP splits the model across NVIDIA GPUs; none was found. Use strategy 'ddp' or one GPU.")
+        raise ConfigError("FSDP (training.strategy) splits the model across NVIDIA GPUs; none was found.",
+                          code="config.fsdp_no_gpu")
     if cfg.model.quantization == "8bit":
-        raise ConfigError("FSDP cannot split 8-bit weights across GPUs. Choose quantization '4bit-nf4' (QLoRA) or "
-                          "'none' with strategy fsdp, or strategy 'ddp' to keep 8-bit.")
+        raise ConfigError("FSDP cannot split 8-bit weights across GPUs (training.strategy fsdp with model.quantization "
+                          "8bit).", code="config.fsdp_8bit")
 
 
 def with_strategy(cfg: StudioConfig, p: Plan) -> StudioConfig:
@@ -243,9 +244,8 @@ def check_fsdp_model(cfg: StudioConfig) -> None:
     except KeyError:
         return      # remote code: its class is only known once loaded; the trainer says what it finds
     if not getattr(cls, "_no_split_modules", None):
-        raise ConfigError(f"FSDP cannot split a {cls.__name__} across GPUs: the architecture does not say which "
-                          "layers can be placed apart. Use strategy 'ddp' (a whole copy on each GPU, with 4-bit "
-                          "QLoRA if it has to be smaller), or one GPU.")
+        raise ConfigError("FSDP cannot split a {model} across GPUs: the architecture does not say which layers can "
+                          "be placed apart.", code="config.fsdp_no_split", model=cls.__name__)
 
 
 def adjust_for_processes(cfg: StudioConfig) -> tuple[StudioConfig, list[str]]:
