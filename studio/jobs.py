@@ -27,9 +27,9 @@ from typing import Any, Iterable
 from .config import ConfigError, StudioConfig
 from .device import DeviceBusy, DeviceLock, RunDeviceLock, describe_holder, device_word
 from .training.job import ACTIVE_STATES, TrainingJob
-from .training.run_folder import RunFolder, _slug, list_run_folders
+from .runs import RunFolder, list_run_folders, slug
 
-__all__ = ["JobBusy", "DeviceBusy", "DeviceLock", "JobManager", "get_manager", "workspace_output_dir"]
+__all__ = ["JobBusy", "DeviceBusy", "JobManager", "get_manager", "workspace_output_dir"]
 
 
 class JobBusy(RuntimeError):
@@ -128,7 +128,6 @@ class JobManager:
         out.sort(key=lambda s: s.get("started") or "", reverse=True)
         return out
 
-    list_runs = runs
 
 
 def _pid_alive(pid: Any, own: bool) -> bool:
@@ -158,7 +157,7 @@ def workspace_output_dir(value: str) -> str:
         raise ConfigError(f"The output folder '{value}' is a path. In the studio app a run folder is a name inside "
                           f"the studio's runs folder ({paths.runs_dir()}), for example 'support-bot-v2'; leave it "
                           "empty for a new dated folder. (`studio train --output` accepts any folder.)")
-    return str(paths.runs_dir() / _slug(name))
+    return str(paths.runs_dir() / slug(name))
 
 
 def _with_output_dir(cfg: StudioConfig, output_dir: str) -> StudioConfig:

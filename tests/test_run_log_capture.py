@@ -6,7 +6,7 @@ import logging
 import threading
 
 from studio.config import StudioConfig
-from studio.training.run_folder import RunFolder
+from studio.runs import RunFolder
 
 
 def test_capture_takes_only_the_training_threads_records(tmp_path, caplog):

@@ -26,7 +26,7 @@ def faq_with_system(path, n=8):
 
 @pytest.fixture(scope="module")
 def run_with_system(tmp_path_factory, tiny_dir):
-    from studio.jobs import DeviceLock
+    from studio.device import DeviceLock
     from studio.training import TrainingJob
 
     tmp = tmp_path_factory.mktemp("sysprompt")
@@ -44,7 +44,7 @@ def test_the_run_records_the_system_prompt_its_rows_used(run_with_system):
 
 def test_chat_from_the_run_sends_the_training_system_prompt(run_with_system):
     from studio.inference import ChatSession
-    from studio.jobs import DeviceLock
+    from studio.device import DeviceLock
 
     chat = ChatSession.from_run(run_with_system.run_dir, generation=GEN, device_lock=DeviceLock())
     sent = chat.prompt_text([], "How much is the kettle?")

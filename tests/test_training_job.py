@@ -110,7 +110,7 @@ def test_run_folder_holds_config_metrics_state_and_a_loadable_adapter(tmp_path):
     from peft import PeftModel
 
     from studio.config import StudioConfig
-    from studio.training import MetricsLog
+    from studio.runs import MetricsLog
 
     tok = tiny_tokenizer()
     job = run_job(tmp_path, max_steps=12, tok=tok)

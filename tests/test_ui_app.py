@@ -5,7 +5,7 @@ import gradio as gr
 import pytest
 
 from studio.config import ConfigError, StudioConfig
-from studio.training.metrics import MetricsLog
+from studio.runs import MetricsLog
 from studio.ui import plots
 from studio.ui.app import AppOptions, build_app
 from studio.ui.services import Services
@@ -175,6 +175,6 @@ def test_chat_during_training_is_refused_before_any_model_loads(tmp_path):
             job.active = True
             return job
 
-    from studio.jobs import DeviceBusy
+    from studio.device import DeviceBusy
     with pytest.raises(DeviceBusy, match="正在训练"):
         Busy().chat_session(str(tmp_path), "zh")

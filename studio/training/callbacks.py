@@ -16,7 +16,7 @@ from typing import Callable
 from transformers import TrainerCallback
 
 from .gpu_memory import gpu_memory_gb
-from .metrics import MetricsLog
+from ..runs import MetricsLog
 
 
 @dataclass

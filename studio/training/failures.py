@@ -7,20 +7,10 @@ from pathlib import Path
 
 from ..config import ConfigError, StudioConfig
 from ..data.types import DataError
+from ..out_of_memory import is_out_of_memory
 
 OOM_HINT = ("Lower the batch size or the maximum length, set gradient checkpointing to 'on' "
             "(training.gradient_checkpointing), or load the model in 4-bit (QLoRA).")
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    try:
-        import torch
-        if isinstance(exc, torch.OutOfMemoryError):
-            return True
-    except (ImportError, AttributeError):
-        pass
-    text = str(exc).lower()
-    return isinstance(exc, MemoryError) or "out of memory" in text or "cuda error: out of memory" in text
 
 
 def _damaged_weights(exc: BaseException, log_path: str) -> str | None:

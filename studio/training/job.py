@@ -30,11 +30,10 @@ from typing import Any, Iterable
 
 from ..config import StudioConfig
 from ..models import free_gpu
+from ..runs import MetricsLog, RunFolder
 from .callbacks import MetricsCallback, Progress, StopCallback
 from .failures import explain
 from .gpu_memory import forget_optimizer_globals, gpu_memory_gb, gpu_snapshot
-from .metrics import MetricsLog
-from .run_folder import RunFolder
 
 _log = logging.getLogger("studio.training")
 
@@ -104,7 +103,7 @@ class TrainingJob:
 
     A ``PeftModel`` passed in is unloaded to its base first: every run trains a fresh adapter.
     ``callbacks`` are extra ``TrainerCallback``s. ``device_lock`` is the lock shared with chat
-    (see ``studio.jobs.DeviceLock``); the job holds it from loading to the end of saving.
+    (``studio.device.DeviceLock``); the job holds it from loading to the end of saving.
     """
 
     def __init__(self, cfg: StudioConfig, run_dir: str | Path | RunFolder | None = None, model: Any = None,

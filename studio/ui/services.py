@@ -374,7 +374,8 @@ class Services:
         # The answer length chat uses for the first run (its generation settings).
         first = self.run_config(paths_[0]).generation.max_new_tokens if paths_ else 200
         self.eval_stop.clear()
-        return evaluate(list(paths_), prompts, max_new_tokens=first, stop=self.eval_stop)
+        return evaluate(list(paths_), prompts, max_new_tokens=first, stop=self.eval_stop,
+                        device_lock=self.manager().device_lock)
 
     # ---- chat ---------------------------------------------------------------------------
     @staticmethod
@@ -388,23 +389,20 @@ class Services:
         else loaded from the run folder. One session is kept; choosing another run replaces it.
         While training runs, refuses at once (DeviceBusy) instead of loading a second model."""
         from studio import inference
-        from studio.jobs import DeviceBusy
+        from studio.device import DeviceBusy
 
         from .i18n import t
         run_dir = str(run_dir)
         job = self.current_job()
         if job is not None and job.active:
             raise DeviceBusy(t("chat.busy_training", lang))
-        self.manager().device_lock.check_free_elsewhere("Chat")   # `studio train` in a terminal has the device
+        lock = self.manager().device_lock
+        lock.check_free_elsewhere("Chat")   # `studio train` in a terminal has the device
         with self._lock:
             if self._chat is not None and self._chat[0] == run_dir:
                 return self._chat[1]
             self._chat = None
             _release_memory()
-            if (job is not None and not job.active and str(job.run_dir) == run_dir
-                    and getattr(job, "model", None) is not None):
-                session = inference.ChatSession.from_job(job)
-            else:
-                session = inference.ChatSession.from_run(run_dir)
+            session = inference.ChatSession.for_run(run_dir, device_lock=lock, job=job)
             self._chat = (run_dir, session)
             return session
