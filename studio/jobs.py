@@ -105,7 +105,8 @@ class JobManager:
             job.release()
 
     def runs(self, root: Path | None = None) -> list[dict]:
-        """Past and current runs, newest first, from their ``state.json`` (what a Runs table shows).
+        """Past and current runs, newest first, from their ``state.json`` (what a Runs table shows), each with
+        ``run_dir`` and ``has_adapter`` added.
 
         A run whose state says it is still going but that no live job of this process owns was cut
         off (the app was closed or crashed); it is listed as ``interrupted``.
@@ -124,6 +125,7 @@ class JobManager:
                 state = {**state, "state": "interrupted",
                          "message": "The run was cut off (the studio was closed or crashed) before it finished."}
             state["run_dir"] = str(folder.path)
+            state["has_adapter"] = folder.has_adapter()
             out.append(state)
         out.sort(key=lambda s: s.get("started") or "", reverse=True)
         return out

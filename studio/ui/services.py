@@ -8,18 +8,15 @@ Everything here is plain Python (no gradio), kept out of the tab modules so they
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import threading
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
 from studio import paths
 from studio.config import ConfigError, ModelConfig, StudioConfig
 
-_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ (?P<level>[A-Z]+) (?P<name>\S+?):")
 UPLOAD_EXTS = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
 
 
@@ -254,31 +251,16 @@ class Services:
 
     @staticmethod
     def log_tail(run_dir: str, lines: int = 40) -> str:
-        """The end of a run's train.log, without the libraries' INFO chatter (config dumps, file
-        lists): the studio's own notes, and every warning or error with its traceback."""
-        try:
-            with open(Path(run_dir) / "train.log", "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 256 * 1024))
-                text = f.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
-        kept, keep = [], False
-        for line in text.splitlines():
-            m = _LOG_LINE.match(line)
-            if m:
-                keep = m.group("name").startswith("studio") or m.group("level") in ("WARNING", "ERROR", "CRITICAL")
-            if keep:
-                kept.append(line)
-        return "\n".join(kept[-lines:])
+        """The end of a run's train.log: the studio's notes, warnings and errors."""
+        from studio.runs import RunFolder
+        return RunFolder(run_dir).log_tail(lines)
 
     # ---- runs ---------------------------------------------------------------------------
     def all_runs(self) -> list[dict]:
         out = []
         for r in self.manager().runs():
-            path = r.get("run_dir", "")
-            out.append({**r, "path": path, "name": r.get("name") or Path(path).name,
-                        "has_adapter": (Path(path) / "adapter" / "adapter_config.json").is_file()})
+            path = r["run_dir"]
+            out.append({**r, "path": path, "name": r.get("name") or Path(path).name})
         return out
 
     def chat_runs(self) -> list[dict]:
@@ -286,26 +268,26 @@ class Services:
 
     @staticmethod
     def run_name(path: str) -> str:
-        return Path(path).name
+        from studio.runs import RunFolder
+        return RunFolder(path).name
 
     @staticmethod
     def run_metrics(path: str) -> list[dict]:
-        from studio.training.metrics import MetricsLog
-        return MetricsLog.read(Path(path) / "metrics.jsonl")
+        from studio.runs import RunFolder
+        return RunFolder(path).metrics()
 
     @staticmethod
     def run_config_text(path: str) -> str:
-        try:
-            return (Path(path) / "config.yaml").read_text(encoding="utf-8")
-        except OSError:
-            return ""
+        from studio.runs import RunFolder
+        return RunFolder(path).config_text()
 
     def export_adapter(self, path: str, lang: str = "en") -> Path:
         """Zip a run's adapter folder (its base named by the Hub id) into the workspace's exports folder.
         An earlier zip of the same run is kept: the new one gets a numbered name."""
+        from studio.runs import RunFolder
+
         from .i18n import t
-        adapter = Path(path or "") / "adapter"
-        if not path or not (adapter / "adapter_config.json").is_file():
+        if not path or not RunFolder(path).has_adapter():
             raise ConfigError(t("runs.no_adapter", lang))
         return self.export_run(path, "adapter")
 
@@ -347,7 +329,8 @@ class Services:
 
     @staticmethod
     def run_config(path: str) -> StudioConfig:
-        return StudioConfig.load(Path(path) / "config.yaml")
+        from studio.runs import RunFolder
+        return RunFolder(path).config()
 
     @staticmethod
     def settings_differences(paths_: list[str]) -> list[list]:
@@ -356,7 +339,7 @@ class Services:
         settings = []
         for p in paths_:
             try:
-                settings.append(relevant_settings(StudioConfig.load(Path(p) / "config.yaml")))
+                settings.append(relevant_settings(Services.run_config(p)))
             except ConfigError:
                 settings.append({})
         keys = sorted({k for s in settings for k in s})
