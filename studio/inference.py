@@ -20,6 +20,7 @@ people, and ``from_run`` refuses before loading a model.
 
 from __future__ import annotations
 
+import copy
 import threading
 from contextlib import nullcontext
 from pathlib import Path
@@ -142,6 +143,17 @@ class ChatSession:
         if job is not None and Path(job.run_dir).resolve() == Path(run_dir).resolve():
             return cls.from_job(job, generation, device_lock, system_prompt)
         return cls.from_run(run_dir, generation, device_lock=device_lock, system_prompt=system_prompt)
+
+    def using(self, generation: GenerationConfig | None = None, system_prompt: str | None = None) -> "ChatSession":
+        """This session with other generation settings and system prompt, for one caller: the model,
+        tokenizer and device lock are shared, the settings are not (several people may chat with one
+        loaded model, each with their own). None keeps this session's."""
+        other = copy.copy(self)
+        if generation is not None:
+            other.generation = generation
+        if system_prompt is not None:
+            other.system_prompt = system_prompt
+        return other
 
     # ---- prompts ------------------------------------------------------------------------
     def _end_of_turn(self) -> tuple[list[int], list[str]]:

@@ -5,6 +5,9 @@ how its value turns back into the config. Tabs ask ``Bindings.widget(section, na
 widget, so labels, help text (the config's own ``field_help``), choices and elem_ids come
 from here and from ``i18n``; handlers get all widgets as ``Bindings.inputs`` and turn the
 values into a ``StudioConfig`` with ``to_config``.
+
+One ``Bindings`` serves every browser session, so it holds no per-user state: what differs between
+users (the target-module choices of the model each one checked) is passed in from a ``gr.State``.
 """
 
 from __future__ import annotations
@@ -170,7 +173,6 @@ class Bindings:
         self.initial = cfg
         self.labels = labels
         self.widgets: dict[str, list[gr.components.Component]] = {}
-        self.module_choices: list[str] = list(COMMON_MODULES)
 
     # ---- building ------------------------------------------------------------------
     def widget(self, section: str, name: str, **kw) -> Any:
@@ -210,7 +212,7 @@ class Bindings:
         if spec.kind == "text":
             return L.make(gr.Textbox, value=value, **common)
         if spec.kind == "modules":
-            choices = [ALL_LINEAR] + self.module_choices
+            choices = [ALL_LINEAR] + COMMON_MODULES
             sel = module_selection(value)
             choices += [m for m in sel if m not in choices]
             return L.make(gr.CheckboxGroup, choices=choices, value=sel, **common)
@@ -277,8 +279,10 @@ class Bindings:
         Raises ConfigError with a plain message for a value of the wrong type."""
         return merge(base or self.initial, self.to_overrides(values))
 
-    def to_updates(self, cfg: StudioConfig, keep: Callable[[str], bool] = lambda key: False) -> list:
-        """gr.update()s that make the widgets show ``cfg`` (``keep(key)`` True: leave that field alone)."""
+    def to_updates(self, cfg: StudioConfig, keep: Callable[[str], bool] = lambda key: False,
+                   module_choices: Sequence[str] | None = None) -> list:
+        """gr.update()s that make the widgets show ``cfg`` (``keep(key)`` True: leave that field alone).
+        ``module_choices``: the target modules this user's checked model has (default: the common names)."""
         out: list = []
         for spec in SPECS:
             if spec.key not in self.widgets:
@@ -294,10 +298,8 @@ class Bindings:
                 out += [gr.update(value=kind), gr.update(value="" if builtin else value, visible=not builtin)]
             elif spec.kind == "modules":
                 sel = module_selection(value)
-                choices = [ALL_LINEAR] + self.module_choices
+                choices = [ALL_LINEAR] + list(module_choices or COMMON_MODULES)
                 out.append(gr.update(choices=choices + [m for m in sel if m not in choices], value=sel))
-            elif spec.kind == "dropdown" and spec.section == "data" and spec.name.endswith("_column"):
-                out.append(gr.update(value=value))
             else:
                 out.append(gr.update(value=value))
         return out
