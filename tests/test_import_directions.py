@@ -17,11 +17,12 @@ import studio
 PACKAGE = Path(studio.__file__).resolve().parent
 
 # Bottom of the table first. A unit is a top-level module (studio.jobs) or a package (studio.data).
-FOUNDATION = {"studio.config", "studio.paths"}
+FOUNDATION = {"studio.config", "studio.paths", "studio.offline"}
 MODELS = {"studio.models", "studio.model_sources", "studio.model_size", "studio.weights_check"}
 ALLOWED: dict[str, set[str]] = {
     "studio": set(),
     "studio.paths": set(),
+    "studio.offline": set(),
     "studio.config": set(),
     "studio.presets": FOUNDATION,
     "studio.device": FOUNDATION,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from transformers import TrainerCallback
@@ -30,7 +30,6 @@ class Progress:
     tokens_seen: int = 0
     last_loss: float | None = None
     last_eval_loss: float | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def fraction(self) -> float:

@@ -383,8 +383,8 @@ class TrainingJob:
 
         for note in resolved.notes:
             log.info(note)
-        trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in peft_model.parameters())
+        counts = models.parameter_counts(peft_model)      # 4-bit packed weights counted as real weights
+        trainable, total = counts["trainable"], counts["total"]
         self.info = {"device": "cuda" if on_cuda else "cpu", "precision": resolved.precision,
                      "optimizer": resolved.optimizer, "notes": resolved.notes, "attention": attention,
                      "padding_free": padding_free, "fused_kernels": resolved.args.use_liger_kernel,

@@ -20,11 +20,11 @@ from typing import Any, Callable, Sequence
 
 import gradio as gr
 
-from studio.config import LIMITS, StudioConfig, field_choices, merge
+from studio.config import ALL_LINEAR, LIMITS, StudioConfig, field_choices, merge
+from studio.data.read import EXTENSIONS
 
 from .i18n import Help, Labels, t
 
-ALL_LINEAR = "all-linear"
 # Shown before a model is loaded; replaced by the model's real linear layers after loading.
 COMMON_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -138,7 +138,7 @@ def data_kind(file: str) -> str:
     s = (file or "").strip()
     if s in ("", "demo"):
         return "demo"
-    if s.startswith(("/", ".", "~")) or Path(s).suffix.lower() in (".jsonl", ".json", ".csv", ".tsv", ".parquet"):
+    if s.startswith(("/", ".", "~")) or Path(s).suffix.lower() in EXTENSIONS:
         return "file"
     return "hub"
 
@@ -329,6 +329,6 @@ def _num(x: float) -> str:
     return f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e18 else f"{x:g}"
 
 
-def command_for(cfg: StudioConfig, config_path: str = "studio-config.yaml") -> str:
+def command_for(config_path: str = "studio-config.yaml") -> str:
     """The shell command that repeats this run headless, with the YAML saved at ``config_path``."""
     return f"studio train --config {shlex.quote(config_path)}"

@@ -62,9 +62,6 @@ class Labels:
     def __call__(self, key: str, **fmt: Any) -> str:
         return t(key, self.lang, **fmt)
 
-    def choices(self, pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-        return [(t(k, self.lang), v) for k, v in pairs]
-
     def make(self, cls: type, **kw: Any) -> Any:
         """Build ``cls`` with translatable attributes given as keys (``label="tab.model"``,
         ``info=Help(...)``, ``choices=[(key, value)]``, ``text=KEY`` for the value of a Button or

@@ -17,7 +17,6 @@ from typing import Any
 from studio import paths
 from studio.config import ConfigError, ModelConfig, StudioConfig
 
-UPLOAD_EXTS = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
 
 
 def _release_memory() -> None:
@@ -176,12 +175,12 @@ class Services:
         """Move an uploaded file from Gradio's temp folder into the workspace's uploads folder (a move,
         not a copy: the temp folder is in the workspace too, and a big file should not sit there twice).
         A file the studio cannot use is deleted, temp copy included, and refused with the reason."""
+        from studio.data.read import DEFAULT_MAX_BYTES, EXTENSIONS
         src = Path(getattr(file, "name", None) or str(file))
-        if src.suffix.lower() not in UPLOAD_EXTS:
+        if src.suffix.lower() not in EXTENSIONS:
             self.discard_upload(src)
             raise ConfigError(f"'{src.name}' is not a data file the studio reads. "
-                              f"Use one of: {', '.join(UPLOAD_EXTS)}.")
-        from studio.data.read import DEFAULT_MAX_BYTES
+                              f"Use one of: {', '.join(EXTENSIONS)}.")
         size = src.stat().st_size
         if size > DEFAULT_MAX_BYTES:
             self.discard_upload(src)

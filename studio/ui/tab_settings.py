@@ -92,7 +92,7 @@ def build(ctx) -> SimpleNamespace:
             ui.apply_yaml = L.make(gr.Button, text="settings.apply_yaml", size="sm", elem_id="settings-apply-yaml")
         with L.add(gr.Accordion(L("settings.command"), open=False, elem_id="settings-command-box"),
                    label="settings.command"):
-            ui.command = L.make(gr.Code, label="settings.command", value=views.command_text(ctx.initial, L.lang),
+            ui.command = L.make(gr.Code, label="settings.command", value=views.command_text(L.lang),
                                 language="shell", interactive=False, lines=3, elem_id="settings-command")
     return ui
 
@@ -132,7 +132,7 @@ def wire(ctx) -> None:
         est = svc.memory(cfg)
         text = views.memory(est, lang)
         # One update object for each output: gradio consumes (pops from) the dict it is given.
-        return (cfg.to_yaml(), views.command_text(cfg, lang),
+        return (cfg.to_yaml(), views.command_text(lang),
                 *(gr.update(value=text, visible=bool(est)) for _ in range(3)))
 
     # The estimate is shown where each decision is made: the model, the settings and the Start button.
