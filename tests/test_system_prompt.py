@@ -85,12 +85,16 @@ def test_rows_with_different_system_prompts_are_described():
 def test_the_chat_tab_sends_the_training_prompt_unless_the_box_says_otherwise(tmp_path):
     """The app's chat handler: an empty box means the run's prompt; a typed one is sent instead."""
     from studio.config import StudioConfig
+    from studio.inference import ChatSession
     from studio.ui.app import AppOptions, build_app
     from studio.ui.services import Services
 
-    class Session:
+    class Session(ChatSession):     # the engine's session without a model: answers with the prompt it got
         has_adapter = True
         system_prompt = None
+
+        def __init__(self):
+            pass
 
         def stream(self, history, prompt, use_adapter=True):
             yield f"[{self.system_prompt}]"
@@ -113,3 +117,4 @@ def test_the_chat_tab_sends_the_training_prompt_unless_the_box_says_otherwise(tm
     assert last[1][-1]["content"] == f"[{SYSTEM}]"
     *_, last = fns["chat"]("Hi", [], [], str(run), "tuned", "Be brief.", "en", *values)
     assert last[1][-1]["content"] == "[Be brief.]"
+    assert svc.session.system_prompt is None     # set on this request's view, not on the shared session

@@ -98,6 +98,6 @@ class Labels:
 
 
 def _translatable(attr: str, spec: Any) -> bool:
-    if attr == "choices":
-        return isinstance(spec, list) and all(isinstance(p, tuple) and len(p) == 2 for p in spec)
+    if attr == "choices":   # an empty list is filled at run time (runs, columns): a relabel must not empty it
+        return isinstance(spec, list) and bool(spec) and all(isinstance(p, tuple) and len(p) == 2 for p in spec)
     return isinstance(spec, (str, Help))
