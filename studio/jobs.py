@@ -131,7 +131,6 @@ class JobManager:
         return out
 
 
-
 def _pid_alive(pid: Any, own: bool) -> bool:
     """Whether another process (a subprocess runner) that wrote the state is still alive."""
     import os

@@ -18,7 +18,6 @@ from studio import paths
 from studio.config import ConfigError, ModelConfig, StudioConfig
 
 
-
 def _release_memory() -> None:
     """Collect a dropped model now and hand its GPU memory back."""
     import gc
