@@ -83,13 +83,15 @@ def live_cuda_tensors() -> dict:
 
 def chat_check(job, prompt: str) -> dict:
     """The just-trained model in memory vs the same run reloaded from its folder: same answer?"""
+    from studio.device import DeviceLock
     from studio.inference import ChatSession
-    mem = ChatSession.from_job(job)
+    lock = job.device_lock or DeviceLock()
+    mem = ChatSession.from_job(job, device_lock=lock)
     mem.generation.temperature, mem.generation.max_new_tokens = 0.0, 40
     in_memory = mem.reply([], prompt)
     base = mem.reply([], prompt, use_adapter=False)
     del mem
-    disk = ChatSession.from_run(job.run_dir)
+    disk = ChatSession.from_run(job.run_dir, device_lock=lock)
     disk.generation.temperature, disk.generation.max_new_tokens = 0.0, 40
     reloaded = disk.reply([], prompt)
     del disk

@@ -39,6 +39,7 @@ def _f(default: Any, help: str, choices: tuple | None = None, *, limits: tuple |
 
 
 QUANTIZATIONS = ("none", "8bit", "4bit-nf4", "4bit-fp4")
+ALL_LINEAR = "all-linear"     # lora.target_modules: every linear layer but the output head (PEFT's own word)
 COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 TEMPLATES = ("auto", "model", "chatml", "alpaca", "human_assistant")
 FORMATS = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text", "preference", "mapping")
@@ -95,7 +96,7 @@ class LoraConfig:
                     limits=(1, 65_536))
     dropout: float = _f(0.05, "Dropout on the adapter during training, between 0 and 1. 0.05-0.1 helps against "
                         "overfitting.", limits=(0, 0.99))
-    target_modules: Any = _f("all-linear", "Which layers get adapters: 'all-linear' or a list of layer names "
+    target_modules: Any = _f(ALL_LINEAR, "Which layers get adapters: 'all-linear' or a list of layer names "
                              "such as [q_proj, v_proj].")
     use_dora: bool = _f(False, "DoRA: a LoRA variant that often learns better at low rank; slower.")
     use_rslora: bool = _f(False, "rsLoRA: scales by alpha/sqrt(r) instead of alpha/r, which keeps high ranks stable.")
@@ -268,8 +269,8 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
     if f.name == "target_modules":
         if isinstance(value, str):
             value = value.strip()
-            if value in ("all-linear", "all_linear", "all linear"):
-                return "all-linear"
+            if value in (ALL_LINEAR, "all_linear", "all linear"):
+                return ALL_LINEAR
             return [v.strip() for v in value.split(",") if v.strip()]
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return list(value)

@@ -1,6 +1,6 @@
 """An evaluation set answered by the base model and by each chosen run, greedy, from ONE loaded base.
 
-    rows = evaluate(["runs/a", "runs/b"], load_prompts(None))   # None: the held-out demo questions
+    rows = evaluate(["runs/a", "runs/b"], load_prompts(None), device_lock=lock)   # None: the held-out demo set
     for row in rows: ...          # {"prompt", "reference", "base", "<run name>": answer, ...} as each is ready
 
 The first run's ``ChatSession`` loads the base with its adapter; the other runs' adapters are loaded
@@ -20,6 +20,7 @@ from typing import Iterator
 
 from . import paths
 from .config import GenerationConfig
+from .device import DeviceLock
 
 
 from .errors import EvalError  # noqa: F401 - its home before the error family
@@ -71,10 +72,11 @@ def validation_loss(run_dir: str | Path) -> float | None:
 
 
 def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: int = 200,
-             stop: threading.Event | None = None, session=None) -> Iterator[dict]:
-    """Yield one table row per prompt: prompt, reference, base answer and each run's answer (greedy)."""
+             stop: threading.Event | None = None, *, device_lock: DeviceLock) -> Iterator[dict]:
+    """Yield one table row per prompt: prompt, reference, base answer and each run's answer (greedy).
+    ``device_lock``: the lock every answer holds (the one training takes)."""
     from .inference import ChatSession
-    from .training.run_folder import RunFolder
+    from .runs import RunFolder
 
     runs = [RunFolder(r) for r in run_dirs]
     if not runs:
@@ -91,7 +93,7 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
             raise EvalError("The run {name} has no adapter yet; it can be evaluated once it has finished or stopped.",
                             code="eval.no_adapter", name=r.name)
     greedy = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, repetition_penalty=1.0)
-    session = session or ChatSession.from_run(runs[0].path, generation=greedy)
+    session = ChatSession.from_run(runs[0].path, generation=greedy, device_lock=device_lock)
     session.generation = greedy
     model = session.model
     first_adapter = getattr(model, "active_adapter", "default")

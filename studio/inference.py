@@ -1,6 +1,6 @@
 """Chat with a fine-tuned run, and compare it with its untuned base from ONE loaded model.
 
-    chat = ChatSession.from_run("runs/20250101-120000-demo")     # base + adapter from the run folder
+    chat = ChatSession.from_run("runs/20250101-120000-demo", device_lock=DeviceLock())   # base + adapter
     chat = ChatSession.from_job(job)                             # the model a finished job still holds
     for piece in chat.stream(history, "How much is the Pro?"):   # streamed text, piece by piece
         ...
@@ -12,19 +12,22 @@ is the one the run was trained with (saved as ``adapter/chat_template.jinja``), 
 prompt: a session made from a run sends the one its rows had (``<run>/system_prompt.json``, see
 ``studio.data.system_prompt``) unless another is given; both the base and the tuned answer get it.
 
-Every answer holds the device lock shared with training (``studio.device``): while a training run is
-going, in this process or another one on the workspace, ``stream``/``reply``/``compare`` raise
-``DeviceBusy`` with a message for people, and ``from_run`` refuses before loading a model.
+Every answer holds the device lock shared with training (``studio.device``), passed in by the caller
+(the app passes the job manager's, the CLI its own): while a training run is going, in this process or
+another one on the workspace, ``stream``/``reply``/``compare`` raise ``DeviceBusy`` with a message for
+people, and ``from_run`` refuses before loading a model.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .config import ConfigError, GenerationConfig
+from .device import DeviceLock
 
 # End-of-turn markers of common chat templates; generation stops at whichever the template uses.
 _END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>", "<|end_of_text|>")
@@ -65,7 +68,7 @@ class ChatSession:
     """A loaded model (a ``PeftModel`` for base vs tuned) with its tokenizer and chat template."""
 
     def __init__(self, model: Any, tokenizer: Any, chat_template: str | None = None,
-                 generation: GenerationConfig | None = None, device_lock: Any = None, system_prompt: str = "",
+                 generation: GenerationConfig | None = None, *, device_lock: DeviceLock, system_prompt: str = "",
                  run_dir: str | Path | None = None):
         from peft import PeftModel
 
@@ -76,7 +79,9 @@ class ChatSession:
             raise ChatError("This model has no chat template, so a conversation cannot be formatted.",
                             code="chat.no_template")
         self.generation = generation or GenerationConfig()
-        self.device_lock = device_lock if device_lock is not None else _shared_lock()
+        if device_lock is None:    # every answer must hold the lock training takes; there is no default one
+            raise TypeError("ChatSession needs the device lock shared with training (device_lock=...).")
+        self.device_lock = device_lock
         self.system_prompt = system_prompt
         self.run_dir = Path(run_dir) if run_dir else None
         self.has_adapter = isinstance(model, PeftModel)
@@ -85,12 +90,12 @@ class ChatSession:
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def from_run(cls, run_dir: str | Path, generation: GenerationConfig | None = None, device_lock: Any = None,
+    def from_run(cls, run_dir: str | Path, generation: GenerationConfig | None = None, *, device_lock: DeviceLock,
                  system_prompt: str | None = None) -> "ChatSession":
         """Load the run's base model, put its adapter on it, and use its tokenizer, template and (when
         ``system_prompt`` is None) the system prompt it was trained with."""
         from .data.system_prompt import for_run
-        from .training.run_folder import RunFolder
+        from .runs import RunFolder
 
         run = RunFolder(run_dir)
         if not run.path.is_dir():
@@ -105,18 +110,19 @@ class ChatSession:
             cfg = run.config()
         except ConfigError as e:
             raise ChatError("The run's config.yaml cannot be read: {cause}", code="chat.bad_config", cause=e) from None
-        device_lock = device_lock if device_lock is not None else _shared_lock()
         device_lock.check_free_elsewhere("Chat")      # no second model on a device another process trains on
         if system_prompt is None:
             system_prompt = for_run(run.path).get("system_prompt", "")
         model, tokenizer, template = load_adapter_model(run.path, cfg)
-        return cls(model, tokenizer, template, generation or cfg.generation, device_lock, system_prompt, run.path)
+        return cls(model, tokenizer, template, generation or cfg.generation, device_lock=device_lock,
+                   system_prompt=system_prompt, run_dir=run.path)
 
     @classmethod
-    def from_job(cls, job: Any, generation: GenerationConfig | None = None, device_lock: Any = None,
+    def from_job(cls, job: Any, generation: GenerationConfig | None = None, device_lock: DeviceLock | None = None,
                  system_prompt: str | None = None) -> "ChatSession":
         """Use the model a finished job still holds (no reloading); load from its folder otherwise.
-        ``system_prompt`` None: the one the run was trained with."""
+        ``device_lock`` None: the job's own (the one its training held). ``system_prompt`` None: the one
+        the run was trained with."""
         from .data.system_prompt import for_run
 
         if job.active:
@@ -124,11 +130,31 @@ class ChatSession:
                             code="chat.still_training")
         lock = device_lock if device_lock is not None else job.device_lock
         if job.model is None or job.state == "failed":
-            return cls.from_run(job.run_dir, generation, lock, system_prompt)
+            return cls.from_run(job.run_dir, generation, device_lock=lock, system_prompt=system_prompt)
         if system_prompt is None:
             system_prompt = for_run(job.run_dir).get("system_prompt", "")
-        return cls(job.model, job.tokenizer, job.chat_template, generation or job.cfg.generation, lock,
-                   system_prompt, job.run_dir)
+        return cls(job.model, job.tokenizer, job.chat_template, generation or job.cfg.generation, device_lock=lock,
+                   system_prompt=system_prompt, run_dir=job.run_dir)
+
+    @classmethod
+    def for_run(cls, run_dir: str | Path, *, device_lock: DeviceLock, job: Any = None,
+                generation: GenerationConfig | None = None, system_prompt: str | None = None) -> "ChatSession":
+        """A session for the run in ``run_dir``: the model ``job`` still holds when ``job`` trained that run
+        (no reloading), else the run loaded from its folder."""
+        if job is not None and Path(job.run_dir).resolve() == Path(run_dir).resolve():
+            return cls.from_job(job, generation, device_lock, system_prompt)
+        return cls.from_run(run_dir, generation, device_lock=device_lock, system_prompt=system_prompt)
+
+    def using(self, generation: GenerationConfig | None = None, system_prompt: str | None = None) -> "ChatSession":
+        """This session with other generation settings and system prompt, for one caller: the model,
+        tokenizer and device lock are shared, the settings are not (several people may chat with one
+        loaded model, each with their own). None keeps this session's."""
+        other = copy.copy(self)
+        if generation is not None:
+            other.generation = generation
+        if system_prompt is not None:
+            other.system_prompt = system_prompt
+        return other
 
     # ---- prompts ------------------------------------------------------------------------
     def _end_of_turn(self) -> tuple[list[int], list[str]]:
@@ -254,27 +280,9 @@ class ChatSession:
         tuned = self.reply(history_tuned, prompt, use_adapter=True)
         return base, tuned
 
-    def compare_stream(self, prompt: str, history_base: Iterable | None = None,
-                       history_tuned: Iterable | None = None) -> Iterator[tuple[str, str]]:
-        """(base so far, tuned so far) as the two answers are generated, base first (one device)."""
-        base = ""
-        for piece in self.stream(history_base, prompt, use_adapter=False):
-            base += piece
-            yield base, ""
-        tuned = ""
-        for piece in self.stream(history_tuned, prompt, use_adapter=True):
-            tuned += piece
-            yield base, tuned
-
-
-def _shared_lock() -> Any:
-    """The process's device lock, the one training holds (owned by the job manager)."""
-    from .jobs import get_manager
-    return get_manager().device_lock
-
 
 def _generation_error(exc: BaseException) -> ChatError:
-    from .training.failures import is_out_of_memory
+    from .out_of_memory import is_out_of_memory
     if is_out_of_memory(exc):
         return ChatError("Out of memory while answering.", code="chat.oom")
     return ChatError("The model could not answer: {detail}", code="chat.failed",
@@ -287,7 +295,7 @@ def load_adapter_model(run_dir: str | Path, cfg: Any = None) -> tuple[Any, Any, 
     from transformers import AutoTokenizer
 
     from . import models
-    from .training.run_folder import RunFolder
+    from .runs import RunFolder
 
     run = RunFolder(run_dir)
     cfg = cfg or run.config()

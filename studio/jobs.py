@@ -28,10 +28,10 @@ from .config import ConfigError, StudioConfig
 from .device import DeviceBusy, DeviceLock, RunDeviceLock, describe_holder, device_word
 from .training.distributed import plan_for_start, with_strategy
 from .training.job import ACTIVE_STATES, TrainingJob
+from .runs import RunFolder, list_run_folders, slug
 from .training.launcher import SubprocessJob
-from .training.run_folder import RunFolder, _slug, list_run_folders
 
-__all__ = ["JobBusy", "DeviceBusy", "DeviceLock", "JobManager", "get_manager", "workspace_output_dir"]
+__all__ = ["JobBusy", "DeviceBusy", "JobManager", "get_manager", "workspace_output_dir"]
 
 
 from .errors import JobBusy  # noqa: F401 - its home before the error family
@@ -118,7 +118,8 @@ class JobManager:
             job.release()
 
     def runs(self, root: Path | None = None) -> list[dict]:
-        """Past and current runs, newest first, from their ``state.json`` (what a Runs table shows).
+        """Past and current runs, newest first, from their ``state.json`` (what a Runs table shows), each with
+        ``run_dir`` and ``has_adapter`` added.
 
         A run whose state says it is still going but that no live job of this process owns was cut
         off (the app was closed or crashed); it is listed as ``interrupted``.
@@ -137,11 +138,10 @@ class JobManager:
                 state = {**state, "state": "interrupted",
                          "message": "The run was cut off (the studio was closed or crashed) before it finished."}
             state["run_dir"] = str(folder.path)
+            state["has_adapter"] = folder.has_adapter()
             out.append(state)
         out.sort(key=lambda s: s.get("started") or "", reverse=True)
         return out
-
-    list_runs = runs
 
 
 def _pid_alive(pid: Any, own: bool) -> bool:
@@ -172,7 +172,7 @@ def workspace_output_dir(value: str) -> str:
                           "is a name inside the studio's runs folder ({runs}), for example 'support-bot-v2'; leave it "
                           "empty for a new dated folder. (`studio train` accepts any folder.)", code="config.output_path",
                           value=value, runs=str(paths.runs_dir()))
-    return str(paths.runs_dir() / _slug(name))
+    return str(paths.runs_dir() / slug(name))
 
 
 def _with_output_dir(cfg: StudioConfig, output_dir: str) -> StudioConfig:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import paths
+from .offline import hub_offline
 
 log = logging.getLogger(__name__)
 
@@ -266,12 +267,6 @@ def remote_code_error(name: str) -> ModelError:
 
 def looks_like_hub_id(source: str) -> bool:
     return bool(_HUB_ID.match(source)) and ".." not in source
-
-
-def hub_offline() -> bool:
-    """True when the user told huggingface_hub to stay offline (read now, not at import)."""
-    value = os.environ.get("HF_HUB_OFFLINE", "") or os.environ.get("TRANSFORMERS_OFFLINE", "")
-    return value.strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
 def _within(seconds: float, fn: Callable[[], Any]) -> Any:

@@ -17,7 +17,8 @@ from typing import Any, Iterator
 
 import torch
 
-from .config import ConfigError, DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig, check_target_modules
+from .config import (ALL_LINEAR, ConfigError, DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig,
+                     check_target_modules)
 from .model_size import config_facts  # noqa: F401
 from .model_sources import (ModelError, default_gguf, default_model_dir, remote_code_error,  # noqa: F401
                             resolve_source)
@@ -284,7 +285,7 @@ def apply_lora(model: Any, lora_cfg: LoraConfig, gradient_checkpointing: bool = 
         model.config.use_cache = False
     target = lora_cfg.target_modules
     peft_cfg = PeftLoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
-                              target_modules="all-linear" if target == "all-linear" else list(target),
+                              target_modules=ALL_LINEAR if target == ALL_LINEAR else list(target),
                               use_dora=lora_cfg.use_dora, use_rslora=lora_cfg.use_rslora, bias=lora_cfg.bias,
                               task_type="CAUSAL_LM")
     try:
@@ -309,9 +310,9 @@ def _lora_params(lora_cfg: LoraConfig, hidden: int, inter: int, layers: int, in_
     layer name) makes it exact; without it, attention layers count as h->h and MLP layers as h<->i."""
     targets = lora_cfg.target_modules
     if in_out:
-        names = in_out if targets == "all-linear" else [t for t in targets if t in in_out]
+        names = in_out if targets == ALL_LINEAR else [t for t in targets if t in in_out]
         return lora_cfg.r * sum(in_out[n] for n in names)
-    if targets == "all-linear":
+    if targets == ALL_LINEAR:
         per_layer = 4 * 2 * hidden + 3 * (hidden + inter)
     else:
         per_layer = sum(2 * hidden if t in _ATTN else hidden + inter for t in targets)

@@ -10,7 +10,7 @@ from tiny import tiny_tokenizer
 
 from studio.cli import main
 from studio.config import DataConfig
-from studio.data.pipeline import inspect, prepare, split_rows, validation_count
+from studio.data.pipeline import inspect, prepare, validation_count
 from studio.data.render import IGNORE
 from studio.data.stats import token_stats
 from studio.data.types import DataError
@@ -126,14 +126,6 @@ def test_prepare_drops_everything_too_long(tok):
     (100, 0.05, 5), (100, 0, 0), (10, 0.01, 1), (100, 20, 20), (5, 20, 4), (1, 0.5, 0), (3, 0.99, 2)])
 def test_validation_count(n, validation, expected):
     assert validation_count(n, validation) == expected
-
-
-def test_split_rows_is_seeded():
-    rows = list(range(50))
-    t1, v1 = split_rows(rows, 0.2, seed=3)
-    t2, v2 = split_rows(rows, 0.2, seed=3)
-    assert (t1, v1) == (t2, v2) and len(v1) == 10 and sorted(t1 + v1) == rows
-    assert split_rows(rows, 0.2, seed=4)[1] != v1
 
 
 def test_token_stats():

@@ -19,6 +19,7 @@ def two_runs(tmp_path_factory, tiny_dir):
 def test_evaluation_table_for_two_runs(two_runs, tmp_path, capsys):
     from studio.cli import main
     from studio.config import GenerationConfig
+    from studio.device import DeviceLock
     from studio.inference import ChatSession
 
     a, b = two_runs
@@ -37,7 +38,7 @@ def test_evaluation_table_for_two_runs(two_runs, tmp_path, capsys):
     # Each run's answer is what that run gives alone (the adapter switch really switched).
     greedy = GenerationConfig(max_new_tokens=10, temperature=0.0, repetition_penalty=1.0)
     for run, rows in ((a, rows_a), (b, rows_b)):
-        alone = ChatSession.from_run(run, generation=greedy)
+        alone = ChatSession.from_run(run, generation=greedy, device_lock=DeviceLock())
         assert [alone.reply(None, r["prompt"]) for r in rows] == [r["answer"] for r in rows]
         assert [alone.reply(None, r["prompt"], use_adapter=False) for r in rows] == [r["base_answer"] for r in rows]
     assert any(ra["answer"] != rb["answer"] for ra, rb in zip(rows_a, rows_b))
@@ -59,16 +60,17 @@ def test_bad_prompt_files_are_named(tmp_path):
 def test_a_stopped_evaluation_keeps_the_last_complete_one(two_runs):
     import threading
 
+    from studio.device import DeviceLock
     from studio.evaluation import evaluate
 
     a, _ = two_runs
     prompts = [{"prompt": "What is the warranty?"}, {"prompt": "Does it ship to Canada?"},
                {"prompt": "Can I return it?"}]
-    list(evaluate([a], prompts[:1], max_new_tokens=5))          # a complete evaluation of one prompt
+    list(evaluate([a], prompts[:1], max_new_tokens=5, device_lock=DeviceLock()))          # a complete evaluation of one prompt
     before = (a / "eval.jsonl").read_text()
     stop = threading.Event()
     rows = []
-    for row in evaluate([a], prompts, max_new_tokens=5, stop=stop):
+    for row in evaluate([a], prompts, max_new_tokens=5, stop=stop, device_lock=DeviceLock()):
         rows.append(row)
         stop.set()                                               # the Stop button after the first answer
     assert len(rows) == 1

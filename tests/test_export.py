@@ -45,7 +45,7 @@ def test_merged_folder_answers_like_base_plus_adapter(run_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from studio.export.merge import export_merged
-    from studio.training.run_folder import RunFolder
+    from studio.runs import RunFolder
 
     folder = export_merged(run_dir, tmp_path / "merged", "float32", progress=lambda m: None)
     assert not (tmp_path / "merged.partial").exists()
@@ -163,7 +163,7 @@ def test_qlora_run_merges_into_the_dequantized_4bit_weights(tmp_path, tiny_dir):
 
     from studio import models
     from studio.export.merge import export_merged
-    from studio.training.run_folder import RunFolder
+    from studio.runs import RunFolder
 
     run_dir = train_run(tmp_path, tiny_dir, "qlora", quantization="4bit-nf4", steps=6)
     folder = export_merged(run_dir, tmp_path / "merged", "float32", progress=lambda m: None)

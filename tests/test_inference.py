@@ -40,7 +40,7 @@ class Counter:
 
 def test_compare_answers_from_one_base_and_the_base_is_the_untuned_model(trained_run, tiny_dir, monkeypatch):
     from studio.inference import ChatSession
-    from studio.jobs import DeviceLock
+    from studio.device import DeviceLock
     from transformers import AutoModelForCausalLM
 
     count = Counter(monkeypatch)
@@ -52,7 +52,7 @@ def test_compare_answers_from_one_base_and_the_base_is_the_untuned_model(trained
     assert base != tuned
 
     plain = AutoModelForCausalLM.from_pretrained(str(tiny_dir))
-    reference = ChatSession(plain, chat.tokenizer, chat.chat_template, GEN, DeviceLock())
+    reference = ChatSession(plain, chat.tokenizer, chat.chat_template, GEN, device_lock=DeviceLock())
     assert reference.reply([], question) == base
     # The tuned side learned the training answer's start.
     assert tuned.startswith("Two years")
@@ -60,7 +60,7 @@ def test_compare_answers_from_one_base_and_the_base_is_the_untuned_model(trained
 
 def test_from_job_uses_the_model_in_memory(trained_run, monkeypatch):
     from studio.inference import ChatSession
-    from studio.jobs import DeviceLock
+    from studio.device import DeviceLock
 
     count = Counter(monkeypatch)
     chat = ChatSession.from_job(trained_run, generation=GEN, device_lock=DeviceLock())
@@ -69,9 +69,31 @@ def test_from_job_uses_the_model_in_memory(trained_run, monkeypatch):
     assert chat.reply([], "What is the warranty?").startswith("Two years")
 
 
+def test_for_run_takes_the_jobs_model_only_for_the_jobs_own_run(trained_run, tmp_path, monkeypatch):
+    import shutil
+
+    from studio.device import DeviceLock
+    from studio.inference import ChatSession
+
+    count = Counter(monkeypatch)
+    lock = DeviceLock()
+    same = ChatSession.for_run(str(trained_run.run_dir) + "/", device_lock=lock, job=trained_run)
+    assert count.n == 0 and same.model is trained_run.model and same.device_lock is lock
+    copy = shutil.copytree(trained_run.run_dir, tmp_path / "copy")     # another run: loaded from its folder
+    other = ChatSession.for_run(copy, device_lock=lock, job=trained_run)
+    assert count.n == 1 and other.model is not trained_run.model
+
+
+def test_a_session_without_the_device_lock_is_refused(trained_run):
+    from studio.inference import ChatSession
+
+    with pytest.raises(TypeError, match="device lock"):
+        ChatSession(trained_run.model, trained_run.tokenizer, trained_run.data.chat_template, device_lock=None)
+
+
 def test_stream_gives_pieces_and_each_side_keeps_its_history(trained_run):
     from studio.inference import ChatSession
-    from studio.jobs import DeviceLock
+    from studio.device import DeviceLock
 
     chat = ChatSession.from_job(trained_run, generation=GEN, device_lock=DeviceLock(), system_prompt="Be brief.")
     pieces = list(chat.stream([], "What is the warranty?"))
@@ -84,7 +106,7 @@ def test_stream_gives_pieces_and_each_side_keeps_its_history(trained_run):
 
 def test_leaving_a_stream_early_frees_the_device(trained_run):
     from studio.inference import ChatSession
-    from studio.jobs import DeviceLock
+    from studio.device import DeviceLock
 
     lock = DeviceLock()
     chat = ChatSession.from_job(trained_run, generation=GenerationConfig(max_new_tokens=200), device_lock=lock)
@@ -98,13 +120,14 @@ def test_leaving_a_stream_early_frees_the_device(trained_run):
 
 
 def test_a_run_without_adapter_gives_a_plain_message(tmp_path):
+    from studio.device import DeviceLock
     from studio.inference import ChatError, ChatSession
 
     with pytest.raises(ChatError, match="no run folder"):
-        ChatSession.from_run(tmp_path / "nowhere")
+        ChatSession.from_run(tmp_path / "nowhere", device_lock=DeviceLock())
     run = tmp_path / "run"
     run.mkdir()
     make_cfg("demo").save(run / "config.yaml")
     (run / "state.json").write_text('{"state": "failed"}')
     with pytest.raises(ChatError, match="no adapter yet.*'failed'"):
-        ChatSession.from_run(run)
+        ChatSession.from_run(run, device_lock=DeviceLock())

@@ -64,8 +64,9 @@ def test_two_simultaneous_starts_give_exactly_one_run(tmp_path, studio_home):
 
 
 def test_chat_is_refused_while_training_and_works_after(tmp_path, studio_home):
+    from studio.device import DeviceBusy
     from studio.inference import ChatSession
-    from studio.jobs import DeviceBusy, JobManager
+    from studio.jobs import JobManager
 
     manager = JobManager()
     hold = Hold()

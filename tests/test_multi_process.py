@@ -43,7 +43,7 @@ def lora_b_norm(adapter_dir) -> float:
 def test_one_isolated_process_trains_and_streams_like_a_thread_job(tmp_path, tiny_dir, studio_home):
     from studio.jobs import JobManager
     from studio.training.launcher import SubprocessJob
-    from studio.training.metrics import MetricsLog
+    from studio.runs import MetricsLog
 
     manager = JobManager()
     job = manager.start(cfg_for(tmp_path, tiny_dir, isolate=True))
@@ -70,7 +70,7 @@ def test_two_gloo_processes_train_the_same_rows_as_one_at_twice_the_batch(tmp_pa
     """DDP on 2 processes at micro-batch 2 sees a step's 4 rows split in two: the same losses as one
     process at micro-batch 4 (the trainer averages over every rank's tokens)."""
     from studio.jobs import JobManager
-    from studio.training.metrics import MetricsLog
+    from studio.runs import MetricsLog
 
     manager = JobManager()
     two = manager.start(cfg_for(tmp_path / "a", tiny_dir, gpus=2, batch_size=2))

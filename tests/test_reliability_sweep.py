@@ -105,8 +105,9 @@ def test_bad_inputs_and_faults_end_in_messages_and_lose_nothing(tmp_path, studio
     from studio.config import ConfigError, DataConfig, StudioConfig
     from studio.data.pipeline import inspect, prepare
     from studio.data.types import DataError
+    from studio.device import DeviceBusy, DeviceLock
     from studio.inference import ChatError, ChatSession
-    from studio.jobs import DeviceBusy, DeviceLock, JobBusy, JobManager, workspace_output_dir
+    from studio.jobs import JobBusy, JobManager, workspace_output_dir
     from tiny import tiny_tokenizer
 
     user_errors = (DataError, ConfigError, ChatError, JobBusy, DeviceBusy)

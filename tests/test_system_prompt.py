@@ -26,7 +26,7 @@ def faq_with_system(path, n=8):
 
 @pytest.fixture(scope="module")
 def run_with_system(tmp_path_factory, tiny_dir):
-    from studio.jobs import DeviceLock
+    from studio.device import DeviceLock
     from studio.training import TrainingJob
 
     tmp = tmp_path_factory.mktemp("sysprompt")
@@ -44,7 +44,7 @@ def test_the_run_records_the_system_prompt_its_rows_used(run_with_system):
 
 def test_chat_from_the_run_sends_the_training_system_prompt(run_with_system):
     from studio.inference import ChatSession
-    from studio.jobs import DeviceLock
+    from studio.device import DeviceLock
 
     chat = ChatSession.from_run(run_with_system.run_dir, generation=GEN, device_lock=DeviceLock())
     sent = chat.prompt_text([], "How much is the kettle?")
@@ -85,12 +85,16 @@ def test_rows_with_different_system_prompts_are_described():
 def test_the_chat_tab_sends_the_training_prompt_unless_the_box_says_otherwise(tmp_path):
     """The app's chat handler: an empty box means the run's prompt; a typed one is sent instead."""
     from studio.config import StudioConfig
+    from studio.inference import ChatSession
     from studio.ui.app import AppOptions, build_app
     from studio.ui.services import Services
 
-    class Session:
+    class Session(ChatSession):     # the engine's session without a model: answers with the prompt it got
         has_adapter = True
         system_prompt = None
+
+        def __init__(self):
+            pass
 
         def stream(self, history, prompt, use_adapter=True):
             yield f"[{self.system_prompt}]"
@@ -113,3 +117,4 @@ def test_the_chat_tab_sends_the_training_prompt_unless_the_box_says_otherwise(tm
     assert last[1][-1]["content"] == f"[{SYSTEM}]"
     *_, last = fns["chat"]("Hi", [], [], str(run), "tuned", "Be brief.", "en", *values)
     assert last[1][-1]["content"] == "[Be brief.]"
+    assert svc.session.system_prompt is None     # set on this request's view, not on the shared session

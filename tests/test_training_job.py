@@ -110,7 +110,7 @@ def test_run_folder_holds_config_metrics_state_and_a_loadable_adapter(tmp_path):
     from peft import PeftModel
 
     from studio.config import StudioConfig
-    from studio.training import MetricsLog
+    from studio.runs import MetricsLog
 
     tok = tiny_tokenizer()
     job = run_job(tmp_path, max_steps=12, tok=tok)
@@ -263,3 +263,19 @@ def test_cpu_training_leaves_a_core_free_unless_told_otherwise(monkeypatch):
     assert cpu_training_threads() == max(1, _cores() - 1)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert cpu_training_threads() == 3
+
+
+def test_a_4bit_run_counts_its_packed_weights_in_full(tmp_path, tiny_dir):
+    """The job's parameter counts are models.parameter_counts': a 4-bit base has as many weights as a 16-bit one."""
+    pytest.importorskip("bitsandbytes")
+    from studio import models
+    from studio.config import ModelConfig
+    from studio.training import TrainingJob
+
+    cfg = make_cfg(write_data(tmp_path), max_steps=1)
+    cfg.model.source, cfg.model.quantization = str(tiny_dir), "4bit-nf4"
+    job = TrainingJob(cfg, tmp_path / "run").start()
+    assert job.join(120) and job.state == "done", job.message
+    plain = models.parameter_counts(models.load_model(ModelConfig(source=str(tiny_dir))))["total"]
+    assert job.info["trainable_params"] > 0
+    assert job.info["total_params"] == plain + job.info["trainable_params"]

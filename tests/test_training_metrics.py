@@ -8,7 +8,7 @@ import threading
 import torch
 
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-from studio.training.metrics import MetricsFollower, MetricsLog
+from studio.runs.metrics import MetricsFollower, MetricsLog
 
 
 def test_cursor_returns_every_row_exactly_once_while_a_writer_appends(tmp_path):
@@ -58,7 +58,7 @@ def test_follower_reads_a_file_another_process_is_writing_and_waits_for_whole_li
         rows, cursor = follower.since(cursor)
         assert rows == [{"step": 2, "loss": 0.5}, {"step": 3}] and cursor == 3
     assert follower.since(3) == ([], 3)
-    assert [r["step"] for r in MetricsLog.follow(path).since(1)[0]] == [2, 3]
+    assert [r["step"] for r in MetricsFollower(path).since(1)[0]] == [2, 3]
 
 
 def test_padded_batches_pad_to_the_longest_row_of_the_batch():

@@ -5,7 +5,7 @@ import gradio as gr
 import pytest
 
 from studio.config import ConfigError, StudioConfig
-from studio.training.metrics import MetricsLog
+from studio.runs import MetricsLog
 from studio.ui import plots
 from studio.ui.app import AppOptions, build_app
 from studio.ui.services import Services
@@ -175,7 +175,7 @@ def test_chat_during_training_is_refused_before_any_model_loads(tmp_path):
             job.active = True
             return job
 
-    from studio.jobs import DeviceBusy
+    from studio.device import DeviceBusy
     with pytest.raises(DeviceBusy) as e:
         Busy().chat_session(str(tmp_path), "zh")
     assert "正在训练" in e.value.render("zh")[0]         # the app shows engine errors in its language

@@ -142,3 +142,15 @@ def test_t_fills_placeholders_and_falls_back_to_english():
     assert t("data.page_of", "zh", page=2, pages=3, rows=9) == "第 2 / 3 页 · 共 9 行"
     assert t("data.page_of", "xx", page=2, pages=3, rows=9).startswith("Page 2 of 3")
     assert set(LANGS) == {"en", "zh"}
+
+
+def test_switching_language_leaves_choices_filled_at_run_time_alone():
+    """A list of runs (or of columns) starts empty and is filled from the engine; relabelling the page
+    must not send it back to empty, or the chosen run is refused as 'not in the list of choices'."""
+    labels = Labels("en")
+    with gr.Blocks():
+        runs = labels.make(gr.Dropdown, label="runs.open", choices=[])
+        mode = labels.make(gr.Radio, label="chat.mode", choices=[("chat.mode.compare", "compare")])
+    ups = dict(zip(map(id, labels.components), labels.updates("zh")))
+    assert "choices" not in ups[id(runs)] and ups[id(runs)]["label"] == t("runs.open", "zh")
+    assert ups[id(mode)]["choices"] == [(t("chat.mode.compare", "zh"), "compare")]

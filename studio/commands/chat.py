@@ -113,13 +113,15 @@ def _quiet_libraries() -> None:
 
 
 def run(args) -> int:
+    from ..device import DeviceBusy, DeviceLock
     from ..inference import ChatError, ChatSession
 
     _quiet_libraries()
     try:
         generation = _generation(args, args.run)
         print(f"Loading the run in {args.run} ...", file=sys.stderr)
-        chat = ChatSession.from_run(args.run, generation=generation, system_prompt=args.system)
+        chat = ChatSession.from_run(args.run, generation=generation, device_lock=DeviceLock(),
+                                    system_prompt=args.system)
         if chat.system_prompt:
             origin = "as given with --system" if args.system is not None else "the one the run was trained with"
             print(f"System prompt ({origin}): {chat.system_prompt}", file=sys.stderr)

@@ -26,12 +26,13 @@ def add_parser(sub):
 def run(args) -> int:
     from pathlib import Path
 
+    from ..device import DeviceLock
     from ..evaluation import evaluate, load_prompts, validation_loss, write_csv
 
     try:
         prompts = load_prompts(args.prompts)
         rows = []
-        for row in evaluate(args.runs, prompts, args.max_new_tokens):
+        for row in evaluate(args.runs, prompts, args.max_new_tokens, device_lock=DeviceLock()):
             rows.append(row)
             print(f"[{len(rows)}/{len(prompts)}] {row['prompt']}")
             if row["reference"]:

@@ -18,7 +18,6 @@ from .messages import parse_turns, tools_of
 from .messages import type_name as _type_name
 from .types import Conversation, DataError, Problem
 
-SHAPES = ("alpaca", "sharegpt", "messages", "prompt_completion", "text", "preference")
 # Shapes that are one family: a file may mix them, since the same reader takes both.
 _FAMILY = {"sharegpt": "conversation", "messages": "conversation"}
 SHAPE_WORDS = {"alpaca": "alpaca (instruction/output)", "sharegpt": "a conversation", "messages": "a conversation",

@@ -23,7 +23,7 @@ from .stats import token_stats
 from .template_features import keep_supported_tools, place_reasoning
 from .types import Conversation, DataError, DataReport, EncodedRow, PreparedData, Problem
 
-__all__ = ["inspect", "prepare", "split_rows", "validation_count", "mapping_of"]
+__all__ = ["inspect", "prepare", "validation_count", "mapping_of"]
 
 
 def mapping_of(cfg: DataConfig) -> dict:
@@ -36,14 +36,6 @@ def validation_count(n: int, validation: float) -> int:
         return 0
     k = int(validation) if validation >= 1 else max(1, round(n * validation))
     return min(k, n - 1)
-
-
-def split_rows(rows: list, validation: float, seed: int) -> tuple[list, list]:
-    """A seeded shuffle, then (train, validation)."""
-    rows = list(rows)
-    random.Random(seed).shuffle(rows)
-    k = validation_count(len(rows), validation)
-    return rows[k:], rows[:k]
 
 
 def _segments(tokenizer, ids: list[int], labels: list[int], text: str, ends: list[int]) -> list[list]:

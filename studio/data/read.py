@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .. import paths
+from ..offline import hub_offline
 from .duplicate_keys import DuplicateKeys
 from .encodings import decode_bytes
 from .types import DataError, Problem
@@ -29,6 +30,9 @@ from .types import DataError, Problem
 DEFAULT_MAX_BYTES = 500 * 1024 * 1024
 KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv",
          ".parquet": "parquet", ".pq": "parquet"}
+# Every file name the studio reads (the app's upload and file checks use this list): the kinds above,
+# and .txt, whose content tells which it is (JSON lines, JSON or a table).
+EXTENSIONS = tuple(KINDS) + (".txt",)
 # owner/name or a bare dataset name: letters, digits, - _ . only, no file extension we know of
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
@@ -288,13 +292,8 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     return bool(result and result[0])
 
 
-def _env_offline() -> bool:
-    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
-               for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
 def _read_hub(dataset_id: str) -> ReadResult:
-    offline = _env_offline()
+    offline = hub_offline(datasets=True)
     if not offline and not _hub_reachable():
         raise _offline_error(dataset_id)
     try:

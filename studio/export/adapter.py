@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ..training.run_folder import RunFolder
+from ..runs import RunFolder
 from .files import ExportError, side_path
 
 # The Hub repository the built-in model's GGUF was converted from.

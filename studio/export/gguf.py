@@ -129,7 +129,7 @@ def write_gguf(model: Any, tokenizer: Any, template: str, path: Path, kind: str 
 def export_gguf(run_dir: str | Path, final: Path, kind: str = "f16", progress: Callable[[str], None] = print) -> Path:
     from ..model_size import config_facts
     from ..model_sources import resolve_source
-    from ..training.run_folder import RunFolder
+    from ..runs import RunFolder
     from .merge import merged_model
 
     cfg = RunFolder(run_dir).config()

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from ..offline import hub_offline
 from .files import ExportError
 
 
@@ -30,11 +31,6 @@ def _token(token: str | None) -> str:
     return saved
 
 
-def _offline() -> bool:
-    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
-               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
 def push_run(run_dir: str | Path, what: str, repo_id: str, token: str | None = None, private: bool = True,
              progress: Callable[[str], None] = print) -> str:
     """Upload the run's portable adapter folder or its merged model to ``repo_id``; returns its URL."""
@@ -45,7 +41,7 @@ def push_run(run_dir: str | Path, what: str, repo_id: str, token: str | None = N
         raise ExportError("'{repo}' is not a Hub repository name; use the form your-name/model-name.",
                           code="export.bad_repo", repo=repo_id)
     token = _token(token)
-    if _offline():
+    if hub_offline():
         raise ExportError("This computer is set to work offline (HF_HUB_OFFLINE=1), so nothing can be pushed.",
                           code="export.offline")
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..training.run_folder import RunFolder
+from ..runs import RunFolder
 from .files import ExportError, check_free_space, side_path
 
 DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}

@@ -1,13 +1,11 @@
-"""Fine-tuning runs: the job (a background thread), its callbacks, the metrics log and the run folder.
+"""Fine-tuning runs: the job (a background thread) and its callbacks.
 
-The job manager in ``studio/jobs.py`` starts and owns jobs; chat lives in ``studio/inference.py``.
+The job manager in ``studio/jobs.py`` starts and owns jobs; chat lives in ``studio/inference.py``;
+the run folder a job writes (and its metrics log) in ``studio/runs/``.
 """
 
 from .callbacks import MetricsCallback, Progress, StopCallback
 from .job import ACTIVE_STATES, DONE, FAILED, FINAL_STATES, LOADING, PENDING, SAVING, STOPPED, TRAINING, TrainingJob
-from .metrics import MetricsFollower, MetricsLog
-from .run_folder import RunFolder, list_run_folders
 
 __all__ = ["ACTIVE_STATES", "DONE", "FAILED", "FINAL_STATES", "LOADING", "PENDING", "SAVING", "STOPPED",
-           "TRAINING", "MetricsCallback", "MetricsFollower", "MetricsLog", "Progress", "RunFolder",
-           "StopCallback", "TrainingJob", "list_run_folders"]
+           "TRAINING", "MetricsCallback", "Progress", "StopCallback", "TrainingJob"]

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from transformers import TrainerCallback
 
 from .gpu_memory import gpu_memory_gb
-from .metrics import MetricsLog
+from ..runs import MetricsLog
 
 
 @dataclass
@@ -30,7 +30,6 @@ class Progress:
     tokens_seen: int = 0
     last_loss: float | None = None
     last_eval_loss: float | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def fraction(self) -> float:

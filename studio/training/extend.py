@@ -16,7 +16,7 @@ from typing import Any
 
 from ..config import StudioConfig, merge
 from .resume import ResumeError
-from .run_folder import RunFolder
+from ..runs import RunFolder
 
 
 def load_adapter_weights(peft_model: Any, adapter_dir: str | Path) -> None:

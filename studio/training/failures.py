@@ -7,17 +7,7 @@ from pathlib import Path
 
 from ..config import StudioConfig
 from ..errors import ConfigError, DataError, StudioError, TrainingFailed
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    try:
-        import torch
-        if isinstance(exc, torch.OutOfMemoryError):
-            return True
-    except (ImportError, AttributeError):
-        pass
-    text = str(exc).lower()
-    return isinstance(exc, MemoryError) or "out of memory" in text or "cuda error: out of memory" in text
+from ..out_of_memory import is_out_of_memory
 
 
 def _on_gpu(exc: BaseException) -> bool:

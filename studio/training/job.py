@@ -30,11 +30,10 @@ from typing import Any, Iterable
 
 from ..config import StudioConfig
 from ..models import free_gpu
+from ..runs import MetricsLog, RunFolder
 from .callbacks import MetricsCallback, Progress, StopCallback
 from .failures import explain
 from .gpu_memory import forget_optimizer_globals, gpu_memory_gb, gpu_snapshot
-from .metrics import MetricsLog
-from .run_folder import RunFolder
 
 _log = logging.getLogger("studio.training")
 
@@ -104,7 +103,7 @@ class TrainingJob:
 
     A ``PeftModel`` passed in is unloaded to its base first: every run trains a fresh adapter.
     ``callbacks`` are extra ``TrainerCallback``s. ``device_lock`` is the lock shared with chat
-    (see ``studio.jobs.DeviceLock``); the job holds it from loading to the end of saving.
+    (``studio.device.DeviceLock``); the job holds it from loading to the end of saving.
     """
 
     def __init__(self, cfg: StudioConfig, run_dir: str | Path | RunFolder | None = None, model: Any = None,
@@ -298,53 +297,78 @@ class TrainingJob:
         self._set(STOPPED, "Stopped before training began; nothing was trained.")
 
     def _train(self, log) -> None:
+        """The run's steps in order. A stop asked for while loading ends it before training begins."""
         import torch
-        from transformers import PrinterCallback, set_seed
 
-        from .. import models
-        from .args import build_training_args
-        from .attention import resolve_attention, set_attention
-        from .collator import encoded_dataset
-
-        cfg = self.cfg
         log.info("Run folder: %s", self.run.path)
         self._set(LOADING, "Loading the tokenizer.")
+        self._setup_tokenizer()
+        data = self._setup_data(log)
+        if self._stop.is_set():
+            return self._finish_stopped_early(log)
+        model = self._load_model()
+        if self._stop.is_set():
+            self.model = None if self._owns_model else model
+            return self._finish_stopped_early(log)
+        on_cuda = torch.cuda.is_available()
+        resolved = self._setup_model(model, data, on_cuda, log)
+        del model                      # the PeftModel on self holds it from here
+        trainer, metrics_cb, stop_cb = self._setup_trainer(data, resolved, log)
+        try:
+            self._run(trainer, stop_cb, data, on_cuda, log)
+        finally:
+            trainer.callback_handler.callbacks.clear()
+            del trainer                # the optimizer state goes with it, before the adapter is saved
+            gc.collect()
+        self._save(metrics_cb, stop_cb.stopped_at is not None, on_cuda, log)
+
+    def _setup_tokenizer(self) -> None:
         if self.tokenizer is None:
-            self.tokenizer = models.load_tokenizer(cfg.model)
-        tokenizer = self.tokenizer
+            from .. import models
+            self.tokenizer = models.load_tokenizer(self.cfg.model)
+
+    def _setup_data(self, log) -> Any:
+        """Read, render and mask the rows (unless passed in), and record what the run was trained on."""
+        from ..data.system_prompt import record as record_system_prompt
 
         if self.data is None:
             from ..data.pipeline import prepare
             self._set(message="Reading and preparing the training data.")
-            self.data = prepare(cfg.data, tokenizer, cfg.training.seed)
+            self.data = prepare(self.cfg.data, self.tokenizer, self.cfg.training.seed)
         data = self.data
         self.chat_template = data.chat_template
-        from ..data.system_prompt import record as record_system_prompt
         record_system_prompt(self.run.path, data)    # chat sends the system prompt the rows were trained with
         self._record_fingerprint(data, log)
-        self.progress.total_steps = estimate_total_steps(cfg, len(data.train))
+        self.progress.total_steps = estimate_total_steps(self.cfg, len(data.train))
         log.info("Data: %d training rows, %d validation rows, template %s.",
                  len(data.train), len(data.validation), data.template_name)
         if getattr(data.report, "message", ""):
             log.info("Data report: %s", data.report.message)
-        if self._stop.is_set():
-            return self._finish_stopped_early(log)
+        return data
 
+    def _load_model(self) -> Any:
+        """The base model: loaded from the config, or the one passed in without a previous run's LoRA."""
         self._set(message="Loading the model.")
-        model = self.model
-        if model is None:
-            model = models.load_model(cfg.model, for_training=True)
-        else:
-            from peft import PeftModel
-            if isinstance(model, PeftModel):
-                model = model.unload()  # a previous run's model: start from its clean base
-        if self._stop.is_set():
-            self.model = None if self._owns_model else model
-            return self._finish_stopped_early(log)
+        if self.model is None:
+            from .. import models
+            return models.load_model(self.cfg.model, for_training=True)
+        from peft import PeftModel
+        if isinstance(self.model, PeftModel):
+            return self.model.unload()  # a previous run's model: start from its clean base
+        return self.model
 
+    def _setup_model(self, model: Any, data: Any, on_cuda: bool, log) -> Any:
+        """Resolve the trainer's arguments, pick the attention, add the LoRA adapters (optionally starting
+        from an earlier adapter) and record what was chosen in ``self.info``. Returns the resolved args."""
+        from transformers import set_seed
+
+        from .. import models
+        from .args import build_training_args
+        from .attention import resolve_attention, set_attention
+
+        cfg = self.cfg
         self._set(message="Adding the LoRA adapters.")
         set_seed(cfg.training.seed)     # LoRA's A matrices are random: the same seed gives the same run
-        on_cuda = torch.cuda.is_available()
         has_val = len(data.validation) > 0
         resolved = build_training_args(cfg, str(self.run.checkpoints_dir), on_cuda,
                                        models.resolve_dtype(cfg.model), has_val, len(data.train))
@@ -353,7 +377,6 @@ class TrainingJob:
                                                            getattr(model, "config", None)))
         peft_model = models.apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing != "off")
         self._peft_model = self.model = peft_model
-        del model
         if self.init_adapter is not None:
             from .extend import load_adapter_weights
             load_adapter_weights(peft_model, self.init_adapter)
@@ -361,8 +384,8 @@ class TrainingJob:
 
         for note in resolved.notes:
             log.info(note)
-        trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in peft_model.parameters())
+        counts = models.parameter_counts(peft_model)      # 4-bit packed weights counted as real weights
+        trainable, total = counts["trainable"], counts["total"]
         self.info = {"device": "cuda" if on_cuda else "cpu", "precision": resolved.precision,
                      "optimizer": resolved.optimizer, "notes": resolved.notes, "attention": attention,
                      "padding_free": padding_free, "fused_kernels": resolved.args.use_liger_kernel,
@@ -373,18 +396,33 @@ class TrainingJob:
                  "%s of %s parameters trainable.", self.info["device"], resolved.precision, resolved.optimizer,
                  attention, "padding-free" if padding_free else "padded",
                  "on" if resolved.args.use_liger_kernel else "off", f"{trainable:,}", f"{total:,}")
+        return resolved
+
+    def _setup_trainer(self, data: Any, resolved: Any, log) -> tuple:
+        """The SFTTrainer with the studio's callbacks, and the layers to checkpoint decided.
+        Returns (trainer, metrics callback, stop callback)."""
+        from transformers import PrinterCallback
+
+        from .collator import encoded_dataset
+        from .resume import CompleteCheckpointMark
 
         metrics_cb = MetricsCallback(self.metrics, self.progress, on_row=self._on_row)
         stop_cb = StopCallback(self._stop)
-        from .resume import CompleteCheckpointMark
-        trainer = _sft_trainer(peft_model, resolved.args, tokenizer, encoded_dataset(data.train),
+        has_val = len(data.validation) > 0
+        trainer = _sft_trainer(self._peft_model, resolved.args, self.tokenizer, encoded_dataset(data.train),
                                encoded_dataset(data.validation) if has_val else None,
                                [metrics_cb, stop_cb, CompleteCheckpointMark(), *self.extra_callbacks],
                                resolved.precision)
-        self._checkpoint_layers(trainer, peft_model, data.train, resolved, log)
+        self._checkpoint_layers(trainer, self._peft_model, data.train, resolved, log)
         # The trainer prints each log dict to stdout when progress bars are off; the rows go to
         # metrics.jsonl and train.log instead.
         trainer.remove_callback(PrinterCallback)
+        return trainer, metrics_cb, stop_cb
+
+    def _run(self, trainer: Any, stop_cb: StopCallback, data: Any, on_cuda: bool, log) -> None:
+        """Train (from the checkpoint when resuming), then the one evaluation when ``eval_steps`` is 0."""
+        import torch
+
         threads_before = torch.get_num_threads()
         if not on_cuda:
             threads = cpu_training_threads()
@@ -399,21 +437,24 @@ class TrainingJob:
                 self._set(TRAINING, "Training.")
             trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
             stopped = stop_cb.stopped_at is not None
-            if has_val and not stopped and cfg.training.eval_steps == 0:
+            if len(data.validation) > 0 and not stopped and self.cfg.training.eval_steps == 0:
                 self._set(message="Measuring the validation loss.")
                 trainer.evaluate()     # the one evaluation at the end when eval_steps is 0
         finally:
             torch.set_num_threads(threads_before)
-            trainer.callback_handler.callbacks.clear()
-            del trainer                # the optimizer state goes with it
-            gc.collect()
+
+    def _save(self, metrics_cb: MetricsCallback, stopped: bool, on_cuda: bool, log) -> None:
+        """Save the adapter, leave the model ready for chat, and record the outcome."""
+        from .attention import set_attention
 
         self._set(SAVING, "Saving the adapter.")
+        peft_model = self._peft_model
         set_attention(peft_model, "sdpa")    # generation passes no row boundaries
-        self._save_adapter(peft_model, tokenizer, data.chat_template)
+        self._save_adapter(peft_model, self.tokenizer, self.data.chat_template)
         peft_model.config.use_cache = True   # the trainer turned the cache off; chat wants it
         self.result = self._result(metrics_cb, stopped)
         if on_cuda:
+            import torch
             self.info["gpu_mem_peak_reserved_gb"] = gpu_memory_gb()[1]
             self.info["gpu_mem_peak_allocated_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
         p = self.progress

@@ -32,7 +32,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from ..config import StudioConfig
-from .run_folder import RunFolder
+from ..runs import RunFolder
 
 FINGERPRINT = "fingerprint.json"
 COMPLETE_MARK = "studio-complete.json"

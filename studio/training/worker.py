@@ -33,7 +33,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from . import distributed as dist_info
-from .run_folder import RunFolder
+from ..runs import RunFolder
 
 ERROR_MARK = "STUDIO-RANK-ERROR"
 MEMORY_MARK = "STUDIO-RANK-MEMORY"

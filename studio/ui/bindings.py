@@ -5,6 +5,9 @@ how its value turns back into the config. Tabs ask ``Bindings.widget(section, na
 widget, so labels, help text (the config's own ``field_help``), choices and elem_ids come
 from here and from ``i18n``; handlers get all widgets as ``Bindings.inputs`` and turn the
 values into a ``StudioConfig`` with ``to_config``.
+
+One ``Bindings`` serves every browser session, so it holds no per-user state: what differs between
+users (the target-module choices of the model each one checked) is passed in from a ``gr.State``.
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ from typing import Any, Callable, Sequence
 
 import gradio as gr
 
-from studio.config import LIMITS, SECTIONS, StudioConfig, field_choices, merge
+from studio.config import ALL_LINEAR, LIMITS, SECTIONS, StudioConfig, field_choices, merge
+from studio.data.read import EXTENSIONS
 
 from .i18n import Help, Labels, t
 
-ALL_LINEAR = "all-linear"
 # Shown before a model is loaded; replaced by the model's real linear layers after loading.
 COMMON_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -153,7 +156,7 @@ def data_kind(file: str) -> str:
     s = (file or "").strip()
     if s in ("", "demo"):
         return "demo"
-    if s.startswith(("/", ".", "~")) or Path(s).suffix.lower() in (".jsonl", ".json", ".csv", ".tsv", ".parquet"):
+    if s.startswith(("/", ".", "~")) or Path(s).suffix.lower() in EXTENSIONS:
         return "file"
     return "hub"
 
@@ -188,7 +191,6 @@ class Bindings:
         self.initial = cfg
         self.labels = labels
         self.widgets: dict[str, list[gr.components.Component]] = {}
-        self.module_choices: list[str] = list(COMMON_MODULES)
 
     # ---- building ------------------------------------------------------------------
     def widget(self, section: str, name: str, **kw) -> Any:
@@ -228,7 +230,7 @@ class Bindings:
         if spec.kind == "text":
             return L.make(gr.Textbox, value=value, **common)
         if spec.kind == "modules":
-            choices = [ALL_LINEAR] + self.module_choices
+            choices = [ALL_LINEAR] + COMMON_MODULES
             sel = module_selection(value)
             choices += [m for m in sel if m not in choices]
             return L.make(gr.CheckboxGroup, choices=choices, value=sel, **common)
@@ -295,8 +297,10 @@ class Bindings:
         Raises ConfigError with a plain message for a value of the wrong type."""
         return merge(base or self.initial, self.to_overrides(values))
 
-    def to_updates(self, cfg: StudioConfig, keep: Callable[[str], bool] = lambda key: False) -> list:
-        """gr.update()s that make the widgets show ``cfg`` (``keep(key)`` True: leave that field alone)."""
+    def to_updates(self, cfg: StudioConfig, keep: Callable[[str], bool] = lambda key: False,
+                   module_choices: Sequence[str] | None = None) -> list:
+        """gr.update()s that make the widgets show ``cfg`` (``keep(key)`` True: leave that field alone).
+        ``module_choices``: the target modules this user's checked model has (default: the common names)."""
         out: list = []
         for spec in SPECS:
             if spec.key not in self.widgets:
@@ -312,10 +316,8 @@ class Bindings:
                 out += [gr.update(value=kind), gr.update(value="" if builtin else value, visible=not builtin)]
             elif spec.kind == "modules":
                 sel = module_selection(value)
-                choices = [ALL_LINEAR] + self.module_choices
+                choices = [ALL_LINEAR] + list(module_choices or COMMON_MODULES)
                 out.append(gr.update(choices=choices + [m for m in sel if m not in choices], value=sel))
-            elif spec.kind == "dropdown" and spec.section == "data" and spec.name.endswith("_column"):
-                out.append(gr.update(value=value))
             else:
                 out.append(gr.update(value=value))
         return out
@@ -345,6 +347,6 @@ def _num(x: float) -> str:
     return f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e18 else f"{x:g}"
 
 
-def command_for(cfg: StudioConfig, config_path: str = "studio-config.yaml") -> str:
+def command_for(config_path: str = "studio-config.yaml") -> str:
     """The shell command that repeats this run headless, with the YAML saved at ``config_path``."""
     return f"studio train --config {shlex.quote(config_path)}"

@@ -81,9 +81,6 @@ class Labels:
     def __call__(self, key: str, **fmt: Any) -> str:
         return t(key, self.lang, **fmt)
 
-    def choices(self, pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-        return [(t(k, self.lang), v) for k, v in pairs]
-
     def make(self, cls: type, **kw: Any) -> Any:
         """Build ``cls`` with translatable attributes given as keys (``label="tab.model"``,
         ``info=Help(...)``, ``choices=[(key, value)]``, ``text=KEY`` for the value of a Button or
@@ -120,6 +117,6 @@ class Labels:
 
 
 def _translatable(attr: str, spec: Any) -> bool:
-    if attr == "choices":
-        return isinstance(spec, list) and all(isinstance(p, tuple) and len(p) == 2 for p in spec)
+    if attr == "choices":   # an empty list is filled at run time (runs, columns): a relabel must not empty it
+        return isinstance(spec, list) and bool(spec) and all(isinstance(p, tuple) and len(p) == 2 for p in spec)
     return isinstance(spec, (str, Help))

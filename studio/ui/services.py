@@ -8,11 +8,9 @@ Everything here is plain Python (no gradio), kept out of the tab modules so they
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import threading
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +18,6 @@ from studio import paths
 from studio.config import ConfigError, ModelConfig, StudioConfig
 from studio.device import device_word
 from studio.errors import DataError, DeviceBusy, ExportError
-
-_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ (?P<level>[A-Z]+) (?P<name>\S+?):")
-UPLOAD_EXTS = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
 
 
 def _release_memory() -> None:
@@ -197,12 +192,12 @@ class Services:
         """Move an uploaded file from Gradio's temp folder into the workspace's uploads folder (a move,
         not a copy: the temp folder is in the workspace too, and a big file should not sit there twice).
         A file the studio cannot use is deleted, temp copy included, and refused with the reason."""
+        from studio.data.read import DEFAULT_MAX_BYTES, EXTENSIONS
         src = Path(getattr(file, "name", None) or str(file))
-        if src.suffix.lower() not in UPLOAD_EXTS:
+        if src.suffix.lower() not in EXTENSIONS:
             self.discard_upload(src)
             raise DataError("'{name}' is not a data file the studio reads. Use one of: {kinds}.", code="data.upload_kind",
-                            name=src.name, kinds=", ".join(UPLOAD_EXTS))
-        from studio.data.read import DEFAULT_MAX_BYTES
+                            name=src.name, kinds=", ".join(EXTENSIONS))
         size = src.stat().st_size
         if size > DEFAULT_MAX_BYTES:
             self.discard_upload(src)
@@ -272,31 +267,16 @@ class Services:
 
     @staticmethod
     def log_tail(run_dir: str, lines: int = 40) -> str:
-        """The end of a run's train.log, without the libraries' INFO chatter (config dumps, file
-        lists): the studio's own notes, and every warning or error with its traceback."""
-        try:
-            with open(Path(run_dir) / "train.log", "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 256 * 1024))
-                text = f.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
-        kept, keep = [], False
-        for line in text.splitlines():
-            m = _LOG_LINE.match(line)
-            if m:
-                keep = m.group("name").startswith("studio") or m.group("level") in ("WARNING", "ERROR", "CRITICAL")
-            if keep:
-                kept.append(line)
-        return "\n".join(kept[-lines:])
+        """The end of a run's train.log: the studio's notes, warnings and errors."""
+        from studio.runs import RunFolder
+        return RunFolder(run_dir).log_tail(lines)
 
     # ---- runs ---------------------------------------------------------------------------
     def all_runs(self) -> list[dict]:
         out = []
         for r in self.manager().runs():
-            path = r.get("run_dir", "")
-            out.append({**r, "path": path, "name": r.get("name") or Path(path).name,
-                        "has_adapter": (Path(path) / "adapter" / "adapter_config.json").is_file()})
+            path = r["run_dir"]
+            out.append({**r, "path": path, "name": r.get("name") or Path(path).name})
         return out
 
     def chat_runs(self) -> list[dict]:
@@ -304,25 +284,24 @@ class Services:
 
     @staticmethod
     def run_name(path: str) -> str:
-        return Path(path).name
+        from studio.runs import RunFolder
+        return RunFolder(path).name
 
     @staticmethod
     def run_metrics(path: str) -> list[dict]:
-        from studio.training.metrics import MetricsLog
-        return MetricsLog.read(Path(path) / "metrics.jsonl")
+        from studio.runs import RunFolder
+        return RunFolder(path).metrics()
 
     @staticmethod
     def run_config_text(path: str) -> str:
-        try:
-            return (Path(path) / "config.yaml").read_text(encoding="utf-8")
-        except OSError:
-            return ""
+        from studio.runs import RunFolder
+        return RunFolder(path).config_text()
 
     def export_adapter(self, path: str, lang: str = "en") -> Path:
         """Zip a run's adapter folder (its base named by the Hub id) into the workspace's exports folder.
         An earlier zip of the same run is kept: the new one gets a numbered name."""
-        adapter = Path(path or "") / "adapter"
-        if not path or not (adapter / "adapter_config.json").is_file():
+        from studio.runs import RunFolder
+        if not path or not RunFolder(path).has_adapter():
             raise ExportError("The run {name} has no saved adapter yet; export it once it has finished or stopped.",
                               code="export.no_adapter", name=Path(path or "").name)
         return self.export_run(path, "adapter")
@@ -365,7 +344,8 @@ class Services:
 
     @staticmethod
     def run_config(path: str) -> StudioConfig:
-        return StudioConfig.load(Path(path) / "config.yaml")
+        from studio.runs import RunFolder
+        return RunFolder(path).config()
 
     @staticmethod
     def settings_differences(paths_: list[str]) -> list[list]:
@@ -374,7 +354,7 @@ class Services:
         settings = []
         for p in paths_:
             try:
-                settings.append(relevant_settings(StudioConfig.load(Path(p) / "config.yaml")))
+                settings.append(relevant_settings(Services.run_config(p)))
             except ConfigError:
                 settings.append({})
         keys = sorted({k for s in settings for k in s})
@@ -392,7 +372,8 @@ class Services:
         # The answer length chat uses for the first run (its generation settings).
         first = self.run_config(paths_[0]).generation.max_new_tokens if paths_ else 200
         self.eval_stop.clear()
-        return evaluate(list(paths_), prompts, max_new_tokens=first, stop=self.eval_stop)
+        return evaluate(list(paths_), prompts, max_new_tokens=first, stop=self.eval_stop,
+                        device_lock=self.manager().device_lock)
 
     # ---- chat ---------------------------------------------------------------------------
     @staticmethod
@@ -411,16 +392,13 @@ class Services:
         if job is not None and job.active:
             raise DeviceBusy("Training is using the {device}; chat will be available when it finishes or is stopped.",
                              code="device.training", device=device_word())
-        self.manager().device_lock.check_free_elsewhere("Chat")   # `studio train` in a terminal has the device
+        lock = self.manager().device_lock
+        lock.check_free_elsewhere("Chat")   # `studio train` in a terminal has the device
         with self._lock:
             if self._chat is not None and self._chat[0] == run_dir:
                 return self._chat[1]
             self._chat = None
             _release_memory()
-            if (job is not None and not job.active and str(job.run_dir) == run_dir
-                    and getattr(job, "model", None) is not None):
-                session = inference.ChatSession.from_job(job)
-            else:
-                session = inference.ChatSession.from_run(run_dir)
+            session = inference.ChatSession.for_run(run_dir, device_lock=lock, job=job)
             self._chat = (run_dir, session)
             return session

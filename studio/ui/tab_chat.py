@@ -121,16 +121,16 @@ def wire(ctx) -> None:
             return
         gen = B.to_config(values).generation
         yield gr.skip(), gr.skip(), gr.skip(), t("chat.loading", lang)
-        session = svc.chat_session(run, lang)   # the question stays in the box until this worked
+        # The loaded model is shared by every browser session; these settings are this request's only.
+        # Empty system prompt: the one the run was trained with (also for API callers that leave it out).
+        session = svc.chat_session(run, lang).using(   # the question stays in the box until this worked
+            gen, (system_prompt or "").strip() or svc.training_system_prompt(run))
         sides = [("tuned", True)] if mode == "tuned" else [("base", False), ("tuned", True)]
         hist = {"base": list(base_hist or []), "tuned": list(tuned_hist or [])}
         prior = {k: history_to_messages(v) for k, v in hist.items()}
         for side, _ in sides:
             hist[side] = hist[side] + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         yield hist["base"], hist["tuned"], "", t("chat.thinking", lang)
-        session.generation = gen   # one answer at a time (GPU slot), so setting these per request is safe
-        # Empty: the prompt the run was trained with (also for API callers that leave it out).
-        session.system_prompt = (system_prompt or "").strip() or svc.training_system_prompt(run)
         for side, use_adapter in sides:
             text = ""
             for piece in session.stream(prior[side], message, use_adapter=use_adapter):

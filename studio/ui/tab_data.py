@@ -13,13 +13,14 @@ import gradio as gr
 
 from studio.config import merge
 from studio.errors import DataError
+from studio.data.read import EXTENSIONS
 
 from . import plots, views
 from .common import guarded
 from .i18n import t
 
 PAGE_SIZE = 20
-FILE_TYPES = [".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt"]
+FILE_TYPES = list(EXTENSIONS)
 
 
 def build(ctx) -> SimpleNamespace:

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from . import views
+from .bindings import ALL_LINEAR, COMMON_MODULES
 from .common import GPU, guarded
 from .i18n import t
 
@@ -43,6 +44,9 @@ def build(ctx) -> SimpleNamespace:
                 ui.gpus_found = gr.Markdown(elem_id="model-gpus", elem_classes=["card"])
                 ui.summary = gr.Markdown(L("model.not_loaded"), elem_id="model-summary", elem_classes=["card"])
                 ui.memory = gr.Markdown("", elem_id="model-memory", elem_classes=["card"], visible=False)
+        # This browser session's target-module choices: the checked model's linear layers (other tabs
+        # read it when they redraw the modules). Per session: two people check two different models.
+        ui.module_choices = gr.State(list(COMMON_MODULES))
     return ui
 
 
@@ -55,21 +59,21 @@ def wire(ctx) -> None:
     ui.quant.change(lambda q: gr.update(visible=str(q).startswith("4bit")), ui.quant, ui.double_quant,
                     queue=False, show_progress="hidden", api_visibility="private")
 
-    @guarded(3)
-    def load_model(lang, *values):
+    @guarded(4)
+    def load_model(lang, choices, *values):
         """Load the chosen base model, describe it, update the target-module choices, free it again."""
         cfg = B.to_config(values)
         summary = svc.inspect_model(cfg.model)
-        B.module_choices = list(summary.get("linear_names") or B.module_choices)
+        choices = list(summary.get("linear_names") or choices)
         current = B.to_overrides(values)["lora"]["target_modules"]
-        sel = ["all-linear"] if current == "all-linear" else [m for m in current if m in B.module_choices]
+        sel = [ALL_LINEAR] if current == ALL_LINEAR else [m for m in current if m in choices]
         mem = views.memory(svc.memory(cfg), lang)
         return (views.model_summary(summary, lang), gr.update(value=mem, visible=bool(mem)),
-                gr.update(choices=["all-linear"] + B.module_choices, value=sel or ["all-linear"]))
+                gr.update(choices=[ALL_LINEAR] + choices, value=sel or [ALL_LINEAR]), choices)
 
-    B.named(load_model, "lang")
-    ui.load_btn.click(load_model, [ctx.lang] + B.inputs, [ui.summary, ui.memory, modules],
-                      api_name="load_model", **GPU)
+    B.named(load_model, "lang", "module_choices")
+    ui.load_btn.click(load_model, [ctx.lang, ui.module_choices] + B.inputs,
+                      [ui.summary, ui.memory, modules, ui.module_choices], api_name="load_model", **GPU)
 
     @guarded(3)
     def describe(lang):

@@ -137,14 +137,15 @@ def wire(ctx) -> None:
                         **GPU)
 
     @guarded(len(B.inputs) + 1)
-    def use_settings(path, lang):
+    def use_settings(path, lang, module_choices=None):
         """Load the chosen run's config into the Model, Data and Settings tabs."""
         from studio.config import merge
         # A new run gets a new folder: the old run's own folder is not carried over.
         cfg = merge(svc.run_config(path), {"training": {"output_dir": ""}})
-        return (t("runs.settings_loaded", lang), *B.to_updates(cfg))
+        return (t("runs.settings_loaded", lang), *B.to_updates(cfg, module_choices=module_choices))
 
-    ui.use_btn.click(use_settings, [ui.open, ctx.lang], [ui.action_status] + B.inputs, api_name="use_run_settings")
+    ui.use_btn.click(use_settings, [ui.open, ctx.lang, ctx.model.module_choices], [ui.action_status] + B.inputs,
+                     api_name="use_run_settings")
 
     @guarded(2)
     def export_other(path, kind, lang):

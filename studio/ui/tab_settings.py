@@ -97,34 +97,36 @@ def build(ctx) -> SimpleNamespace:
             ui.apply_yaml = L.make(gr.Button, text="settings.apply_yaml", size="sm", elem_id="settings-apply-yaml")
         with L.add(gr.Accordion(L("settings.command"), open=False, elem_id="settings-command-box"),
                    label="settings.command"):
-            ui.command = L.make(gr.Code, label="settings.command", value=views.command_text(ctx.initial, L.lang),
+            ui.command = L.make(gr.Code, label="settings.command", value=views.command_text(L.lang),
                                 language="shell", interactive=False, lines=3, elem_id="settings-command")
     return ui
 
 
 def wire(ctx) -> None:
     ui, B, svc = ctx.settings, ctx.bind, ctx.svc
+    modules = ctx.model.module_choices      # this session's target-module choices (a gr.State)
 
     @guarded(len(B.inputs) + 1)
-    def apply_preset(name, lang, *values):
+    def apply_preset(name, lang, modules, *values):
         """Fill every setting from a preset (the model and data chosen in their tabs stay)."""
         if not name:
             return tuple(gr.skip() for _ in range(len(B.inputs) + 1))
         cfg = load_preset(name, base=B.to_config(values))
-        return (views.preset_summary(name, lang), *B.to_updates(cfg, keep=lambda k: k in KEEP_ON_PRESET))
+        return (views.preset_summary(name, lang),
+                *B.to_updates(cfg, keep=lambda k: k in KEEP_ON_PRESET, module_choices=modules))
 
-    B.named(apply_preset, "preset", "lang")
-    ui.preset.input(apply_preset, [ui.preset, ctx.lang] + B.inputs, [ui.preset_summary] + B.inputs,
+    B.named(apply_preset, "preset", "lang", "module_choices")
+    ui.preset.input(apply_preset, [ui.preset, ctx.lang, modules] + B.inputs, [ui.preset_summary] + B.inputs,
                     api_name="apply_preset")
 
     @guarded(len(B.inputs))
-    def apply_yaml(text, lang, *values):
+    def apply_yaml(text, lang, modules, *values):
         cfg = StudioConfig.from_yaml(text)
         gr.Info(t("settings.yaml_applied", lang))
-        return tuple(B.to_updates(cfg))
+        return tuple(B.to_updates(cfg, module_choices=modules))
 
-    B.named(apply_yaml, "yaml", "lang")
-    ui.apply_yaml.click(apply_yaml, [ui.yaml, ctx.lang] + B.inputs, B.inputs, api_name="apply_yaml")
+    B.named(apply_yaml, "yaml", "lang", "module_choices")
+    ui.apply_yaml.click(apply_yaml, [ui.yaml, ctx.lang, modules] + B.inputs, B.inputs, api_name="apply_yaml")
 
     def show_config(lang, *values):
         """The YAML, the command and the memory estimate of what the widgets show now."""
@@ -136,7 +138,7 @@ def wire(ctx) -> None:
         text = views.memory(est, lang)
         gpus = svc.gpus()
         # One update object for each output: gradio consumes (pops from) the dict it is given.
-        return (cfg.to_yaml(), views.command_text(cfg, lang),
+        return (cfg.to_yaml(), views.command_text(lang),
                 *(gr.update(value=text, visible=bool(est)) for _ in range(3)),
                 views.gpus_found(gpus, lang), views.global_batch(cfg, len(gpus), lang))
 
@@ -149,7 +151,7 @@ def wire(ctx) -> None:
     ctx.on_load.append((show_config, [ctx.lang] + B.inputs, shown))
 
     @guarded(len(B.inputs) + 1)
-    def fit_to_my_gpu(lang, *values):
+    def fit_to_my_gpu(lang, modules, *values):
         """Largest micro-batch and checkpointing that the estimate says fit the GPU found."""
         from studio.fit import fit_to_gpu
         from studio.models import device_info
@@ -162,10 +164,10 @@ def wire(ctx) -> None:
             return (t("settings.fit_no_model", lang), *[gr.skip()] * len(B.inputs))
         fitted, changes, fits = fit_to_gpu(cfg, facts, dev["free_gb"])
         note = ("✓ " if fits else "⚠ ") + "; ".join(changes)
-        return (note, *B.to_updates(fitted))
+        return (note, *B.to_updates(fitted, module_choices=modules))
 
-    B.named(fit_to_my_gpu, "lang")
-    ui.fit_btn.click(fit_to_my_gpu, [ctx.lang] + B.inputs, [ui.fit_note] + B.inputs, api_name="fit_to_gpu")
+    B.named(fit_to_my_gpu, "lang", "module_choices")
+    ui.fit_btn.click(fit_to_my_gpu, [ctx.lang, modules] + B.inputs, [ui.fit_note] + B.inputs, api_name="fit_to_gpu")
 
 
     @guarded(2)

@@ -13,7 +13,6 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from studio.config import StudioConfig
 from studio.errors import StudioError
 
 from .bindings import command_for
@@ -176,8 +175,9 @@ def preset_summary(name: str | None, lang: str) -> str:
     return ""
 
 
-def command_text(cfg: StudioConfig, lang: str) -> str:
-    return "\n".join([f"# {t('settings.command_help', lang)}", command_for(cfg)])
+def command_text(lang: str) -> str:
+    """The command that repeats the settings headless, from the YAML the Settings tab shows."""
+    return "\n".join([f"# {t('settings.command_help', lang)}", command_for()])
 
 
 # ---- Train tab ------------------------------------------------------------------------------

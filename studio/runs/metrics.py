@@ -82,10 +82,6 @@ class MetricsLog:
         """All complete rows of a metrics file (a half-written last line is skipped)."""
         return MetricsFollower(path).since(0)[0]
 
-    @staticmethod
-    def follow(path: str | Path) -> "MetricsFollower":
-        return MetricsFollower(path)
-
 
 class MetricsFollower:
     """Reads a ``metrics.jsonl`` that another thread or process is still writing, with the same cursor API.

@@ -18,29 +18,26 @@ import json
 import logging
 import os
 import re
-import threading
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import ContextManager
 
-from ..config import ConfigError, StudioConfig
 from .. import paths
+from ..config import ConfigError, StudioConfig
+from .log import capture_logs, log_tail
+from .metrics import MetricsLog
 
-# Loggers whose output belongs in train.log while a job runs.
-_CAPTURED_LOGGERS = ("transformers", "accelerate", "peft", "bitsandbytes", "studio", "py.warnings")
 
-
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     s = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")
     return s[:40] or "run"
 
 
 def default_run_name(cfg: StudioConfig) -> str:
     if cfg.name.strip():
-        return _slug(cfg.name)
+        return slug(cfg.name)
     model = Path(cfg.model.source.rstrip("/")).name or cfg.model.source
     data = Path(cfg.data.file).stem or cfg.data.file
-    return _slug(f"{model}-{data}")
+    return slug(f"{model}-{data}")
 
 
 class RunFolder:
@@ -122,65 +119,26 @@ class RunFolder:
         except (OSError, ValueError):
             return None
 
-    # ---- train.log ----------------------------------------------------------------------
-    @contextmanager
-    def capture_logs(self) -> Iterator[logging.Logger]:
-        """Send the libraries' log records (and Python warnings) to train.log while the block runs.
-
-        transformers' own stderr handler is switched off meanwhile: its output is read by nobody
-        in the app, and in the CLI it would break the progress line. Yields the studio's run logger.
-        """
-        from transformers.utils import logging as hf_logging
-
-        thread = threading.get_ident()
-        handler = logging.FileHandler(self.log_path, encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler.setLevel(logging.INFO)
-        # Only this thread's records: an error in a UI handler meanwhile belongs in the terminal.
-        handler.addFilter(lambda record: record.thread == thread)
-        others = _OtherThreadsToRoot(thread)
-        saved = []
-        for name in _CAPTURED_LOGGERS:
-            lg = logging.getLogger(name)
-            saved.append((lg, lg.level))
-            lg.addHandler(handler)
-            if lg.getEffectiveLevel() > logging.INFO:
-                lg.setLevel(logging.INFO)
-        studio_logger = logging.getLogger("studio.training")
-        studio_propagate = logging.getLogger("studio").propagate
-        logging.getLogger("studio").propagate = False   # our notes go to the file, not to the console...
-        logging.getLogger("studio").addHandler(others)  # ...other threads' still reach it
-        hf_logging.disable_default_handler()
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()          # "Loading weights" bars would land on the console
-        was_capturing = getattr(logging, "_warnings_showwarning", None) is not None
-        logging.captureWarnings(True)
+    # ---- reading its files ---------------------------------------------------------------
+    def config_text(self) -> str:
+        """config.yaml as written ('' when it cannot be read)."""
         try:
-            yield studio_logger
-        finally:
-            logging.captureWarnings(was_capturing)
-            hf_logging.enable_default_handler()
-            if bars:
-                hf_logging.enable_progress_bar()
-            logging.getLogger("studio").removeHandler(others)
-            logging.getLogger("studio").propagate = studio_propagate
-            for lg, level in saved:
-                lg.removeHandler(handler)
-                lg.setLevel(level)
-            handler.close()
+            return self.config_path.read_text(encoding="utf-8")
+        except OSError:
+            return ""
 
+    def metrics(self) -> list[dict]:
+        """The complete rows of metrics.jsonl."""
+        return MetricsLog.read(self.metrics_path)
 
-class _OtherThreadsToRoot(logging.Handler):
-    """While a run captures the ``studio`` logger, hands the records of every other thread on to the
-    root logger's handlers (the terminal), as if the logger still propagated."""
+    # ---- train.log ----------------------------------------------------------------------
+    def capture_logs(self) -> ContextManager[logging.Logger]:
+        """The calling thread's log records (and the libraries') go to train.log while the block runs."""
+        return capture_logs(self.log_path)
 
-    def __init__(self, captured_thread: int):
-        super().__init__()
-        self.captured_thread = captured_thread
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.thread != self.captured_thread:
-            logging.getLogger().handle(record)
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of train.log without the libraries' INFO chatter (see ``log.log_tail``)."""
+        return log_tail(self.log_path, lines)
 
 
 def list_run_folders(root: Path | None = None) -> list[RunFolder]:

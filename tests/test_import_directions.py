@@ -1,0 +1,134 @@
+"""Which part of the studio may import which: the layering, checked by reading every module's imports.
+
+Every ``import``/``from ... import`` anywhere in a module counts (the engine imports heavy libraries
+inside functions, so an import in a function body crosses a layer just as much as one at the top).
+``ALLOWED`` is the table docs/ARCHITECTURE.md draws; a new module or package needs a row here.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import studio
+
+PACKAGE = Path(studio.__file__).resolve().parent
+
+# Bottom of the table first. A unit is a top-level module (studio.jobs) or a package (studio.data).
+FOUNDATION = {"studio.config", "studio.paths", "studio.offline"}
+MODELS = {"studio.models", "studio.model_sources", "studio.model_size", "studio.weights_check"}
+ALLOWED: dict[str, set[str]] = {
+    "studio": set(),
+    "studio.paths": set(),
+    "studio.offline": set(),
+    "studio.config": set(),
+    "studio.presets": FOUNDATION,
+    "studio.device": FOUNDATION,
+    "studio.out_of_memory": set(),
+    "studio.runs": FOUNDATION,
+    "studio.data": FOUNDATION,
+    # the model files: sizes, sources and loading know each other, and nothing above them
+    **{m: FOUNDATION | MODELS for m in MODELS},
+    "studio.fit": FOUNDATION | MODELS,
+    "studio.training": FOUNDATION | MODELS | {"studio.data", "studio.runs", "studio.out_of_memory"},
+    "studio.inference": FOUNDATION | MODELS | {"studio.data", "studio.runs", "studio.device", "studio.out_of_memory"},
+    "studio.export": FOUNDATION | MODELS | {"studio.runs"},
+    "studio.jobs": FOUNDATION | {"studio.device", "studio.runs", "studio.training"},
+    "studio.evaluation": FOUNDATION | {"studio.device", "studio.runs", "studio.inference"},
+}
+ENGINE = set(ALLOWED)
+ALLOWED["studio.commands"] = ENGINE - {"studio"}
+ALLOWED["studio.cli"] = {"studio.commands"}       # (it loads them with importlib, which this test cannot see)
+ALLOWED["studio.ui"] = ENGINE                     # the UI uses the engine; nothing below imports the UI
+
+PACKAGES = {"studio.data", "studio.training", "studio.export", "studio.commands", "studio.ui", "studio.runs"}
+
+
+def unit(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 1:
+        return module
+    return ".".join(parts[:2])
+
+
+def module_name(path: Path) -> tuple[str, str]:
+    """(module, the package its relative imports start from) for a file under studio/."""
+    rel = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    if rel[-1] == "__init__":
+        return ".".join(rel[:-1]), ".".join(rel[:-1])
+    return ".".join(rel), ".".join(rel[:-1])
+
+
+def studio_imports(source: str, package: str) -> set[str]:
+    """The studio modules a source imports (relative imports resolved against ``package``)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                prefix = ".".join(base)
+                if node.module:
+                    out.add(f"{prefix}.{node.module}")
+                else:       # from . import models: each name may be a module
+                    out |= {f"{prefix}.{a.name}" for a in node.names}
+            elif node.module:
+                out.add(node.module)
+                if node.module == "studio":        # from studio import paths
+                    out |= {f"studio.{a.name}" for a in node.names}
+    return {m for m in out if m == "studio" or m.startswith("studio.")}
+
+
+def violations(module: str, package: str, source: str) -> list[str]:
+    mine = unit(module)
+    allowed = ALLOWED.get(mine)
+    if allowed is None:
+        return [f"{module}: not in the table of import directions (add a row to ALLOWED)"]
+    bad = []
+    for target in sorted(studio_imports(source, package)):
+        if target == "studio":
+            continue        # the package itself (its __init__ imports nothing); `from studio import paths` counts as studio.paths
+        other = unit(target)
+        if other != mine and other not in allowed:
+            bad.append(f"{module} imports {target}")
+    return bad
+
+
+def modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_every_module_imports_only_in_the_allowed_directions():
+    bad = []
+    for path in modules():
+        module, package = module_name(path)
+        bad += violations(module, package, path.read_text(encoding="utf-8"))
+    assert bad == [], "\n".join(bad)
+
+
+def test_the_table_names_every_unit_that_exists():
+    units = {unit(module_name(p)[0]) for p in modules()}
+    assert units <= set(ALLOWED), units - set(ALLOWED)
+    assert PACKAGES <= units
+
+
+@pytest.mark.parametrize("module, package, source, expected", [
+    ("studio.inference", "studio", "from .jobs import get_manager", "studio.inference imports studio.jobs"),
+    ("studio.inference", "studio", "def f():\n    from .training.failures import explain",
+     "studio.inference imports studio.training.failures"),
+    ("studio.data.read", "studio.data", "from ..training import job", "studio.data.read imports studio.training"),
+    ("studio.data.read", "studio.data", "from .. import models", "studio.data.read imports studio.models"),
+    ("studio.jobs", "studio", "from studio.ui import app", "studio.jobs imports studio.ui"),
+    ("studio.runs.folder", "studio.runs", "from studio import jobs", "studio.runs.folder imports studio.jobs"),
+])
+def test_a_wrong_direction_is_caught(module, package, source, expected):
+    assert violations(module, package, source) == [expected]
+
+
+def test_the_right_directions_pass():
+    assert violations("studio.training.job", "studio.training", "from ..runs import RunFolder\n"
+                      "from .callbacks import Progress\nfrom ..data.pipeline import prepare") == []
+    assert violations("studio.ui.services", "studio.ui", "from studio.jobs import get_manager") == []
