@@ -161,7 +161,7 @@ def _quantization_config(model_cfg: ModelConfig, dtype: torch.dtype) -> Any:
 
     if model_cfg.quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
-    from .training.distributed import quantization_storage
+    from .process_env import quantization_storage
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=model_cfg.quantization.split("-")[1],
                               bnb_4bit_use_double_quant=model_cfg.double_quant, bnb_4bit_compute_dtype=dtype,
                               **quantization_storage(dtype))
@@ -190,7 +190,7 @@ def load_model(model_cfg: ModelConfig, for_training: bool = True) -> Any:
     if device == "cuda" or quant is not None:
         # Straight onto the GPU (this process's own one in a multi-GPU run), layer by layer: no full
         # copy in CPU memory first. With FSDP there is none: FSDP places and shards the weights.
-        from .training.distributed import model_placement
+        from .process_env import model_placement
         placement = model_placement(device == "cuda")
         if placement is not None:
             kwargs["device_map"] = placement

@@ -21,7 +21,9 @@ from typing import Any
 
 from ..config import ConfigError, StudioConfig
 
-STRATEGY_ENV = "STUDIO_STRATEGY"       # set by the launcher for its workers: "single" | "ddp" | "fsdp"
+# What a worker reads from its environment lives below the model loading that needs it too.
+from ..process_env import (STRATEGY_ENV, is_main, local_rank, model_placement, quantization_storage,  # noqa: F401
+                           rank, sharded, strategy, world_size)
 CAP_ENV = "STUDIO_GPU_MEMORY_CAP_GB"   # test a smaller card inside a big one (benchmarks)
 
 
@@ -159,53 +161,6 @@ def global_batch(cfg: StudioConfig, gpus: int) -> int:
 
 
 # ---- inside a worker process -------------------------------------------------------------------
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
-def rank() -> int:
-    return _env_int("RANK", 0)
-
-
-def local_rank() -> int:
-    return _env_int("LOCAL_RANK", 0)
-
-
-def world_size() -> int:
-    return _env_int("WORLD_SIZE", 1)
-
-
-def is_main() -> bool:
-    return rank() == 0
-
-
-def strategy() -> str:
-    """'ddp' or 'fsdp' in a worker of a multi-process run, else 'single'."""
-    s = os.environ.get(STRATEGY_ENV, "single")
-    return s if world_size() > 1 and s in ("ddp", "fsdp") else "single"
-
-
-def sharded() -> bool:
-    return strategy() == "fsdp"
-
-
-def model_placement(on_cuda: bool) -> dict | None:
-    """``device_map`` for from_pretrained: this rank's own GPU (DDP, one GPU), none with FSDP (it places
-    and shards the weights itself; bitsandbytes quantizes onto the current device)."""
-    if sharded():
-        return None
-    return {"": local_rank() if on_cuda else "cpu"}
-
-
-def quantization_storage(dtype: Any) -> dict:
-    """With FSDP the 4-bit weights are stored in the compute dtype, so FSDP can shard them like the
-    other (16-bit) weights; one GPU keeps bitsandbytes' default uint8 storage."""
-    return {"bnb_4bit_quant_storage": dtype} if sharded() else {}
-
 
 def trainer_kwargs(on_cuda: bool) -> dict:
     """The SFTConfig arguments of a multi-process run (none for one process).
