@@ -187,3 +187,42 @@ def test_a_hub_models_size_comes_from_its_config_alone(monkeypatch, tmp_path):
     fetched.clear()
     assert ms.hub_config("meta-llama/Llama-2-13b-hf") is None
     assert all(local for _, _, local in fetched)                 # only the local cache was asked
+
+
+def _services_with(monkeypatch, device: dict):
+    """The app's Services for the Llama-2-13B shape (config alone) on a machine with ``device``."""
+    from studio.ui.services import Services
+    monkeypatch.setattr(models, "device_info", lambda: device)
+    svc = Services()
+    monkeypatch.setattr(svc, "facts", lambda model_cfg: config_facts(CONFIGS["Llama-2-13B"][0]))
+    monkeypatch.setattr(svc, "gpus", lambda: [{"name": "GPU", "total_gb": device.get("total_gb", 0)}]
+                        if device["device"] == "cuda" else [])
+    return svc
+
+
+def test_the_verdict_says_what_fit_to_my_gpu_would_change(monkeypatch):
+    from studio.config import StudioConfig
+    from studio.ui import views
+    svc = _services_with(monkeypatch, {"device": "cuda", "free_gb": 24.0, "total_gb": 24.0})
+    cfg = StudioConfig.from_dict({"model": {"quantization": "4bit-nf4"}, "data": {"max_length": 2048},
+                                  "training": {"batch_size": 2, "grad_accum": 8, "gradient_checkpointing": "off"}})
+    est = svc.memory(cfg)
+    assert not est["fits"] and est["advice"]
+    text = views.memory(est, "en")
+    assert "'Fit to my GPU' would set" in text and "gradient checkpointing off → auto" in text
+    assert "24 GB ✗" in text and "80 GB ✓" in text
+    small = svc.memory(StudioConfig.from_dict({"model": {"quantization": "4bit-nf4"}, "data": {"max_length": 512},
+                                               "training": {"batch_size": 1}}))
+    assert small["fits"] and "GB to spare" in views.memory(small, "en")
+    assert "够用，还剩" in views.memory(small, "zh")
+
+
+def test_common_cards_are_judged_as_gpus_on_a_machine_without_one(monkeypatch):
+    """On a CPU the run itself would keep float32 activations; a 24 GB card would not."""
+    from studio.config import StudioConfig
+    from studio.ui import views
+    svc = _services_with(monkeypatch, {"device": "cpu", "free_gb": 23.0})
+    est = svc.memory(StudioConfig.from_dict({"model": {"quantization": "4bit-nf4"}, "data": {"max_length": 1024},
+                                             "training": {"batch_size": 1, "gradient_checkpointing": "on"}}))
+    assert est["gpu_total_gb"] < est["total_gb"]
+    assert "24 GB ✓" in views.memory(est, "en")

@@ -105,7 +105,10 @@ class Services:
                     # Not asked again for this id (None too): each widget change redraws the estimate.
                     self._facts[key] = config_facts(config) if config else None
                     return self._facts[key]
-                folder = ms.resolve_source(model_cfg.source, model_cfg.trust_remote_code)
+                local = Path(model_cfg.source).expanduser()
+                # A folder's config.json is enough for sizes, even while its weights are still downloading.
+                folder = local if (local / "config.json").is_file() else ms.resolve_source(
+                    model_cfg.source, model_cfg.trust_remote_code)
                 self._facts[key] = config_facts(folder)
             except Exception:  # an estimate is optional; the load button reports real problems
                 return None
@@ -124,7 +127,14 @@ class Services:
             card = min((g["total_gb"] for g in self.gpus()), default=0)
             strategy = d.choose_strategy(cfg, gpus, facts, card)[0]
         est = d.estimate_per_gpu(cfg, facts, None, gpus, strategy)
-        return {**est, "gpus": gpus, "strategy": strategy}
+        # Common cards are GPUs whatever this machine is: the same run estimated on a GPU.
+        on_gpu = d.estimate_per_gpu(cfg, facts, {"device": "cuda", "free_gb": 0}, gpus, strategy)["total_gb"]
+        advice: list[str] = []
+        if not est["fits"] and est.get("device") == "cuda" and gpus == 1:
+            from studio.fit import fit_to_gpu
+            fitted, changes, fits = fit_to_gpu(cfg, facts, est["free_gb"])
+            advice = changes[:-1] if fits else changes      # the last line of a fit restates the need
+        return {**est, "gpus": gpus, "strategy": strategy, "gpu_total_gb": on_gpu, "advice": advice}
 
     def gpus(self) -> list[dict]:
         """The GPUs of this machine (looked up once: they do not change while the app runs)."""

@@ -93,15 +93,22 @@ def memory(est: dict | None, lang: str) -> str:
         return ""
     parts = est.get("parts", {})
     detail = " · ".join(f"{t('mem.' + k, lang)} {v:.2f}" for k, v in parts.items())
-    verdict = t("mem.fits", lang) if est.get("fits") else t("mem.too_big", lang)
-    need = est.get("total_gb", 0)
-    cards = " · ".join(f"{gb} GB {'✓' if need <= gb * 0.95 else '✗'}" for gb in (24, 48, 80))
+    need, free = est.get("total_gb", 0), est.get("free_gb", 0)
+    if est.get("fits"):
+        verdict = t("mem.fits", lang, spare=free - need)
+    elif est.get("advice"):
+        verdict = t("mem.too_big_fit", lang, changes=", ".join(est["advice"]))
+    else:
+        verdict = t("mem.too_big", lang)
+    gpu_need = est.get("gpu_total_gb", need)
+    cards = " · ".join(f"{gb} GB " + (t("mem.card_fits", lang, spare=gb - gpu_need) if gpu_need <= gb * 0.95 else "✗")
+                       for gb in (24, 48, 80))
     gpus = est.get("gpus", 1)
     title = t("mem.per_gpu", lang, gpus=gpus, strategy=str(est.get("strategy", "")).upper()) if gpus > 1 else \
         t("mem.title", lang)
     return (f"**{title}**  \n" +
             t("mem.line", lang, need=need, free=est.get("free_gb", 0)) +
-            f" — {verdict}  \n{t('mem.cards', lang)}: {cards}  \n<small>{detail} GB</small>")
+            f" — {verdict}  \n{t('mem.cards', lang, need=gpu_need)}: {cards}  \n<small>{detail} GB</small>")
 
 
 # ---- Data tab -------------------------------------------------------------------------------
