@@ -19,7 +19,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import ContextManager
+from typing import Any, Callable, ContextManager
 
 from .. import paths
 from ..config import ConfigError, StudioConfig
@@ -100,6 +100,27 @@ class RunFolder:
     @property
     def adapter_dir(self) -> Path:
         return self.path / "adapter"
+
+    def write_adapter(self, fill: Callable[[Path], None], tokenizer: Any, chat_template: str) -> None:
+        """Write ``adapter/`` whole or not at all: ``fill(folder)`` puts the PEFT files into a side folder,
+        the tokenizer and the chat template it was trained with go beside them (the template chat uses),
+        and the side folder replaces ``adapter/`` in one rename, so a crash mid-save never leaves half an
+        adapter where chat, export and resume look."""
+        import shutil
+        final = self.adapter_dir
+        partial = final.with_name("adapter.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            partial.mkdir(parents=True)
+            fill(partial)
+            tokenizer.chat_template = chat_template
+            tokenizer.save_pretrained(str(partial))
+            (partial / "chat_template.jinja").write_text(chat_template, encoding="utf-8")
+            shutil.rmtree(final, ignore_errors=True)
+            partial.rename(final)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
 
     def has_adapter(self) -> bool:
         return (self.adapter_dir / "adapter_config.json").is_file()

@@ -21,7 +21,6 @@ import gc
 import logging
 import math
 import os
-import shutil
 import threading
 import time
 import traceback
@@ -507,19 +506,8 @@ class TrainingJob:
 
     def _save_adapter(self, peft_model, tokenizer, chat_template: str) -> None:
         """Write adapter/ atomically: to a side folder first, renamed when complete."""
-        final = self.run.adapter_dir
-        partial = final.with_name("adapter.partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        try:
-            peft_model.save_pretrained(str(partial), safe_serialization=True)
-            tokenizer.chat_template = chat_template     # the template trained with is the one chat uses
-            tokenizer.save_pretrained(str(partial))
-            (partial / "chat_template.jinja").write_text(chat_template, encoding="utf-8")
-            shutil.rmtree(final, ignore_errors=True)
-            partial.rename(final)
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
+        self.run.write_adapter(lambda folder: peft_model.save_pretrained(str(folder), safe_serialization=True),
+                               tokenizer, chat_template)
 
     def _result(self, metrics_cb: MetricsCallback, stopped: bool) -> dict:
         p = self.progress

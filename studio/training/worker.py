@@ -151,21 +151,11 @@ def save_adapter_from_checkpoint(run: RunFolder, tokenizer, chat_template: str) 
     found = [p for _, p in checkpoints(run) if (p / "adapter_model.safetensors").is_file()]
     if not found:
         raise RuntimeError("The trainer wrote no checkpoint with the adapter, so there is no adapter to save.")
-    final = run.adapter_dir
-    partial = final.with_name("adapter.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        partial.mkdir(parents=True)
+
+    def fill(folder: Path) -> None:
         for name in ("adapter_model.safetensors", "adapter_config.json"):
-            shutil.copy2(found[-1] / name, partial / name)
-        tokenizer.chat_template = chat_template
-        tokenizer.save_pretrained(str(partial))
-        (partial / "chat_template.jinja").write_text(chat_template, encoding="utf-8")
-        shutil.rmtree(final, ignore_errors=True)
-        partial.rename(final)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+            shutil.copy2(found[-1] / name, folder / name)
+    run.write_adapter(fill, tokenizer, chat_template)
 
 
 def _report_failure(job, folder: RunFolder) -> None:
