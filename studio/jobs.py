@@ -83,6 +83,10 @@ class JobManager:
                               holder=describe_holder(elsewhere))
             runner = plan_for_start(cfg)     # ConfigError first: e.g. 2 GPUs asked for, 1 found
             if runner.subprocess:
+                if any(x is not None for x in (model, tokenizer, data)) or tuple(callbacks):
+                    # A caller's error, not a user's: objects of this process cannot go to another one.
+                    raise ValueError("A run in its own process (training.gpus > 1 or training.isolate) loads its "
+                                     "model and data itself; model, tokenizer, data and callbacks cannot be passed.")
                 cfg = with_strategy(cfg, runner)
             if prev is not None and prev.model is not None and prev.model is not model:
                 prev.release()

@@ -134,3 +134,12 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def test_objects_of_this_process_are_refused_for_a_run_in_its_own(tmp_path, tiny_dir, studio_home):
+    """A model or data loaded here cannot go to a child process; passing them must not be ignored."""
+    from studio.jobs import JobManager
+    manager = JobManager()
+    with pytest.raises(ValueError, match="cannot be passed"):
+        manager.start(cfg_for(tmp_path, tiny_dir, isolate=True), data=object())
+    assert manager.current() is None            # nothing was started
