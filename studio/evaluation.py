@@ -16,7 +16,7 @@ import csv
 import json
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from . import paths
 from .config import GenerationConfig
@@ -74,7 +74,11 @@ def validation_loss(run_dir: str | Path) -> float | None:
 def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: int = 200,
              stop: threading.Event | None = None, *, device_lock: DeviceLock) -> Iterator[dict]:
     """Yield one table row per prompt: prompt, reference, base answer and each run's answer (greedy).
-    ``device_lock``: the lock every answer holds (the one training takes)."""
+    ``device_lock``: the lock every answer holds (the one training takes).
+
+    Each run answers as it was trained: with its own recorded system prompt and its own chat template,
+    as chatting with it alone would. The table's base column is the base model asked as the first run
+    asks; each run's eval.jsonl keeps the base answer to that run's own prompt."""
     from .inference import ChatSession
     from .runs import RunFolder
 
@@ -101,19 +105,26 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
     for r in runs[1:]:
         model.load_adapter(str(r.adapter_dir), adapter_name=_adapter_name(r.name))
         adapters[r.name] = _adapter_name(r.name)
+    asks = {r.name: _as_trained(session, r) for r in runs}
     files = {r.name: open(r.path / "eval.jsonl.partial", "w", encoding="utf-8") for r in runs}
     answered = 0
     try:
         for item in prompts:
             if stop is not None and stop.is_set():
                 break
+            base: dict[tuple, str] = {}      # one base answer per (system prompt, template) asked
+            for r in runs:
+                key = (asks[r.name].system_prompt, asks[r.name].chat_template)
+                if key not in base:
+                    base[key] = asks[r.name].reply(None, item["prompt"], use_adapter=False)
             row = {"prompt": item["prompt"], "reference": item.get("reference", ""),
-                   "base": session.reply(None, item["prompt"], use_adapter=False)}
+                   "base": base[(asks[runs[0].name].system_prompt, asks[runs[0].name].chat_template)]}
             for r in runs:
                 model.set_adapter(adapters[r.name])
-                row[r.name] = session.reply(None, item["prompt"], use_adapter=True)
+                row[r.name] = asks[r.name].reply(None, item["prompt"], use_adapter=True)
+                own_base = base[(asks[r.name].system_prompt, asks[r.name].chat_template)]
                 files[r.name].write(json.dumps({"prompt": row["prompt"], "reference": row["reference"],
-                                                "answer": row[r.name], "base_answer": row["base"]},
+                                                "answer": row[r.name], "base_answer": own_base},
                                                ensure_ascii=False) + "\n")
                 files[r.name].flush()
             answered += 1
@@ -131,6 +142,16 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
                 partial.replace(r.path / "eval.jsonl")
             else:
                 partial.unlink(missing_ok=True)
+
+
+def _as_trained(session: Any, run: Any) -> Any:
+    """``session`` (one loaded base) asking as ``run`` was trained: its system prompt and chat template."""
+    from .data.system_prompt import for_run
+    ask = session.using(system_prompt=for_run(run.path).get("system_prompt", ""))
+    template = run.adapter_dir / "chat_template.jinja"
+    if template.is_file():
+        ask.chat_template = template.read_text(encoding="utf-8")
+    return ask
 
 
 def _adapter_name(run_name: str) -> str:

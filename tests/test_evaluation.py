@@ -75,3 +75,25 @@ def test_a_stopped_evaluation_keeps_the_last_complete_one(two_runs):
         stop.set()                                               # the Stop button after the first answer
     assert len(rows) == 1
     assert (a / "eval.jsonl").read_text() == before and not (a / "eval.jsonl.partial").exists()
+
+
+def test_each_run_is_asked_with_its_own_system_prompt(two_runs, tmp_path, monkeypatch):
+    """Runs trained with different system prompts are each asked as they were trained (as chatting with
+    each alone would), not all with the first run's."""
+    import shutil
+
+    from studio.data import system_prompt
+    from studio.device import DeviceLock
+    from studio.evaluation import evaluate
+    from studio.inference import ChatSession
+
+    a, b = (shutil.copytree(r, tmp_path / r.name) for r in two_runs)
+    system_prompt.save(a, {"system_prompt": "You are the warranty desk."})
+    system_prompt.save(b, {"system_prompt": "You are the shipping desk."})
+    monkeypatch.setattr(ChatSession, "reply",
+                        lambda self, history, prompt, use_adapter=True: f"{self.system_prompt}|{use_adapter}")
+    row = next(evaluate([a, b], [{"prompt": "Hello?"}], max_new_tokens=5, device_lock=DeviceLock()))
+    assert row[a.name] == "You are the warranty desk.|True" and row[b.name] == "You are the shipping desk.|True"
+    assert row["base"] == "You are the warranty desk.|False"
+    b_rows = [json.loads(x) for x in (b / "eval.jsonl").read_text().splitlines()]
+    assert b_rows[0]["base_answer"] == "You are the shipping desk.|False"
