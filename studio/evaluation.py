@@ -16,7 +16,7 @@ import csv
 import json
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from . import paths
 from .config import GenerationConfig
@@ -105,7 +105,7 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
     for r in runs[1:]:
         model.load_adapter(str(r.adapter_dir), adapter_name=_adapter_name(r.name))
         adapters[r.name] = _adapter_name(r.name)
-    asks = {r.name: _as_trained(session, r) for r in runs}
+    asks = {r.name: session.as_run(r.path) for r in runs}
     files = {r.name: open(r.path / "eval.jsonl.partial", "w", encoding="utf-8") for r in runs}
     answered = 0
     try:
@@ -142,16 +142,6 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
                 partial.replace(r.path / "eval.jsonl")
             else:
                 partial.unlink(missing_ok=True)
-
-
-def _as_trained(session: Any, run: Any) -> Any:
-    """``session`` (one loaded base) asking as ``run`` was trained: its system prompt and chat template."""
-    from .data.system_prompt import for_run
-    ask = session.using(system_prompt=for_run(run.path).get("system_prompt", ""))
-    template = run.adapter_dir / "chat_template.jinja"
-    if template.is_file():
-        ask.chat_template = template.read_text(encoding="utf-8")
-    return ask
 
 
 def _adapter_name(run_name: str) -> str:

@@ -156,6 +156,20 @@ class ChatSession:
             other.system_prompt = system_prompt
         return other
 
+    def as_run(self, run_dir: str | Path) -> "ChatSession":
+        """This session (its loaded model shared) asking as the run in ``run_dir`` was trained: that run's
+        recorded system prompt and the chat template saved with its adapter. For several adapters of one
+        base on one model (evaluation), each answering as it would in a chat of its own."""
+        from .data.system_prompt import for_run
+        from .runs import RunFolder
+
+        other = self.using(system_prompt=for_run(run_dir).get("system_prompt", ""))
+        template = RunFolder(run_dir).adapter_dir / "chat_template.jinja"
+        if template.is_file():
+            other.chat_template = template.read_text(encoding="utf-8")
+        other.run_dir = Path(run_dir)
+        return other
+
     # ---- prompts ------------------------------------------------------------------------
     def _end_of_turn(self) -> tuple[list[int], list[str]]:
         """Token ids that end an answer, and end markers that are not single tokens (cut from the text)."""

@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import StudioConfig
+from ..runs import MetricsFollower, RunFolder
 from .callbacks import Progress
 from .job import ACTIVE_STATES, DONE, FAILED, FINAL_STATES, LOADING, PENDING, SAVING, STOPPED, TRAINING
-from ..runs import MetricsFollower
-from ..runs import RunFolder
 from .worker import ERROR_MARK
 
 STOP_GRACE_S = 120.0      # after a stop: time to finish the step and save before everything is killed

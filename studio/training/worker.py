@@ -32,8 +32,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from . import distributed as dist_info
 from ..runs import RunFolder
+from . import distributed as dist_info
 
 ERROR_MARK = "STUDIO-RANK-ERROR"
 MEMORY_MARK = "STUDIO-RANK-MEMORY"
