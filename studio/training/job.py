@@ -30,16 +30,14 @@ from typing import Any, Iterable
 from ..config import StudioConfig
 from ..models import free_gpu
 from ..runs import MetricsLog, RunFolder
+from .background import (ACTIVE_STATES, DONE, FAILED, FINAL_STATES, LOADING, PENDING, SAVING,  # noqa: F401
+                         STOPPED, TRAINING, BackgroundRun)
 from .callbacks import MetricsCallback, Progress, StopCallback
 from .failures import explain
 from .gpu_memory import forget_optimizer_globals, gpu_memory_gb, gpu_snapshot
 
 _log = logging.getLogger("studio.training")
 
-PENDING, LOADING, TRAINING, SAVING = "pending", "loading", "training", "saving"
-DONE, STOPPED, FAILED = "done", "stopped", "failed"
-ACTIVE_STATES = (PENDING, LOADING, TRAINING, SAVING)
-FINAL_STATES = (DONE, STOPPED, FAILED)
 
 
 def _now() -> str:
@@ -96,7 +94,7 @@ def _sft_trainer(model, args, tokenizer, train, validation, callbacks, precision
     return trainer
 
 
-class TrainingJob:
+class TrainingJob(BackgroundRun):
     """A run of ``cfg``. ``model``/``tokenizer``/``data`` may be passed in already loaded (the UI's
     "use the model already loaded", and tests); otherwise they are loaded from the config.
 
@@ -104,6 +102,8 @@ class TrainingJob:
     ``callbacks`` are extra ``TrainerCallback``s. ``device_lock`` is the lock shared with chat
     (``studio.device.DeviceLock``); the job holds it from loading to the end of saving.
     """
+
+    thread_name = "training"
 
     def __init__(self, cfg: StudioConfig, run_dir: str | Path | RunFolder | None = None, model: Any = None,
                  tokenizer: Any = None, data: Any = None, callbacks: Iterable = (), keep_model: bool = True,
@@ -157,37 +157,11 @@ class TrainingJob:
         self._write_state()
 
     # ---- control ------------------------------------------------------------------------
-    @property
-    def run_dir(self) -> Path:
-        return self.run.path
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
-
-    def start(self) -> "TrainingJob":
-        """Run in a background (daemon) thread and return at once."""
-        if self._thread is not None:
-            raise RuntimeError("This job was already started.")
-        self._thread = threading.Thread(target=self.run_sync, name=f"training-{self.run.name}", daemon=True)
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         """Ask the run to stop: it ends within one optimizer step and saves the adapter trained so far."""
         self._stop.set()
         if self.active:
             self._set(message="Stopping: finishing the current step, then saving the adapter.")
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the thread; True when the job has ended."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return not self.active
 
     def release(self) -> None:
         """Free the model the job still holds (chat sessions made from this job stop working)."""
@@ -208,12 +182,6 @@ class TrainingJob:
             self._write_state()
 
     # ---- status -------------------------------------------------------------------------
-    def status(self) -> dict:
-        """A snapshot for the UI: state, message, hint, progress, run folder."""
-        return {"state": self.state, "message": self.message, "hint": self.hint, "failure": self.failure,
-                "progress": self.progress.to_dict(), "run_dir": str(self.run.path), "name": self.run.name,
-                "result": self.result}
-
     def _set(self, state: str | None = None, message: str | None = None, hint: str | None = None) -> None:
         with self._state_lock:
             if state is not None:

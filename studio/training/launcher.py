@@ -35,7 +35,7 @@ from typing import Any
 from ..config import StudioConfig
 from ..runs import MetricsFollower, RunFolder
 from .callbacks import Progress
-from .job import ACTIVE_STATES, DONE, FAILED, FINAL_STATES, LOADING, PENDING, SAVING, STOPPED, TRAINING
+from .background import DONE, FAILED, FINAL_STATES, LOADING, PENDING, SAVING, STOPPED, TRAINING, BackgroundRun
 from .worker import ERROR_MARK
 
 STOP_GRACE_S = 120.0      # after a stop: time to finish the step and save before everything is killed
@@ -100,7 +100,7 @@ def _child_setup() -> None:
         pass
 
 
-class SubprocessJob:
+class SubprocessJob(BackgroundRun):
     """A run in its own process tree; the attributes and methods of ``TrainingJob`` that the job
     manager, the UI and the CLI use."""
 
@@ -148,25 +148,8 @@ class SubprocessJob:
         job.info["notes"] = list(plan.notes)
         return job
 
-    # ---- the TrainingJob interface -------------------------------------------------------
-    @property
-    def run_dir(self) -> Path:
-        return self.run.path
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
-
-    def start(self) -> "SubprocessJob":
-        if self._thread is not None:
-            raise RuntimeError("This job was already started.")
-        self._thread = threading.Thread(target=self.run_sync, name=f"runner-{self.run.name}", daemon=True)
-        self._thread.start()
-        return self
+    # ---- the TrainingJob interface (the rest is BackgroundRun's) ---------------------------
+    thread_name = "runner"
 
     def stop(self) -> None:
         """Ask every process to stop after the current step and save; killed after ``stop_grace_s``."""
@@ -175,18 +158,8 @@ class SubprocessJob:
             self.message = "Stopping: finishing the current step, then saving the adapter."
         self._signal_workers()
 
-    def join(self, timeout: float | None = None) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return not self.active
-
     def release(self) -> None:
         """Nothing to free here: the model lived (and died) in the child processes."""
-
-    def status(self) -> dict:
-        return {"state": self.state, "message": self.message, "hint": self.hint,
-                "progress": self.progress.to_dict(), "run_dir": str(self.run.path), "name": self.run.name,
-                "result": self.result}
 
     def alive_pids(self) -> list[int]:
         """The processes of this run's tree that are still running (zombies count as gone)."""

@@ -1,0 +1,53 @@
+"""What every job runner shares, the in-process ``TrainingJob`` and the ``SubprocessJob`` alike: a run
+folder, a state with its message, a stop flag, and a daemon thread that runs ``run_sync``. The job
+manager, the UI and the CLI use only this, so they never ask which runner a run has."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+PENDING, LOADING, TRAINING, SAVING = "pending", "loading", "training", "saving"
+DONE, STOPPED, FAILED = "done", "stopped", "failed"
+ACTIVE_STATES = (PENDING, LOADING, TRAINING, SAVING)
+FINAL_STATES = (DONE, STOPPED, FAILED)
+
+
+class BackgroundRun:
+    """Subclasses set ``run``, ``state``, ``message``, ``hint``, ``progress``, ``result``, ``_stop`` (an
+    Event) and ``_thread`` (None until started), and define ``run_sync``."""
+
+    thread_name = "run"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.path
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def start(self):
+        """Run in a background (daemon) thread and return at once."""
+        if self._thread is not None:
+            raise RuntimeError("This job was already started.")
+        self._thread = threading.Thread(target=self.run_sync, name=f"{self.thread_name}-{self.run.name}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread; True when the job has ended."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.active
+
+    def status(self) -> dict:
+        """A snapshot for the UI: state, message, hint, the engine error of a failed run, progress, folder."""
+        return {"state": self.state, "message": self.message, "hint": self.hint,
+                "failure": getattr(self, "failure", None), "progress": self.progress.to_dict(),
+                "run_dir": str(self.run.path), "name": self.run.name, "result": self.result}
