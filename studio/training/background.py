@@ -15,7 +15,8 @@ FINAL_STATES = (DONE, STOPPED, FAILED)
 
 class BackgroundRun:
     """Subclasses set ``run``, ``state``, ``message``, ``hint``, ``progress``, ``result``, ``_stop`` (an
-    Event) and ``_thread`` (None until started), and define ``run_sync``."""
+    Event), ``_state_lock`` and ``_thread`` (None until started), and define ``run_sync`` and
+    ``_write_state`` (state.json)."""
 
     thread_name = "run"
 
@@ -51,3 +52,13 @@ class BackgroundRun:
         return {"state": self.state, "message": self.message, "hint": self.hint,
                 "failure": getattr(self, "failure", None), "progress": self.progress.to_dict(),
                 "run_dir": str(self.run.path), "name": self.run.name, "result": self.result}
+
+    def _set(self, state: str | None = None, message: str | None = None, hint: str | None = None) -> None:
+        with self._state_lock:
+            if state is not None:
+                self.state = state
+            if message is not None:
+                self.message = message
+            if hint is not None:
+                self.hint = hint
+        self._write_state()

@@ -182,16 +182,6 @@ class TrainingJob(BackgroundRun):
             self._write_state()
 
     # ---- status -------------------------------------------------------------------------
-    def _set(self, state: str | None = None, message: str | None = None, hint: str | None = None) -> None:
-        with self._state_lock:
-            if state is not None:
-                self.state = state
-            if message is not None:
-                self.message = message
-            if hint is not None:
-                self.hint = hint
-        self._write_state()
-
     def _write_state(self) -> None:
         p = self.progress
         last_train = self.metrics.last("train") if hasattr(self, "metrics") else None

@@ -136,7 +136,7 @@ class SubprocessJob(BackgroundRun):
         self._stop = threading.Event()
         self._signalled_at: float | None = None
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._state_lock = threading.Lock()
         self._log_offset = 0
         self._write_state()
 
@@ -319,16 +319,6 @@ class SubprocessJob(BackgroundRun):
             self.state, self.message, self.hint = state, written.get("message", self.message), written.get("hint", "")
         elif state in (LOADING, TRAINING, SAVING):
             self.state = state
-
-    def _set(self, state: str | None = None, message: str | None = None, hint: str | None = None) -> None:
-        with self._lock:
-            if state is not None:
-                self.state = state
-            if message is not None:
-                self.message = message
-            if hint is not None:
-                self.hint = hint
-        self._write_state()
 
     def _write_state(self) -> None:
         """state.json from this side: before the launch, and at the end (rank 0 writes it between)."""
