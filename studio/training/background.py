@@ -62,3 +62,17 @@ class BackgroundRun:
             if hint is not None:
                 self.hint = hint
         self._write_state()
+
+    def _acquire_device(self) -> bool:
+        """Take the device lock (chat's answer in progress first finishes); False when stopped while
+        waiting, or when there is no lock to take."""
+        if self.device_lock is None:
+            return False
+        first = True
+        while not self._stop.is_set():
+            if self.device_lock.acquire("training", timeout=0.5):
+                return True
+            if first:
+                self._set(message="Waiting for the chat to finish its answer before training starts.")
+                first = False
+        return False

@@ -237,16 +237,10 @@ class TrainingJob(BackgroundRun):
             self.metrics.close()
 
     def _acquire_device(self, log) -> bool:
-        if self.device_lock is None:
-            return False
-        first = True
-        while not self._stop.is_set():
-            if self.device_lock.acquire("training", timeout=0.5):
-                return True
-            if first:
-                self._set(message="Waiting for the chat to finish its answer before training starts.")
-                first = False
-        self._finish_stopped_early(log)
+        if super()._acquire_device():
+            return True
+        if self.device_lock is not None:
+            self._finish_stopped_early(log)
         return False
 
     def _finish_stopped_early(self, log) -> None:

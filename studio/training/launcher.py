@@ -193,18 +193,6 @@ class SubprocessJob(BackgroundRun):
             self._write_state()
         return self
 
-    def _acquire_device(self) -> bool:
-        if self.device_lock is None:
-            return False
-        first = True
-        while not self._stop.is_set():
-            if self.device_lock.acquire("training", timeout=0.5):
-                return True
-            if first:
-                self._set(message="Waiting for the chat to finish its answer before training starts.")
-                first = False
-        return False
-
     def _launch(self) -> None:
         from .distributed import STRATEGY_ENV
         cmd = worker_command(self.run.path, self.processes, self.resume_from, self.init_adapter, self.origin)
