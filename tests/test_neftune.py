@@ -21,6 +21,18 @@ def test_the_setting_reaches_the_trainer_args(tmp_path):
     assert build_training_args(on, str(tmp_path), False, torch.float32, False).args.neftune_noise_alpha == 5.0
 
 
+def test_the_run_says_when_padding_free_batches_weaken_the_noise(tmp_path):
+    """The trainer scales the noise by the joined length of a padding-free step, not by each row's."""
+    from test_training_job import make_cfg
+    cfg = merge(make_cfg(tmp_path / "x.jsonl"), {"training": {"neftune_noise_alpha": 5, "batch_size": 4,
+                                                              "packing": True}})
+    notes = build_training_args(cfg, str(tmp_path), False, torch.float32, False).notes
+    assert any("NEFTune with padding-free batches" in n and "1/2.0" in n for n in notes)
+    padded = merge(cfg, {"training": {"packing": False}})
+    assert not any("NEFTune" in n for n in build_training_args(padded, str(tmp_path), False, torch.float32,
+                                                               False).notes)
+
+
 def test_a_negative_alpha_is_refused_by_name(tmp_path):
     from test_training_job import make_cfg
     with pytest.raises(ConfigError, match="training.neftune_noise_alpha"):
