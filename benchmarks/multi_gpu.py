@@ -33,7 +33,6 @@ import json
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -44,19 +43,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-SHAPES = {
-    "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-               num_key_value_heads=8, head_dim=64, vocab_size=128256, tie_word_embeddings=True),
-    "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-               num_key_value_heads=8, head_dim=128, vocab_size=128256, tie_word_embeddings=False),
-    # for a dry run of this script on a CPU (--cpu-dry-run): the cases' code paths, not their numbers
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, head_dim=16, vocab_size=49152, tie_word_embeddings=True),
-    "13b": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,
-                num_key_value_heads=40, head_dim=128, vocab_size=32000, tie_word_embeddings=False),
-}
-_LLAMA = dict(rope_theta=500000.0, max_position_embeddings=131072, rms_norm_eps=1e-5, hidden_act="silu",
-              attention_bias=False, mlp_bias=False)
+from speed_setup import _LLAMA3 as _LLAMA, SHAPES, model_folder  # noqa: E402
+
 WARMUP = 3           # logged steps left out of the speed figures (compilation, allocator growth)
 
 
@@ -71,25 +59,6 @@ def build_model(shape: str, work: Path, tokenizer: Path) -> Path:
     subprocess.run([sys.executable, __file__, "--build", shape, "--work", str(work), "--tokenizer", str(tokenizer)],
                    check=True, timeout=1200)
     return folder
-
-
-def _build(shape: str, work: Path, tokenizer: Path) -> None:
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    folder = work / f"llama-{shape}"
-    tok = AutoTokenizer.from_pretrained(tokenizer)
-    cfg = LlamaConfig(**SHAPES[shape], **_LLAMA, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
-        model = LlamaForCausalLM._from_config(cfg, dtype=torch.bfloat16)   # no float32 copy on the way
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
 
 
 def chat_rows(path: Path, n: int, seed: int, words_per_row: tuple[float, float] | None = None) -> Path:
@@ -323,7 +292,7 @@ def main() -> int:
     a = ap.parse_args()
     work = Path(a.work)
     if a.build:
-        _build(a.build, work, Path(a.tokenizer))
+        model_folder(a.build, work, Path(a.tokenizer))
         return 0
     if not a.tokenizer:
         ap.error("--tokenizer is required")

@@ -68,17 +68,21 @@ def _quantized(weight: torch.Tensor, prefix: str) -> dict[str, torch.Tensor]:
 
 
 def build_bf16(config: dict, out: Path, tokenizer_dir: Path) -> Path:
+    """bfloat16 random weights of ``config`` (``model_type`` and its sizes) with the tokenizer beside them and
+    its special-token ids in the config; built on the GPU when there is one, in bfloat16 from the start."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     cfg = dict(config)
-    conf = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+    conf = AutoConfig.for_model(cfg.pop("model_type"), **cfg, bos_token_id=tok.bos_token_id,
+                                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = AutoModelForCausalLM.from_config(conf, dtype=torch.bfloat16)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
-    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp)
+    tok.save_pretrained(tmp)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out

@@ -16,7 +16,6 @@ import json
 import math
 import random
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -27,6 +26,12 @@ SHAPES = {
                num_key_value_heads=8, head_dim=64, vocab_size=128256, tie_word_embeddings=True),
     "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                num_key_value_heads=8, head_dim=128, vocab_size=128256, tie_word_embeddings=False),
+    # (Llama-3 settings on Llama-2-13B's sizes) a shape too big for one capped GPU in multi_gpu.py
+    "13b": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,
+                num_key_value_heads=40, head_dim=128, vocab_size=32000, tie_word_embeddings=False),
+    # for a dry run of a benchmark on a CPU: the code paths, not the numbers
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=16, vocab_size=49152, tie_word_embeddings=True),
 }
 _LLAMA3 = dict(rope_theta=500000.0, max_position_embeddings=131072, rms_norm_eps=1e-5, hidden_act="silu",
                attention_bias=False, mlp_bias=False)
@@ -39,27 +44,12 @@ def base_folder(gguf: str | None) -> Path:
 
 
 def model_folder(shape: str, work: Path, tokenizer_dir: Path) -> Path:
-    """A random-weight folder for ``shape`` (made once, on the GPU, in bfloat16)."""
+    """A random-weight folder for ``shape`` (made once, in bfloat16)."""
     folder = work / f"llama-{shape}"
     if (folder / "config.json").exists() and any(folder.glob("*.safetensors")):
         return folder
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    cfg = LlamaConfig(**SHAPES[shape], **_LLAMA3, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
-        model = LlamaForCausalLM(cfg).to(torch.bfloat16)
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    del model
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-    return folder
+    from random_weights import build_bf16
+    return build_bf16({"model_type": "llama", **SHAPES[shape], **_LLAMA3}, folder, tokenizer_dir)
 
 
 def _words() -> list[str]:
