@@ -257,10 +257,10 @@ def test_stop_before_training_begins_ends_without_training(tmp_path):
 
 
 def test_cpu_training_leaves_a_core_free_unless_told_otherwise(monkeypatch):
-    from studio.training.job import _cores, cpu_training_threads
+    from studio.training.trainer import cpu_cores, cpu_training_threads
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert cpu_training_threads() == max(1, _cores() - 1)
+    assert cpu_training_threads() == max(1, cpu_cores() - 1)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert cpu_training_threads() == 3
 

@@ -53,15 +53,20 @@ AUTO_CHECKPOINT_CAP = 200
 def checkpoint_every(cfg: StudioConfig, train_rows: int = 0) -> int:
     """``training.save_steps``, or with 0 (automatic) about a tenth of the run, at most every 200 steps."""
     import math
-    t = cfg.training
-    if t.save_steps > 0:
-        return t.save_steps
-    if t.max_steps > 0:
-        total = t.max_steps
-    else:
-        per_epoch = max(1, math.ceil(max(train_rows, 1) / t.batch_size) // t.grad_accum)
-        total = max(1, math.ceil(t.epochs * per_epoch))
+    if cfg.training.save_steps > 0:
+        return cfg.training.save_steps
+    total = estimate_total_steps(cfg, train_rows)
     return max(1, min(AUTO_CHECKPOINT_CAP, math.ceil(total / AUTO_CHECKPOINTS)))
+
+
+def estimate_total_steps(cfg: StudioConfig, train_rows: int) -> int:
+    """Optimizer steps the run will take (the trainer's own count replaces it once training starts)."""
+    import math
+    t = cfg.training
+    if t.max_steps > 0:
+        return t.max_steps
+    updates_per_epoch = max(1, math.ceil(train_rows / t.batch_size) // t.grad_accum)
+    return math.ceil(t.epochs * updates_per_epoch) if train_rows else 0
 
 
 def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype: torch.dtype,

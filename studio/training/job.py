@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as _dt
 import gc
 import logging
-import math
 import os
 import threading
 import time
@@ -30,10 +29,12 @@ from typing import Any, Iterable
 from ..config import StudioConfig
 from ..models import free_gpu
 from ..runs import MetricsLog, RunFolder
+from .args import estimate_total_steps
 from .background import (ACTIVE_STATES, DONE, FAILED, FINAL_STATES, LOADING, PENDING, SAVING,  # noqa: F401
                          STOPPED, TRAINING, BackgroundRun)
 from .callbacks import MetricsCallback, Progress, StopCallback
 from .failures import explain
+from .trainer import cpu_cores, cpu_training_threads, sft_trainer
 from .gpu_memory import forget_optimizer_globals, gpu_memory_gb, gpu_snapshot
 
 _log = logging.getLogger("studio.training")
@@ -42,56 +43,6 @@ _log = logging.getLogger("studio.training")
 
 def _now() -> str:
     return _dt.datetime.now().isoformat(timespec="seconds")
-
-
-def estimate_total_steps(cfg: StudioConfig, train_rows: int) -> int:
-    """Optimizer steps the run will take (the trainer's own count replaces it once training starts)."""
-    t = cfg.training
-    if t.max_steps > 0:
-        return t.max_steps
-    updates_per_epoch = max(1, math.ceil(train_rows / t.batch_size) // t.grad_accum)
-    return math.ceil(t.epochs * updates_per_epoch) if train_rows else 0
-
-
-def cpu_training_threads() -> int:
-    """Threads for training on a CPU: all cores but one, which stays free for the app, the browser
-    and the OS. Two threads on a two-core machine that is also doing anything else were measured
-    three times slower than one (every parallel step waits for the descheduled thread).
-    ``OMP_NUM_THREADS``, when set, wins."""
-    env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return max(1, _cores() - 1)
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))   # the cores this process may use, not the host's
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _sft_trainer(model, args, tokenizer, train, validation, callbacks, precision: str):
-    """TRL's SFTTrainer over already tokenised rows with their loss masks as ``labels``.
-
-    TRL batches them (padding-free or padded), and computes the loss with its chunked LM head, which
-    never materialises the float32 logits of the whole vocabulary. For a quantized base TRL keeps the
-    adapters in bfloat16 (the QLoRA paper's choice); float16 mixed precision (GPUs without bfloat16)
-    needs float32 adapters for its gradient scaler, so they are put back to float32 there."""
-    import warnings
-
-    import torch
-    from trl import SFTTrainer
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)     # TRL's use_liger_kernel deprecation note
-        trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
-                             processing_class=tokenizer, callbacks=callbacks)
-    if precision == "fp16":
-        for p in model.parameters():
-            if p.requires_grad and p.dtype != torch.float32:
-                p.data = p.data.float()
-    return trainer
 
 
 class TrainingJob(BackgroundRun):
@@ -360,7 +311,7 @@ class TrainingJob(BackgroundRun):
         metrics_cb = MetricsCallback(self.metrics, self.progress, on_row=self._on_row)
         stop_cb = StopCallback(self._stop)
         has_val = len(data.validation) > 0
-        trainer = _sft_trainer(self._peft_model, resolved.args, self.tokenizer, encoded_dataset(data.train),
+        trainer = sft_trainer(self._peft_model, resolved.args, self.tokenizer, encoded_dataset(data.train),
                                encoded_dataset(data.validation) if has_val else None,
                                [metrics_cb, stop_cb, CompleteCheckpointMark(), *self.extra_callbacks],
                                resolved.precision)
@@ -379,7 +330,7 @@ class TrainingJob(BackgroundRun):
             threads = cpu_training_threads()
             torch.set_num_threads(threads)     # this thread's ops (and CPU backward, which runs here too)
             self.info["cpu_threads"] = threads
-            log.info("Training with %d CPU thread(s) of %d cores.", threads, _cores())
+            log.info("Training with %d CPU thread(s) of %d cores.", threads, cpu_cores())
         try:
             if self.resume_from is not None:
                 log.info("Resuming from %s.", self.resume_from)

@@ -1,0 +1,47 @@
+"""The trainer a run trains with, and the CPU threads it gets: what TrainingJob builds, apart from the
+run's own steps."""
+
+from __future__ import annotations
+
+import os
+
+
+def cpu_training_threads() -> int:
+    """Threads for training on a CPU: all cores but one, which stays free for the app, the browser
+    and the OS. Two threads on a two-core machine that is also doing anything else were measured
+    three times slower than one (every parallel step waits for the descheduled thread).
+    ``OMP_NUM_THREADS``, when set, wins."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, cpu_cores() - 1)
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))   # the cores this process may use, not the host's
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def sft_trainer(model, args, tokenizer, train, validation, callbacks, precision: str):
+    """TRL's SFTTrainer over already tokenised rows with their loss masks as ``labels``.
+
+    TRL batches them (padding-free or padded), and computes the loss with its chunked LM head, which
+    never materialises the float32 logits of the whole vocabulary. For a quantized base TRL keeps the
+    adapters in bfloat16 (the QLoRA paper's choice); float16 mixed precision (GPUs without bfloat16)
+    needs float32 adapters for its gradient scaler, so they are put back to float32 there."""
+    import warnings
+
+    import torch
+    from trl import SFTTrainer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)     # TRL's use_liger_kernel deprecation note
+        trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
+                             processing_class=tokenizer, callbacks=callbacks)
+    if precision == "fp16":
+        for p in model.parameters():
+            if p.requires_grad and p.dtype != torch.float32:
+                p.data = p.data.float()
+    return trainer
