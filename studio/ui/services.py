@@ -128,7 +128,8 @@ class Services:
             strategy = d.choose_strategy(cfg, gpus, facts, card)[0]
         est = d.estimate_per_gpu(cfg, facts, None, gpus, strategy)
         # Common cards are GPUs whatever this machine is: the same run estimated on a GPU.
-        on_gpu = d.estimate_per_gpu(cfg, facts, {"device": "cuda", "free_gb": 0}, gpus, strategy)["total_gb"]
+        on_gpu = est["total_gb"] if est.get("device") == "cuda" else d.estimate_per_gpu(
+            cfg, facts, {"device": "cuda", "free_gb": 0}, gpus, strategy)["total_gb"]
         advice: list[str] = []
         if not est["fits"] and est.get("device") == "cuda" and gpus == 1:
             from studio.fit import fit_to_gpu
