@@ -7,17 +7,11 @@ from pathlib import Path
 
 from ..config import StudioConfig
 from ..errors import ConfigError, DataError, StudioError, TrainingFailed
-from ..out_of_memory import is_out_of_memory
+from ..out_of_memory import is_gpu_out_of_memory, is_out_of_memory
 
 
 def _on_gpu(exc: BaseException) -> bool:
-    try:
-        import torch
-        if isinstance(exc, torch.OutOfMemoryError):
-            return True
-    except (ImportError, AttributeError):
-        pass
-    return "cuda" in str(exc).lower()
+    return is_gpu_out_of_memory(exc) or "cuda" in str(exc).lower()
 
 
 def _damaged_weights(exc: BaseException, log_path: str) -> StudioError | None:
