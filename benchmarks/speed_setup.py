@@ -26,9 +26,10 @@ SHAPES = {
                num_key_value_heads=8, head_dim=64, vocab_size=128256, tie_word_embeddings=True),
     "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                num_key_value_heads=8, head_dim=128, vocab_size=128256, tie_word_embeddings=False),
-    # (Llama-3 settings on Llama-2-13B's sizes) a shape too big for one capped GPU in multi_gpu.py
+    # (Llama-3 settings on Llama-2-13B's sizes) a shape too big for one capped GPU in multi_gpu.py; the
+    # vocabulary of the tokenizer the benchmarks use (SmolLM2's), whose ids Llama-2's 32,000 rows lack
     "13b": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,
-                num_key_value_heads=40, head_dim=128, vocab_size=32000, tie_word_embeddings=False),
+                num_key_value_heads=40, head_dim=128, vocab_size=49152, tie_word_embeddings=False),
     # for a dry run of a benchmark on a CPU: the code paths, not the numbers
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, head_dim=16, vocab_size=49152, tie_word_embeddings=True),

@@ -204,6 +204,19 @@ def load_model(model_cfg: ModelConfig, for_training: bool = True) -> Any:
     return model
 
 
+def check_vocabulary(model: Any, rows: Any, name: str) -> None:
+    """Every token id of the prepared rows has an embedding in the model. A tokenizer with more tokens than
+    the model (another model's, or added tokens the model was never resized for) would otherwise stop the
+    first step on a GPU with "device-side assert triggered", which names neither the row nor the cause."""
+    size = model.get_input_embeddings().num_embeddings
+    beyond = [(r.row, top) for r in rows if (top := max(r.input_ids, default=0)) >= size]
+    if beyond:
+        row, top = min(beyond)        # the first such row of the file
+        raise ModelError("Row {row} has token id {token}, but {name} has only {size} token embeddings: the "
+                         "tokenizer does not belong to this model.", code="model.tokenizer_mismatch",
+                         row=row, token=top, size=size, name=name)
+
+
 # ---- LoRA ---------------------------------------------------------------------------------------
 
 def _linear_classes() -> tuple[type, ...]:

@@ -279,3 +279,15 @@ def test_a_4bit_run_counts_its_packed_weights_in_full(tmp_path, tiny_dir):
     plain = models.parameter_counts(models.load_model(ModelConfig(source=str(tiny_dir))))["total"]
     assert job.info["trainable_params"] > 0
     assert job.info["total_params"] == plain + job.info["trainable_params"]
+
+
+def test_a_tokenizer_with_more_tokens_than_the_model_fails_naming_the_row(tmp_path):
+    # On a GPU the first step would stop with "device-side assert triggered" and nothing else.
+    tok = tiny_tokenizer()
+    model = tiny_model(tok)
+    model.resize_token_embeddings(100)           # fewer embeddings than the tokenizer's ~400 tokens
+    job = run_job(tmp_path, model=model, tok=tok)
+    assert job.state == "failed"
+    assert job.failure.code == "model.tokenizer_mismatch"
+    assert "Row 1 has token id" in job.message and "only 100 token embeddings" in job.message
+    assert "第 1 行" in job.failure.render("zh")[0]

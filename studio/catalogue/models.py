@@ -27,6 +27,10 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "model.load_failed": ("无法加载 {name}：{detail}", *_SOURCE),
     "model.no_pad_token": ("{name} 的分词器没有可用于填充的结束、未知或起始 token，无法组成批次。", "Choose another model.",
                            "请选择其他模型。"),
+    "model.tokenizer_mismatch": ("第 {row} 行含有 token id {token}，但 {name} 只有 {size} 个 token 嵌入：分词器与该模型不匹配。",
+                                 "Use the tokenizer saved with this model (the tokenizer files beside its config.json), "
+                                 "or choose the model this tokenizer belongs to.",
+                                 "使用随该模型保存的分词器（config.json 旁边的分词器文件），或选择与该分词器配套的模型。"),
     "model.no_linear": ("该模型没有 LoRA 可以适配的线性层。", "Choose another model.", "请选择其他模型。"),
     "config.lora_refused": ("无法用这些设置应用 LoRA：{detail}",
                             "Change the LoRA settings (lora.target_modules, lora.use_dora, lora.bias) and start again.",

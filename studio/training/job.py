@@ -212,6 +212,8 @@ class TrainingJob(BackgroundRun):
         if self._stop.is_set():
             self.model = None if self._owns_model else model
             return self._finish_stopped_early(log)
+        from ..models import check_vocabulary
+        check_vocabulary(model, [*data.train, *data.validation], self.cfg.model.source)
         on_cuda = torch.cuda.is_available()
         resolved = self._setup_model(model, data, on_cuda, log)
         del model                      # the PeftModel on self holds it from here
