@@ -13,6 +13,9 @@ Cases:
   ddp-16bit     the same on 2 GPUs with DDP, micro-batch b each: the same global batch, the same rows a step
   single-4bit   1B QLoRA on one GPU, micro-batch 2b (the baseline of fsdp-4bit)
   fsdp-4bit     1B FSDP + QLoRA on 2 GPUs, micro-batch b each
+  fsdp-4bit-layer, fsdp-4bit-profile (only when named in --only)
+                the same with one FSDP unit per decoder layer, or with a few steps profiled on every
+                rank (profile_hook/), see FSDP_VARIANTS
   fsdp-big      a shape (--big-shape) that does NOT fit one GPU under --cap-gb by the studio's estimate at
                 the chosen length, FSDP + QLoRA on 2 GPUs under the same cap (--run-oom also runs it on one
                 GPU, which should fail with the out-of-memory message)
@@ -89,7 +92,11 @@ def chat_rows(path: Path, n: int, seed: int, words_per_row: tuple[float, float] 
 # ---- the studio's settings and estimate -------------------------------------------------------------
 
 def config(name: str, model: Path, data: Path, gpus: int, strategy: str, quant: str, batch: int, accum: int,
-           steps: int, max_length: int, checkpointing: str = "auto", save_steps: int = 0):
+           steps: int, max_length: int, checkpointing: str = "auto", save_steps: int | None = None):
+    """The run's settings. Checkpoints are saved once, at the end (``save_steps`` = the steps), unless
+    asked: the automatic interval (a tenth of the run) would save every step or two of these short
+    runs, and an FSDP checkpoint gathers the whole model to rank 0's memory (seconds a save), which
+    would be measured instead of training."""
     from studio.config import StudioConfig
     return StudioConfig.from_dict({
         "name": name,
@@ -98,7 +105,8 @@ def config(name: str, model: Path, data: Path, gpus: int, strategy: str, quant: 
         "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"},
         "training": {"max_steps": steps, "batch_size": batch, "grad_accum": accum, "learning_rate": 2e-4,
                      "scheduler": "constant", "warmup_ratio": 0.0, "optimizer": "adamw_torch", "seed": 42,
-                     "logging_steps": 1, "eval_steps": 0, "save_steps": save_steps,
+                     "logging_steps": 1, "eval_steps": 0,
+                     "save_steps": steps if save_steps is None else save_steps,
                      "gradient_checkpointing": checkpointing, "gpus": gpus, "strategy": strategy,
                      "isolate": gpus == 1}})
 
@@ -115,16 +123,33 @@ def estimates(cfg, shape: str, cap_gb: float) -> tuple[float, float]:
 
 def big_length(shape: str, cap_gb: float, model: Path, data: Path, steps: int) -> tuple[int, float, float]:
     """The shortest max length (multiples of 1,024) at which one GPU does not fit ``cap_gb`` by the
-    estimate (by more than 10%) while one GPU of the 2-GPU FSDP run fits with a 15% margin."""
+    estimate (by more than 10%) while one GPU of the 2-GPU FSDP run fits it. The cap limits PyTorch's
+    allocator only, so the CUDA context the estimate counts is left out of both."""
+    from studio.models import _GPU_CONTEXT
+    context = _GPU_CONTEXT / 1e9
     for length in range(1024, 65537, 1024):
         cfg = config("probe", model, data, 2, "fsdp", "4bit-nf4", 1, 1, steps, length, "on")
         one, fsdp = estimates(cfg, shape, cap_gb)
-        if one > 1.1 * cap_gb and fsdp < 0.85 * cap_gb:
+        if one - context > 1.1 * cap_gb and fsdp - context < cap_gb:
             return length, one, fsdp
-        if fsdp >= 0.85 * cap_gb:
+        if fsdp - context >= cap_gb:
             break
     raise SystemExit(f"No length makes the {shape} shape too big for one {cap_gb} GB GPU while fitting two: "
                      "choose another --cap-gb or --big-shape.")
+
+
+# FSDP-QLoRA's choice of units (distributed.FSDP_UNITS_ENV) and a profiled run, each a case of its own.
+# Only fsdp-4bit runs unless the others are named in --only.
+FSDP_VARIANTS = {"fsdp-4bit": {},
+                 "fsdp-4bit-layer": {"STUDIO_FSDP_UNITS": "layer"},
+                 "fsdp-4bit-profile": {}}
+
+
+def profile_env(folder: Path) -> dict:
+    """Processes started with this profile a few steps (profile_hook/sitecustomize.py) into ``folder``."""
+    hook = str(HERE / "profile_hook")
+    return {"STUDIO_BENCH_PROFILE": str(folder),
+            "PYTHONPATH": os.pathsep.join(p for p in (hook, os.environ.get("PYTHONPATH", "")) if p)}
 
 
 # ---- running a case -------------------------------------------------------------------------------
@@ -145,8 +170,26 @@ def rank_memory(log: str) -> list[dict]:
                                  r"peak_reserved_gb=([\d.]+)", log)]
 
 
-def run_case(name: str, cfg, timeout: float, cap_gb: float = 0, stop_after_steps: int = 0) -> dict:
-    """One run through the job manager; its numbers, or its error and log tail."""
+def run_case(name: str, cfg, timeout: float, cap_gb: float = 0, stop_after_steps: int = 0,
+             env: dict | None = None) -> dict:
+    """One run through the job manager, its processes started with ``env`` added; its numbers, or its
+    error and log tail."""
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    try:
+        res = _run_case(name, cfg, timeout, cap_gb, stop_after_steps)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    if env:
+        res["env"] = env
+    return res
+
+
+def _run_case(name: str, cfg, timeout: float, cap_gb: float, stop_after_steps: int) -> dict:
     from studio.jobs import get_manager
     from studio.training.distributed import CAP_ENV
 
@@ -233,7 +276,7 @@ def _numbers(job) -> dict:
 # ---- comparing and printing -------------------------------------------------------------------------
 
 def compare(results: dict[str, dict]) -> None:
-    pairs = {"ddp-16bit": "single-16bit", "fsdp-4bit": "single-4bit"}
+    pairs = {"ddp-16bit": "single-16bit", **{name: "single-4bit" for name in FSDP_VARIANTS}}
     for case, base_name in pairs.items():
         res, base = results.get(case), results.get(base_name)
         if not res or not base or res.get("error") or base.get("error"):
@@ -285,6 +328,7 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma-separated case names")
     ap.add_argument("--case-timeout", type=float, default=300)
     ap.add_argument("--out", default="multi-gpu.jsonl")
+    ap.add_argument("--profile-dir", help="where fsdp-4bit-profile writes each rank's profile (default: beside --out)")
     ap.add_argument("--small-shape", default="1b", choices=("1b", "tiny"))
     ap.add_argument("--cpu-dry-run", action="store_true",
                     help="check this script on a CPU: 2 gloo processes stand for 2 GPUs, DDP and stop cases only")
@@ -334,10 +378,14 @@ def main() -> int:
              # Both 4-bit cases checkpoint every layer (FSDP always does), so the ratio is the distribution's.
              ("single-4bit", lambda: config("single-4bit", small, rows, 1, "auto", "4bit-nf4", 2 * b, acc, steps, L,
                                             "on")),
-             ("fsdp-4bit", lambda: config("fsdp-4bit", small, rows, 2, "fsdp", "4bit-nf4", b, acc, steps, L, "on"))]
+             *((name, lambda name=name: config(name, small, rows, 2, "fsdp", "4bit-nf4", b, acc, steps, L, "on"))
+               for name in FSDP_VARIANTS)]
     for name, make in cases:
-        if want(name):
-            record(run_case(name, make(), a.case_timeout))
+        if want(name) and (name == "fsdp-4bit" or name not in FSDP_VARIANTS or name in only):
+            env = dict(FSDP_VARIANTS.get(name, {}))
+            if name == "fsdp-4bit-profile":
+                env.update(profile_env(Path(a.profile_dir or Path(a.out).parent / "profile")))
+            record(run_case(name, make(), a.case_timeout, env=env))
 
     if want("fsdp-big") or (a.run_oom and want("single-big")):
         try:
@@ -358,7 +406,7 @@ def main() -> int:
             record({"case": "fsdp-big", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
 
     if want("stop"):
-        cfg = config("stop", small, rows, 2, "ddp", "none", b, acc, 10_000, L)
+        cfg = config("stop", small, rows, 2, "ddp", "none", b, acc, 10_000, L, save_steps=0)
         record(run_case("stop", cfg, a.case_timeout, stop_after_steps=5))
 
     compare(results)

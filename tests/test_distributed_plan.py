@@ -171,3 +171,48 @@ def test_a_single_process_trains_on_one_gpu_when_the_machine_has_several(tmp_pat
     with pytest.raises(ValueError, match="DataParallel"):
         trainer(fix=False)
     assert trainer(fix=True).args.n_gpu == 1
+
+
+def test_fsdp_estimate_is_never_below_the_whole_4bit_model_every_gpu_loads_first():
+    from studio.training.distributed import estimate_per_gpu
+    # A 13B shape: split two ways its training needs less than loading the whole 4-bit model, which every
+    # GPU does before FSDP splits it (measured: 7.4 GB allocated on each GPU, the whole 4-bit weights).
+    facts = {"num_params": 13_000_000_000, "hidden_size": 5120, "num_layers": 40, "vocab_size": 49152,
+             "intermediate_size": 13824, "tied_embeddings": False}
+    dev = {"device": "cuda", "free_gb": 8}
+    qlora = cfg(batch_size=1, model={"quantization": "4bit-nf4"})
+    one = estimate_per_gpu(qlora, facts, dev, 1, "single")
+    fsdp = estimate_per_gpu(qlora, facts, dev, 2, "fsdp")
+    whole = one["parts"]["weights"] + one["parts"]["overhead"]
+    assert sum(fsdp["parts"].values()) < whole
+    assert fsdp["whole_model_at_load_gb"] == pytest.approx(whole, abs=0.01)
+    assert fsdp["total_gb"] == fsdp["whole_model_at_load_gb"] and not fsdp["fits"]
+    # 16-bit weights are read by rank 0 alone and arrive split: nothing whole is loaded on every GPU.
+    full = estimate_per_gpu(cfg(batch_size=1), facts, {"device": "cuda", "free_gb": 80}, 2, "fsdp")
+    assert "whole_model_at_load_gb" not in full and full["total_gb"] == pytest.approx(sum(full["parts"].values()), abs=0.02)
+
+
+def test_fsdp_layer_units_wrap_each_decoder_layer_with_its_lora_weights(monkeypatch):
+    import types
+
+    import transformers.trainer as hf_trainer
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from studio.training import distributed as d
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv(d.STRATEGY_ENV, "fsdp")
+    monkeypatch.setattr(hf_trainer, "update_fsdp_plugin_peft", hf_trainer.update_fsdp_plugin_peft)
+    assert d.trainer_kwargs(True)["fsdp_config"]["use_orig_params"] is False   # PEFT's units by default
+    monkeypatch.setenv(d.FSDP_UNITS_ENV, "layer")
+    assert d.trainer_kwargs(True)["fsdp_config"]["use_orig_params"] is True
+
+    model = get_peft_model(LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                                        num_attention_heads=4, num_key_value_heads=2, vocab_size=64)),
+                           LoraConfig(r=4, target_modules="all-linear"))
+    accelerator = types.SimpleNamespace(state=types.SimpleNamespace(fsdp_plugin=types.SimpleNamespace()))
+    hf_trainer.update_fsdp_plugin_peft(model, accelerator)      # what the Trainer calls before wrapping
+    policy = accelerator.state.fsdp_plugin.auto_wrap_policy
+    wrapped = {name for name, m in model.named_modules() if policy(module=m, recurse=False, nonwrapped_numel=0)}
+    assert wrapped == {n for n, m in model.named_modules() if type(m).__name__ == "LlamaDecoderLayer"}
+    assert len(wrapped) == 2          # PEFT's own policy would also wrap each of the 2 x 7 x 2 LoRA layers

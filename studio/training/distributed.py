@@ -25,6 +25,12 @@ from ..config import ConfigError, StudioConfig
 from ..process_env import (STRATEGY_ENV, is_main, local_rank, model_placement, quantization_storage,  # noqa: F401
                            rank, sharded, strategy, world_size)
 CAP_ENV = "STUDIO_GPU_MEMORY_CAP_GB"   # test a smaller card inside a big one (benchmarks)
+# How FSDP-QLoRA groups the weights into units (benchmarks/multi_gpu.py compares them): "lora", every
+# LoRA layer a unit of its own (PEFT's wrap policy, the default); "layer", one unit a decoder layer.
+# Measured on 2 GPUs (docs/BENCHMARKS.md): "layer" trains a 1B shape 2.5x faster, but each GPU then held
+# more (2.1 GB) than one GPU alone (1.9 GB): with the original parameters kept, FSDP keeps gradients for
+# whole flat parameters, frozen 4-bit weights included. It gives up what FSDP is chosen for: not the default.
+FSDP_UNITS_ENV = "STUDIO_FSDP_UNITS"
 
 
 @dataclass
@@ -135,7 +141,8 @@ def estimate_per_gpu(cfg: StudioConfig, facts: dict, device: dict | None, gpus: 
     DDP: each GPU holds everything a one-GPU run holds (its micro-batch is the same size). FSDP: the
     decoder layers' frozen weights, the adapters and their optimizer state are split ``gpus`` ways, each
     GPU gathers two layers' weights at a time (the one computing, the one prefetched), and the embedding
-    and head stay whole on every GPU."""
+    and head stay whole on every GPU. A 4-bit model is first loaded whole on every GPU: the estimate is
+    never below that (``whole_model_at_load_gb``)."""
     from ..models import estimate_from_facts
     est = estimate_from_facts(cfg, facts, device)
     if gpus <= 1 or strategy != "fsdp":
@@ -152,7 +159,14 @@ def estimate_per_gpu(cfg: StudioConfig, facts: dict, device: dict | None, gpus: 
     parts["weights"] = round(split / gpus + unsplit, 3)
     parts["adapters_and_optimizer"] = round(parts["adapters_and_optimizer"] / gpus, 3)
     total = round(sum(parts.values()), 2)
-    return {**est, "parts": parts, "total_gb": total, "fits": total <= float(est.get("free_gb") or 0)}
+    out = {**est, "parts": parts}
+    if cfg.model.quantization.startswith("4bit"):
+        # bitsandbytes quantizes the whole model onto every GPU before FSDP splits it (16-bit weights
+        # are read by rank 0 alone). Measured: a 13B shape on 2 GPUs peaked at its whole 4-bit weights
+        # (7.4 GB), above the split run's training estimate (6.7 GB).
+        out["whole_model_at_load_gb"] = round(est["parts"]["weights"] + est["parts"]["overhead"], 2)
+        total = max(total, out["whole_model_at_load_gb"])
+    return {**out, "total_gb": total, "fits": total <= float(est.get("free_gb") or 0)}
 
 
 def global_batch(cfg: StudioConfig, gpus: int) -> int:
@@ -161,6 +175,10 @@ def global_batch(cfg: StudioConfig, gpus: int) -> int:
 
 
 # ---- inside a worker process -------------------------------------------------------------------
+
+def fsdp_layer_units() -> bool:
+    return sharded() and os.environ.get(FSDP_UNITS_ENV, "lora") == "layer"
+
 
 def trainer_kwargs(on_cuda: bool) -> dict:
     """The SFTConfig arguments of a multi-process run (none for one process).
@@ -182,7 +200,34 @@ def trainer_kwargs(on_cuda: bool) -> dict:
                               "use_orig_params": False, "sync_module_states": True,
                               "cpu_ram_efficient_loading": True, "state_dict_type": "FULL_STATE_DICT",
                               "activation_checkpointing": False}
+        if fsdp_layer_units():
+            # Frozen 4-bit weights and trainable LoRA weights in one flat parameter need FSDP to keep
+            # the original parameters apart (both are bfloat16 there: the storage and TRL's adapters).
+            out["fsdp_config"]["use_orig_params"] = True
+            wrap_whole_layers()
     return out
+
+
+def wrap_whole_layers() -> None:
+    """Make the Trainer wrap one FSDP unit per decoder layer, LoRA weights included, instead of PEFT's
+    policy that makes every LoRA layer a unit of its own (7 x 2 per decoder layer for all-linear), each
+    gathered and reduced on its own. The mixed precision of the 4-bit storage is still set by
+    transformers' own function, which this wraps."""
+    import functools
+
+    import transformers.trainer as hf_trainer
+    from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+
+    original = getattr(hf_trainer.update_fsdp_plugin_peft, "__wrapped__", hf_trainer.update_fsdp_plugin_peft)
+
+    @functools.wraps(original)
+    def update(model, accelerator):
+        original(model, accelerator)
+        names = set(getattr(model.get_base_model(), "_no_split_modules", None) or ())
+        classes = {type(m) for m in model.modules() if type(m).__name__ in names}
+        accelerator.state.fsdp_plugin.auto_wrap_policy = functools.partial(transformer_auto_wrap_policy,
+                                                                           transformer_layer_cls=classes)
+    hf_trainer.update_fsdp_plugin_peft = update
 
 
 def check_fsdp_model(cfg: StudioConfig) -> None:

@@ -108,7 +108,9 @@ def memory(est: dict | None, lang: str) -> str:
         t("mem.title", lang)
     return (f"**{title}**  \n" +
             t("mem.line", lang, need=need, free=est.get("free_gb", 0)) +
-            f" — {verdict}  \n{t('mem.cards', lang, need=gpu_need)}: {cards}  \n<small>{detail} GB</small>")
+            f" — {verdict}  \n{t('mem.cards', lang, need=gpu_need)}: {cards}  \n<small>{detail} GB</small>" +
+            (f"  \n<small>{t('mem.whole_at_load', lang, gb=est['whole_model_at_load_gb'])}</small>"
+             if est.get("whole_model_at_load_gb") else ""))
 
 
 # ---- Data tab -------------------------------------------------------------------------------
