@@ -145,6 +145,9 @@ def test_the_settings_show_the_gpus_the_global_batch_and_the_estimate_per_gpu(mo
     fsdp, one = svc.memory(c), svc.memory(cfg(gpus=1, batch_size=4, grad_accum=2, model={"quantization": "4bit-nf4"}))
     assert fsdp["gpus"] == 2 and fsdp["total_gb"] < one["total_gb"]
     assert "Memory estimate per GPU (2 GPUs, FSDP)" in views.memory(fsdp, "en")
+    # Every GPU loads the whole 4-bit model before FSDP splits it: said, in both languages.
+    assert f"whole 4-bit model (about {fsdp['whole_model_at_load_gb']:.1f} GB)" in views.memory(fsdp, "en")
+    assert "完整的 4 位模型" in views.memory(fsdp, "zh") and "whole 4-bit" not in views.memory(one, "en")
 
 
 def test_a_single_process_trains_on_one_gpu_when_the_machine_has_several(tmp_path):

@@ -130,9 +130,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "choice.strategy.auto": ("Auto", "自动"),
     "choice.strategy.ddp": ("DDP: a copy on each GPU", "DDP：每块 GPU 一份完整模型"),
     "choice.strategy.fsdp": ("FSDP: weights split across GPUs (QLoRA)", "FSDP：权重分摊到各 GPU（QLoRA）"),
-    "mem.whole_at_load": ("Each GPU first loads the whole 4-bit model ({gb:.1f} GB with the CUDA context) before it "
-                          "is split; the estimate is never below that.",
-                          "每块 GPU 会先载入完整的 4 位模型（含 CUDA 上下文约 {gb:.1f} GB），再进行切分；估算不会低于此值。"),
+    "mem.whole_at_load": ("Each GPU first loads the whole 4-bit model (about {gb:.1f} GB) before it is split; the "
+                          "estimate is never below that.",
+                          "每块 GPU 会先载入完整的 4 位模型（约 {gb:.1f} GB），再进行切分；估算不会低于此值。"),
     "mem.line": ("needs about {need:.1f} GB, {free:.1f} GB free", "约需 {need:.1f} GB，可用 {free:.1f} GB"),
     "mem.fits": ("✓ fits, {spare:.1f} GB to spare", "✓ 够用，还剩 {spare:.1f} GB"),
     "mem.too_big": ("⚠ probably too much: lower the max length or the batch size, turn on gradient checkpointing, "
