@@ -143,3 +143,23 @@ def test_objects_of_this_process_are_refused_for_a_run_in_its_own(tmp_path, tiny
     with pytest.raises(ValueError, match="cannot be passed"):
         manager.start(cfg_for(tmp_path, tiny_dir, isolate=True), data=object())
     assert manager.current() is None            # nothing was started
+
+
+def test_a_stopped_two_process_run_resumes_from_its_checkpoint(tmp_path, tiny_dir, studio_home, two_gpus):
+    """Resume goes through the same path as the app's Resume button and `studio train --resume`."""
+    from studio.runs import MetricsLog
+    from studio.ui.services import Services
+
+    svc = Services()
+    manager = svc.manager()
+    job = manager.start(cfg_for(tmp_path, tiny_dir, gpus=2, max_steps=100_000))
+    wait_for(lambda: job.progress.step >= 3 or not job.active, 120, "training to start")
+    assert manager.stop() and job.join(30) and job.state == "stopped", job.message
+    again, plan = svc.resume_run(str(job.run.path))
+    assert again.processes == 2 and again.run.path == job.run.path
+    wait_for(lambda: again.progress.step >= plan.step + 2 or not again.active, 120, "the resumed run to train")
+    assert manager.stop() and again.join(30) and again.state == "stopped", again.message
+    steps = [r["step"] for r in MetricsLog.read(again.run.metrics_path) if r["type"] == "train"]
+    # Up to the checkpoint once, then on from it: the run was resumed, not started over.
+    assert steps[:plan.step] == list(range(1, plan.step + 1)) and steps[plan.step] == plan.step + 1
+    assert steps == sorted(steps) and again.run.has_adapter()

@@ -101,8 +101,7 @@ def _resume_or_extend(args) -> tuple[StudioConfig, dict]:
         for note in plan.notes:
             print(f"Note: {note}")
         print(f"Resuming {plan.run.name} from step {plan.step}.")
-        return plan.cfg, {"run_dir": plan.run.path, "tokenizer": plan.tokenizer, "data": plan.data,
-                          "resume_from": plan.checkpoint}
+        return plan.cfg, plan.start_kwargs()
     from ..training.extend import plan_extend
     training = settings.get("training", {})
     extra = {k for k in training if k not in ("max_steps", "epochs", "output_dir")} | set(settings) - {"training", "name"}

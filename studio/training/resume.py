@@ -1,8 +1,7 @@
 """Resume a run from its last complete checkpoint, and what a run folder records so it can be repeated.
 
     plan = plan_resume(run_dir)                       # raises ResumeError with a plain message
-    get_manager().start(plan.cfg, run_dir=run_dir, tokenizer=plan.tokenizer, data=plan.data,
-                        resume_from=plan.checkpoint)
+    get_manager().start(plan.cfg, **plan.start_kwargs())
 
 A fresh run writes ``fingerprint.json`` next to its config: a hash of the prepared data (the exact
 token ids and loss masks, so a changed file, template or max length all show), the row counts, the
@@ -195,6 +194,15 @@ class ResumePlan:
     tokenizer: Any
     data: Any
     notes: list[str] = field(default_factory=list)
+
+    def start_kwargs(self) -> dict:
+        """``JobManager.start``'s arguments for this resume. A run in processes of its own (several GPUs,
+        or isolated) loads its tokenizer and data there: what was prepared here only checked them."""
+        from .distributed import plan_for_start
+        kw: dict = {"run_dir": self.run.path, "resume_from": self.checkpoint}
+        if not plan_for_start(self.cfg).subprocess:
+            kw.update(tokenizer=self.tokenizer, data=self.data)
+        return kw
 
 
 def plan_resume(run_dir: str | Path, tokenizer: Any = None, data: Any = None) -> ResumePlan:

@@ -340,8 +340,7 @@ class Services:
         with self._lock:
             self._chat = None
         _release_memory()
-        return self.manager().start(plan.cfg, run_dir=plan.run.path, tokenizer=plan.tokenizer, data=plan.data,
-                                    resume_from=plan.checkpoint), plan
+        return self.manager().start(plan.cfg, **plan.start_kwargs()), plan
 
     def extend_run(self, path: str, steps: int) -> Any:
         from studio.training.extend import plan_extend
