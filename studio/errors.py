@@ -57,6 +57,23 @@ class StudioError(Exception):
         from .catalogue import render
         return render(self, lang)
 
+    def to_dict(self) -> dict:
+        """What another process needs to say this error in any language (``from_dict``), JSON-safe."""
+        def value(v: Any) -> Any:
+            if isinstance(v, StudioError):
+                return v.to_dict()
+            return v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
+        return {"family": type(self).__name__, "code": self.code, "template": self.template,
+                "params": {k: value(v) for k, v in self.params.items()}}
+
+    @staticmethod
+    def from_dict(d: dict) -> "StudioError":
+        """The error ``to_dict`` described (the family's class when it is known here)."""
+        family = {cls.__name__: cls for cls in _family(StudioError)}.get(d.get("family", ""), StudioError)
+        params = {k: StudioError.from_dict(v) if isinstance(v, dict) and "template" in v else v
+                  for k, v in (d.get("params") or {}).items()}
+        return family(d.get("template", ""), code=d.get("code"), **params)
+
     def __str__(self) -> str:
         """Message and hint: the whole English text, for logs and for code that only knows exceptions."""
         hint = self.hint
@@ -111,3 +128,7 @@ class ExportError(StudioError, RuntimeError):
 class EvalError(StudioError, ValueError):
     """An evaluation cannot run as asked."""
     code = "eval"
+
+
+def _family(cls: type) -> list[type]:
+    return [cls] + [sub for child in cls.__subclasses__() for sub in _family(child)]

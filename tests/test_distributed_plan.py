@@ -120,13 +120,34 @@ Root Cause (first observed failure):
 
 
 def test_failure_readers():
-    from studio.training.launcher import _last_exception, _rank_errors, _root_cause
+    from studio.training.process_failures import _last_exception, _rank_errors, _root_cause
     assert _root_cause(SUMMARY) == (1, -9)
     log = ("STUDIO-RANK-ERROR rank=1 of 2: RuntimeError: CUDA error: an illegal memory access\n"
            "STUDIO-RANK-ERROR rank=0 of 2: DistBackendError: connection closed\n")
     assert _rank_errors(log) == {1: "RuntimeError: CUDA error: an illegal memory access",
                                  0: "DistBackendError: connection closed"}
     assert _last_exception("Traceback...\n  File x\nValueError: bad row 3\n") == "ValueError: bad row 3"
+
+
+def test_a_failed_process_tree_is_explained_in_every_language():
+    from studio.errors import DataError
+    from studio.training.failures import explain
+    from studio.training.process_failures import explain_exit
+
+    killed = explain_exit(SUMMARY, 2, 1, {}, "/runs/r/train.log")
+    assert killed.code == "training.process_killed"
+    assert "Training process 2 of 2 (rank 1) was killed by SIGKILL" in killed.message
+    zh, zh_hint = killed.render("zh")
+    assert "第 2 个训练进程" in zh and "SIGKILL" in zh and "/runs/r/train.log" in zh_hint
+
+    oom = explain_exit("STUDIO-RANK-ERROR rank=0 of 2: OutOfMemoryError: CUDA out of memory.\n", 2, 1, {}, "log")
+    assert oom.code == "training.rank_oom" and "batch_size" in oom.hint and "显存不足" in oom.render("zh")[1]
+
+    # Rank 0's own job explained it (here: bad data); the app's side says the same, in Chinese too.
+    own = explain(DataError("{name} has no usable rows.", code="data.no_rows", name="faq.jsonl"))
+    written = {"state": "failed", "message": own.message, "failure": own.to_dict()}
+    again = explain_exit("", 1, 1, written, "log")
+    assert (again.code, again.message, again.render("zh")) == (own.code, own.message, own.render("zh"))
 
 
 def test_the_settings_show_the_gpus_the_global_batch_and_the_estimate_per_gpu(monkeypatch):

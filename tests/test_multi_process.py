@@ -122,6 +122,8 @@ def test_a_rank_killed_fails_the_run_naming_it_and_the_next_run_starts(tmp_path,
     assert job.join(60), "the run did not end after a rank died"
     assert job.state == "failed"
     assert "rank 1" in job.message and "SIGKILL" in job.message, job.message
+    assert job.status()["failure"].code == "training.process_killed"
+    assert "SIGKILL" in job.status()["failure"].render("zh")[0]          # the zh app says it in Chinese
     assert job.run.read_state()["state"] == "failed"
     assert job.alive_pids() == []
     again = manager.start(cfg_for(tmp_path / "next", tiny_dir, isolate=True, max_steps=2))
@@ -163,3 +165,22 @@ def test_a_stopped_two_process_run_resumes_from_its_checkpoint(tmp_path, tiny_di
     # Up to the checkpoint once, then on from it: the run was resumed, not started over.
     assert steps[:plan.step] == list(range(1, plan.step + 1)) and steps[plan.step] == plan.step + 1
     assert steps == sorted(steps) and again.run.has_adapter()
+
+
+def test_a_data_problem_in_an_isolated_run_reaches_the_app_in_its_language(tmp_path, tiny_dir, studio_home):
+    """The worker's own explained failure (here: a data file without usable rows) crosses to the app's
+    process as the same error, so the Chinese app shows it in Chinese, as for a thread job."""
+    from studio.config import merge
+    from studio.jobs import JobManager
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"nothing": "useful"}\n' * 4, encoding="utf-8")
+    cfg = merge(cfg_for(tmp_path, tiny_dir, isolate=True), {"data": {"file": str(bad)}})
+    job = JobManager().start(cfg)
+    assert job.join(120) and job.state == "failed"
+    failure = job.status()["failure"]
+    assert failure is not None and failure.code == "training.data", job.message
+    message, hint = failure.render("zh")
+    assert message.startswith("训练数据有问题") and hint == "修正数据文件（或换一个）后重新开始。"
+    assert job.message == failure.message
+

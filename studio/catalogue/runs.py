@@ -32,6 +32,23 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
                                  "Check the folder's permissions and free space, or choose another training.output_dir.",
                                  "检查文件夹权限和剩余空间，或换一个 training.output_dir。"),
     # a failed run
+    "training.process_killed": ("{who_zh}被 {signal} 终止：系统可能内存不足，或它被工作室之外的程序结束。运行已停止。",
+                                "If the system ran out of memory, lower training.batch_size or data.max_length, or "
+                                "set model.quantization to '4bit-nf4'. The output of every process is in {log}.",
+                                "如果是系统内存不足，请调小 training.batch_size 或 data.max_length，或把 "
+                                "model.quantization 设为 '4bit-nf4'。每个进程的输出都在 {log} 中。"),
+    "training.rank_failed": ("{who_zh}失败：{detail}", "The output of every process is in {log}.",
+                             "每个进程的输出都在 {log} 中。"),
+    "training.rank_oom": ("{who_zh}失败：{detail}",
+                          "A GPU ran out of memory. Lower training.batch_size or data.max_length, set "
+                          "model.quantization to '4bit-nf4', or training.strategy to 'fsdp', which splits the "
+                          "model's weights across the GPUs.",
+                          "有一块 GPU 显存不足。请调小 training.batch_size 或 data.max_length，把 model.quantization "
+                          "设为 '4bit-nf4'，或把 training.strategy 设为 'fsdp'（把模型权重分到多块 GPU 上）。"),
+    "training.rank_nccl": ("{who_zh}失败：{detail}",
+                           "The GPUs could not talk to each other (NCCL). Check that every GPU works on its own "
+                           "(one GPU at a time), and that no other program is using them.",
+                           "GPU 之间无法通信（NCCL）。请逐块单独检查每块 GPU 是否正常，并确认没有其他程序在使用它们。"),
     "training.failed": ("训练失败：{detail}", "This looks like a bug or an unusual setting. The full error is in {log}.",
                         "这看起来是程序缺陷或不常见的设置。完整错误见 {log}。"),
     "training.oom_gpu": ("训练时 GPU 内存不足。", *_OOM),

@@ -50,7 +50,7 @@ class BackgroundRun:
     def status(self) -> dict:
         """A snapshot for the UI: state, message, hint, the engine error of a failed run, progress, folder."""
         return {"state": self.state, "message": self.message, "hint": self.hint,
-                "failure": getattr(self, "failure", None), "progress": self.progress.to_dict(),
+                "failure": self.failure, "progress": self.progress.to_dict(),
                 "run_dir": str(self.run.path), "name": self.run.name, "result": self.result}
 
     def _set(self, state: str | None = None, message: str | None = None, hint: str | None = None) -> None:

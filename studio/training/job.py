@@ -143,7 +143,9 @@ class TrainingJob(BackgroundRun):
                  "final_eval_loss": p.last_eval_loss, "model_source": self.cfg.model.source,
                  "data_source": self.cfg.data.file,
                  "adapter": str(self.run.adapter_dir) if self.run.has_adapter() else None,
-                 "pid": os.getpid(), "result": self.result, **self.info}
+                 "pid": os.getpid(), "result": self.result,
+                 # A run in its own processes is reported by the app's process: in the user's language too.
+                 "failure": self.failure.to_dict() if self.failure is not None else None, **self.info}
         try:
             self.run.write_state(state)
         except OSError:

@@ -14,7 +14,8 @@ side only reads them (``MetricsFollower``) until the tree has ended, then writes
 - Stop: SIGTERM to the worker processes (not to torch's launcher, which would kill them after 30 s);
   they agree on a step, save and exit. Whatever is still alive ``stop_grace_s`` later is killed.
 - Crash: a rank that fails or is killed ends the run as failed; the message names the rank and its
-  error, from torch's "Root Cause" summary and the worker's ``STUDIO-RANK-ERROR`` line in train.log.
+  error, from torch's "Root Cause" summary and the worker's ``STUDIO-RANK-ERROR`` line in train.log,
+  or rank 0's own explained failure (``failure``, in any language: process_failures.py).
 - The app closing: the tree gets SIGTERM (the kernel's parent-death signal) and stops as above.
 """
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -36,7 +36,6 @@ from ..config import StudioConfig
 from ..runs import MetricsFollower, RunFolder
 from .callbacks import Progress
 from .background import DONE, FAILED, FINAL_STATES, LOADING, PENDING, SAVING, STOPPED, TRAINING, BackgroundRun
-from .worker import ERROR_MARK
 
 STOP_GRACE_S = 120.0      # after a stop: time to finish the step and save before everything is killed
 LEFTOVER_GRACE_S = 5.0    # after the launcher has exited: time its children get to follow it
@@ -44,7 +43,7 @@ POLL_S = 0.25
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 _STATE_KEYS = {"state", "message", "hint", "error", "name", "started", "finished", "step", "total_steps", "epoch",
                "elapsed_s", "eta_s", "final_loss", "final_eval_loss", "model_source", "data_source", "adapter",
-               "pid", "result"}
+               "pid", "result", "failure"}
 
 
 def _now() -> str:
@@ -123,6 +122,7 @@ class SubprocessJob(BackgroundRun):
         self.progress = Progress()
         self.state, self.message, self.hint = PENDING, "Waiting to start.", ""
         self.error: str | None = None
+        self.failure = None      # the StudioError of a failed run (process_failures.py), in any language
         self.result: dict | None = None
         self.info: dict = {"processes": self.processes, "strategy": strategy}
         self.started: str | None = None
@@ -262,31 +262,12 @@ class SubprocessJob(BackgroundRun):
         self._set(written["state"], written.get("message", ""), written.get("hint", ""))
 
     def _failure(self, written: dict) -> tuple[str, str]:
-        """The message and hint of a failed run: which rank failed first (torch's Root Cause summary)
-        and its error (its worker's STUDIO-RANK-ERROR line; rank 0's own explained message)."""
+        """The message and hint of a failed run (process_failures.py); ``failure`` says them in any language."""
+        from .process_failures import explain_exit
         log = _read_from(self.run.log_path, self._log_offset)
-        rank, exitcode = _root_cause(log)
-        n = self.processes
-        if n == 1:
-            rank, exitcode = 0, self.returncode
-        who = f"Training process {rank + 1} of {n} (rank {rank})" if rank is not None and n > 1 else \
-            "The training process"
-        where = f"The output of every process is in {self.run.log_path}."
-        if exitcode is not None and exitcode < 0:
-            name = _signal_name(-exitcode)
-            self.error = f"{who} was killed by {name}."
-            return (f"{who} was killed by {name}: the system may have run out of memory, or it was ended from "
-                    "outside the studio. The run stopped.", where)
-        if rank in (None, 0) and written.get("state") == FAILED:     # explained in plain words by rank 0's job
-            self.error = written.get("error")
-            prefix = f"{who} failed: " if n > 1 and rank == 0 else ""
-            return prefix + written.get("message", "the run failed."), written.get("hint") or where
-        marks = _rank_errors(log)
-        error = marks.get(rank) if rank is not None else None
-        error = error or (next(iter(marks.values())) if marks else None) or _last_exception(log) or \
-            f"it exited with code {exitcode if exitcode is not None else self.returncode}"
-        self.error = error
-        return f"{who} failed: {error}", _hint_for(error) or where
+        self.failure = explain_exit(log, self.processes, self.returncode, written, str(self.run.log_path))
+        self.error = written.get("error") if written.get("state") == FAILED else self.failure.message
+        return self.failure.message, self.failure.hint
 
     # ---- reading the child's files ---------------------------------------------------------
     def _refresh(self) -> None:
@@ -325,7 +306,8 @@ class SubprocessJob(BackgroundRun):
                  "final_eval_loss": p.last_eval_loss, "model_source": self.cfg.model.source,
                  "data_source": self.cfg.data.file,
                  "adapter": str(self.run.adapter_dir) if self.run.has_adapter() else None,
-                 "pid": os.getpid(), "result": self.result}
+                 "pid": os.getpid(), "result": self.result,
+                 "failure": self.failure.to_dict() if self.failure is not None else None}
         try:
             self.run.write_state(state)
         except OSError:
@@ -399,13 +381,6 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def _signal_name(num: int) -> str:
-    try:
-        return signal.Signals(num).name
-    except ValueError:
-        return f"signal {num}"
-
-
 def _read_from(path: Path, offset: int) -> str:
     try:
         with open(path, "rb") as f:
@@ -413,37 +388,3 @@ def _read_from(path: Path, offset: int) -> str:
             return f.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
-
-
-_ROOT = re.compile(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.S)
-
-
-def _root_cause(log: str) -> tuple[int | None, int | None]:
-    """(rank, exit code) of torch.distributed.run's "Root Cause (first observed failure)" summary."""
-    m = _ROOT.search(log)
-    return (int(m.group(1)), int(m.group(2))) if m else (None, None)
-
-
-def _rank_errors(log: str) -> dict[int, str]:
-    """rank -> the error its worker reported (the first report of each rank, in log order)."""
-    out: dict[int, str] = {}
-    for m in re.finditer(rf"{ERROR_MARK} rank=(\d+) of \d+: (.*)", log):
-        out.setdefault(int(m.group(1)), m.group(2).strip())
-    return out
-
-
-def _last_exception(log: str) -> str | None:
-    """The last 'SomeError: text' line of a Python traceback in the log."""
-    found = re.findall(r"^(?:\[[^\]]*\]:?\s*)?([A-Za-z_.]*(?:Error|Exception|Interrupt)\b.*)$", log, re.M)
-    return found[-1].strip() if found else None
-
-
-def _hint_for(error: str) -> str:
-    low = error.lower()
-    if "out of memory" in low or "outofmemory" in low:
-        return ("A GPU ran out of memory. Lower the batch size or the maximum length, use 4-bit (QLoRA), or the "
-                "FSDP strategy, which splits the model's weights across the GPUs.")
-    if "nccl" in low:
-        return ("The GPUs could not talk to each other (NCCL). Check that every GPU works on its own "
-                "(one GPU at a time), and that no other program is using them.")
-    return ""
