@@ -93,13 +93,6 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
 
     # One row a step has no padding anyway (and TRL warns that padding-free buys nothing there).
     padding_free = t.packing and t.batch_size > 1
-    if padding_free and t.neftune_noise_alpha > 0:
-        # The trainer scales NEFTune's noise by the length of the sequence it sees: here the step's rows
-        # joined, so each row gets about 1/sqrt(rows) of the paper's noise.
-        notes.append(f"NEFTune with padding-free batches: the noise is scaled to the {t.batch_size} rows joined, "
-                     f"so each row gets about 1/{t.batch_size ** 0.5:.1f} of the paper's noise. Turn off "
-                     "padding-free batches (training.packing) for the paper's noise, or raise "
-                     "training.neftune_noise_alpha.")
     evaluate = has_validation and t.eval_steps > 0
     steps = {"max_steps": t.max_steps} if t.max_steps > 0 else {"num_train_epochs": t.epochs}
     kwargs = dict(
@@ -114,7 +107,8 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
         weight_decay=t.weight_decay,
         optim=optimizer,
         max_grad_norm=t.max_grad_norm,
-        neftune_noise_alpha=t.neftune_noise_alpha or None,    # None: the trainer adds no hook at all
+        # NEFTune's noise is added by the job, scaled to each row (neftune.py), not by the trainer's hook.
+        neftune_noise_alpha=None,
         # The job enables checkpointing itself (models.apply_lora), layer by layer for 'auto'
         # (checkpointing.py); the trainer would switch it on for every layer.
         activation_checkpointing=False,

@@ -92,6 +92,7 @@ class TrainingJob(BackgroundRun):
         self.message = "Waiting to start."
         self.hint = ""
         self.failure = None   # the StudioError a failed run reports (message and hint in any language)
+        self._neftune = None  # NEFTune's hooks while training (neftune.py)
         self.error: str | None = None          # the exception text of a failure (the traceback is in train.log)
         self.progress = Progress(total_steps=cfg.training.max_steps)
         self.metrics = MetricsLog(self.run.metrics_path)
@@ -223,6 +224,9 @@ class TrainingJob(BackgroundRun):
         try:
             self._run(trainer, stop_cb, data, on_cuda, log)
         finally:
+            if self._neftune is not None:       # the trained model answers chat without noise hooks
+                self._neftune.detach()
+                self._neftune = None
             trainer.callback_handler.callbacks.clear()
             del trainer                # the optimizer state goes with it, before the adapter is saved
             gc.collect()
@@ -320,6 +324,9 @@ class TrainingJob(BackgroundRun):
                                [metrics_cb, stop_cb, CompleteCheckpointMark(), *self.extra_callbacks],
                                resolved.precision)
         self._checkpoint_layers(trainer, self._peft_model, data.train, resolved, log)
+        if self.cfg.training.neftune_noise_alpha > 0:
+            from .neftune import RowScaledNoise
+            self._neftune = RowScaledNoise(self._peft_model, self.cfg.training.neftune_noise_alpha).attach()
         # The trainer prints each log dict to stdout when progress bars are off; the rows go to
         # metrics.jsonl and train.log instead.
         trainer.remove_callback(PrinterCallback)
