@@ -38,3 +38,29 @@ def test_gguf_round_trip_through_transformers_loader(run_dir, tmp_path, kind):
         else:
             assert (got_logits - want_logits).abs().max() < 0.2
     assert modelfile_lines(path)[0] == f"FROM {path.resolve()}"
+
+
+def test_a_sentencepiece_style_tokenizer_round_trips(tmp_path_factory, tmp_path):
+    """Llama 2 and Mistral tokenizers ('▁' words, <0x..> byte pieces) go in as llama.cpp's 'llama'
+    vocabulary; written as byte-level 'gpt2' tokens they would have split every text differently."""
+    import gguf
+    from transformers import AutoTokenizer
+
+    from studio.export.gguf import export_gguf
+    from studio.export.merge import merged_model
+    from tiny import tiny_sentencepiece_model_dir
+
+    base = tiny_sentencepiece_model_dir(tmp_path_factory.mktemp("spm-model"))
+    run = train_run(tmp_path_factory.mktemp("spm-run"), base, steps=3)
+    path = export_gguf(run, tmp_path / "model.gguf", "f16", progress=lambda m: None)
+    fields = gguf.GGUFReader(str(path)).fields
+    assert bytes(fields["tokenizer.ggml.model"].parts[-1]).decode() == "llama"
+    merged, merged_tok, template = merged_model(run, torch.float32)
+    tok = AutoTokenizer.from_pretrained(tmp_path, gguf_file=path.name)
+    for text in ("Hello, how are you today? 0123456789", "Die Rücksendung: 30 Tage. ✓", "  two spaces"):
+        assert tok(text)["input_ids"] == merged_tok(text)["input_ids"], text
+    for prompt in PROMPTS:
+        ids = merged_tok.apply_chat_template([{"role": "user", "content": prompt}], chat_template=template,
+                                             add_generation_prompt=True)
+        assert tok.apply_chat_template([{"role": "user", "content": prompt}], chat_template=template,
+                                       add_generation_prompt=True) == ids

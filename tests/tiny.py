@@ -62,3 +62,33 @@ def tiny_model_dir(folder: Path, with_template: bool = True) -> Path:
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def tiny_sentencepiece_tokenizer():
+    """A Llama 2 / Mistral style tokenizer: SentencePiece-style BPE ('▁' for spaces, byte fallback to
+    <0x..> pieces), <unk> <s> </s> first, trained on the same few sentences, with the chatml template."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaTokenizer
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
+    bpe.train_from_iterator(_CORPUS * 5, trainer=trainers.BpeTrainer(vocab_size=300, show_progress=False))
+    trained = json.loads(bpe.to_str())["model"]
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"<0x{b:02X}>": 3 + b for b in range(256)}}
+    for piece, _ in sorted(trained["vocab"].items(), key=lambda item: item[1]):
+        vocab.setdefault(piece, len(vocab))
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in trained["merges"]]
+    tok = LlamaTokenizer(vocab=vocab, merges=merges)
+    tok.pad_token = "</s>"
+    tok.chat_template = CHATML
+    return tok
+
+
+def tiny_sentencepiece_model_dir(folder: Path) -> Path:
+    folder = Path(folder)
+    tok = tiny_sentencepiece_tokenizer()
+    tiny_model(tok).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

@@ -133,7 +133,8 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "export.exists": ("{path} 已存在；导出永远不会覆盖之前的文件。", *_DEST),
     "export.no_space": ("磁盘空间不足，无法保存 {what}：大约需要 {needed:.2f} GB，而 {folder} 只剩 {free:.2f} GB。",
                         "Free some space or export to another disk.", "释放一些空间，或导出到另一块磁盘。"),
-    "export.gguf_tokenizer": ("GGUF 导出支持字节级 BPE 分词器（Llama 3、SmolLM、Qwen 风格）；该模型的分词器是 {kind}。",
+    "export.gguf_tokenizer": ("GGUF 导出支持 BPE 分词器：字节级（Llama 3、SmolLM、Qwen）或 SentencePiece 风格（Llama 2、Mistral）；"
+                              "该模型的分词器是 {kind}。",
                               "Export the merged model instead.", "请改为导出合并后的模型。"),
     "export.gguf_family": ("GGUF 导出只支持 Llama 系列模型（Llama、SmolLM、Mistral）；该运行的基础模型是 '{kind}'。", *_MERGED),
     "export.unknown_gguf_type": ("未知的 GGUF 类型 '{kind}'；请从以下选择：{choices}。", "Pick one of those.", "从中选择一个。"),

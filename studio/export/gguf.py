@@ -3,8 +3,9 @@
 Written with the ``gguf`` package's ``GGUFWriter`` the way llama.cpp's own converter writes Llama:
 tensor names from ``gguf.get_tensor_name_map``, the query/key weights permuted to llama.cpp's rotary
 layout (transformers' GGUF loader undoes it), 1-D tensors (norms) kept in float32, q8_0 blocks made by
-``gguf.quants.quantize``. The byte-level BPE tokenizer goes in as ``gpt2`` tokens and merges with the
-chat template trained with. Verified by reading the file back with transformers' own GGUF loader
+``gguf.quants.quantize``. A byte-level BPE tokenizer goes in as ``gpt2`` tokens and merges, a
+SentencePiece-style one (Llama 2, Mistral) as ``llama`` pieces with scores, with the chat template
+trained with. Verified by reading the file back with transformers' own GGUF loader
 (``from_pretrained(folder, gguf_file=...)``), see tests/test_export_gguf.py.
 """
 
@@ -29,12 +30,27 @@ def _permute(w: np.ndarray, heads: int) -> np.ndarray:
 
 
 def _tokenizer_metadata(writer: Any, tokenizer: Any, template: str) -> None:
-    import gguf
     backend = json.loads(tokenizer.backend_tokenizer.to_str())
     model = backend["model"]
-    if model.get("type") != "BPE":
-        raise ExportError("GGUF export supports byte-level BPE tokenizers (Llama 3, SmolLM, Qwen style); this model's "
-                          "tokenizer is {kind}.", code="export.gguf_tokenizer", kind=str(model.get("type")))
+    if model.get("type") == "BPE" and model.get("byte_fallback"):
+        _sentencepiece_vocab(writer, tokenizer, model)       # Llama 2, Mistral 7B: '▁' words, <0x..> bytes
+    elif model.get("type") == "BPE" and "ByteLevel" in json.dumps(backend.get("pre_tokenizer")):
+        _byte_level_vocab(writer, tokenizer, model)          # Llama 3, SmolLM, Qwen
+    else:
+        raise ExportError("GGUF export supports BPE tokenizers, byte-level (Llama 3, SmolLM, Qwen) or SentencePiece-"
+                          "style (Llama 2, Mistral); this model's tokenizer is {kind}.", code="export.gguf_tokenizer",
+                          kind=str(model.get("type")))
+    for name, setter in (("bos_token_id", writer.add_bos_token_id), ("eos_token_id", writer.add_eos_token_id),
+                         ("pad_token_id", writer.add_pad_token_id), ("unk_token_id", writer.add_unk_token_id)):
+        value = getattr(tokenizer, name, None)
+        if value is not None:
+            setter(int(value))
+    writer.add_chat_template(template)
+
+
+def _token_table(tokenizer: Any) -> tuple[list[str], list[Any]]:
+    """Every token by id with its GGUF type: added special tokens CONTROL, other added ones USER_DEFINED."""
+    import gguf
     vocab = tokenizer.get_vocab()
     size = max(vocab.values()) + 1
     tokens = [f"[PAD{i}]" for i in range(size)]
@@ -45,19 +61,45 @@ def _tokenizer_metadata(writer: Any, tokenizer: Any, template: str) -> None:
     for added in tokenizer.added_tokens_decoder.values():
         i = vocab[added.content]
         types[i] = gguf.TokenType.CONTROL if added.special else gguf.TokenType.USER_DEFINED
-    merges = [" ".join(m) if isinstance(m, list) else m for m in model.get("merges", [])]
+    return tokens, types
+
+
+def _merges(model: dict) -> list[str]:
+    return [" ".join(m) if isinstance(m, list) else m for m in model.get("merges", [])]
+
+
+def _byte_level_vocab(writer: Any, tokenizer: Any, model: dict) -> None:
+    tokens, types = _token_table(tokenizer)
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("default")
     writer.add_token_list(tokens)
     writer.add_token_types(types)
-    writer.add_token_merges(merges)
-    for name, setter in (("bos_token_id", writer.add_bos_token_id), ("eos_token_id", writer.add_eos_token_id),
-                         ("pad_token_id", writer.add_pad_token_id)):
-        value = getattr(tokenizer, name, None)
-        if value is not None:
-            setter(int(value))
+    writer.add_token_merges(_merges(model))
     writer.add_add_bos_token(False)
-    writer.add_chat_template(template)
+
+
+def _sentencepiece_vocab(writer: Any, tokenizer: Any, model: dict) -> None:
+    """llama.cpp's 'llama' (SentencePiece) vocabulary: the pieces, a score each (llama.cpp merges the pair
+    whose result scores highest; a BPE-trained SentencePiece model scores its pieces by their rank, so
+    the id's negative keeps the same order), byte pieces typed BYTE and the unknown piece UNKNOWN. The
+    merges go in too, for readers that use them (transformers)."""
+    import re
+
+    import gguf
+    tokens, types = _token_table(tokenizer)
+    for i, text in enumerate(tokens):
+        if re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", text):
+            types[i] = gguf.TokenType.BYTE
+    if getattr(tokenizer, "unk_token_id", None) is not None:
+        types[tokenizer.unk_token_id] = gguf.TokenType.UNKNOWN
+    scores = [-float(i) if t == gguf.TokenType.NORMAL else 0.0 for i, t in enumerate(types)]
+    writer.add_tokenizer_model("llama")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_token_merges(_merges(model))
+    writer.add_add_bos_token(bool(getattr(tokenizer, "add_bos_token", False)))    # as the tokenizer does
 
 
 def write_gguf(model: Any, tokenizer: Any, template: str, path: Path, kind: str = "f16",
