@@ -4,6 +4,7 @@ manager, the UI and the CLI use only this, so they never ask which runner a run 
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -11,12 +12,17 @@ PENDING, LOADING, TRAINING, SAVING = "pending", "loading", "training", "saving"
 DONE, STOPPED, FAILED = "done", "stopped", "failed"
 ACTIVE_STATES = (PENDING, LOADING, TRAINING, SAVING)
 FINAL_STATES = (DONE, STOPPED, FAILED)
+# What ``_state_record`` writes of every run; anything else in state.json is the runner's ``info``.
+STATE_KEYS = frozenset({"state", "message", "hint", "error", "name", "started", "finished", "step", "total_steps",
+                        "epoch", "elapsed_s", "eta_s", "final_loss", "final_eval_loss", "model_source",
+                        "data_source", "adapter", "pid", "result", "failure"})
 
 
 class BackgroundRun:
-    """Subclasses set ``run``, ``state``, ``message``, ``hint``, ``progress``, ``result``, ``_stop`` (an
-    Event), ``_state_lock`` and ``_thread`` (None until started), and define ``run_sync`` and
-    ``_write_state`` (state.json)."""
+    """Subclasses set ``run``, ``cfg``, ``state``, ``message``, ``hint``, ``error``, ``failure``, ``progress``,
+    ``metrics``, ``result``, ``started``, ``finished``, ``_stop`` (an Event), ``_state_lock`` and ``_thread``
+    (None until started), and define ``run_sync`` and ``_write_state`` (state.json, from
+    ``_state_record``)."""
 
     thread_name = "run"
 
@@ -52,6 +58,28 @@ class BackgroundRun:
         return {"state": self.state, "message": self.message, "hint": self.hint,
                 "failure": self.failure, "progress": self.progress.to_dict(),
                 "run_dir": str(self.run.path), "name": self.run.name, "result": self.result}
+
+    def _state_record(self) -> dict:
+        """The run as state.json says it (``STATE_KEYS``), the same for both runners."""
+        p = self.progress
+        metrics = getattr(self, "metrics", None)     # not there yet while the job is being made
+        last = metrics.last("train") if metrics is not None else None
+        return {"state": self.state, "message": self.message, "hint": self.hint, "error": self.error,
+                "name": self.run.name, "started": self.started, "finished": self.finished,
+                "step": p.step, "total_steps": p.total_steps, "epoch": p.epoch, "elapsed_s": p.elapsed_s,
+                "eta_s": p.eta_s, "final_loss": last["loss"] if last else None,
+                "final_eval_loss": p.last_eval_loss, "model_source": self.cfg.model.source,
+                "data_source": self.cfg.data.file,
+                "adapter": str(self.run.adapter_dir) if self.run.has_adapter() else None,
+                "pid": os.getpid(), "result": self.result,
+                # A run in its own processes is reported by the app's process: in the user's language too.
+                "failure": self.failure.to_dict() if self.failure is not None else None}
+
+    def _save_state(self, state: dict) -> None:
+        try:
+            self.run.write_state(state)
+        except OSError:
+            pass  # a full disk must not turn into a second failure while reporting the first
 
     def _set(self, state: str | None = None, message: str | None = None, hint: str | None = None) -> None:
         with self._state_lock:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as _dt
 import gc
 import logging
-import os
 import threading
 import time
 import traceback
@@ -135,22 +134,7 @@ class TrainingJob(BackgroundRun):
 
     # ---- status -------------------------------------------------------------------------
     def _write_state(self) -> None:
-        p = self.progress
-        last_train = self.metrics.last("train") if hasattr(self, "metrics") else None
-        state = {"state": self.state, "message": self.message, "hint": self.hint, "error": self.error,
-                 "name": self.run.name, "started": self.started, "finished": self.finished,
-                 "step": p.step, "total_steps": p.total_steps, "epoch": p.epoch, "elapsed_s": p.elapsed_s,
-                 "eta_s": p.eta_s, "final_loss": last_train["loss"] if last_train else None,
-                 "final_eval_loss": p.last_eval_loss, "model_source": self.cfg.model.source,
-                 "data_source": self.cfg.data.file,
-                 "adapter": str(self.run.adapter_dir) if self.run.has_adapter() else None,
-                 "pid": os.getpid(), "result": self.result,
-                 # A run in its own processes is reported by the app's process: in the user's language too.
-                 "failure": self.failure.to_dict() if self.failure is not None else None, **self.info}
-        try:
-            self.run.write_state(state)
-        except OSError:
-            pass  # a full disk must not turn into a second failure while reporting the first
+        self._save_state({**self._state_record(), **self.info})
 
     def _on_row(self, row: dict) -> None:
         _log.info("metrics %s", {k: v for k, v in row.items() if v is not None and k != "time"})

@@ -35,15 +35,13 @@ from typing import Any
 from ..config import StudioConfig
 from ..runs import MetricsFollower, RunFolder
 from .callbacks import Progress
-from .background import DONE, FAILED, FINAL_STATES, LOADING, PENDING, SAVING, STOPPED, TRAINING, BackgroundRun
+from .background import (DONE, FAILED, FINAL_STATES, LOADING, PENDING, SAVING, STATE_KEYS, STOPPED, TRAINING,
+                         BackgroundRun)
 
 STOP_GRACE_S = 120.0      # after a stop: time to finish the step and save before everything is killed
 LEFTOVER_GRACE_S = 5.0    # after the launcher has exited: time its children get to follow it
 POLL_S = 0.25
 _REPO_ROOT = Path(__file__).resolve().parents[2]
-_STATE_KEYS = {"state", "message", "hint", "error", "name", "started", "finished", "step", "total_steps", "epoch",
-               "elapsed_s", "eta_s", "final_loss", "final_eval_loss", "model_source", "data_source", "adapter",
-               "pid", "result", "failure"}
 
 
 def _now() -> str:
@@ -283,7 +281,7 @@ class SubprocessJob(BackgroundRun):
             p.last_loss = last.get("loss")
             p.tokens_seen = int(last.get("tokens_seen") or 0)
         p.last_eval_loss = written.get("final_eval_loss")
-        self.info.update({k: v for k, v in written.items() if k not in _STATE_KEYS})
+        self.info.update({k: v for k, v in written.items() if k not in STATE_KEYS})
         state = written.get("state")
         if state in FINAL_STATES:       # rank 0 is done, but the processes are still ending
             state = SAVING
@@ -297,21 +295,7 @@ class SubprocessJob(BackgroundRun):
         if self._proc is not None and self.state not in FINAL_STATES:
             return
         written = self.run.read_state() or {}
-        p = self.progress
-        last = self.metrics.last("train")
-        state = {**written, **self.info, "state": self.state, "message": self.message, "hint": self.hint,
-                 "error": self.error, "name": self.run.name, "started": self.started, "finished": self.finished,
-                 "step": p.step, "total_steps": p.total_steps, "epoch": p.epoch, "elapsed_s": p.elapsed_s,
-                 "eta_s": p.eta_s, "final_loss": last["loss"] if last else None,
-                 "final_eval_loss": p.last_eval_loss, "model_source": self.cfg.model.source,
-                 "data_source": self.cfg.data.file,
-                 "adapter": str(self.run.adapter_dir) if self.run.has_adapter() else None,
-                 "pid": os.getpid(), "result": self.result,
-                 "failure": self.failure.to_dict() if self.failure is not None else None}
-        try:
-            self.run.write_state(state)
-        except OSError:
-            pass
+        self._save_state({**written, **self.info, **self._state_record()})
 
     # ---- the process tree ------------------------------------------------------------------
     def _record_tree(self) -> None:
