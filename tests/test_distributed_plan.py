@@ -235,6 +235,7 @@ def test_fsdp_layer_units_wrap_each_decoder_layer_with_its_lora_weights(monkeypa
                                                         num_attention_heads=4, num_key_value_heads=2, vocab_size=64)),
                            LoraConfig(r=4, target_modules="all-linear"))
     accelerator = types.SimpleNamespace(state=types.SimpleNamespace(fsdp_plugin=types.SimpleNamespace()))
+    d.wrap_whole_layers()                                        # what the worker does with "layer"
     hf_trainer.update_fsdp_plugin_peft(model, accelerator)      # what the Trainer calls before wrapping
     policy = accelerator.state.fsdp_plugin.auto_wrap_policy
     wrapped = {name for name, m in model.named_modules() if policy(module=m, recurse=False, nonwrapped_numel=0)}

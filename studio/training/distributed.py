@@ -203,8 +203,8 @@ def trainer_kwargs(on_cuda: bool) -> dict:
         if fsdp_layer_units():
             # Frozen 4-bit weights and trainable LoRA weights in one flat parameter need FSDP to keep
             # the original parameters apart (both are bfloat16 there: the storage and TRL's adapters).
+            # The worker makes the Trainer wrap whole layers (wrap_whole_layers).
             out["fsdp_config"]["use_orig_params"] = True
-            wrap_whole_layers()
     return out
 
 

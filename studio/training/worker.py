@@ -198,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     run = RunFolder(a.run_dir)
     cfg, notes = dist_info.adjust_for_processes(run.config())
     _sharded_loading(cfg.model.quantization)
+    if dist_info.fsdp_layer_units():
+        dist_info.wrap_whole_layers()
     try:
         if dist_info.sharded():
             dist_info.check_fsdp_model(cfg)
