@@ -2,7 +2,8 @@
 
 The dataclasses are the single source of truth. Help text lives once, in each field's
 metadata (``help``), and the UI reuses it. ``StudioConfig`` round-trips to YAML;
-``validate()`` raises ``ConfigError`` with a message a non-programmer can act on.
+``validate()`` raises ``ConfigError`` with a message a non-programmer can act on (the checks are in
+``config_checks.py``).
 """
 
 from __future__ import annotations
@@ -231,6 +232,7 @@ class StudioConfig:
         snapshot = repr(self.to_dict())
         modules = None if linear_modules is None else tuple(sorted(set(linear_modules)))
         if seen is None or seen[0] != snapshot or (modules is not None and seen[1] != modules):
+            from .config_checks import validate
             validate(self, modules)
             self._validated = (snapshot, modules)
         return self
@@ -351,126 +353,3 @@ def merge(cfg: StudioConfig, overrides: dict) -> StudioConfig:
                                   key=f"{key}.{name}", section=key, known=", ".join(fields))
             setattr(section, name, _coerce(key, fields[name], v))
     return out
-
-
-def _choice(where: str, value: str, choices: tuple) -> None:
-    if value not in choices:
-        raise ConfigError("{key} is '{value}', which is not an option. Choose one of: {choices}.", code="config.not_an_option",
-                          key=where, value=value, choices=", ".join(choices))
-
-
-def _check_limits(cfg: StudioConfig) -> None:
-    for key, (low, high) in LIMITS.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if high is None and low is not None and value < low:
-            raise ConfigError("{key} is {value}; it must be at least {low}.", code="config.at_least", key=key,
-                              value=_fmt(value), low=_fmt(low))
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise ConfigError("{key} is {value}; it must be between {low} and {high}.", code="config.out_of_range", key=key,
-                              value=_fmt(value), low=_fmt(low), high=_fmt(high))
-
-
-def _fmt(x: float) -> str:
-    return f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e18 else f"{x:g}"
-
-
-def _check_encoding(encoding: str) -> None:
-    import codecs
-    if encoding.strip().lower() in ("", "auto"):
-        return
-    try:
-        codecs.lookup(encoding.strip())
-    except LookupError:
-        raise ConfigError("data.encoding '{encoding}' is not a text encoding the studio knows.",
-                          code="config.bad_encoding", encoding=encoding) from None
-
-
-def context_warnings(cfg: StudioConfig, context_length: int | None) -> list[str]:
-    """Settings that work but will not do what the user expects with this model (said, not refused)."""
-    out = []
-    if context_length and cfg.data.max_length > context_length:
-        out.append(f"The maximum length ({cfg.data.max_length:,} tokens) is longer than this model reads "
-                   f"({context_length:,} tokens): rows past {context_length:,} tokens will not train well. "
-                   f"Set data.max_length to {context_length:,} or less.")
-    return out
-
-
-def check_target_modules(lora: LoraConfig, linear_modules: Iterable[str]) -> None:
-    """The part of validation that needs the model: the target modules it has (``linear_modules``)."""
-    if not isinstance(lora.target_modules, list):
-        return
-    have = sorted(set(linear_modules))
-    missing = [x for x in lora.target_modules if x not in have]
-    if missing:
-        raise ConfigError("These target modules are not in this model: {missing}. The model has: {have}.",
-                          code="config.modules_missing", missing=", ".join(missing), have=", ".join(have))
-
-
-def validate(cfg: StudioConfig, linear_modules: Iterable[str] | None = None) -> None:
-    """Raise ConfigError for the first setting that cannot work, with a fix the user can apply."""
-    m, d, l, t, g = cfg.model, cfg.data, cfg.lora, cfg.training, cfg.generation
-    if not m.source.strip():
-        raise ConfigError("model.source is empty: choose a base model.", code="config.no_model")
-    for section in SECTIONS:
-        obj = getattr(cfg, section)
-        for f in dataclasses.fields(obj):
-            choices = f.metadata.get("choices")
-            if choices:
-                _choice(f"{section}.{f.name}", getattr(obj, f.name), choices)
-    if not d.file.strip():
-        raise ConfigError("data.file is empty: choose training data.", code="config.no_data")
-    if d.format == "mapping" and not (d.prompt_column and d.answer_column):
-        raise ConfigError("With data.format 'mapping', say which column holds the prompt (data.prompt_column) and which "
-                          "holds the answer (data.answer_column).", code="config.mapping_columns")
-    if d.max_length < 16:
-        raise ConfigError("data.max_length is {value}; it must be at least 16 tokens (512-2048 is typical).",
-                          code="config.max_length_small", value=d.max_length)
-    _check_encoding(d.encoding)
-    if d.validation < 0 or (d.validation >= 1 and not float(d.validation).is_integer()):
-        raise ConfigError("data.validation must be a fraction between 0 and 1 (e.g. 0.1) or a whole number of rows "
-                          "(e.g. 20).", code="config.validation")
-    if d.max_rows < 0:
-        raise ConfigError("data.max_rows must be 0 (all rows) or a positive whole number.", code="config.max_rows")
-    if l.r < 1:
-        raise ConfigError("lora.r is {value}; r must be a positive whole number (8, 16, 32 or 64 are typical).",
-                          code="config.lora_r", value=l.r)
-    if l.alpha < 1:
-        raise ConfigError("lora.alpha is {value}; it must be a positive whole number (often 2 x r).",
-                          code="config.lora_alpha", value=l.alpha)
-    if not 0 <= l.dropout < 1:
-        raise ConfigError("lora.dropout is {value}; it must be at least 0 and below 1 (0.05 is typical).",
-                          code="config.lora_dropout", value=l.dropout)
-    if isinstance(l.target_modules, list):
-        if not l.target_modules:
-            raise ConfigError("lora.target_modules is empty: pick at least one target module, or 'all-linear'.",
-                              code="config.no_modules")
-        if linear_modules is not None:
-            check_target_modules(l, linear_modules)
-    if t.max_steps < 0:
-        raise ConfigError("training.max_steps must be 0 (use epochs) or a positive whole number.", code="config.max_steps")
-    if t.max_steps == 0 and t.epochs <= 0:
-        raise ConfigError("Set either training.epochs above 0 or training.max_steps.", code="config.no_length")
-    for name in ("batch_size", "grad_accum", "logging_steps"):
-        if getattr(t, name) < 1:
-            raise ConfigError("{key} must be a positive whole number.", code="config.positive", key=f"training.{name}")
-    for name in ("eval_steps", "save_steps"):
-        if getattr(t, name) < 0:
-            raise ConfigError("{key} must be 0 or a positive whole number.", code="config.zero_or_positive",
-                              key=f"training.{name}")
-    if not 0 < t.learning_rate < 1:
-        raise ConfigError("training.learning_rate is {value}, out of range; LoRA usually uses a learning rate of 1e-4 to 3e-4.",
-                          code="config.learning_rate", value=t.learning_rate)
-    if not 0 <= t.warmup_ratio < 1:
-        raise ConfigError("training.warmup_ratio must be between 0 and 1 (e.g. 0.03).", code="config.warmup")
-    if t.weight_decay < 0 or t.max_grad_norm < 0:
-        raise ConfigError("training.weight_decay and training.max_grad_norm must not be negative.", code="config.negative")
-    if t.strategy == "fsdp" and m.quantization == "8bit":
-        raise ConfigError("FSDP cannot split 8-bit weights across GPUs (training.strategy fsdp with model.quantization "
-                          "8bit).", code="config.fsdp_8bit")
-    if g.max_new_tokens < 1:
-        raise ConfigError("generation.max_new_tokens must be a positive whole number.", code="config.max_new_tokens")
-    if g.temperature < 0 or not 0 < g.top_p <= 1 or g.repetition_penalty <= 0:
-        raise ConfigError("generation.temperature must be 0 or more, generation.top_p between 0 and 1, "
-                          "generation.repetition_penalty above 0.", code="config.generation")
-    _check_limits(cfg)

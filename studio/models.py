@@ -17,8 +17,8 @@ from typing import Any, Iterator
 
 import torch
 
-from .config import (ALL_LINEAR, ConfigError, DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig,
-                     check_target_modules)
+from .config import ALL_LINEAR, ConfigError, DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig
+from .config_checks import check_target_modules
 from .model_size import config_facts  # noqa: F401
 from .model_sources import (ModelError, default_gguf, default_model_dir, remote_code_error,  # noqa: F401
                             resolve_source)

@@ -199,7 +199,7 @@ class ProgressLine:
 
 def _context_warnings(cfg) -> list[str]:
     """E.g. a maximum length past the model's context (the model is on disk by now: its config says)."""
-    from ..config import context_warnings
+    from ..config_checks import context_warnings
     try:
         from .. import model_sources as ms
         from ..model_size import config_facts

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import random
 
-from ..config import DataConfig, context_warnings
+from ..config import DataConfig
+from ..config_checks import context_warnings
 from . import system_prompt
 from .formats import columns_of, detect_format, normalise, suggest_mapping
 from .read import read_source

@@ -265,7 +265,7 @@ class Services:
 
     def warnings(self, cfg: StudioConfig) -> list[str]:
         """Settings that work but probably not as meant with this model (known without loading it)."""
-        from studio.config import context_warnings
+        from studio.config_checks import context_warnings
         facts = self.facts(cfg.model) or {}
         return context_warnings(cfg, facts.get("context_length"))
 
