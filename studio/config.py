@@ -87,6 +87,14 @@ class DataConfig:
     validation: float = _f(0.05, "Rows held back to measure progress: a fraction below 1 (0.1 = 10%) or a count of rows "
                            "(e.g. 20). 0 turns evaluation off.", limits=(0, None))
     max_rows: int = _f(0, "Use at most this many rows (0 = all). Handy for a quick trial.", limits=(0, 1_000_000_000))
+    score_prompts: str = _f(
+        "auto", "Questions asked after training to check what the model learned: each answer is scored by the facts "
+        "of its reference (numbers, codes, names). 'auto' uses the demo's held-out questions for the demo data, "
+        "else up to 20 of the validation rows; a .jsonl/.csv file of question + answer; 'none' skips it.",
+        zh="训练结束后用来检验模型学到了什么的问题：每个回答都按参考答案中的事实（数字、代码、名称）打分。"
+           "'auto' 对演示数据使用演示的保留问题，否则使用最多 20 条验证行；也可以给出一个包含问题和答案的 .jsonl/.csv 文件；"
+           "'none' 表示不检验。",
+        label=("Questions to check after training", "训练后检验的问题"))
 
 
 @dataclass

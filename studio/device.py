@@ -243,6 +243,22 @@ class _Held:
         self.lock.release()
 
 
+class AlreadyHeld:
+    """The device lock as seen by work done inside its holder (the questions a training run asks its
+    model before it lets the device go): there is nothing more to take, and no other process can have it."""
+
+    holder = "training"
+
+    def hold(self, who: str, timeout: float = 0.0, run: str = "") -> "_Held":
+        return _Held(self)
+
+    def release(self) -> None:
+        pass
+
+    def check_free_elsewhere(self, what: str) -> None:
+        pass
+
+
 class RunDeviceLock:
     """The device lock as one training run sees it: every acquire records the run's name in the lock
     file, so another process that is refused is told which run has the device."""

@@ -1,18 +1,26 @@
-"""An evaluation set answered by the base model and by each chosen run, greedy, from ONE loaded base.
+"""An evaluation set answered by the base model and by each chosen run, from ONE loaded base, and scored.
 
     rows = evaluate(["runs/a", "runs/b"], load_prompts(None), device_lock=lock)   # None: the held-out demo set
-    for row in rows: ...          # {"prompt", "reference", "base", "<run name>": answer, ...} as each is ready
+    for row in rows: ...    # {"prompt", "reference", "base": answer, "<run name>": answer, "scores": {...}}
+    totals_of(rows)         # {"base": {"right": 0, "scored": 8, ...}, "<run name>": {"right": 7, ...}}
 
-The first run's ``ChatSession`` loads the base with its adapter; the other runs' adapters are loaded
-onto the same model under their own names and switched with ``set_adapter`` (as chat switches the
-adapter off for the base), so memory holds one base whatever the number of runs. Every run gets
-``eval.jsonl`` in its folder (prompt, reference, its answer, the base answer). ``stop`` (an Event)
-ends it between prompts.
+Every run is asked the way chatting with it asks (``ChatSession.as_run``): its recorded system prompt,
+its chat template and its recorded generation settings (the config's ``generation`` section, greedy by
+default), so Evaluate, the Chat tab and ``studio chat`` give the same answer to the same question.
+``generation`` overrides them for every run (the benchmark compares decodings that way).
+
+Each answer with a reference is scored by ``studio.scoring`` (the reference's facts found, missing or
+contradicted, a verdict, chrF similarity). The first run's ``ChatSession`` loads the base with its
+adapter; the other runs' adapters are loaded onto the same model under their own names and switched with
+``set_adapter``, so memory holds one base whatever the number of runs. Every run gets ``eval.jsonl`` in
+its folder (prompt, reference, its answer and score, the base answer and score, the settings used) and
+``eval_summary.json`` (the totals). ``stop`` (an Event) ends it between prompts.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import threading
 from pathlib import Path
@@ -21,9 +29,8 @@ from typing import Iterator
 from . import paths
 from .config import GenerationConfig
 from .device import DeviceLock
-
-
-from .errors import EvalError  # noqa: F401 - its home before the error family
+from .errors import EvalError
+from .scoring import score_answer, shared_facts, totals
 
 
 def load_prompts(source: str | Path | None = None) -> list[dict]:
@@ -64,6 +71,48 @@ def load_prompts(source: str | Path | None = None) -> list[dict]:
     return out
 
 
+MAX_AFTER_TRAINING = 20        # questions asked after a run: a minute or two on a CPU, seconds on a GPU
+
+
+def prompts_after_training(cfg, data) -> list[dict]:
+    """The questions ``data.score_prompts`` names for the check after training: the demo's held-out set for
+    the demo data ('auto'), else up to 20 held-back rows of one question and answer; a file; none."""
+    choice = (cfg.data.score_prompts or "auto").strip()
+    if choice.lower() == "none":
+        return []
+    if choice.lower() != "auto":
+        return load_prompts(choice)
+    if cfg.data.file in ("demo", str(paths.DEMO_DATA)):
+        return load_prompts(None)
+    return list(getattr(data, "held_out", []) or [])[:MAX_AFTER_TRAINING]
+
+
+def score_after_training(job, log) -> dict | None:
+    """Ask the questions of ``prompts_after_training`` with the model ``job`` has just trained (still in
+    memory, the device lock still the job's), as chat would; eval.jsonl and eval_summary.json go into the
+    run folder. Returns the summary, or None when there was nothing to ask."""
+    from .data.system_prompt import for_run
+    from .device import AlreadyHeld
+    from .inference import ChatSession
+
+    prompts = prompts_after_training(job.cfg, job.data)
+    if not prompts:
+        return None
+    session = ChatSession(job.model, job.tokenizer, job.chat_template, job.cfg.generation,
+                          device_lock=AlreadyHeld(), system_prompt=for_run(job.run_dir).get("system_prompt", ""),
+                          run_dir=job.run_dir)
+    asks = {job.run.name: session.as_run(job.run_dir)}
+    rows = []
+    for row in _answer_all([job.run], prompts, asks, {job.run.name: None}, None, job._stop):
+        rows.append(row)
+        job._set(message=f"Asking the trained model the held-out questions: {len(rows)} of {len(prompts)} answered.")
+    summary = read_summary(job.run_dir) if len(rows) == len(prompts) else None
+    if summary:
+        log.info("Held-out questions: %s of %s facts right (base %s of %s).", summary["tuned"]["right"],
+                 summary["tuned"]["scored"], summary["base"]["right"], summary["base"]["scored"])
+    return summary
+
+
 def validation_loss(run_dir: str | Path) -> float | None:
     try:
         return json.loads((Path(run_dir) / "state.json").read_text(encoding="utf-8")).get("final_eval_loss")
@@ -71,14 +120,17 @@ def validation_loss(run_dir: str | Path) -> float | None:
         return None
 
 
-def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: int = 200,
-             stop: threading.Event | None = None, *, device_lock: DeviceLock) -> Iterator[dict]:
-    """Yield one table row per prompt: prompt, reference, base answer and each run's answer (greedy).
-    ``device_lock``: the lock every answer holds (the one training takes).
+def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: int | None = None,
+             stop: threading.Event | None = None, *, device_lock: DeviceLock,
+             generation: GenerationConfig | None = None) -> Iterator[dict]:
+    """Yield one table row per prompt: prompt, reference, base answer and each run's answer, and
+    ``scores`` (``studio.scoring.score_answer`` per answer, None without a reference) and ``settings``
+    (the generation settings each run answered with). ``device_lock``: the lock every answer holds.
 
-    Each run answers as it was trained: with its own recorded system prompt and its own chat template,
-    as chatting with it alone would. The table's base column is the base model asked as the first run
-    asks; each run's eval.jsonl keeps the base answer to that run's own prompt."""
+    Each run answers as chatting with it answers: its own recorded system prompt, chat template and
+    generation settings; ``generation`` replaces the settings for all, ``max_new_tokens`` only the length.
+    The table's base column is the base model asked as the first run asks; each run's eval.jsonl keeps the
+    base answer to its own way of asking."""
     from .inference import ChatSession
     from .runs import RunFolder
 
@@ -86,7 +138,7 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
     if not runs:
         raise EvalError("Choose at least one run to evaluate.", code="eval.no_runs")
     names = [r.name for r in runs]
-    if len(set(names)) != len(names):
+    if len(set(names)) != len(names) or "base" in names:
         raise EvalError("Two of the chosen runs have the same folder name; choose each run once.", code="eval.same_name")
     sources = {r.config().model.source for r in runs if r.config_path.is_file()}
     if len(sources) > 1:
@@ -96,63 +148,162 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
         if not r.has_adapter():
             raise EvalError("The run {name} has no adapter yet; it can be evaluated once it has finished or stopped.",
                             code="eval.no_adapter", name=r.name)
-    greedy = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, repetition_penalty=1.0)
-    session = ChatSession.from_run(runs[0].path, generation=greedy, device_lock=device_lock)
-    session.generation = greedy
+    session = ChatSession.from_run(runs[0].path, device_lock=device_lock)
     model = session.model
     first_adapter = getattr(model, "active_adapter", "default")
     adapters = {runs[0].name: first_adapter}
-    for r in runs[1:]:
-        model.load_adapter(str(r.adapter_dir), adapter_name=_adapter_name(r.name))
-        adapters[r.name] = _adapter_name(r.name)
-    asks = {r.name: session.as_run(r.path) for r in runs}
-    files = {r.name: open(r.path / "eval.jsonl.partial", "w", encoding="utf-8") for r in runs}
-    answered = 0
     try:
-        for item in prompts:
-            if stop is not None and stop.is_set():
-                break
-            base: dict[tuple, str] = {}      # one base answer per (system prompt, template) asked
-            for r in runs:
-                key = (asks[r.name].system_prompt, asks[r.name].chat_template)
-                if key not in base:
-                    base[key] = asks[r.name].reply(None, item["prompt"], use_adapter=False)
-            row = {"prompt": item["prompt"], "reference": item.get("reference", ""),
-                   "base": base[(asks[runs[0].name].system_prompt, asks[runs[0].name].chat_template)]}
-            for r in runs:
-                model.set_adapter(adapters[r.name])
-                row[r.name] = asks[r.name].reply(None, item["prompt"], use_adapter=True)
-                own_base = base[(asks[r.name].system_prompt, asks[r.name].chat_template)]
-                files[r.name].write(json.dumps({"prompt": row["prompt"], "reference": row["reference"],
-                                                "answer": row[r.name], "base_answer": own_base},
-                                               ensure_ascii=False) + "\n")
-                files[r.name].flush()
-            answered += 1
-            yield row
+        for r in runs[1:]:
+            model.load_adapter(str(r.adapter_dir), adapter_name=_adapter_name(r.name))
+            adapters[r.name] = _adapter_name(r.name)
+        asks = {r.name: _asking(session.as_run(r.path), generation, max_new_tokens) for r in runs}
+        yield from _answer_all(runs, prompts, asks, adapters, model, stop)
     finally:
         model.set_adapter(first_adapter)
         for name in adapters:
             if adapters[name] != first_adapter:
                 model.delete_adapter(adapters[name])
+
+
+def _asking(chat, generation: GenerationConfig | None, max_new_tokens: int | None):
+    gen = generation or chat.generation
+    if max_new_tokens is not None:
+        gen = dataclasses.replace(gen, max_new_tokens=max_new_tokens)
+    return chat.using(generation=gen)
+
+
+def _answer_all(runs, prompts: list[dict], asks: dict, adapters: dict, model, stop) -> Iterator[dict]:
+    from .base_answers import BaseAnswers
+
+    style = shared_facts([p.get("reference", "") for p in prompts])
+    remembered = {r.name: BaseAnswers(asks[r.name]) for r in runs}
+    files = {r.name: open(r.path / "eval.jsonl.partial", "w", encoding="utf-8") for r in runs}
+    scored: dict[str, list] = {"base": [], **{r.name: [] for r in runs}}
+    answered = 0
+    try:
+        for item in prompts:
+            if stop is not None and stop.is_set():
+                break
+            reference = item.get("reference", "")
+
+            def score(answer: str) -> dict | None:
+                return score_answer(answer, reference, item["prompt"], style) if reference.strip() else None
+
+            base: dict[tuple, tuple] = {}      # one base answer per way of asking (system prompt, template, settings)
+            for r in runs:
+                key = _way(asks[r.name])
+                if key not in base:
+                    known = remembered[r.name].get(item["prompt"])
+                    answer = known if known is not None else remembered[r.name].put(
+                        item["prompt"], asks[r.name].reply(None, item["prompt"], use_adapter=False))
+                    base[key] = (answer, score(answer))
+            first = base[_way(asks[runs[0].name])]
+            row = {"prompt": item["prompt"], "reference": reference, "base": first[0],
+                   "scores": {"base": first[1]}, "settings": {}}
+            for r in runs:
+                if model is not None:            # several runs on one base: switch to this run's adapter
+                    model.set_adapter(adapters[r.name])
+                answer = asks[r.name].reply(None, item["prompt"], use_adapter=True)
+                row[r.name] = answer
+                row["scores"][r.name] = score(answer)
+                row["settings"][r.name] = dataclasses.asdict(asks[r.name].generation)
+                own_base = base[_way(asks[r.name])]
+                files[r.name].write(json.dumps({"prompt": row["prompt"], "reference": reference, "answer": answer,
+                                                "score": row["scores"][r.name], "base_answer": own_base[0],
+                                                "base_score": own_base[1], "generation": row["settings"][r.name]},
+                                               ensure_ascii=False) + "\n")
+                files[r.name].flush()
+                scored[r.name].append(row["scores"][r.name])
+            scored["base"].append(first[1])
+            answered += 1
+            yield row
+    finally:
         for r in runs:
             files[r.name].close()
             partial = r.path / "eval.jsonl.partial"
             # eval.jsonl holds the last complete evaluation: a stopped one shows its rows, keeps none.
             if answered == len(prompts):
                 partial.replace(r.path / "eval.jsonl")
+                _write_summary(r.path, totals(scored[r.name]), totals([s for s in scored["base"]]), answered)
             else:
                 partial.unlink(missing_ok=True)
+
+
+def _way(chat) -> tuple:
+    return chat.system_prompt, chat.chat_template, tuple(sorted(dataclasses.asdict(chat.generation).items()))
+
+
+def _write_summary(run_dir: Path, tuned: dict, base: dict, prompts: int) -> None:
+    summary = {"prompts": prompts, "tuned": tuned, "base": base}
+    tmp = run_dir / "eval_summary.json.partial"
+    tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    tmp.replace(run_dir / "eval_summary.json")
+
+
+def read_summary(run_dir: str | Path) -> dict | None:
+    """The totals of a run's last complete evaluation (``eval_summary.json``), or None."""
+    try:
+        return json.loads((Path(run_dir) / "eval_summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def read_rows(run_dir: str | Path) -> list[dict]:
+    """A run's last complete evaluation (``eval.jsonl``) as ``evaluate``'s rows: base and this run."""
+    name = Path(run_dir).name
+    out = []
+    try:
+        lines = (Path(run_dir) / "eval.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        out.append({"prompt": r.get("prompt", ""), "reference": r.get("reference", ""),
+                    "base": r.get("base_answer", ""), name: r.get("answer", ""),
+                    "scores": {"base": r.get("base_score"), name: r.get("score")},
+                    "settings": {name: r.get("generation")}})
+    return out
+
+
+def totals_of(rows: list[dict]) -> dict:
+    """{"base": totals, "<run>": totals} over the rows an evaluation yielded (``scoring.totals``)."""
+    if not rows:
+        return {}
+    return {name: totals([row["scores"].get(name) for row in rows]) for name in rows[0]["scores"]}
+
+
+def summary_line(tot: dict) -> str:
+    """'tuned 7 of 8 · base 0 of 8' for ``totals_of``'s result, in its column order."""
+    return " · ".join(f"{name} {t['right']} of {t['scored']}" for name, t in tot.items() if t["scored"])
 
 
 def _adapter_name(run_name: str) -> str:
     return "run_" + "".join(c if c.isalnum() else "_" for c in run_name)
 
 
+def table_rows(rows: list[dict]) -> list[dict]:
+    """The rows flattened for a table or CSV: per model its ✓/✗, facts line and similarity, then the answer."""
+    out = []
+    for row in rows:
+        flat = {"prompt": row["prompt"], "reference": row["reference"]}
+        for name, score in row.get("scores", {}).items():
+            flat[f"{name} right"] = "" if not score or score["right"] is None else ("yes" if score["right"] else "no")
+            flat[f"{name} facts"] = score["explanation"] if score else ""
+            flat[f"{name} similarity"] = "" if not score or score["similarity"] is None else score["similarity"]
+            flat[name] = row[name]
+        out.append(flat)
+    return out
+
+
 def write_csv(rows: list[dict], path: Path) -> Path:
     if not rows:
         raise EvalError("There are no answers to save yet.", code="eval.nothing_to_save")
+    flat = table_rows(rows)
     with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(flat[0]))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(flat)
     return path

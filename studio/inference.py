@@ -158,13 +158,18 @@ class ChatSession:
 
     def as_run(self, run_dir: str | Path) -> "ChatSession":
         """This session (its loaded model shared) asking as the run in ``run_dir`` was trained: that run's
-        recorded system prompt and the chat template saved with its adapter. For several adapters of one
-        base on one model (evaluation), each answering as it would in a chat of its own."""
+        recorded system prompt, its generation settings and the chat template saved with its adapter. For
+        several adapters of one base on one model (evaluation), each answering as it would in a chat of its own."""
         from .data.system_prompt import for_run
         from .runs import RunFolder
 
-        other = self.using(system_prompt=for_run(run_dir).get("system_prompt", ""))
-        template = RunFolder(run_dir).adapter_dir / "chat_template.jinja"
+        run = RunFolder(run_dir)
+        try:
+            generation = run.config().generation
+        except (ConfigError, OSError):
+            generation = None
+        other = self.using(generation=generation, system_prompt=for_run(run_dir).get("system_prompt", ""))
+        template = run.adapter_dir / "chat_template.jinja"
         if template.is_file():
             other.chat_template = template.read_text(encoding="utf-8")
         other.run_dir = Path(run_dir)

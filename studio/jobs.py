@@ -37,6 +37,12 @@ __all__ = ["JobBusy", "DeviceBusy", "JobManager", "get_manager", "workspace_outp
 from .errors import JobBusy  # noqa: F401 - its home before the error family
 
 
+def _score_after_training(job, log):
+    """The held-out questions a finished run is asked before it lets the device go (data.score_prompts)."""
+    from .evaluation import score_after_training
+    return score_after_training(job, log)
+
+
 class JobManager:
     """Owns the one training job of this process (and its thread)."""
 
@@ -102,7 +108,8 @@ class JobManager:
             else:
                 job = TrainingJob(cfg, run, model=model, tokenizer=tokenizer, data=data, callbacks=callbacks,
                                   keep_model=keep_model, device_lock=lock,
-                                  resume_from=resume_from, init_adapter=init_adapter, origin=origin)
+                                  resume_from=resume_from, init_adapter=init_adapter, origin=origin,
+                                  after_training=_score_after_training)
             self._job = job
             job.start()
             return job

@@ -17,8 +17,10 @@ def two_runs(tmp_path_factory, tiny_dir):
 
 
 def test_evaluation_table_for_two_runs(two_runs, tmp_path, capsys):
+    import dataclasses
+
     from studio.cli import main
-    from studio.config import GenerationConfig
+    from studio.config import GenerationConfig, StudioConfig
     from studio.device import DeviceLock
     from studio.inference import ChatSession
 
@@ -34,11 +36,17 @@ def test_evaluation_table_for_two_runs(two_runs, tmp_path, capsys):
     rows_b = [json.loads(x) for x in (b / "eval.jsonl").read_text().splitlines()]
     assert [r["prompt"] for r in rows_a] == ["What is the warranty?", "Does it ship to Canada?"]
     assert rows_a[0]["base_answer"] == rows_b[0]["base_answer"]
-    assert (tmp_path / "t.csv").read_text().splitlines()[0] == "prompt,reference,base,a,b"
-    # Each run's answer is what that run gives alone (the adapter switch really switched).
-    greedy = GenerationConfig(max_new_tokens=10, temperature=0.0, repetition_penalty=1.0)
+    assert (tmp_path / "t.csv").read_text().splitlines()[0] == (
+        "prompt,reference,base right,base facts,base similarity,base,a right,a facts,a similarity,a,"
+        "b right,b facts,b similarity,b")
+    assert rows_a[0]["score"]["explanation"] and rows_a[1]["score"] is None      # no reference: no score
+    assert rows_a[0]["generation"]["repetition_penalty"] == GenerationConfig().repetition_penalty
+    # Each run's answer is what chatting with that run alone gives, with the run's own settings (the
+    # adapter switch really switched, and evaluation asks as chat asks).
     for run, rows in ((a, rows_a), (b, rows_b)):
-        alone = ChatSession.from_run(run, generation=greedy, device_lock=DeviceLock())
+        own = StudioConfig.load(run / "config.yaml").generation
+        alone = ChatSession.from_run(run, generation=dataclasses.replace(own, max_new_tokens=10),
+                                     device_lock=DeviceLock())
         assert [alone.reply(None, r["prompt"]) for r in rows] == [r["answer"] for r in rows]
         assert [alone.reply(None, r["prompt"], use_adapter=False) for r in rows] == [r["base_answer"] for r in rows]
     assert any(ra["answer"] != rb["answer"] for ra, rb in zip(rows_a, rows_b))

@@ -40,8 +40,11 @@ ALLOWED: dict[str, set[str]] = {
     "studio.training": FOUNDATION | MODELS | {"studio.data", "studio.runs", "studio.out_of_memory"},
     "studio.inference": FOUNDATION | MODELS | {"studio.data", "studio.runs", "studio.device", "studio.out_of_memory"},
     "studio.export": FOUNDATION | MODELS | {"studio.runs"},
-    "studio.jobs": FOUNDATION | {"studio.device", "studio.runs", "studio.training"},
-    "studio.evaluation": FOUNDATION | {"studio.device", "studio.runs", "studio.inference"},
+    "studio.scoring": set(),                          # text against text: no model, no files
+    "studio.base_answers": FOUNDATION,
+    "studio.jobs": FOUNDATION | {"studio.device", "studio.runs", "studio.training", "studio.evaluation"},
+    "studio.evaluation": FOUNDATION | {"studio.device", "studio.runs", "studio.inference", "studio.scoring",
+                                       "studio.base_answers", "studio.data"},
 }
 ENGINE = set(ALLOWED)
 ALLOWED["studio.commands"] = ENGINE - {"studio"}

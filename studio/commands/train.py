@@ -238,6 +238,11 @@ def _summary(job, wall: float) -> None:
     print(f"  tokens/s       {'n/a' if tps is None else f'{tps:.0f}'} (non-padding tokens, over the whole run "
           "with its evaluations)")
     print(f"  time           {_clock(wall)} in all, {_clock(r.get('train_runtime_s'))} training")
+    scores = r.get("scores") or {}
+    if (scores.get("tuned") or {}).get("scored"):
+        tuned, base = scores["tuned"], scores["base"]
+        print(f"  facts right    {tuned['right']} of {tuned['scored']} held-out questions "
+              f"(base {base['right']} of {base['scored']}); answers in {job.run_dir / 'eval.jsonl'}")
     print(f"  adapter        {r.get('adapter_dir')}")
     print(f"  run folder     {job.run_dir}")
     print(f"Chat with it:    studio chat --run {job.run_dir} --compare")

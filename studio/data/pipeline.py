@@ -309,4 +309,14 @@ def prepare(data_cfg: DataConfig, tokenizer, seed: int) -> PreparedData:
     if cfg.max_rows and len(convs) < len(read.records):
         report.notes.append(f"Using a random {len(convs)} of the rows (max_rows = {cfg.max_rows}).")
     return PreparedData(train=train, validation=val, report=report, template_name=name, chat_template=jinja,
-                        system_prompt=prompt_info)
+                        system_prompt=prompt_info, held_out=_questions(used, {r.row for r in val}))
+
+
+def _questions(convs: list[Conversation], rows: set[int]) -> list[dict]:
+    """The held-back rows that are one question and its answer, as an evaluation set."""
+    out = []
+    for conv in sorted((c for c in convs if c.row in rows), key=lambda c: c.row):
+        turns = [m for m in conv.messages if m.get("role") in ("user", "assistant")]
+        if [m["role"] for m in turns] == ["user", "assistant"] and isinstance(turns[1].get("content"), str):
+            out.append({"prompt": str(turns[0]["content"]), "reference": turns[1]["content"]})
+    return out

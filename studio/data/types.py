@@ -77,3 +77,5 @@ class PreparedData:
     template_name: str
     chat_template: str        # the Jinja template actually used; saved with the adapter and used in chat
     system_prompt: dict = field(default_factory=dict)   # the system prompt the rows used (recorded in the run)
+    # Validation rows of one question and one answer, as {"prompt", "reference"}: asked after training.
+    held_out: list[dict] = field(default_factory=list)

@@ -8,9 +8,9 @@ import os
 import threading
 from pathlib import Path
 
-PENDING, LOADING, TRAINING, SAVING = "pending", "loading", "training", "saving"
+PENDING, LOADING, TRAINING, SAVING, SCORING = "pending", "loading", "training", "saving", "scoring"
 DONE, STOPPED, FAILED = "done", "stopped", "failed"
-ACTIVE_STATES = (PENDING, LOADING, TRAINING, SAVING)
+ACTIVE_STATES = (PENDING, LOADING, TRAINING, SAVING, SCORING)
 FINAL_STATES = (DONE, STOPPED, FAILED)
 # What ``_state_record`` writes of every run; anything else in state.json is the runner's ``info``.
 STATE_KEYS = frozenset({"state", "message", "hint", "error", "name", "started", "finished", "step", "total_steps",

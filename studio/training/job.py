@@ -30,7 +30,7 @@ from ..models import free_gpu
 from ..runs import MetricsLog, RunFolder
 from .args import estimate_total_steps
 from .background import (ACTIVE_STATES, DONE, FAILED, FINAL_STATES, LOADING, PENDING, SAVING,  # noqa: F401
-                         STOPPED, TRAINING, BackgroundRun)
+                         SCORING, STOPPED, TRAINING, BackgroundRun)
 from .callbacks import MetricsCallback, Progress, StopCallback
 from .failures import explain
 from .trainer import cpu_cores, cpu_training_threads, sft_trainer
@@ -58,8 +58,13 @@ class TrainingJob(BackgroundRun):
     def __init__(self, cfg: StudioConfig, run_dir: str | Path | RunFolder | None = None, model: Any = None,
                  tokenizer: Any = None, data: Any = None, callbacks: Iterable = (), keep_model: bool = True,
                  device_lock: Any = None, resume_from: str | Path | None = None,
-                 init_adapter: str | Path | None = None, origin: dict | None = None):
+                 init_adapter: str | Path | None = None, origin: dict | None = None,
+                 after_training: Any = None):
         self.cfg = cfg
+        # after_training(job, log) -> dict | None: the questions asked of the trained model before the device
+        # is let go (evaluation.score_after_training, passed in by the job manager); its summary goes into
+        # ``result["scores"]``.
+        self.after_training = after_training
         if isinstance(run_dir, RunFolder):
             self.run = run_dir
         elif run_dir is not None:
@@ -162,6 +167,8 @@ class TrainingJob(BackgroundRun):
             holding_lock = self._acquire_device(log)
             if holding_lock or self.device_lock is None:
                 self._train(log)
+                if self.state == DONE and self.after_training is not None and self.model is not None:
+                    self._score(log)
         except Exception as exc:  # every failure ends here, in plain words
             self._fail(exc, log)
         finally:
@@ -363,6 +370,19 @@ class TrainingJob(BackgroundRun):
         else:
             log.info("Finished %d steps.", p.step)
             self._set(DONE, f"Finished {p.step} steps (loss {loss}). The adapter is in {self.run.adapter_dir}.")
+
+    def _score(self, log) -> None:
+        """Ask the held-out questions; a failure here is logged and leaves the trained run as it is."""
+        done_message = self.message
+        self._set(SCORING, "Asking the trained model the held-out questions.")
+        try:
+            summary = self.after_training(self, log)
+        except Exception as exc:       # the adapter is saved: the run is done whatever the questions do
+            log.warning("The held-out questions could not be asked: %s", exc)
+            summary = None
+        if summary:    # the app and `studio train` say it in the user's words
+            self.result = {**(self.result or {}), "scores": summary}
+        self._set(DONE, done_message)
 
     def _record_fingerprint(self, data, log) -> None:
         """A fresh run records its data hash, settings, versions and device (resume.py checks them);

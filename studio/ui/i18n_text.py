@@ -226,6 +226,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "state.loading": ("Loading", "加载中"),
     "state.training": ("Training", "训练中"),
     "state.saving": ("Saving", "保存中"),
+    "state.scoring": ("Checking answers", "检验回答中"),
     "state.done": ("Done", "已完成"),
     "state.stopped": ("Stopped", "已停止"),
     "state.failed": ("Failed", "失败"),
@@ -291,6 +292,23 @@ TEXT: dict[str, tuple[str, str]] = {
     "runs.eval_table": ("Answers: base and each run (greedy)", "回答：基础模型与各运行（贪心解码）"),
     "runs.eval_csv": ("Evaluation table (CSV)", "评估表（CSV）"),
     "runs.col_state": ("State", "状态"),
+    "runs.col_facts": ("Facts right (base)", "事实正确（基础模型）"),
+    "eval.total": ("**{name}** {right} of {scored} right", "**{name}** {scored} 题中答对 {right} 题"),
+    "eval.empty": ("No scored answers yet: press Evaluate, or train a run (it is checked when it finishes).",
+                   "还没有打分的回答：点击“评估”，或训练一个运行（训练结束时会自动检验）。"),
+    "eval.question": ("Question", "问题"),
+    "eval.reference": ("Reference", "参考答案"),
+    "train.scores": ("**{right} of {scored}** held-out questions answered with the right facts "
+                     "(the untuned base: {base_right} of {base_scored}). Each answer and why it was judged so: "
+                     "below, and in the Runs tab.",
+                     "**{scored} 个留出问题中有 {right} 个**回答的事实正确（未微调的基础模型：{base_scored} 个中 {base_right} 个）。"
+                     "每个回答及其评判理由见下方和“运行”标签页。"),
+    "train.scores_box": ("Held-out questions, scored", "留出问题的打分"),
+    "chat.scored": ("This run's check after training: {right} of {scored} held-out questions right "
+                    "(base {base_right} of {base_scored}).", "此运行训练后的检验：{scored} 个留出问题中答对 {right} 个"
+                    "（基础模型 {base_scored} 个中 {base_right} 个）。"),
+    "chat.settings_differ": ("Answered with other settings than the run's own ({diff}); Evaluate and `studio chat` "
+                             "use the run's.", "所用设置与该运行自身的不同（{diff}）；评估和 `studio chat` 使用该运行的设置。"),
     # plots
     "plot.train_loss": ("train loss", "训练损失"),
     "plot.eval_loss": ("eval loss", "验证集损失"),

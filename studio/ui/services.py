@@ -284,11 +284,29 @@ class Services:
 
     # ---- runs ---------------------------------------------------------------------------
     def all_runs(self) -> list[dict]:
+        from studio.evaluation import read_summary
         out = []
         for r in self.manager().runs():
             path = r["run_dir"]
-            out.append({**r, "path": path, "name": r.get("name") or Path(path).name})
+            out.append({**r, "path": path, "name": r.get("name") or Path(path).name, "scores": read_summary(path)})
         return out
+
+    @staticmethod
+    def run_scores(path: str | None) -> tuple[list[dict], dict]:
+        """The run's last scored evaluation: (rows as ``evaluate`` yields them, totals per model)."""
+        from studio.evaluation import read_rows, totals_of
+        rows = read_rows(path) if path else []
+        return rows, totals_of(rows)
+
+    @staticmethod
+    def eval_totals(rows: list[dict]) -> dict:
+        from studio.evaluation import totals_of
+        return totals_of(rows)
+
+    @staticmethod
+    def eval_csv(rows: list[dict], path: Path) -> Path:
+        from studio.evaluation import write_csv
+        return write_csv(rows, path)
 
     def chat_runs(self) -> list[dict]:
         return [r for r in self.all_runs() if r["has_adapter"]]
@@ -379,11 +397,8 @@ class Services:
         with self._lock:
             self._chat = None
         _release_memory()
-        # The answer length chat uses for the first run (its generation settings).
-        first = self.run_config(paths_[0]).generation.max_new_tokens if paths_ else 200
-        self.eval_stop.clear()
-        return evaluate(list(paths_), prompts, max_new_tokens=first, stop=self.eval_stop,
-                        device_lock=self.manager().device_lock)
+        self.eval_stop.clear()        # each run answers with its own recorded settings, as its chat does
+        return evaluate(list(paths_), prompts, stop=self.eval_stop, device_lock=self.manager().device_lock)
 
     # ---- chat ---------------------------------------------------------------------------
     @staticmethod

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pandas as pd
 
-from . import plots, views
+from . import eval_table, plots, views
 from .common import GPU, guarded
 from .i18n import t
 
@@ -37,8 +37,9 @@ def build(ctx) -> SimpleNamespace:
                     ui.eval_stop_btn = L.make(gr.Button, text="runs.eval_stop", variant="stop",
                                               elem_id="runs-eval-stop-btn")
                 ui.eval_csv = L.make(gr.File, label="runs.eval_csv", interactive=False, elem_id="runs-eval-csv")
-        ui.eval_table = L.make(gr.Dataframe, label="runs.eval_table", interactive=False, wrap=True, max_height=480,
-                               elem_id="runs-eval-table")
+        ui.eval_totals = gr.Markdown("", elem_id="runs-eval-totals")
+        with L.add(gr.Accordion(L("runs.eval_table"), open=True, elem_id="runs-eval-box"), label="runs.eval_table"):
+            ui.eval_table = gr.HTML("", elem_id="runs-eval-table", max_height=640)
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 ui.open = L.make(gr.Dropdown, label="runs.open", choices=[], elem_id="runs-open")
@@ -103,19 +104,29 @@ def wire(ctx) -> None:
 
     ui.select.change(differences, [ui.select, ctx.lang], ui.diff, api_name="run_differences", show_progress="hidden")
 
-    @guarded(2)
+    @guarded(3)
     def evaluate(selected, prompts_file, lang):
-        """Answer the prompts with the base and each selected run; rows stream in as they are ready."""
+        """Answer the prompts with the base and each selected run, scored; rows stream in as they are ready."""
         rows = []
         for row in svc.evaluate(selected or [], prompts_file):
             rows.append(row)
-            yield pd.DataFrame(rows), None
-        from studio.evaluation import write_csv
-        csv = write_csv(rows, Path(selected[0]) / "eval.csv")
-        yield pd.DataFrame(rows), str(csv)
+            totals = svc.eval_totals(rows)
+            yield eval_table.totals_line(totals, lang), eval_table.table_html(rows, totals, lang), None
+        csv = svc.eval_csv(rows, Path(selected[0]) / "eval.csv")
+        totals = svc.eval_totals(rows)
+        yield eval_table.totals_line(totals, lang), eval_table.table_html(rows, totals, lang), str(csv)
 
-    ui.eval_btn.click(evaluate, [ui.select, ui.eval_prompts, ctx.lang], [ui.eval_table, ui.eval_csv],
+    ui.eval_btn.click(evaluate, [ui.select, ui.eval_prompts, ctx.lang], [ui.eval_totals, ui.eval_table, ui.eval_csv],
                       api_name="evaluate_runs", **GPU)
+
+    @guarded(2)
+    def last_scores(path, lang):
+        """The opened run's last scored evaluation (the check after training, or an Evaluate)."""
+        rows, totals = svc.run_scores(path)
+        return eval_table.totals_line(totals, lang), eval_table.table_html(rows, totals, lang) if rows else ""
+
+    ui.open.change(last_scores, [ui.open, ctx.lang], [ui.eval_totals, ui.eval_table], api_name="run_scores",
+                   show_progress="hidden")
     # Not queued behind the evaluation it stops: the table keeps the rows answered so far.
     ui.eval_stop_btn.click(lambda: svc.eval_stop.set(), None, None, queue=False, api_name="stop_evaluation")
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from . import plots, views
+from . import eval_table, plots, views
 from .common import GPU, guarded, warn
 from .i18n import t
 
@@ -37,6 +37,7 @@ def build(ctx) -> SimpleNamespace:
         ui.memory = gr.Markdown("", elem_id="train-memory", elem_classes=["card"], visible=False)
         ui.status = gr.Markdown(L("train.idle"), elem_id="train-status", elem_classes=["card", "status"])
         ui.progress = gr.HTML(views.progress_html(None, L.lang), elem_id="train-progress")
+        ui.scores = gr.HTML("", elem_id="train-scores", max_height=520)
         ui.plot = L.make(gr.Plot, label="train.plot", elem_id="loss-plot")
         with L.add(gr.Accordion(L("train.log"), open=False, elem_id="train-log-box"), label="train.log"):
             ui.log = gr.Textbox(lines=12, max_lines=12, interactive=False, show_label=False, elem_id="train-log",
@@ -83,9 +84,9 @@ def wire(ctx) -> None:
         job = svc.current_job()
         if job is None:
             if track.get("run") == "":
-                return (gr.skip(),) * 4 + (track,)
+                return (gr.skip(),) * 5 + (track,)
             return (t("train.idle", lang), views.progress_html(None, lang), plots.loss_figure([], lang),
-                    "", {"run": ""})
+                    "", "", {"run": ""})
         status = job.status()
         key = status["run_dir"]
         if track.get("run") != key or track.get("lang") != lang:
@@ -94,7 +95,7 @@ def wire(ctx) -> None:
         track = {**track, "cursor": cursor, "rows": track["rows"] + rows}
         sig = (status["state"], status["message"], status["progress"].get("step"), cursor)
         if sig == track["sig"]:
-            return (gr.skip(),) * 4 + (track,)
+            return (gr.skip(),) * 5 + (track,)
         track["sig"] = sig
         last = track["rows"][-1] if track["rows"] else None
         train_rows = [r for r in track["rows"] if r.get("type") == "train"]
@@ -102,9 +103,17 @@ def wire(ctx) -> None:
                 if rows or cursor == 0 else gr.skip())
         return (views.job_status(status, lang),
                 views.progress_html(status, lang, train_rows[-1] if train_rows else last),
-                plot, svc.log_tail(key), track)
+                plot, svc.log_tail(key), scores_table(status, lang), track)
 
-    poll_outputs = [ui.status, ui.progress, ui.plot, ui.log, ui.track]
+    def scores_table(status: dict, lang: str) -> str:
+        """The held-out questions the finished run was asked, scored (empty while it trains)."""
+        if not (status.get("result") or {}).get("scores"):
+            return ""
+        rows, totals = svc.run_scores(status["run_dir"])
+        return (f'<details open><summary><b>{t("train.scores_box", lang)}</b></summary>'
+                f'{eval_table.table_html(rows, totals, lang)}</details>') if rows else ""
+
+    poll_outputs = [ui.status, ui.progress, ui.plot, ui.log, ui.scores, ui.track]
     ui.timer.tick(poll_training, [ctx.lang, ui.track], poll_outputs, api_name="poll_training",
                   show_progress="hidden", concurrency_limit=None)
     ctx.on_load.append((poll_training, [ctx.lang, ui.track], poll_outputs))

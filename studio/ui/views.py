@@ -194,6 +194,23 @@ def status_error(message: str, lang: str) -> str:
     return f"✗ **{t('train.refused', lang)}**  \n{html.escape(message)}"
 
 
+def facts_cell(summary: dict | None) -> str:
+    """'7/8 (0/8)' from an eval_summary.json, '–' without one."""
+    tuned, base = (summary or {}).get("tuned") or {}, (summary or {}).get("base") or {}
+    if not tuned.get("scored"):
+        return "–"
+    return f"{tuned['right']}/{tuned['scored']} ({base.get('right', 0)}/{base.get('scored', 0)})"
+
+
+def scores_line(summary: dict | None, lang: str, key: str = "train.scores") -> str:
+    """'7 of 8 held-out questions answered with the right facts (base: 0 of 8)…', or '' without a check."""
+    tuned, base = (summary or {}).get("tuned") or {}, (summary or {}).get("base") or {}
+    if not tuned.get("scored"):
+        return ""
+    return t(key, lang, right=tuned["right"], scored=tuned["scored"], base_right=base.get("right", 0),
+             base_scored=base.get("scored", 0))
+
+
 def job_status(status: dict, lang: str) -> str:
     state = status.get("state", "")
     head = f"{STATE_ICONS.get(state, '')} **{t('state.' + state, lang)}** · `{status.get('name', '')}`"
@@ -203,6 +220,9 @@ def job_status(status: dict, lang: str) -> str:
     lines = [head, html.escape(message)]
     if hint:
         lines.append(f"ℹ {html.escape(hint)}")
+    scores = scores_line((status.get("result") or {}).get("scores"), lang)
+    if scores:
+        lines.append("✔ " + scores)
     return "  \n".join(lines)
 
 
@@ -243,11 +263,11 @@ def _short(source: str) -> str:
 
 def runs_frame(runs: Sequence[dict], lang: str) -> pd.DataFrame:
     cols = ["runs.col_name", "runs.col_date", "runs.col_model", "runs.col_data", "runs.col_steps",
-            "runs.col_train_loss", "runs.col_eval_loss", "runs.col_state"]
+            "runs.col_train_loss", "runs.col_eval_loss", "runs.col_facts", "runs.col_state"]
     rows = []
     for r in runs:
         steps = f"{r.get('step', 0)} / {r.get('total_steps') or '–'}"
         rows.append([r["name"], (r.get("started") or "").replace("T", " "), _short(r.get("model_source", "")),
                      _short(r.get("data_source", "")), steps, _loss(r.get("final_loss")), _loss(r.get("final_eval_loss")),
-                     t("state." + r.get("state", ""), lang)])
+                     facts_cell(r.get("scores")), t("state." + r.get("state", ""), lang)])
     return pd.DataFrame(rows, columns=[t(c, lang) for c in cols])
