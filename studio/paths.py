@@ -37,6 +37,11 @@ def runs_dir() -> Path:
     return p
 
 
+def user_presets_dir() -> Path:
+    """Presets the user saved: in the workspace; the shipped ones in ``PRESETS_DIR`` are never written."""
+    return workspace() / "presets"
+
+
 def uploads_dir() -> Path:
     p = workspace() / "uploads"
     p.mkdir(parents=True, exist_ok=True)
