@@ -2,7 +2,10 @@
 
     studio eval --runs runs/a runs/b [--prompts prompts.jsonl] [--csv table.csv]
 
-Without --prompts the held-out demo questions are used. Each run folder gets ``eval.jsonl``.
+Without --prompts the held-out demo questions are used. Each run folder gets ``eval.jsonl``, written
+only when every prompt was answered. Ctrl-C or SIGTERM stops after discarding the unfinished
+``eval.jsonl.partial`` (an earlier ``eval.jsonl`` is kept) and exits 130 / 143.
+Exit codes: 0 answered, 2 refused, 130/143 stopped.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import sys
 
 from ..errors import StudioError
 from . import report
+from .stops import Stopped, StopSignals
 
 
 def add_parser(sub):
@@ -24,29 +28,44 @@ def add_parser(sub):
 
 
 def run(args) -> int:
+    from contextlib import closing
     from pathlib import Path
 
     from ..device import DeviceLock
-    from ..evaluation import evaluate, load_prompts, validation_loss, write_csv
+    from ..evaluation import check_csv_destination, evaluate, load_prompts, validation_loss, write_csv
 
-    try:
-        prompts = load_prompts(args.prompts)
-        rows = []
-        for row in evaluate(args.runs, prompts, args.max_new_tokens, device_lock=DeviceLock()):
-            rows.append(row)
-            print(f"[{len(rows)}/{len(prompts)}] {row['prompt']}")
-            if row["reference"]:
-                print(f"  reference: {row['reference']}")
-            for key, value in row.items():
-                if key not in ("prompt", "reference"):
-                    print(f"  {key}: {value}")
-    except StudioError as e:
-        report(e)
-        return 2
+    rows: list[dict] = []
+    prompts: list[dict] = []
+    with StopSignals():
+        try:
+            prompts = load_prompts(args.prompts)
+            csv_path = check_csv_destination(args.csv) if args.csv else None
+            print(f"Answering {len(prompts)} prompts with the base model and {len(args.runs)} run(s)...", flush=True)
+            with closing(evaluate(args.runs, prompts, args.max_new_tokens, device_lock=DeviceLock())) as answers:
+                for row in answers:
+                    rows.append(row)
+                    print(f"[{len(rows)}/{len(prompts)}] {row['prompt']}")
+                    if row["reference"]:
+                        print(f"  reference: {row['reference']}")
+                    for key, value in row.items():
+                        if key not in ("prompt", "reference"):
+                            print(f"  {key}: {value}")
+        except Stopped as stop:
+            done = f"after {len(rows)} of {len(prompts)} prompts" if prompts else "before the first answer"
+            print(f"\nStopped {done}: no eval.jsonl was written (an unfinished one is never kept; an earlier "
+                  "eval.jsonl stays as it was).", file=sys.stderr)
+            return stop.code
+        except StudioError as e:
+            report(e)
+            return 2
     for r in args.runs:
         loss = validation_loss(r)
         print(f"{Path(r).name}: validation loss {'n/a' if loss is None else f'{loss:.4f}'}; "
               f"answers in {Path(r) / 'eval.jsonl'}")
-    if args.csv:
-        print(f"Table: {write_csv(rows, Path(args.csv))}")
+    if csv_path:
+        try:
+            print(f"Table: {write_csv(rows, csv_path)}")
+        except StudioError as e:
+            report(e)
+            return 2
     return 0
