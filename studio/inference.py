@@ -104,12 +104,19 @@ class ChatSession:
             raise ChatError("{path} is not a run folder (it has no config.yaml).", code="run.not_a_run", path=str(run.path))
         if not run.has_adapter():
             state = (run.read_state() or {}).get("state", "unknown")
+            if state == "failed":
+                raise ChatError("The run in {path} failed before it saved an adapter, so there is nothing to chat with.",
+                                code="chat.failed_run", path=str(run.path))
             raise ChatError("The run in {path} has no adapter yet (its state is '{state}').", code="chat.no_adapter",
                             path=str(run.path), state=state)
         try:
             cfg = run.config()
         except ConfigError as e:
             raise ChatError("The run's config.yaml cannot be read: {cause}", code="chat.bad_config", cause=e) from None
+        from .weights_check import damaged_files
+        for file, why in damaged_files(run.adapter_dir)[:1]:    # named before the base is loaded for nothing
+            raise ChatError("The adapter of the run in {path} is damaged or incomplete: {file} ({why}).",
+                            code="chat.adapter_damaged", path=str(run.path), file=str(file), why=why)
         device_lock.check_free_elsewhere("Chat")      # no second model on a device another process trains on
         if system_prompt is None:
             system_prompt = for_run(run.path).get("system_prompt", "")

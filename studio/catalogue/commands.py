@@ -4,6 +4,14 @@ _CSV = ("Give the path of a .csv file in a folder you can write to.", "请给出
 _PROMPTS = ("Write the prompts as JSON Lines (one object per line) or as a CSV with a 'prompt' column.",
             "请把提示写成 JSON Lines（每行一个对象），或带 'prompt' 列的 CSV。")
 
+_FAILED = ("Its train.log says why it failed; fix that and train it again, or choose another run.",
+           "它的 train.log 说明了失败原因；修正后重新训练，或选择其他运行。")
+_DAMAGED = ("Resume the run from its last checkpoint or train it again; an interrupted copy can also be copied again.",
+            "从最后一个检查点恢复该运行或重新训练；如果是复制中断造成的，也可以重新复制。")
+
+_OUTPUT = ("Give a new path for the export in a folder you can write to, or leave it out to use the exports "
+           "folder.", "请为导出给出一个你有写权限的文件夹中的新路径，或不指定以使用导出文件夹。")
+
 MESSAGES: dict[str, tuple[str, str, str]] = {
     "eval.csv_is_folder": ("表格文件 {path} 是一个文件夹；请给出 .csv 文件的路径。", *_CSV),
     "eval.csv_no_folder": ("无法写入表格文件 {path}：文件夹 {folder} 不存在。", *_CSV),
@@ -14,6 +22,16 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "eval.failed_run": ("运行 {name} 在保存适配器之前就失败了，因此没有可评估的内容。",
                         "Choose a run that finished or was stopped, or train this one again.",
                         "请选择已完成或已停止的运行，或重新训练这个运行。"),
+    "chat.failed_run": ("{path} 中的运行在保存适配器之前就失败了，因此没有可以对话的内容。", *_FAILED),
+    "export.failed_run": ("运行 {name} 在保存适配器之前就失败了，因此没有可导出的内容。", *_FAILED),
+    "chat.adapter_damaged": ("{path} 中运行的适配器已损坏或不完整：{file}（{why}）。", *_DAMAGED),
+    "export.adapter_damaged": ("运行 {name} 的适配器已损坏或不完整：{file}（{why}）。", *_DAMAGED),
+    "export.output_is_folder": ("{path} 是一个已存在的文件夹。输出路径指的是导出内容本身（例如 {example}），"
+                                "而不是存放它的文件夹。", *_OUTPUT),
+    "export.output_is_file": ("{path} 是一个已存在的文件；这种导出是一个文件夹，不会替换文件。", *_OUTPUT),
+    "export.output_parent_file": ("{folder} 是一个文件，因此无法在其中写入导出 {path}。", *_OUTPUT),
+    "export.output_denied": ("没有在 {folder} 中写入的权限，因此无法在那里写入导出 {path}。", *_OUTPUT),
+    "export.write_failed": ("无法写入 {path}：{detail}", *_OUTPUT),
     "chat.prompt_too_long": ("提示长度为 {tokens} 个词元（包括系统提示和之前的对话）；该模型最多只能读取 {limit} 个。",
                              "Shorten the prompt, or start a new conversation.", "请缩短提示，或开始新的对话。"),
 }
