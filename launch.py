@@ -28,10 +28,21 @@ import sys
 from pathlib import Path
 
 
+def port_number(value: str) -> int:
+    """A TCP port, 1 to 65535 (a larger one made the server start fail with an OverflowError traceback)."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number (1 to 65535)") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number: ports go from 1 to 65535")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python launch.py", description="The fine-tuning studio in your browser.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer only)")
-    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--port", type=port_number, default=7860, help="port (default 7860)")
     p.add_argument("--share", action="store_true", help="also make a public gradio.live link (needs --auth)")
     p.add_argument("--auth", metavar="USER:PASS|FILE",
                    help="require a login: USER:PASS, or a file with one user:password per line")
@@ -145,7 +156,11 @@ def set_workspace(workspace: str | None) -> Path:
     if workspace:
         os.environ["STUDIO_HOME"] = str(Path(workspace).expanduser().resolve())
     from studio import paths
-    home = paths.workspace()
+    from studio.errors import StudioError
+    try:
+        home = paths.workspace()
+    except StudioError as e:     # STUDIO_HOME or --workspace names a file, or a folder that cannot be made
+        raise SystemExit(str(e).replace("(STUDIO_HOME)", "(--workspace or STUDIO_HOME)")) from None
     tmp = home / "gradio-tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(tmp)

@@ -153,3 +153,41 @@ def test_export_of_a_failed_or_damaged_run_says_so(run_dir, tmp_path, capsys):
     assert "damaged or incomplete" in _err(capsys)
     failed_chat = main(["chat", "--run", str(failed), "--prompt", "Hi?"])
     assert failed_chat == 1 and "failed before it saved an adapter" in _err(capsys)
+
+
+# ---- the Settings tab's YAML, launch.py -------------------------------------------------------------
+
+def test_a_deeply_nested_yaml_is_a_config_error_not_a_bug():
+    from studio.config import ConfigError, StudioConfig
+    for text in ("[" * 5000 + "]" * 5000, "lora:\n" + "".join("  " * i + "x:\n" for i in range(1, 3000))):
+        with pytest.raises(ConfigError, match="nested too deeply") as e:
+            StudioConfig.from_yaml(text)
+        assert e.value.code == "config.too_deep"
+
+
+def test_launch_refuses_a_port_out_of_range_and_a_workspace_that_is_a_file(tmp_path, monkeypatch, capsys):
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import launch
+    for port in ("70000", "0", "http"):
+        with pytest.raises(SystemExit) as e:
+            launch.build_parser().parse_args(["--port", port])
+        assert e.value.code == 2
+        assert "port number" in capsys.readouterr().err
+    a_file = tmp_path / "ws.txt"
+    a_file.write_text("x", encoding="utf-8")
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "before"))
+    with pytest.raises(SystemExit, match="is a file, not a folder"):
+        launch.set_workspace(str(a_file))
+    monkeypatch.setenv("STUDIO_HOME", str(a_file))
+    with pytest.raises(SystemExit, match="is a file, not a folder"):
+        launch.set_workspace(None)
+
+
+def test_the_studio_command_with_studio_home_naming_a_file(tmp_path, monkeypatch, capsys):
+    from studio.cli import main
+    a_file = tmp_path / "ws.txt"
+    a_file.write_text("x", encoding="utf-8")
+    monkeypatch.setenv("STUDIO_HOME", str(a_file))
+    assert main(["train", "--preset", "cpu-demo", "--max-steps", "1"]) in (1, 2)
+    assert "is a file, not a folder" in _err(capsys)

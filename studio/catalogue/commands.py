@@ -1,4 +1,4 @@
-"""Stops, checks before work starts, and the command-line mistakes (eval, export, chat, launch)."""
+"""Stops, checks before work starts, and the command-line mistakes (eval, export, chat, the workspace)."""
 
 _CSV = ("Give the path of a .csv file in a folder you can write to.", "请给出一个你有写权限的文件夹中的 .csv 文件路径。")
 _PROMPTS = ("Write the prompts as JSON Lines (one object per line) or as a CSV with a 'prompt' column.",
@@ -11,6 +11,9 @@ _DAMAGED = ("Resume the run from its last checkpoint or train it again; an inter
 
 _OUTPUT = ("Give a new path for the export in a folder you can write to, or leave it out to use the exports "
            "folder.", "请为导出给出一个你有写权限的文件夹中的新路径，或不指定以使用导出文件夹。")
+
+_WORKSPACE = ("Choose a folder for the workspace (STUDIO_HOME), or a path where one can be made.",
+              "请为工作区（STUDIO_HOME）选择一个文件夹，或一个可以创建文件夹的路径。")
 
 MESSAGES: dict[str, tuple[str, str, str]] = {
     "eval.csv_is_folder": ("表格文件 {path} 是一个文件夹；请给出 .csv 文件的路径。", *_CSV),
@@ -32,6 +35,8 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "export.output_parent_file": ("{folder} 是一个文件，因此无法在其中写入导出 {path}。", *_OUTPUT),
     "export.output_denied": ("没有在 {folder} 中写入的权限，因此无法在那里写入导出 {path}。", *_OUTPUT),
     "export.write_failed": ("无法写入 {path}：{detail}", *_OUTPUT),
+    "paths.workspace_is_file": ("工作区 {path}（STUDIO_HOME）是一个文件，而不是文件夹。", *_WORKSPACE),
+    "paths.workspace_unwritable": ("无法创建工作区 {path}（STUDIO_HOME）：{detail}。", *_WORKSPACE),
     "chat.prompt_too_long": ("提示长度为 {tokens} 个词元（包括系统提示和之前的对话）；该模型最多只能读取 {limit} 个。",
                              "Shorten the prompt, or start a new conversation.", "请缩短提示，或开始新的对话。"),
 }
