@@ -36,6 +36,7 @@ def run(args) -> int:
 
     rows: list[dict] = []
     prompts: list[dict] = []
+    finished = False
     with StopSignals():
         try:
             prompts = load_prompts(args.prompts)
@@ -50,21 +51,21 @@ def run(args) -> int:
                     for key, value in row.items():
                         if key not in ("prompt", "reference"):
                             print(f"  {key}: {value}")
+            finished = True
+            for r in args.runs:
+                loss = validation_loss(r)
+                print(f"{Path(r).name}: validation loss {'n/a' if loss is None else f'{loss:.4f}'}; "
+                      f"answers in {Path(r) / 'eval.jsonl'}")
+            if csv_path:
+                print(f"Table: {write_csv(rows, csv_path)}")
         except Stopped as stop:
-            done = f"after {len(rows)} of {len(prompts)} prompts" if prompts else "before the first answer"
-            print(f"\nStopped {done}: no eval.jsonl was written (an unfinished one is never kept; an earlier "
-                  "eval.jsonl stays as it was).", file=sys.stderr)
+            if finished:
+                print("\nStopped: every run's eval.jsonl was written; the CSV table may be incomplete.", file=sys.stderr)
+            else:
+                done = f"after {len(rows)} of {len(prompts)} prompts" if prompts else "before the first answer"
+                print(f"\nStopped {done}: no eval.jsonl was written (an unfinished one is never kept; an earlier "
+                      "eval.jsonl stays as it was).", file=sys.stderr)
             return stop.code
-        except StudioError as e:
-            report(e)
-            return 2
-    for r in args.runs:
-        loss = validation_loss(r)
-        print(f"{Path(r).name}: validation loss {'n/a' if loss is None else f'{loss:.4f}'}; "
-              f"answers in {Path(r) / 'eval.jsonl'}")
-    if csv_path:
-        try:
-            print(f"Table: {write_csv(rows, csv_path)}")
         except StudioError as e:
             report(e)
             return 2
