@@ -120,6 +120,7 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
         model.load_adapter(str(r.adapter_dir), adapter_name=_adapter_name(r.name))
         adapters[r.name] = _adapter_name(r.name)
     asks = {r.name: session.as_run(r.path) for r in runs}
+    _check_lengths(prompts, list(asks.values()))
     files = {r.name: open(r.path / "eval.jsonl.partial", "w", encoding="utf-8") for r in runs}
     answered = 0
     try:
@@ -156,6 +157,20 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
                 partial.replace(r.path / "eval.jsonl")
             else:
                 partial.unlink(missing_ok=True)
+
+
+def _check_lengths(prompts: list[dict], asks: list) -> None:
+    """Every prompt fits the model's context as each run asks it, checked before the first answer (one
+    prompt past it was read for minutes with nothing printed)."""
+    limit = asks[0].context_length()
+    if limit is None:
+        return
+    for n, item in enumerate(prompts, 1):
+        for ask in asks:
+            tokens = len(ask.tokenizer(ask.prompt_text(None, item["prompt"]), add_special_tokens=False)["input_ids"])
+            if tokens >= limit:
+                raise EvalError("Prompt {row} is {tokens} tokens long as the model is asked it; the model reads at most "
+                                "{limit}.", code="eval.prompt_too_long", row=n, tokens=tokens, limit=limit)
 
 
 def _adapter_name(run_name: str) -> str:

@@ -191,3 +191,13 @@ def test_the_studio_command_with_studio_home_naming_a_file(tmp_path, monkeypatch
     monkeypatch.setenv("STUDIO_HOME", str(a_file))
     assert main(["train", "--preset", "cpu-demo", "--max-steps", "1"]) in (1, 2)
     assert "is a file, not a folder" in _err(capsys)
+
+
+def test_eval_checks_every_prompts_length_before_the_first_answer(run_dir, tmp_path, capsys):
+    from studio.cli import main
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"prompt": "Hi?"}) + "\n" + json.dumps({"prompt": "warranty " * 20000}) + "\n")
+    assert main(["eval", "--runs", str(run_dir), "--prompts", str(prompts)]) == 2
+    captured = capsys.readouterr()
+    assert "Prompt 2 is" in captured.err and "at most 512" in captured.err and "[1/2]" not in captured.out
+    assert not (run_dir / "eval.jsonl.partial").exists()

@@ -37,6 +37,8 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "export.write_failed": ("无法写入 {path}：{detail}", *_OUTPUT),
     "paths.workspace_is_file": ("工作区 {path}（STUDIO_HOME）是一个文件，而不是文件夹。", *_WORKSPACE),
     "paths.workspace_unwritable": ("无法创建工作区 {path}（STUDIO_HOME）：{detail}。", *_WORKSPACE),
+    "eval.prompt_too_long": ("第 {row} 个提示按模型的提问方式共有 {tokens} 个词元；该模型最多只能读取 {limit} 个。",
+                             "Shorten that prompt or leave it out of the set.", "请缩短该提示，或把它从提示集中去掉。"),
     "chat.prompt_too_long": ("提示长度为 {tokens} 个词元（包括系统提示和之前的对话）；该模型最多只能读取 {limit} 个。",
                              "Shorten the prompt, or start a new conversation.", "请缩短提示，或开始新的对话。"),
 }
