@@ -173,3 +173,36 @@ def test_a_stopped_export_removes_its_partial_file(run_dir, studio_home, sig, co
     assert "Stopped: nothing was exported" in proc.stderr, why
     exports = studio_home / "exports"
     assert not list(exports.glob("*")) if exports.exists() else True, list(exports.iterdir())
+
+
+@pytest.mark.slow
+def test_a_sigterm_while_the_run_sets_up_suggests_only_what_works(tmp_path, tiny_dir, studio_home):
+    """SIGTERM as soon as the run folder is made (while the model loads): whatever was saved by then,
+    every command suggested at the end works on the files left behind."""
+    from test_cli_train_chat import write_config
+    from test_training_job import write_data
+    config = write_config(tmp_path, tiny_dir, write_data(tmp_path, n=10))
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "studio.cli", "train", "--config", str(config),
+                             "--max-steps", "100000", "--output", str(out)], cwd=REPO, env=_env(studio_home),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    stdout = first + stdout
+    why = f"stdout:\n{stdout[-2000:]}\nstderr:\n{stderr[-2000:]}"
+    assert first.startswith("Run folder:") and proc.returncode == 143, why
+    assert "terminate called" not in stderr and "Traceback" not in stderr, why
+    state = json.loads((out / "state.json").read_text(encoding="utf-8"))
+    assert state["state"] == "stopped" and state["finished"], why
+    from studio.cli import main
+    if "studio chat --run" in stdout:
+        assert main(["chat", "--run", str(out), "--prompt", "Hi?", "--max-new-tokens", "4"]) == 0, why
+    if "studio train --resume" in stdout:
+        from studio.training.resume import plan_resume
+        assert plan_resume(out).step > 0, why
+    if "Nothing was trained yet" in stdout:
+        assert not (out / "adapter").exists() and "studio chat" not in stdout, why

@@ -240,7 +240,7 @@ def _summary(job, wall: float) -> None:
     print(f"  tokens/s       {'n/a' if tps is None else f'{tps:.0f}'} (non-padding tokens, over the whole run "
           "with its evaluations)")
     print(f"  time           {_clock(wall)} in all, {_clock(r.get('train_runtime_s'))} training")
-    print(f"  adapter        {r.get('adapter_dir')}")
+    print(f"  adapter        {r.get('adapter_dir') or 'none (nothing was saved)'}")
     print(f"  run folder     {job.run_dir}")
     for line in next_steps(job):
         print(line)
