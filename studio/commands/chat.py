@@ -136,7 +136,8 @@ def run(args) -> int:
         except _Leave:
             return 0
         except Stopped as stop:
-            print("\nStopped: the answer was cut off there; nothing was saved.", file=sys.stderr)
+            said = "the answer was cut off there" if args.prompt is not None else "the chat ended"
+            print(f"\nStopped: {said}; nothing was saved.", file=sys.stderr)
             return stop.code
         except StudioError as e:    # a run without adapter, a model that cannot load, a busy device...
             report(e)
