@@ -206,3 +206,26 @@ def test_a_sigterm_while_the_run_sets_up_suggests_only_what_works(tmp_path, tiny
         assert plan_resume(out).step > 0, why
     if "Nothing was trained yet" in stdout:
         assert not (out / "adapter").exists() and "studio chat" not in stdout, why
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 0), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_at_the_interactive_chat_prompt(run_dir, studio_home, sig, code):
+    """Ctrl-C at `you:` leaves the chat as Ctrl-D does; SIGTERM (a service manager) ends it with 143."""
+    proc = subprocess.Popen([sys.executable, "-m", "studio.cli", "chat", "--run", str(run_dir)], cwd=REPO,
+                            env=_env(studio_home), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, seen = time.time() + 120, ""
+        while "Type a message" not in seen and time.time() < deadline:
+            seen += proc.stderr.readline()
+        time.sleep(1.0)                        # at input() by now
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    why = f"rc={proc.returncode}\nstdout:\n{stdout[-1000:]}\nstderr:\n{seen[-500:]}{stderr[-1500:]}"
+    assert proc.returncode == code, why
+    assert "Traceback" not in stderr and "terminate called" not in stderr, why
+    if sig == signal.SIGTERM:
+        assert "Stopped: the chat ended" in stderr, why
