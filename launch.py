@@ -215,7 +215,17 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C."""
 
 
+_last_stop: list[float] = []
+
+
 def _on_sigterm(signum, frame):
+    """SIGTERM as Ctrl-C; the same signal again within a second is the same stop (``timeout`` sends it to
+    the process and then to its process group), not the "again" that quits without saving."""
+    import time
+    now = time.monotonic()
+    if _last_stop and now - _last_stop[-1] < 1.0:
+        return
+    _last_stop.append(now)
     raise _Terminated()
 
 
