@@ -9,9 +9,11 @@ The first screen has the built-in default model and the demo data chosen (on a C
 cpu-demo preset), so pressing Start on the Train tab works at once. ``--model``, ``--data``,
 ``--preset`` and ``--config`` choose something else to start from.
 
-With a login (``--auth``), failed logins are limited (see studio/ui/login_guard.py) and the login page
-tells nothing about the app. Ctrl-C or SIGTERM stops a training run the app is doing (its adapter is
-saved) before the server closes.
+Requests whose ``Host`` or ``Origin`` names another site are refused before anything runs (a web
+page cannot drive the app through DNS rebinding: studio/ui/host_guard.py); ``X-Forwarded-For`` is
+ignored unless ``--trusted-proxy`` names the proxy. With a login (``--auth``), failed logins are
+limited (see studio/ui/login_guard.py) and the login page tells nothing about the app. Ctrl-C or
+SIGTERM stops a training run the app is doing (its adapter is saved) before the server closes.
 """
 
 from __future__ import annotations
@@ -26,10 +28,21 @@ import sys
 from pathlib import Path
 
 
+def port_number(value: str) -> int:
+    """A TCP port, 1 to 65535 (a larger one made the server start fail with an OverflowError traceback)."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number (1 to 65535)") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number: ports go from 1 to 65535")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python launch.py", description="The fine-tuning studio in your browser.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer only)")
-    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--port", type=port_number, default=7860, help="port (default 7860)")
     p.add_argument("--share", action="store_true", help="also make a public gradio.live link (needs --auth)")
     p.add_argument("--auth", metavar="USER:PASS|FILE",
                    help="require a login: USER:PASS, or a file with one user:password per line")
@@ -41,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --auth: failed logins from one address before it is locked out (default 10)")
     p.add_argument("--login-lockout", type=float, default=300, metavar="SECONDS",
                    help="with --auth: how long the first lockout lasts; each further one doubles (default 300)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="another name the studio may be opened as (e.g. a DNS name or a proxy's); others are refused")
+    p.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
+                   help="a reverse proxy's address whose X-Forwarded-For is believed (default: none is)")
     p.add_argument("--queue-size", type=int, default=64, help="requests that may wait in the queue (default 64)")
     p.add_argument("--model", metavar="SOURCE", help="base model to start with: default, a Hub id, folder or .gguf")
     p.add_argument("--data", metavar="FILE", help="training data to start with: demo, a file or a Hub dataset id")
@@ -139,7 +156,11 @@ def set_workspace(workspace: str | None) -> Path:
     if workspace:
         os.environ["STUDIO_HOME"] = str(Path(workspace).expanduser().resolve())
     from studio import paths
-    home = paths.workspace()
+    from studio.errors import StudioError
+    try:
+        home = paths.workspace()
+    except StudioError as e:     # STUDIO_HOME or --workspace names a file, or a folder that cannot be made
+        raise SystemExit(str(e).replace("(STUDIO_HOME)", "(--workspace or STUDIO_HOME)")) from None
     tmp = home / "gradio-tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(tmp)
@@ -194,7 +215,17 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C."""
 
 
+_last_stop: list[float] = []
+
+
 def _on_sigterm(signum, frame):
+    """SIGTERM as Ctrl-C; the same signal again within a second is the same stop (``timeout`` sends it to
+    the process and then to its process group), not the "again" that quits without saving."""
+    import time
+    now = time.monotonic()
+    if _last_stop and now - _last_stop[-1] < 1.0:
+        return
+    _last_stop.append(now)
     raise _Terminated()
 
 
@@ -215,6 +246,21 @@ def stop_training_before_exit() -> None:
         os._exit(130)   # a normal exit would wait for, or abort inside, the training thread
 
 
+def security_middleware(args) -> tuple[list, "AllowedHosts"]:  # noqa: F821
+    """The middleware launch.py gives Gradio's app, outermost first, and the host allow-list (the share
+    link's name is added to it once known). Also tells uvicorn which proxies' forwarded headers to believe:
+    by default none (uvicorn believes 127.0.0.1's), so a client cannot pick its own address."""
+    from starlette.middleware import Middleware
+
+    from studio.ui.host_guard import AllowedHosts, HostGuardMiddleware
+    from studio.ui.login_guard import LoginPageMiddleware
+
+    os.environ["FORWARDED_ALLOW_IPS"] = ",".join(args.trusted_proxy) or "none"
+    allowed = AllowedHosts(args.host, extra=args.allowed_host)
+    return [Middleware(HostGuardMiddleware, allowed=allowed, trust_proxy=bool(args.trusted_proxy)),
+            Middleware(LoginPageMiddleware)], allowed
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     auth = parse_auth(args.auth)
@@ -228,10 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         raise SystemExit(str(e)) from None
 
-    from starlette.middleware import Middleware
-
     from studio.ui.app import AppOptions, build_app, css
-    from studio.ui.login_guard import LoginGuard, LoginPageMiddleware
+    from studio.ui.login_guard import LoginGuard
 
     guard = None
     if auth:
@@ -241,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.queue(max_size=args.queue_size, default_concurrency_limit=4)
     exports = home / "exports"
     exports.mkdir(parents=True, exist_ok=True)
+    middleware, allowed = security_middleware(args)
     # Signals go to the main thread only: every thread the server (and later training) starts inherits
     # this mask, so a Ctrl-C never lands in a worker or in one of torch's native threads.
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -249,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
                     max_file_size=max_upload, allowed_paths=[str(exports)], css=css(),
                     prevent_thread_lock=True, quiet=True, footer_links=["api", "settings"], show_error=False,
                     ssr_mode=False,   # not needed, and GRADIO_SSR_MODE must not switch it on behind our back
-                    app_kwargs={"middleware": [Middleware(LoginPageMiddleware)]})
+                    app_kwargs={"middleware": middleware})
+        if demo.share_url:
+            allowed.add(demo.share_url)
         warm_up()   # after the server is up: the page loads while the engine imports
     except OSError as e:
         raise SystemExit(f"Could not listen on {args.host}:{args.port} ({e}). Is another studio running? "

@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except StudioError as e:     # a command that did not catch its own: still message + hint, no traceback
         report(e)
         return 1
+    except KeyboardInterrupt as e:   # Ctrl-C in a command that has no stop of its own (data, presets)
+        print("\nStopped.", file=sys.stderr)
+        return getattr(e, "code", 130)
     except Exception as e:       # noqa: BLE001 - a bug: said as such, the traceback kept in a file
         print(f"internal error: {type(e).__name__}: {str(e)[:300]}\nThis is a bug in the studio, not a problem with "
               f"your settings; the traceback is in {_log_internal_error(e)}.", file=sys.stderr)

@@ -206,6 +206,9 @@ class StudioConfig:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
             raise ConfigError("The config is not valid YAML: {detail}", code="config.not_yaml", detail=str(e)) from None
+        except RecursionError:          # PyYAML builds nested lists and mappings recursively
+            raise ConfigError("The config is nested too deeply to read (lists or mappings inside each other "
+                              "hundreds of times); a config has sections with settings.", code="config.too_deep") from None
         if data is not None and not isinstance(data, dict):
             raise ConfigError("The config must be a YAML mapping with sections such as 'model:' and 'training:'.",
                               code="config.not_mapping")

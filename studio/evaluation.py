@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -46,6 +47,12 @@ def load_prompts(source: str | Path | None = None) -> list[dict]:
                         path=str(path), detail=str(e)) from None
     if path.suffix.lower() in (".csv", ".tsv"):
         records = list(csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
+    elif text.lstrip().startswith("["):          # one JSON array of objects, not JSON Lines: read it as such
+        try:
+            records = json.loads(text)
+        except ValueError as e:
+            raise EvalError("{path} starts like a JSON array but is not valid JSON ({detail}).", code="eval.bad_array",
+                            path=str(path), detail=str(e)) from None
     else:
         records = []
         for n, line in enumerate(text.splitlines(), 1):
@@ -59,7 +66,9 @@ def load_prompts(source: str | Path | None = None) -> list[dict]:
                                 path=str(path)) from None
     out = []
     for n, r in enumerate(records, 1):
-        r = r if isinstance(r, dict) else {}
+        if not isinstance(r, dict):
+            raise EvalError('Row {row} of {path} is not an object such as {{"prompt": "...", "reference": "..."}}.',
+                            code="eval.not_object", row=n, path=str(path))
         prompt = next((r[k] for k in ("prompt", "question", "instruction") if r.get(k)), "")
         reference = next((r[k] for k in ("reference", "answer", "output", "response") if r.get(k)), "")
         if not str(prompt).strip():
@@ -145,6 +154,11 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
         raise EvalError("The chosen runs were trained on different base models ({models}); an evaluation compares runs "
                         "of one base.", code="eval.mixed_bases", models=", ".join(sorted(sources)))
     for r in runs:
+        if not r.config_path.is_file():
+            raise EvalError("{path} is not a run folder (it has no config.yaml).", code="run.not_a_run", path=str(r.path))
+        if not r.has_adapter() and (r.read_state() or {}).get("state") == "failed":
+            raise EvalError("The run {name} failed before it saved an adapter, so there is nothing to evaluate.",
+                            code="eval.failed_run", name=r.name)
         if not r.has_adapter():
             raise EvalError("The run {name} has no adapter yet; it can be evaluated once it has finished or stopped.",
                             code="eval.no_adapter", name=r.name)
@@ -157,6 +171,7 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
             model.load_adapter(str(r.adapter_dir), adapter_name=_adapter_name(r.name))
             adapters[r.name] = _adapter_name(r.name)
         asks = {r.name: _asking(session.as_run(r.path), generation, max_new_tokens) for r in runs}
+        _check_lengths(prompts, list(asks.values()))
         yield from _answer_all(runs, prompts, asks, adapters, model, stop)
     finally:
         model.set_adapter(first_adapter)
@@ -280,6 +295,20 @@ def summary_line(tot: dict) -> str:
     return " · ".join(f"{name} {t['right']} of {t['scored']}" for name, t in tot.items() if t["scored"])
 
 
+def _check_lengths(prompts: list[dict], asks: list) -> None:
+    """Every prompt fits the model's context as each run asks it, checked before the first answer (one
+    prompt past it was read for minutes with nothing printed)."""
+    limit = asks[0].context_length()
+    if limit is None:
+        return
+    for n, item in enumerate(prompts, 1):
+        for ask in asks:
+            tokens = len(ask.tokenizer(ask.prompt_text(None, item["prompt"]), add_special_tokens=False)["input_ids"])
+            if tokens >= limit:
+                raise EvalError("Prompt {row} is {tokens} tokens long as the model is asked it; the model reads at most "
+                                "{limit}.", code="eval.prompt_too_long", row=n, tokens=tokens, limit=limit)
+
+
 def _adapter_name(run_name: str) -> str:
     return "run_" + "".join(c if c.isalnum() else "_" for c in run_name)
 
@@ -298,12 +327,33 @@ def table_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
+def check_csv_destination(path: str | Path) -> Path:
+    """Where the table will be written, checked before any answer is generated (minutes of work would
+    otherwise end in an error): its folder exists and is writable, and it is not a folder itself."""
+    path = Path(path).expanduser()
+    folder = path.parent
+    if path.is_dir():
+        raise EvalError("The table file {path} is a folder; give the path of a .csv file.", code="eval.csv_is_folder",
+                        path=str(path))
+    if not folder.is_dir():
+        raise EvalError("The table file {path} cannot be written: the folder {folder} does not exist.",
+                        code="eval.csv_no_folder", path=str(path), folder=str(folder))
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise EvalError("The table file {path} cannot be written: no permission to write in {folder}.",
+                        code="eval.csv_denied", path=str(path), folder=str(folder))
+    return path
+
+
 def write_csv(rows: list[dict], path: Path) -> Path:
     if not rows:
         raise EvalError("There are no answers to save yet.", code="eval.nothing_to_save")
     flat = table_rows(rows)
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(flat[0]))
-        writer.writeheader()
-        writer.writerows(flat)
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(flat[0]))
+            writer.writeheader()
+            writer.writerows(flat)
+    except OSError as e:
+        raise EvalError("The table file {path} cannot be written: {detail}", code="eval.csv_write", path=str(path),
+                        detail=e.strerror or str(e)) from None
     return path

@@ -104,12 +104,19 @@ class ChatSession:
             raise ChatError("{path} is not a run folder (it has no config.yaml).", code="run.not_a_run", path=str(run.path))
         if not run.has_adapter():
             state = (run.read_state() or {}).get("state", "unknown")
+            if state == "failed":
+                raise ChatError("The run in {path} failed before it saved an adapter, so there is nothing to chat with.",
+                                code="chat.failed_run", path=str(run.path))
             raise ChatError("The run in {path} has no adapter yet (its state is '{state}').", code="chat.no_adapter",
                             path=str(run.path), state=state)
         try:
             cfg = run.config()
         except ConfigError as e:
             raise ChatError("The run's config.yaml cannot be read: {cause}", code="chat.bad_config", cause=e) from None
+        from .weights_check import damaged_files
+        for file, why in damaged_files(run.adapter_dir)[:1]:    # named before the base is loaded for nothing
+            raise ChatError("The adapter of the run in {path} is damaged or incomplete: {file} ({why}).",
+                            code="chat.adapter_damaged", path=str(run.path), file=str(file), why=why)
         device_lock.check_free_elsewhere("Chat")      # no second model on a device another process trains on
         if system_prompt is None:
             system_prompt = for_run(run.path).get("system_prompt", "")
@@ -237,11 +244,14 @@ class ChatSession:
         try:
             device = next(self.model.parameters()).device
             inputs = self.tokenizer(text, return_tensors="pt", add_special_tokens=False).to(device)
+            room = self._room_for_answer(inputs["input_ids"].shape[-1])
             streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
             cancel = threading.Event()
             errors: list[BaseException] = []
             kwargs = dict(**inputs, streamer=streamer, stopping_criteria=StoppingCriteriaList([_Cancelled(cancel)]),
                           **self._generation_kwargs())
+            if room is not None:
+                kwargs["max_new_tokens"] = min(kwargs["max_new_tokens"], room)
             adapter_off = self.model.disable_adapter if not use_adapter else nullcontext
 
             def work():
@@ -284,10 +294,32 @@ class ChatSession:
                 raise _generation_error(errors[0]) from None
         finally:
             cancel.set()
+            # Ended early (the reader left, Ctrl-C): generation stops at its next token; wait for it, so
+            # the process never ends with that thread inside torch (SIGABRT at interpreter exit).
+            if thread.is_alive() and thread is not threading.current_thread():
+                thread.join()
 
     def _cut(self, text: str) -> str | None:
         positions = [text.find(s) for s in self._stop_texts if s in text]
         return text[: min(positions)] if positions else None
+
+    def context_length(self) -> int | None:
+        """The most tokens the model reads (its config's ``max_position_embeddings``), or None if unknown."""
+        config = getattr(self.model, "config", None)
+        value = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        return value if isinstance(value, int) and value > 0 else None
+
+    def _room_for_answer(self, prompt_tokens: int) -> int | None:
+        """Tokens left for the answer; ChatError when the prompt alone fills the model's context (a prompt
+        past it would be read for minutes and answered badly, if at all)."""
+        limit = self.context_length()
+        if limit is None:
+            return None
+        if prompt_tokens >= limit:
+            raise ChatError("The prompt is {tokens} tokens long (with the system prompt and the conversation so far); "
+                            "this model reads at most {limit}.", code="chat.prompt_too_long", tokens=prompt_tokens,
+                            limit=limit)
+        return limit - prompt_tokens
 
     def reply(self, history: Iterable | None, prompt: str, use_adapter: bool = True) -> str:
         return "".join(self.stream(history, prompt, use_adapter)).strip()

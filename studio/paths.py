@@ -18,10 +18,20 @@ DEMO_HELD_OUT = ASSETS_DIR / "demo" / "held_out.jsonl"
 
 
 def workspace() -> Path:
+    """The workspace folder, made when missing; a StudioError naming it when it is a file or cannot be made."""
     base = os.environ.get("STUDIO_HOME") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "finetune-studio")
     p = Path(base)
-    p.mkdir(parents=True, exist_ok=True)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        from .errors import StudioError
+        raise StudioError("The workspace {path} (STUDIO_HOME) is a file, not a folder.",
+                          code="paths.workspace_is_file", path=str(p)) from None
+    except OSError as e:
+        from .errors import StudioError
+        raise StudioError("The workspace {path} (STUDIO_HOME) cannot be made: {detail}.",
+                          code="paths.workspace_unwritable", path=str(p), detail=e.strerror or str(e)) from None
     return p
 
 
@@ -35,6 +45,11 @@ def runs_dir() -> Path:
     p = workspace() / "runs"
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def user_presets_dir() -> Path:
+    """Presets the user saved: in the workspace; the shipped ones in ``PRESETS_DIR`` are never written."""
+    return workspace() / "presets"
 
 
 def uploads_dir() -> Path:

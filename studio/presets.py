@@ -1,7 +1,10 @@
-"""Presets: small commented YAML files in ``presets/``, each a partial StudioConfig.
+"""Presets: small commented YAML files, each a partial StudioConfig.
 
-A preset is applied over the defaults (or over a config the user already has), so a file
-only names what it changes. ``studio presets`` lists them with their first comment line.
+The shipped presets live in ``presets/`` of the install and are read-only; the presets a user saves live
+in ``<workspace>/presets``. A shipped name cannot be saved over, and saving over one of the user's own
+presets needs ``replace=True`` (the app asks first). A preset is applied over the defaults (or over a
+config the user already has), so a file only names what it changes. ``studio presets`` lists them with
+their first comment line.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from .config import ConfigError, StudioConfig, merge
+from . import paths
 from .paths import PRESETS_DIR
 
 
@@ -21,6 +25,7 @@ class Preset:
     name: str
     summary: str
     path: Path
+    shipped: bool = True
 
     def overrides(self) -> dict:
         try:
@@ -40,9 +45,17 @@ def _summary(path: Path) -> str:
     return ""
 
 
-def list_presets(folder: Path | None = None) -> list[Preset]:
-    folder = folder or PRESETS_DIR
-    return [Preset(p.stem, _summary(p), p) for p in sorted(folder.glob("*.yaml"))]
+def list_presets(folder: Path | None = None, user_folder: Path | None = None) -> list[Preset]:
+    """The shipped presets (``folder``), then the user's own (``user_folder``, default the workspace's)
+    whose names are not shipped ones. With only ``folder`` given, that folder alone."""
+    if folder is not None and user_folder is None:
+        return [Preset(p.stem, _summary(p), p, shipped=False) for p in sorted(folder.glob("*.yaml"))]
+    shipped = [Preset(p.stem, _summary(p), p) for p in sorted((folder or PRESETS_DIR).glob("*.yaml"))]
+    names = {p.name for p in shipped}
+    user_folder = user_folder or paths.user_presets_dir()
+    mine = [Preset(p.stem, _summary(p), p, shipped=False) for p in sorted(user_folder.glob("*.yaml"))
+            if p.stem not in names] if user_folder.is_dir() else []
+    return shipped + mine
 
 
 def get_preset(name: str, folder: Path | None = None) -> Preset:
@@ -58,17 +71,34 @@ def load_preset(name: str, base: StudioConfig | None = None, folder: Path | None
     return merge(base or StudioConfig(), get_preset(name, folder).overrides())
 
 
-def save_preset(cfg: StudioConfig, name: str, summary: str = "", folder: Path | None = None) -> Path:
-    """Write the current settings as a preset (model source and data file left out: a preset is a recipe)."""
+def preset_exists(name: str, user_folder: Path | None = None) -> bool:
+    """Whether saving as ``name`` would replace one of the user's own presets."""
+    return ((user_folder or paths.user_presets_dir()) / f"{name}.yaml").is_file()
+
+
+def save_preset(cfg: StudioConfig, name: str, summary: str = "", folder: Path | None = None,
+                replace: bool = False) -> Path:
+    """Write the current settings as one of the user's presets (model source and data file left out: a
+    preset is a recipe), in ``folder`` (default ``<workspace>/presets``). A shipped preset's name is
+    refused; an existing preset of the user's is replaced only with ``replace=True``."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name or ""):
         raise ConfigError("A preset name may use letters, digits, '-', '_' and '.', and must start with a letter or digit.",
                           code="config.preset_name")
-    folder = folder or PRESETS_DIR
+    if (PRESETS_DIR / f"{name}.yaml").is_file():
+        raise ConfigError("'{name}' is a preset that comes with the studio; it cannot be replaced.",
+                          code="config.preset_shipped", name=name)
+    folder = folder or paths.user_presets_dir()
+    path = folder / f"{name}.yaml"
+    if path.exists() and not replace:
+        raise ConfigError("You already have a preset called '{name}' ({path}).", code="config.preset_exists",
+                          name=name, path=str(path))
     d = cfg.to_dict()
     d.pop("name", None)
     d["model"].pop("source", None)
     d["data"].pop("file", None)
     head = f"# {summary or 'Saved from the studio.'}\n"
-    path = folder / f"{name}.yaml"
-    path.write_text(head + yaml.safe_dump(d, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(head + yaml.safe_dump(d, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    tmp.replace(path)
     return path

@@ -22,7 +22,7 @@ FOUNDATION = {"studio.config", "studio.config_checks", "studio.paths", "studio.o
 MODELS = {"studio.models", "studio.model_sources", "studio.model_size", "studio.weights_check"}
 ALLOWED: dict[str, set[str]] = {
     "studio": set(),
-    "studio.paths": set(),
+    "studio.paths": {"studio.errors"},             # a workspace that is a file is said as a StudioError
     "studio.offline": set(),
     "studio.errors": {"studio.catalogue"},          # the message catalogue renders an error in a language
     "studio.catalogue": {"studio.errors"},

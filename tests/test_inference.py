@@ -128,6 +128,9 @@ def test_a_run_without_adapter_gives_a_plain_message(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     make_cfg("demo").save(run / "config.yaml")
-    (run / "state.json").write_text('{"state": "failed"}')
-    with pytest.raises(ChatError, match="no adapter yet.*'failed'"):
+    (run / "state.json").write_text('{"state": "training"}')
+    with pytest.raises(ChatError, match="no adapter yet.*'training'"):
+        ChatSession.from_run(run, device_lock=DeviceLock())
+    (run / "state.json").write_text('{"state": "failed"}')      # it never will have one: said so, no "wait"
+    with pytest.raises(ChatError, match="failed before it saved an adapter"):
         ChatSession.from_run(run, device_lock=DeviceLock())

@@ -47,6 +47,7 @@ def test_launch_turns_ssr_off_and_guards_the_login(tmp_path, monkeypatch):
     import gradio as gr
 
     from studio.data.read import DEFAULT_MAX_BYTES
+    from studio.ui.host_guard import HostGuardMiddleware
     from studio.ui.login_guard import LoginGuard, LoginPageMiddleware
 
     seen = {}
@@ -56,6 +57,7 @@ def test_launch_turns_ssr_off_and_guards_the_login(tmp_path, monkeypatch):
         raise SystemExit("stop here")
 
     monkeypatch.setenv("GRADIO_SSR_MODE", "true")
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "127.0.0.1")
     monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "before"))
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "tmp"))
     monkeypatch.setattr(gr.Blocks, "launch", fake_launch)
@@ -64,7 +66,7 @@ def test_launch_turns_ssr_off_and_guards_the_login(tmp_path, monkeypatch):
     assert seen["ssr_mode"] is False and seen["max_file_size"] == DEFAULT_MAX_BYTES
     guard = seen["auth"].__self__
     assert isinstance(guard, LoginGuard) and guard.users == {"alice": "pw"}
-    assert [m.cls for m in seen["app_kwargs"]["middleware"]] == [LoginPageMiddleware]
+    assert [m.cls for m in seen["app_kwargs"]["middleware"]] == [HostGuardMiddleware, LoginPageMiddleware]   # outermost first
 
 
 @pytest.fixture()
@@ -107,6 +109,12 @@ def test_login_lockout_and_nothing_about_the_app_before_login(guarded_app):
     assert wrong == [400, 400, 400, 429, 429]
     right = here.post("/login", data={"username": "alice", "password": "s3cret"})
     assert right.status_code == 429 and "Too many failed logins from this address" in right.json()["detail"]
+    for forged in ("10.9.9.9", "127.0.0.3"):     # a forwarded address from 127.0.0.1 is not believed
+        again = here.post("/login", data={"username": "alice", "password": "s3cret"},
+                          headers={"X-Forwarded-For": forged})
+        assert again.status_code == 429, forged
+    rebound = here.get("/", headers={"Host": "rebind.attacker.example"})
+    assert rebound.status_code == 403 and "auth_required" not in rebound.text
     assert other.post("/login", data={"username": "alice", "password": "s3cret"}).status_code == 200
     time.sleep(2.5)                                                            # the 2-second lockout ends
     assert here.post("/login", data={"username": "alice", "password": "s3cret"}).status_code == 200

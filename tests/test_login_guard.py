@@ -90,3 +90,28 @@ def test_as_gradio_auth_a_lockout_is_http_429_with_the_sentence(guard):
         asyncio.run(guard.check("alice", "right-pw"))
     assert e.value.status_code == 429 and "Too many failed logins" in e.value.detail
     assert int(e.value.headers["Retry-After"]) > 0
+
+
+def test_a_strangers_guesses_on_the_name_do_not_lock_the_owner_out(guard):
+    assert guard.attempt("10.0.0.1", "alice", "right-pw")[0]          # the owner logged in from here before
+    for i in range(100):       # a guess spread over twenty addresses: the name is locked for strangers
+        try:
+            guard.attempt(f"10.2.{i // 5}.1", "alice", "guess")
+        except LockedOut:
+            pass
+    with pytest.raises(LockedOut, match="for the user name 'alice'"):
+        guard.attempt("10.9.9.9", "alice", "right-pw")
+    assert guard.attempt("10.0.0.1", "alice", "right-pw") == (True, 0.0)   # the owner's address still logs in
+
+
+def test_unknown_names_are_counted_like_known_ones(guard):
+    """A name that never locks would tell a guesser which names exist."""
+    outcomes = {}
+    for name in ("alice", "mallory"):
+        for i in range(60):
+            try:
+                guard.attempt(f"10.3.{i // 5}.{len(name)}", name, "guess")
+            except LockedOut as e:
+                outcomes[name] = str(e).replace(name, "NAME")
+                break
+    assert outcomes["alice"] == outcomes["mallory"] and "for the user name" in outcomes["alice"]

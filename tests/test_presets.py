@@ -50,3 +50,49 @@ def test_presets_command_lists_one_line_each(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(list_presets())
     assert any(line.startswith("qlora-paper") and "NF4" in line for line in lines)
+
+
+def test_shipped_presets_are_read_only_and_the_users_live_in_the_workspace(studio_home):
+    from studio.paths import PRESETS_DIR
+    shipped = (PRESETS_DIR / "cpu-demo.yaml").read_bytes()
+    cfg = load_preset("cpu-demo")
+    cfg.lora.r = 3
+    with pytest.raises(ConfigError, match="comes with the studio") as e:
+        save_preset(cfg, "cpu-demo")
+    assert e.value.code == "config.preset_shipped"
+    assert (PRESETS_DIR / "cpu-demo.yaml").read_bytes() == shipped          # untouched
+    path = save_preset(cfg, "mine")
+    assert path == studio_home / "presets" / "mine.yaml" and not (PRESETS_DIR / "mine.yaml").exists()
+    listed = {p.name: p for p in list_presets()}
+    assert listed["mine"].shipped is False and listed["cpu-demo"].shipped is True
+    assert load_preset("mine").lora.r == 3
+
+
+def test_a_name_that_exists_is_replaced_only_when_asked(studio_home):
+    cfg = load_preset("cpu-demo")
+    cfg.lora.r = 3
+    save_preset(cfg, "mine")
+    cfg.lora.r = 5
+    with pytest.raises(ConfigError, match="already have a preset called 'mine'") as e:
+        save_preset(cfg, "mine")
+    assert e.value.code == "config.preset_exists" and load_preset("mine").lora.r == 3
+    save_preset(cfg, "mine", replace=True)
+    assert load_preset("mine").lora.r == 5
+
+
+def test_the_settings_tab_asks_before_replacing(studio_home):
+    from studio.paths import PRESETS_DIR
+    from studio.ui.app import AppOptions, build_app
+    demo = build_app(AppOptions(config=StudioConfig()))
+    save = next(f.fn for f in demo.fns.values() if f.api_name == "save_preset")
+    values = [w.value for w in demo.studio_ctx.bind.inputs]
+    shipped = (PRESETS_DIR / "cpu-demo.yaml").read_bytes()
+    out = save("cpu-demo", "en", "", *values)
+    assert (PRESETS_DIR / "cpu-demo.yaml").read_bytes() == shipped          # refused, the file is untouched
+    first = save("mine", "en", "", *values)
+    assert (studio_home / "presets" / "mine.yaml").is_file() and first[2] == ""
+    before = (studio_home / "presets" / "mine.yaml").stat().st_mtime_ns
+    asked = save("mine", "en", "", *values)                                # exists: warned, nothing written
+    assert asked[2] == "mine" and (studio_home / "presets" / "mine.yaml").stat().st_mtime_ns == before
+    replaced = save("mine", "en", "mine", *values)                         # saved again: replaced
+    assert replaced[2] == "" and out is not None

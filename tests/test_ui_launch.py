@@ -67,3 +67,17 @@ def test_refusal_message_reaches_the_terminal_before_anything_starts():
                           text=True, timeout=60, cwd=REPO)
     assert proc.returncode != 0
     assert "without --auth" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_one_sigterm_delivered_twice_is_one_stop(monkeypatch):
+    """`timeout` relays its SIGTERM to the app and to its process group: the second copy must not count as
+    the "again" that quits without saving the training run."""
+    import signal as sig
+
+    monkeypatch.setattr(launch, "_last_stop", [])
+    with pytest.raises(launch._Terminated):
+        launch._on_sigterm(sig.SIGTERM, None)
+    launch._on_sigterm(sig.SIGTERM, None)          # the relayed copy: nothing
+    launch._last_stop[-1] -= 2.0                   # a real second stop, later
+    with pytest.raises(launch._Terminated):
+        launch._on_sigterm(sig.SIGTERM, None)

@@ -51,3 +51,19 @@ def test_runs_tab_actions(app_and_runs, tmp_path, monkeypatch):
     monkeypatch.setattr(gr, "Warning", lambda msg, **kw: warnings.append(msg))
     assert fns["resume_run"](a, "en") == gr.skip()
     assert "already finished" in warnings[-1]
+
+
+def test_export_merged_never_replaces_an_earlier_zip(app_and_runs, studio_home):
+    """The merged folder is offered as <folder>.zip: an earlier zip of that name (its folder deleted) stays."""
+    from pathlib import Path
+    _, fns, a, _ = app_and_runs
+    exports = studio_home / "exports"
+    exports.mkdir(parents=True, exist_ok=True)
+    earlier = exports / f"{Path(a).name}-merged.zip"
+    earlier.write_bytes(b"an earlier export")
+    path, status = fns["export_run"](a, "merged", "en")
+    assert path.endswith(".zip") and Path(path) != earlier and Path(path).is_file()
+    assert earlier.read_bytes() == b"an earlier export"
+    again, _ = fns["export_run"](a, "merged", "en")
+    assert again not in (path, str(earlier)) and Path(path).is_file()
+    assert not list(exports.glob("*.partial*"))

@@ -10,10 +10,10 @@ The areas live in one module each, so no file grows into a wall of text.
 from __future__ import annotations
 
 from ..errors import StudioError, fill
-from . import config, data, models, runs
+from . import commands, config, data, models, runs
 
 MESSAGES: dict[str, tuple[str, str, str]] = {**config.MESSAGES, **data.MESSAGES, **models.MESSAGES,
-                                             **runs.MESSAGES}
+                                             **runs.MESSAGES, **commands.MESSAGES}
 
 LANGS = ("en", "zh")
 

@@ -93,6 +93,13 @@ MESSAGES.update({
                          "从列出的预设中选择一个。"),
     "config.preset_name": ("预设名称只能使用字母、数字、'-'、'_' 和 '.'，并且必须以字母或数字开头。",
                            "Choose another name.", "换一个名称。"),
+    "config.too_deep": ("配置嵌套太深，无法读取（列表或映射相互嵌套了数百层）；配置由各个部分及其设置组成。",
+                        "Write it as sections (model:, data:, lora:, training:, generation:) holding settings.",
+                        "请把它写成若干部分（model:、data:、lora:、training:、generation:），每部分包含设置。"),
+    "config.preset_shipped": ("'{name}' 是工作室自带的预设，不能被替换。",
+                              "Save your settings under another name.", "请用另一个名称保存你的设置。"),
+    "config.preset_exists": ("你已经有一个名为 '{name}' 的预设（{path}）。",
+                             "Save again to replace it, or choose another name.", "再保存一次即可替换它，或换一个名称。"),
 })
 MESSAGES.update({
     "config.bad_override": ("'{item}' 不是设置：请写成 KEY=VALUE，例如 lora.r=32。",

@@ -8,16 +8,19 @@ The base answer comes from the same loaded model with the adapter switched off. 
 default to the run's config (its ``generation`` section); the flags override them. The system prompt
 defaults to the one the run's data used (so the question is asked the way training asked it);
 ``--system TEXT`` sends another, ``--system ""`` none.
-Exit codes: 0 fine, 1 the run cannot be loaded or answered.
+Ctrl-C or SIGTERM during ``--prompt`` ends the answer where it is (the generation thread is stopped and
+waited for) and exits 130 / 143; in the interactive chat Ctrl-C interrupts the answer, SIGTERM quits.
+Exit codes: 0 fine, 1 the run cannot be loaded or answered, 2 a bad option, 130/143 stopped.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import signal
 import sys
 
 from ..errors import StudioError
 from . import report
+from .stops import Stopped, StopSignals
 
 
 def add_parser(sub):
@@ -35,17 +38,20 @@ def add_parser(sub):
 
 
 def _generation(args, run_dir):
-    from ..config import ConfigError, GenerationConfig, StudioConfig
+    """The run's generation settings with the flags applied, checked as training checks them (a number
+    that is not finite, a temperature below 0, no tokens to answer with: ConfigError naming the key)."""
+    from ..config import ConfigError, GenerationConfig, StudioConfig, merge
     try:
         gen = StudioConfig.load(f"{run_dir}/config.yaml").generation
     except ConfigError:
         gen = GenerationConfig()
-    if args.max_new_tokens is not None:
-        gen = dataclasses.replace(gen, max_new_tokens=args.max_new_tokens)
-    if args.temperature is not None:
-        gen = dataclasses.replace(gen, temperature=args.temperature)
-    if gen.max_new_tokens < 1 or gen.temperature < 0:
-        raise ValueError("--max-new-tokens must be positive and --temperature 0 or more.")
+    given = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
+    gen = merge(StudioConfig(generation=gen), {"generation": {k: v for k, v in given.items() if v is not None}}).generation
+    if gen.max_new_tokens < 1:
+        raise ConfigError("generation.max_new_tokens must be a positive whole number.", code="config.max_new_tokens")
+    if gen.temperature < 0:
+        raise ConfigError("generation.temperature must be 0 or more, generation.top_p between 0 and 1, "
+                          "generation.repetition_penalty above 0.", code="config.generation")
     return gen
 
 
@@ -76,16 +82,21 @@ def _answer(chat, prompt: str, compare: bool, hist_base: list, hist_tuned: list)
     hist_tuned += [{"role": "user", "content": prompt}, {"role": "assistant", "content": tuned}]
 
 
-def _interactive(chat, compare: bool) -> None:
+def _interactive(chat, compare: bool, signals: StopSignals) -> None:
     print("Type a message; /reset forgets the conversation, /quit (or Ctrl-D) leaves.", file=sys.stderr)
     hist_base: list = []
     hist_tuned: list = []
     while True:
         try:
             prompt = input("you: ").strip()
-        except (EOFError, KeyboardInterrupt):
+        except EOFError:
             print()
             return
+        except Stopped as stop:
+            print()
+            if stop.signo != signal.SIGINT:
+                raise
+            raise _Leave() from None
         if prompt in ("/quit", "/exit"):
             return
         if prompt == "/reset":
@@ -97,8 +108,11 @@ def _interactive(chat, compare: bool) -> None:
             continue
         try:
             _answer(chat, prompt, compare, hist_base, hist_tuned)
-        except KeyboardInterrupt:
+        except Stopped as stop:
+            if stop.signo != signal.SIGINT:
+                raise                          # SIGTERM: quit
             print("\n(answer interrupted)", file=sys.stderr)
+            signals.handled()
 
 
 def _quiet_libraries() -> None:
@@ -113,25 +127,41 @@ def _quiet_libraries() -> None:
 
 
 def run(args) -> int:
-    from ..device import DeviceBusy, DeviceLock
-    from ..inference import ChatError, ChatSession
+    from ..config import ConfigError
 
     _quiet_libraries()
-    try:
-        generation = _generation(args, args.run)
-        print(f"Loading the run in {args.run} ...", file=sys.stderr)
-        chat = ChatSession.from_run(args.run, generation=generation, device_lock=DeviceLock(),
-                                    system_prompt=args.system)
-        if chat.system_prompt:
-            origin = "as given with --system" if args.system is not None else "the one the run was trained with"
-            print(f"System prompt ({origin}): {chat.system_prompt}", file=sys.stderr)
-        if args.prompt is not None:
-            if not args.prompt.strip():
-                raise ChatError("The prompt is empty; write a question after --prompt.", code="chat.empty_prompt_cli")
-            _answer(chat, args.prompt, args.compare, [], [])
-        else:
-            _interactive(chat, args.compare)
-    except StudioError as e:    # a run without adapter, a model that cannot load, a busy device...
-        report(e)
-        return 1
+    with StopSignals() as signals:
+        try:
+            return _chat(args, signals)
+        except _Leave:
+            return 0
+        except Stopped as stop:
+            said = "the answer was cut off there" if args.prompt is not None else "the chat ended"
+            print(f"\nStopped: {said}; nothing was saved.", file=sys.stderr)
+            return stop.code
+        except StudioError as e:    # a run without adapter, a model that cannot load, a busy device...
+            report(e)
+            return 2 if isinstance(e, ConfigError) else 1
+
+
+class _Leave(Exception):
+    """Ctrl-C at the interactive prompt: leave the chat (exit 0), as Ctrl-D does."""
+
+
+def _chat(args, signals: StopSignals) -> int:
+    from ..device import DeviceLock
+    from ..inference import ChatError, ChatSession
+
+    generation = _generation(args, args.run)
+    print(f"Loading the run in {args.run} ...", file=sys.stderr)
+    chat = ChatSession.from_run(args.run, generation=generation, device_lock=DeviceLock(), system_prompt=args.system)
+    if chat.system_prompt:
+        origin = "as given with --system" if args.system is not None else "the one the run was trained with"
+        print(f"System prompt ({origin}): {chat.system_prompt}", file=sys.stderr)
+    if args.prompt is not None:
+        if not args.prompt.strip():
+            raise ChatError("The prompt is empty; write a question after --prompt.", code="chat.empty_prompt_cli")
+        _answer(chat, args.prompt, args.compare, [], [])
+    else:
+        _interactive(chat, args.compare, signals)
     return 0

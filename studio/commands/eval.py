@@ -1,4 +1,4 @@
-"""``studio eval``: answer an evaluation set with the base model and each run, scored, as one table.
+"""``studio eval``: answer an evaluation set with the base model and each run, greedy, as one table.
 
     studio eval --runs runs/a runs/b [--prompts prompts.jsonl] [--csv table.csv]
 
@@ -6,7 +6,9 @@ Without --prompts the held-out demo questions are used. Each run answers with th
 it chats with (its config's ``generation`` section). Every answer with a reference is marked ✓ or ✗ by
 the facts of the reference it states (studio/scoring.py), with a line that says why, and the totals
 close the table ("tuned-run 7 of 8 · base 0 of 8"). Each run folder gets ``eval.jsonl`` and
-``eval_summary.json``.
+``eval_summary.json``, written only when every prompt was answered. Ctrl-C or SIGTERM stops after discarding the unfinished
+``eval.jsonl.partial`` (an earlier ``eval.jsonl`` is kept) and exits 130 / 143.
+Exit codes: 0 answered, 2 refused, 130/143 stopped.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 
 from ..errors import StudioError
 from . import report
+from .stops import Stopped, StopSignals
 
 
 def add_parser(sub):
@@ -29,35 +32,52 @@ def add_parser(sub):
 
 
 def run(args) -> int:
+    from contextlib import closing
     from pathlib import Path
 
     from ..device import DeviceLock
-    from ..evaluation import evaluate, load_prompts, summary_line, totals_of, validation_loss, write_csv
+    from ..evaluation import (check_csv_destination, evaluate, load_prompts, summary_line, totals_of, validation_loss,
+                              write_csv)
 
-    try:
-        prompts = load_prompts(args.prompts)
-        rows = []
-        for row in evaluate(args.runs, prompts, args.max_new_tokens, device_lock=DeviceLock()):
-            rows.append(row)
-            print(f"[{len(rows)}/{len(prompts)}] {row['prompt']}")
-            if row["reference"]:
-                print(f"  reference: {row['reference']}")
-            for name, score in row["scores"].items():
-                print(f"  {mark(score)} {name}: {row[name]}")
-                if score:
-                    print(f"      {score['explanation']}; similarity {score['similarity']}")
-    except StudioError as e:
-        report(e)
-        return 2
-    line = summary_line(totals_of(rows))
-    if line:
-        print(f"Facts right: {line}")
-    for r in args.runs:
-        loss = validation_loss(r)
-        print(f"{Path(r).name}: validation loss {'n/a' if loss is None else f'{loss:.4f}'}; "
-              f"answers in {Path(r) / 'eval.jsonl'}")
-    if args.csv:
-        print(f"Table: {write_csv(rows, Path(args.csv))}")
+    rows: list[dict] = []
+    prompts: list[dict] = []
+    finished = False
+    with StopSignals():
+        try:
+            prompts = load_prompts(args.prompts)
+            csv_path = check_csv_destination(args.csv) if args.csv else None
+            print(f"Answering {len(prompts)} prompts with the base model and {len(args.runs)} run(s)...", flush=True)
+            with closing(evaluate(args.runs, prompts, args.max_new_tokens, device_lock=DeviceLock())) as answers:
+                for row in answers:
+                    rows.append(row)
+                    print(f"[{len(rows)}/{len(prompts)}] {row['prompt']}")
+                    if row["reference"]:
+                        print(f"  reference: {row['reference']}")
+                    for name, score in row["scores"].items():
+                        print(f"  {mark(score)} {name}: {row[name]}")
+                        if score:
+                            print(f"      {score['explanation']}; similarity {score['similarity']}")
+            finished = True
+            line = summary_line(totals_of(rows))
+            if line:
+                print(f"Facts right: {line}")
+            for r in args.runs:
+                loss = validation_loss(r)
+                print(f"{Path(r).name}: validation loss {'n/a' if loss is None else f'{loss:.4f}'}; "
+                      f"answers in {Path(r) / 'eval.jsonl'}")
+            if csv_path:
+                print(f"Table: {write_csv(rows, csv_path)}")
+        except Stopped as stop:
+            if finished:
+                print("\nStopped: every run's eval.jsonl was written; the CSV table may be incomplete.", file=sys.stderr)
+            else:
+                done = f"after {len(rows)} of {len(prompts)} prompts" if prompts else "before the first answer"
+                print(f"\nStopped {done}: no eval.jsonl was written (an unfinished one is never kept; an earlier "
+                      "eval.jsonl stays as it was).", file=sys.stderr)
+            return stop.code
+        except StudioError as e:
+            report(e)
+            return 2
     return 0
 
 

@@ -6,7 +6,9 @@
     studio export RUN_DIR --to adapter --push you/my-adapter [--token T] [--public]   to the Hugging Face Hub
 
 Exports go to ``<workspace>/exports/`` (or --output), are written beside the destination and renamed
-when complete, and never replace an existing file or folder. Exit codes: 0 written, 2 refused.
+when complete, and never replace an existing file or folder. Ctrl-C or SIGTERM stops the export and
+removes its unfinished ``.partial`` file or folder (nothing else is touched) before exiting 130 / 143.
+Exit codes: 0 written, 2 refused, 130/143 stopped.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 
 from ..errors import StudioError
 from . import report
+from .stops import Stopped, StopSignals
 
 
 def add_parser(sub):
@@ -38,6 +41,16 @@ def add_parser(sub):
 
 
 def run(args) -> int:
+    with StopSignals():
+        try:
+            return _export(args)
+        except Stopped as stop:
+            print("\nStopped: nothing was exported (the unfinished file was removed); the run is unchanged.",
+                  file=sys.stderr)
+            return stop.code
+
+
+def _export(args) -> int:
     from ..export.run_export import export_run
 
     if args.push:

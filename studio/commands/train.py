@@ -11,7 +11,8 @@
 Shows one progress line (step, loss, ETA) and a summary at the end. Ctrl-C (SIGINT) and SIGTERM stop
 like the stop button: the current step ends, the adapter trained so far is saved, state.json is
 completed, and the exit code is 130 (SIGINT) or 143 (SIGTERM). A second signal quits at once without
-saving. Exit codes: 0 done, 1 failed, 2 bad settings (or the device is busy), 130/143 stopped.
+saving; the same signal again within a second is the same stop (``timeout`` sends its SIGTERM to the
+command and to its process group: see studio/commands/stops.py). Exit codes: 0 done, 1 failed, 2 bad settings (or the device is busy), 130/143 stopped.
 
 Why the signals only set a flag: on Python 3.11, a KeyboardInterrupt raised while the main thread is
 inside ``Thread.join`` makes the Thread object believe the still-running thread has ended (CPython's
@@ -37,6 +38,7 @@ from ..config import StudioConfig, merge
 from ..errors import StudioError
 from . import report
 from .fields import HelpFormatter, add_settings, overrides
+from .stops import EXIT_CODES, STOP_SIGNALS, StopSignals
 
 
 def add_parser(sub):
@@ -243,15 +245,27 @@ def _summary(job, wall: float) -> None:
         tuned, base = scores["tuned"], scores["base"]
         print(f"  facts right    {tuned['right']} of {tuned['scored']} held-out questions "
               f"(base {base['right']} of {base['scored']}); answers in {job.run_dir / 'eval.jsonl'}")
-    print(f"  adapter        {r.get('adapter_dir')}")
+    print(f"  adapter        {r.get('adapter_dir') or 'none (nothing was saved)'}")
     print(f"  run folder     {job.run_dir}")
-    print(f"Chat with it:    studio chat --run {job.run_dir} --compare")
+    for line in next_steps(job):
+        print(line)
+
+
+def next_steps(job) -> list[str]:
+    """The commands that work on this run now: chat needs an adapter, resume a complete checkpoint (a
+    run stopped before its first step has neither, and both commands would fail)."""
+    from ..training.resume import last_complete_checkpoint
+    lines = []
+    if job.run.has_adapter():
+        lines.append(f"Chat with it:    studio chat --run {job.run_dir} --compare")
     if job.state == "stopped":
-        print(f"Resume it:       studio train --resume {job.run_dir}")
+        if last_complete_checkpoint(job.run)[0] is not None:
+            lines.append(f"Resume it:       studio train --resume {job.run_dir}")
+        elif not job.run.has_adapter():
+            lines.append(f"Nothing was trained yet. Start it again: studio train --config {job.run.config_path}")
+    return lines
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def run(args) -> int:
@@ -271,27 +285,11 @@ def run(args) -> int:
         return _train(cfg, t0, get_manager(), signals, start_kwargs)
 
 
-class _StopSignals:
+class _StopSignals(StopSignals):
     """SIGINT/SIGTERM recorded by handlers that raise nothing; ``wait`` returns the next one, or None."""
 
     def __init__(self):
-        self.received: list[int] = []
-        self._previous: dict = {}
-
-    def __enter__(self) -> "_StopSignals":
-        for sig in STOP_SIGNALS:
-            self._previous[sig] = signal.signal(sig, lambda signo, frame: self.received.append(signo))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def wait(self, timeout: float) -> int | None:
-        deadline = time.monotonic() + timeout
-        while not self.received and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self.received.pop(0) if self.received else None
+        super().__init__(raise_first=False)
 
     @staticmethod
     def start_blocked(manager, cfg, start_kwargs: dict | None = None):

@@ -45,12 +45,25 @@ def base_record(run: RunFolder) -> dict:
             "local_path": config.get("base_model_name_or_path"), "quantization": cfg.model.quantization}
 
 
+def check_adapter(run: RunFolder) -> None:
+    """ExportError unless the run has a complete adapter: none yet, a run that failed before saving one,
+    or a damaged or cut-short weights file (exported, it would only fail on the other machine)."""
+    from ..weights_check import damaged_files
+    if not run.has_adapter():
+        if (run.read_state() or {}).get("state") == "failed":
+            raise ExportError("The run {name} failed before it saved an adapter, so there is nothing to export.",
+                              code="export.failed_run", name=run.name)
+        raise ExportError("The run {name} has no saved adapter yet; export it once it has finished or stopped.",
+                          code="export.no_adapter", name=run.name)
+    for file, why in damaged_files(run.adapter_dir)[:1]:
+        raise ExportError("The adapter of the run {name} is damaged or incomplete: {file} ({why}).",
+                          code="export.adapter_damaged", name=run.name, file=str(file), why=why)
+
+
 def portable_adapter_folder(run_dir: str | Path, dest: Path) -> dict:
     """Copy the run's adapter to ``dest`` with the base named by its Hub id; returns the base record."""
     run = RunFolder(run_dir)
-    if not run.has_adapter():
-        raise ExportError("The run {name} has no saved adapter yet; export it once it has finished or stopped.",
-                          code="export.no_adapter", name=run.name)
+    check_adapter(run)
     shutil.copytree(run.adapter_dir, dest)
     record = base_record(run)
     config_path = dest / "adapter_config.json"

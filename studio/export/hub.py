@@ -2,6 +2,10 @@
 
 Without a token, or offline, the answer is a plain sentence saying so and what to do; nothing is
 uploaded half: the folder is made complete locally first, then handed to ``HfApi.upload_folder``.
+
+huggingface_hub's HTTP client waits forever by default (``timeout=None``): on a network that swallows
+traffic the push hung at "Uploading...". So the Hub is first reached with a plain TCP connection
+(``CONNECT_S`` seconds), and the push's own requests get timeouts (``READ_S`` without a byte).
 """
 
 from __future__ import annotations
@@ -13,6 +17,36 @@ from typing import Callable
 
 from ..offline import hub_offline
 from .files import ExportError
+
+CONNECT_S = 5.0      # to reach the Hub at all
+READ_S = 60.0        # the longest wait for the next byte of an answer
+
+
+def _endpoint() -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+    url = urlsplit(constants.ENDPOINT)
+    return url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+
+
+def check_reachable() -> None:
+    """ExportError ``export.unreachable`` within ``CONNECT_S`` seconds when the Hub's address does not answer."""
+    import socket
+    host, port = _endpoint()
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_S).close()
+    except OSError:
+        raise ExportError("The Hugging Face Hub cannot be reached (no internet connection?). Nothing was pushed.",
+                          code="export.unreachable") from None
+
+
+def _bounded_client():
+    """huggingface_hub's own client (its request hook), with timeouts instead of none."""
+    import httpx2
+    from huggingface_hub.utils import _http
+    return httpx2.Client(event_hooks={"request": [_http.hf_request_event_hook]}, follow_redirects=True,
+                         timeout=httpx2.Timeout(READ_S, connect=CONNECT_S))
 
 
 def _token(token: str | None) -> str:
@@ -44,6 +78,9 @@ def push_run(run_dir: str | Path, what: str, repo_id: str, token: str | None = N
     if hub_offline():
         raise ExportError("This computer is set to work offline (HF_HUB_OFFLINE=1), so nothing can be pushed.",
                           code="export.offline")
+    check_reachable()
+    from huggingface_hub.utils import set_client_factory
+    set_client_factory(_bounded_client)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / what
         if what == "adapter":
@@ -70,7 +107,8 @@ def _push_error(exc: BaseException, repo_id: str) -> ExportError:
     if "401" in text or "403" in text or "Unauthorized" in text or "Forbidden" in text:
         return ExportError("The Hub refused the token for {repo} ({detail}).", code="export.token_refused", repo=repo_id,
                            detail=text.splitlines()[0][:160])
-    if "Connection" in name or "Timeout" in name or "resolve" in text.lower() or "Offline" in name:
+    if isinstance(exc, OSError) or any(w in name for w in ("Connect", "Timeout", "Network", "Offline", "Transport")) \
+            or "resolve" in text.lower():
         return ExportError("The Hugging Face Hub cannot be reached (no internet connection?). Nothing was pushed.",
                            code="export.unreachable")
     return ExportError("The push to {repo} failed: {detail}.", code="export.push_failed", repo=repo_id,

@@ -3,14 +3,19 @@
 Gradio checks a password as often as it is asked (hundreds a second). ``LoginGuard`` counts failed
 logins per client address and per user name: after ``slow_after`` failures every further failure is
 answered ``delay_s`` later; after ``max_failures`` from one address that address is locked out for
-``lockout_s`` (doubling with each further lockout), and after ``user_max_failures`` failures on one
-user name from anywhere that name is locked out too. While locked out, every login is refused with
-HTTP 429 and a sentence that says until when, even with the right password, and the password is not
-checked at all (no answer to learn from). A successful login clears the counts of its address and
-name. Each lockout is logged (logger ``studio.login``).
+``lockout_s`` (doubling with each further lockout). While an address is locked out, every login from it
+is refused with HTTP 429 and a sentence that says until when, even with the right password, and the
+password is not checked at all (no answer to learn from).
 
-The user-name limit is five times the address limit, so one guessing client is stopped by its own
-address lockout before it can lock the real user out from their own computer.
+After ``user_max_failures`` failures on one user name from anywhere (a guess spread over many addresses),
+that name is locked out too, but only for addresses the name has never logged in from: the owner, from an
+address they logged in from before, still logs in with the right password, so a stranger's guesses
+cannot lock the owner out. Every name counts the same, known or not (a name that never locks would tell
+a guesser which names exist). A successful login clears the counts of its address and name and
+remembers the address for the name. Each lockout is logged (logger ``studio.login``).
+
+The client's address is the connection's own: ``X-Forwarded-For`` is not believed unless ``launch.py``
+was told the proxy's address (``--trusted-proxy``), so a client cannot give itself fresh addresses.
 
 ``LoginPageMiddleware`` (an ASGI middleware given to Gradio's app) tells the guard the client's
 address, removes the API description that Gradio embeds in every page (``window.gradio_api_info``)
@@ -70,14 +75,18 @@ class LoginGuard:
         self.delay_s = delay_s
         self.clock = clock
         self._counts: dict[tuple[str, str], _Count] = {}
+        self._known: dict[str, set[str]] = {}      # user name -> addresses it logged in from
 
     # ---- the rule ---------------------------------------------------------------------------
     def attempt(self, client: str, user: str, password: str) -> tuple[bool, float]:
         """(accepted, seconds to wait before answering). Raises LockedOut while the address or name is locked."""
         now = self.clock()
-        keys = (("address", client), ("user", user.strip().lower()))
+        name = user.strip().lower()
+        keys = (("address", client), ("user", name))
         for kind, value in keys:
             c = self._counts.get((kind, value))
+            if kind == "user" and client in self._known.get(name, ()):
+                continue          # the owner's own address: a stranger's guesses on the name do not lock it
             if c is not None and c.locked_until > now:
                 left = c.locked_until - now
                 who = "from this address" if kind == "address" else f"for the user name '{user}'"
@@ -88,12 +97,13 @@ class LoginGuard:
         if ok:
             for key in keys:
                 self._counts.pop(key, None)
+            known = self._known.setdefault(name, set())
+            if len(known) < 100:
+                known.add(client)
             return True, 0.0
         delay = 0.0
         self._prune(now)
         for kind, value in keys:
-            if kind == "user" and user.strip() not in self.users:
-                continue          # guessed names lock nobody out, and are not kept
             c = self._counts.setdefault((kind, value), _Count())
             c.failures += 1
             limit = self.max_failures if kind == "address" else self.user_max_failures

@@ -343,13 +343,25 @@ class Services:
         suffix = {"adapter": ".zip", "gguf": ".gguf"}.get(to, "")
         name = {"gguf": dtype or "f16"}.get(to, to)
         dest, n = destination(path, name, suffix), 1
-        while dest.exists():
+        # A merged folder is downloaded as <folder>.zip: neither may be an earlier export's name.
+        while dest.exists() or (to == "merged" and dest.with_name(dest.name + ".zip").exists()):
             n += 1
             dest = destination(path, f"{name}-{n}", suffix)
         with self._lock:
             self._chat = None            # one model in memory at a time
         _release_memory()
         return export_run(path, to, dtype or "auto", dest, progress=lambda m: None)
+
+    @staticmethod
+    def zip_export(folder: Path) -> Path:
+        """``<folder>.zip`` of an exported folder, written beside and renamed when complete; an existing
+        zip is never replaced (ExportError)."""
+        from studio.export.files import side_path
+        final = folder.with_name(folder.name + ".zip")
+        with side_path(final) as partial:
+            made = Path(shutil.make_archive(str(partial) + "-building", "zip", folder.parent, folder.name))
+            made.replace(partial)
+        return final
 
     def resume_run(self, path: str) -> Any:
         """Resume a stopped, failed or interrupted run (refused with ResumeError when it cannot be)."""

@@ -164,8 +164,7 @@ def wire(ctx) -> None:
         out = svc.export_run(path, kind)
         shown = out
         if out.is_dir():
-            import shutil
-            shown = Path(shutil.make_archive(str(out), "zip", out.parent, out.name))
+            shown = svc.zip_export(out)
         return str(shown), t("runs.export_done", lang).format(path=out)
 
     ui.export_other.click(export_other, [ui.open, ui.export_kind, ctx.lang], [ui.export, ui.action_status],

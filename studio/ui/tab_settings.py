@@ -15,7 +15,7 @@ from studio.config import StudioConfig
 from studio.presets import list_presets, load_preset, save_preset
 
 from . import views
-from .common import guarded
+from .common import guarded, warn
 from .i18n import t
 
 KEEP_ON_PRESET = ("model.source", "data.file")   # chosen in the Model and Data tabs, not by a recipe
@@ -40,6 +40,7 @@ def build(ctx) -> SimpleNamespace:
                 ui.save_name = L.make(gr.Textbox, label="settings.save_name",
                                       placeholder="settings.save_placeholder", elem_id="settings-save-name")
                 ui.save_btn = L.make(gr.Button, text="settings.save", size="sm", elem_id="settings-save-btn")
+                ui.save_pending = gr.State("")     # the name the last save warned exists: saving it again replaces
         with gr.Row(equal_height=False):
             with gr.Column(scale=4):
                 ui.memory = gr.Markdown("", elem_id="settings-memory", elem_classes=["card"], visible=False)
@@ -170,15 +171,26 @@ def wire(ctx) -> None:
     ui.fit_btn.click(fit_to_my_gpu, [ctx.lang, modules] + B.inputs, [ui.fit_note] + B.inputs, api_name="fit_to_gpu")
 
 
-    @guarded(2)
-    def save_as_preset(name, lang, *values):
-        """Save the current settings (without model and data) as a preset in the presets folder."""
-        path = save_preset(B.to_config(values), (name or "").strip(), summary=t("settings.saved_summary", lang))
+    @guarded(3)
+    def save_as_preset(name, lang, pending, *values):
+        """Save the current settings (without model and data) as one of the user's presets (in the
+        workspace; the shipped ones are never written). A name that exists is replaced only when saved
+        twice in a row: the first save says it exists."""
+        from studio.errors import ConfigError
+        name = (name or "").strip()
+        try:
+            path = save_preset(B.to_config(values), name, summary=t("settings.saved_summary", lang),
+                               replace=bool(name) and name == pending)
+        except ConfigError as e:
+            if e.code != "config.preset_exists":
+                raise
+            warn(e, lang)
+            return gr.skip(), gr.skip(), name
         gr.Info(t("settings.saved", lang, path=path))
-        return gr.update(choices=preset_choices(), value=path.stem), gr.update(value="")
+        return gr.update(choices=preset_choices(), value=path.stem), gr.update(value=""), ""
 
-    B.named(save_as_preset, "name", "lang")
-    ui.save_btn.click(save_as_preset, [ui.save_name, ctx.lang] + B.inputs, [ui.preset, ui.save_name],
-                      api_name="save_preset")
+    B.named(save_as_preset, "name", "lang", "pending")
+    ui.save_btn.click(save_as_preset, [ui.save_name, ctx.lang, ui.save_pending] + B.inputs,
+                      [ui.preset, ui.save_name, ui.save_pending], api_name="save_preset")
     ctx.on_lang.append((lambda name, lang: views.preset_summary(name, lang), [ui.preset, ctx.lang],
                         [ui.preset_summary]))
