@@ -86,6 +86,21 @@ def _with_penalty(gen, penalty: float):
     return dataclasses.replace(gen, repetition_penalty=penalty, temperature=0.0)
 
 
+def rescore(results: list[dict]) -> list[dict]:
+    """The saved answers scored again with today's scorer (the answers are what the runs said)."""
+    from studio.evaluation import load_prompts
+    from studio.scoring import score_answer, shared_facts, totals
+
+    prompts = load_prompts(None)
+    style = shared_facts([p["reference"] for p in prompts])
+    for r in results:
+        for d in r.get("decodings", {}).values():
+            scores = [score_answer(a, p["reference"], p["prompt"], style) for a, p in zip(d["answers"], prompts)]
+            d["tuned"] = totals(scores)
+            d["explanations"] = [s["explanation"] for s in scores]
+    return results
+
+
 def table(results: list[dict]) -> str:
     labels = sorted({k for r in results for k in r.get("decodings", {})}, key=lambda k: (k != "run", k))
     head = ["case", "settings", "device", "steps", "passes", "train min", "eval loss",
@@ -114,6 +129,7 @@ def main() -> int:
     ap.add_argument("--grid", action="append", default=[], metavar="NAME:PRESET:K=V,K=V",
                     help="an extra case, e.g. 'lr3e-3:cpu-demo:training.learning_rate=0.003,training.max_steps=60'")
     ap.add_argument("--penalties", default="1.0,1.1", help="repetition penalties to score besides the run's own")
+    ap.add_argument("--rescore", nargs="+", metavar="JSONL", help="print the table of saved results, scored again")
     ap.add_argument("--train-only", action="store_true", help="time the training, skip the questions")
     ap.add_argument("--cpu", action="store_true", help="train on the CPU even where a GPU is present")
     ap.add_argument("--parallel", type=int, default=1, help="cases at once (each in its own process)")
@@ -127,6 +143,10 @@ def main() -> int:
         penalties = [] if a.case else penalties
     if a.cpu:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    if a.rescore:
+        results = [json.loads(x) for f in a.rescore for x in Path(f).read_text().splitlines() if x.strip()]
+        print(table(rescore([r for r in results if r.get("decodings")])))
+        return 0
     root = Path(a.root)
     root.mkdir(parents=True, exist_ok=True)
     if a.case:

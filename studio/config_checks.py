@@ -108,7 +108,7 @@ def validate(cfg: StudioConfig, linear_modules: Iterable[str] | None = None) -> 
             check_target_modules(l, linear_modules)
     if t.max_steps < 0:
         raise ConfigError("training.max_steps must be 0 (use epochs) or a positive whole number.", code="config.max_steps")
-    if t.max_steps == 0 and t.epochs <= 0:
+    if t.max_steps == 0 and t.epochs < 0:
         raise ConfigError("Set either training.epochs above 0 or training.max_steps.", code="config.no_length")
     for name in ("batch_size", "grad_accum", "logging_steps"):
         if getattr(t, name) < 1:

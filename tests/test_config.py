@@ -39,7 +39,7 @@ def test_values_from_widgets_are_coerced():
     ({"lora": {"dropout": 1.5}}, "dropout"),
     ({"model": {"quantization": "3bit"}}, "Choose one of: none, 8bit"),
     ({"training": {"learning_rate": 5}}, "learning rate"),
-    ({"training": {"max_steps": 0, "epochs": 0}}, "epochs"),
+    ({"training": {"max_steps": 0, "epochs": -1}}, "epochs"),
     ({"data": {"format": "mapping"}}, "which column"),
     ({"data": {"validation": 2.5}}, "fraction"),
 ])

@@ -82,3 +82,19 @@ def test_similarity_is_chrf_and_higher_for_closer_answers():
     close = score_answer("The Aurora Pro (AK-200) costs $129 in our store.", PRO)["similarity"]
     far = score_answer("Kettles are nice.", PRO)["similarity"]
     assert 0 <= far < close <= 100
+
+
+def test_auto_epochs_read_a_small_data_set_three_times():
+    from studio.config import StudioConfig
+    from studio.training.args import build_training_args, estimate_total_steps
+
+    cfg = StudioConfig()
+    assert cfg.training.epochs == 0 and cfg.training.max_steps == 0          # the default is auto
+    cfg.training.batch_size, cfg.training.grad_accum = 4, 1
+    assert estimate_total_steps(cfg, 284) == 3 * 71                         # the demo: three passes
+    assert estimate_total_steps(cfg, 20_000) == 5_000                       # a large set: one pass
+    cfg.training.epochs = 1.5
+    assert estimate_total_steps(cfg, 284) == 107
+    cfg.training.epochs = 0
+    resolved = build_training_args(cfg, "/tmp/unused", False, __import__("torch").float32, False, 284)
+    assert resolved.args.num_train_epochs == 3 and any("auto, 3 passes" in n for n in resolved.notes)

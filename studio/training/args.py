@@ -59,6 +59,21 @@ def checkpoint_every(cfg: StudioConfig, train_rows: int = 0) -> int:
     return max(1, min(AUTO_CHECKPOINT_CAP, math.ceil(total / AUTO_CHECKPOINTS)))
 
 
+def auto_epochs(train_rows: int) -> int:
+    """Passes over the data for ``training.epochs: 0`` (auto). A small data set must be read several times
+    for its facts to stick: on the built-in model and the demo FAQ (284 rows), one pass learned the house
+    style and 0 of 8 held-out facts, three passes 5 to 8 of 8 (docs/BENCHMARKS.md, "Learning the facts").
+    A large one repeats itself within one pass."""
+    if train_rows <= 2_000:
+        return 3
+    return 2 if train_rows <= 10_000 else 1
+
+
+def epochs_for(cfg: StudioConfig, train_rows: int) -> float:
+    """``training.epochs``, with 0 (auto) resolved for this many training rows."""
+    return cfg.training.epochs if cfg.training.epochs > 0 else float(auto_epochs(train_rows))
+
+
 def estimate_total_steps(cfg: StudioConfig, train_rows: int) -> int:
     """Optimizer steps the run will take (the trainer's own count replaces it once training starts)."""
     import math
@@ -66,7 +81,7 @@ def estimate_total_steps(cfg: StudioConfig, train_rows: int) -> int:
     if t.max_steps > 0:
         return t.max_steps
     updates_per_epoch = max(1, math.ceil(train_rows / t.batch_size) // t.grad_accum)
-    return math.ceil(t.epochs * updates_per_epoch) if train_rows else 0
+    return math.ceil(epochs_for(cfg, train_rows) * updates_per_epoch) if train_rows else 0
 
 
 def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype: torch.dtype,
@@ -94,7 +109,10 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
     # One row a step has no padding anyway (and TRL warns that padding-free buys nothing there).
     padding_free = t.packing and t.batch_size > 1
     evaluate = has_validation and t.eval_steps > 0
-    steps = {"max_steps": t.max_steps} if t.max_steps > 0 else {"num_train_epochs": t.epochs}
+    steps = {"max_steps": t.max_steps} if t.max_steps > 0 else {"num_train_epochs": epochs_for(cfg, train_rows)}
+    if t.max_steps == 0 and t.epochs == 0:
+        notes.append(f"Epochs: auto, {steps['num_train_epochs']:g} passes over the {train_rows} training rows "
+                     "(small data sets are read more often, so their facts are learned).")
     kwargs = dict(
         output_dir=output_dir,
         **steps,

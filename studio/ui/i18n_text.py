@@ -361,7 +361,6 @@ HELP_ZH: dict[str, str] = {
     "lora.use_dora": "DoRA：一种 LoRA 变体，低秩时往往学得更好；速度更慢。",
     "lora.use_rslora": "rsLoRA：按 alpha/sqrt(r) 而不是 alpha/r 缩放，使高秩训练更稳定。",
     "lora.bias": "是否同时训练偏置项。",
-    "training.epochs": "遍历数据的次数。设置了最大步数时忽略此项。",
     "training.max_steps": "训练这么多个优化步后停止（0 = 按轮数）。",
     "training.batch_size": "每步在设备上处理的样本数。显存不足时调小。",
     "training.grad_accum": "梯度累积：累积多少步再更新一次。有效批大小 = 批大小 × 此值。",
@@ -390,5 +389,4 @@ HELP_ZH: dict[str, str] = {
     "generation.max_new_tokens": "回答的最大 token 数。",
     "generation.temperature": "回答的随机性：0 总是选最可能的词；0.7 更多样。",
     "generation.top_p": "只从累计概率达到此值的最可能的词中采样。",
-    "generation.repetition_penalty": "大于 1 时减少重复相同的词。",
 }
