@@ -37,7 +37,8 @@ ALLOWED: dict[str, set[str]] = {
     # the model files: sizes, sources and loading know each other, and nothing above them
     **{m: FOUNDATION | MODELS for m in MODELS},
     "studio.fit": FOUNDATION | MODELS,
-    "studio.training": FOUNDATION | MODELS | {"studio.data", "studio.runs", "studio.out_of_memory"},
+    # (training reads the device lock's holder: is a run still owned by a live process? see resume.live_owner)
+    "studio.training": FOUNDATION | MODELS | {"studio.data", "studio.runs", "studio.device", "studio.out_of_memory"},
     "studio.inference": FOUNDATION | MODELS | {"studio.data", "studio.runs", "studio.device", "studio.out_of_memory"},
     "studio.export": FOUNDATION | MODELS | {"studio.runs"},
     "studio.jobs": FOUNDATION | {"studio.device", "studio.runs", "studio.training"},

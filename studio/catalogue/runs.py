@@ -71,6 +71,9 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "resume.settings_changed": ("{name} 的设置在开始后被修改过，因此无法继续：{changes}。",
                                 "Put them back, or start a new run with the new settings.",
                                 "把设置改回去，或用新设置开始一次新的运行。"),
+    "resume.running": ("运行 {name} 仍在训练（进程 {pid}）；只有停止后才能继续。没有改动任何文件。",
+                       "Wait for it to finish, or stop it where it was started (Ctrl-C in its terminal, Stop in the app).",
+                       "等它完成，或在启动它的地方停止它（在其终端按 Ctrl-C，或在应用中点停止）。"),
     "resume.no_checkpoint": ("运行 {name} 没有可以继续的完整检查点{notes}。",
                              "Start it again; it will save checkpoints as it goes.", "重新开始它；训练过程中会保存检查点。"),
     "resume.data_changed": ("{name} 的训练数据（{file}）与运行开始时不同（{counts}；处理后的文本或 token 不同）。"

@@ -84,8 +84,8 @@ class TrainingJob(BackgroundRun):
         self.init_adapter = Path(init_adapter) if init_adapter else None
         self.origin = dict(origin or {})
         if self.resume_from is not None:
-            from .resume import checkpoint_step, trim_metrics
-            trim_metrics(self.run, checkpoint_step(self.resume_from))   # those steps are logged again
+            from .resume import prepare_folder
+            prepare_folder(self.run, self.resume_from)   # the later steps are logged (and saved) again
 
         self.state = PENDING
         self.message = "Waiting to start."

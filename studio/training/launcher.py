@@ -113,9 +113,9 @@ class SubprocessJob(BackgroundRun):
         self.origin = dict(origin or {})
         self.stop_grace_s = stop_grace_s
         self.extra_env = dict(env or {})
-        if self.resume_from is not None:       # before anything reads the file (see resume.trim_metrics)
-            from .resume import checkpoint_step, trim_metrics
-            trim_metrics(run, checkpoint_step(self.resume_from))
+        if self.resume_from is not None:       # before anything reads the files (see resume.prepare_folder)
+            from .resume import prepare_folder
+            prepare_folder(run, self.resume_from)
         self.metrics = FollowedMetrics(run.metrics_path)
         self.progress = Progress()
         self.state, self.message, self.hint = PENDING, "Waiting to start.", ""
