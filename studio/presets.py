@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from .config import ConfigError, StudioConfig, merge
+from .config_yaml import parse
 from .paths import PRESETS_DIR
 
 
@@ -24,8 +25,8 @@ class Preset:
 
     def overrides(self) -> dict:
         try:
-            data = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
+            data = parse(self.path.read_text(encoding="utf-8"), f"the preset '{self.name}'") or {}
+        except yaml.YAMLError as e:   # (parse says a YAML error as a ConfigError; kept for other readers)
             raise ConfigError("Preset '{name}' is not valid YAML: {detail}", code="config.preset_yaml", name=self.name,
                               detail=str(e)) from None
         if not isinstance(data, dict):

@@ -91,6 +91,8 @@ BAD_CONFIGS = {
     "bad-encoding.yaml": b"data: {encoding: klingon}\n",
     "dropout-1.yaml": b"lora: {dropout: 1.5}\n",
     "no-modules.yaml": b"lora: {target_modules: []}\n",
+    # issue 18: a RecursionError, or silently taken as something else, before
+    **{f"fixture-{p.name}": p.read_bytes() for p in sorted((Path(__file__).parent / "fixtures" / "configs").glob("*.yaml"))},
 }
 APP_OUTPUT_DIRS = ["/etc", "/tmp/x", "../..", "a/b", "~/runs", "..", "C:\\runs"]
 
