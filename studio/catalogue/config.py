@@ -19,6 +19,10 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "config.empty_file": ("配置文件 {path} 是空的（没有任何设置）。",
                           "Check that the right file was given and saved; to train with a preset use --preset.",
                           "请检查给出的文件是否正确且已保存；要使用预设训练，请用 --preset。"),
+    "config.epochs_and_steps": ("training.epochs（{epochs}）和 training.max_steps（{steps}）都给出了；一次运行的长度只能用其中一个。",
+                                "Give only one: training.max_steps=N for a number of steps, or training.epochs=N "
+                                "(with training.max_steps=0).",
+                                "只给一个：training.max_steps=N 表示步数，或 training.epochs=N（并设 training.max_steps=0）。"),
     "config.not_mapping": ("配置必须是 YAML 映射，包含 'model:'、'training:' 等部分。", *_FILE),
     "config.file_missing": ("找不到配置文件：{path}", "Check the path, or save the settings as a YAML file first.",
                             "检查路径，或先把设置保存为 YAML 文件。"),

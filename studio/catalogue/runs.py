@@ -140,7 +140,10 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
                               "该模型的分词器是 {kind}。",
                               "Export the merged model instead.", "请改为导出合并后的模型。"),
     "export.gguf_family": ("GGUF 导出只支持 Llama 系列模型（Llama、SmolLM、Mistral）；该运行的基础模型是 '{kind}'。", *_MERGED),
-    "export.unknown_gguf_type": ("未知的 GGUF 类型 '{kind}'；请从以下选择：{choices}。", "Pick one of those.", "从中选择一个。"),
+    "export.unknown_gguf_type": ("未知的 GGUF 类型 '{kind}'；请从以下选择：{choices}。",
+                                 "Pick one of those. For other types (q4_k_m, q5_k_m...) export f16, then run "
+                                 "llama.cpp's llama-quantize on the file.",
+                                 "从中选择一个。要得到其他类型（q4_k_m、q5_k_m……），先导出 f16，再用 llama.cpp 的 llama-quantize 转换该文件。"),
     "export.gguf_tensor": ("张量 {tensor} 没有对应的 GGUF 名称；该模型无法导出为 GGUF。", *_MERGED),
     "export.unknown_kind": ("未知的导出类型 '{kind}'；请从以下选择：{choices}。", "Pick one of those.", "从中选择一个。"),
     "export.no_token": ("没有设置 Hugging Face 令牌，无法推送。",

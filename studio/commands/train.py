@@ -57,7 +57,8 @@ def add_parser(sub):
     src.add_argument("--extend", metavar="RUN_DIR",
                      help="train a finished run further: a new run folder that starts from its adapter "
                           "(say how long with --max-steps or --epochs)")
-    p.add_argument("--epochs", type=float, help="with --extend: train this many more epochs")
+    p.add_argument("--epochs", type=float, help="train this many epochs (the same as training.epochs=N; with --extend: "
+                                                "this many more)")
     # Short forms of the settings used most (kept from before the settings were generated).
     for flag, key in SHORT_FLAGS.items():
         p.add_argument(flag, default=None, help=f"the same as {key}=VALUE")
@@ -85,7 +86,25 @@ def _settings(args) -> dict:
         out["name"] = args.name
     if getattr(args, "isolate", False):
         out.setdefault("training", {}).setdefault("isolate", True)
+    if getattr(args, "epochs", None) is not None and not getattr(args, "extend", None):
+        out.setdefault("training", {}).setdefault("epochs", args.epochs)
     return out
+
+
+def _length_from_epochs(cfg: StudioConfig, settings: dict) -> StudioConfig:
+    """Epochs asked for on the command line decide the length: a max_steps that came from the preset or the
+    config would otherwise win without a word (max_steps > 0 ignores epochs)."""
+    from ..errors import ConfigError
+    training = settings.get("training", {})
+    if "epochs" not in training or cfg.training.max_steps == 0:
+        return cfg
+    if "max_steps" in training:
+        raise ConfigError("Both training.epochs ({epochs}) and training.max_steps ({steps}) were given; a run's length "
+                          "is one or the other.", code="config.epochs_and_steps", epochs=cfg.training.epochs,
+                          steps=cfg.training.max_steps)
+    print(f"Note: training for {cfg.training.epochs:g} epochs as asked; the {cfg.training.max_steps} steps "
+          "(training.max_steps) of the preset or config are not used.")
+    return merge(cfg, {"training": {"max_steps": 0}})
 
 
 def _resume_or_extend(args) -> tuple[StudioConfig, dict]:
@@ -93,7 +112,7 @@ def _resume_or_extend(args) -> tuple[StudioConfig, dict]:
     from ..training.resume import ResumeError
     settings = _settings(args)
     if args.resume:
-        if settings or args.epochs:
+        if settings or args.epochs is not None:
             raise ResumeError("--resume continues the run exactly as it was set up; it takes no other settings.",
                               code="resume.no_settings")
         from ..training.resume import plan_resume
@@ -139,7 +158,8 @@ def build_config(args) -> StudioConfig:
     else:
         cfg = StudioConfig()
     # Types are checked here; the settings as a whole are validated once, when the run starts (jobs.py).
-    return merge(cfg, _settings(args))
+    settings = _settings(args)
+    return _length_from_epochs(merge(cfg, settings), settings)
 
 
 def _clock(seconds: float | None) -> str:

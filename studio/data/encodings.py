@@ -91,7 +91,10 @@ def _forced(raw: bytes, name: str, encoding: str) -> Decoded:
 
 def _detect(raw: bytes, name: str) -> Decoded:
     if raw.startswith(b"\xef\xbb\xbf"):
-        return Decoded(raw[3:].decode("utf-8", errors="replace"), "utf_8")
+        try:
+            return Decoded(raw[3:].decode("utf-8"), "utf_8")
+        except UnicodeDecodeError as e:
+            return _bom_but_not_utf8(raw[3:], name, raw[:3 + e.start].count(b"\n") + 1)
     for bom, enc in ((b"\xff\xfe\x00\x00", "utf_32"), (b"\x00\x00\xfe\xff", "utf_32"),
                      (b"\xff\xfe", "utf_16"), (b"\xfe\xff", "utf_16")):
         if raw.startswith(bom):
@@ -125,6 +128,19 @@ def _detect(raw: bytes, name: str) -> Decoded:
                         code="data.undecodable", name=name, encoding=label(enc)) from None
     return Decoded(text, enc, [f"{name} is not UTF-8; it was read as {label(enc)}. If the sample shows garbled "
                                "letters, choose the right encoding (or save the file as UTF-8 and load it again)."])
+
+
+def _bom_but_not_utf8(body: bytes, name: str, line: int) -> Decoded:
+    """A UTF-8 byte-order mark before text in another encoding (a program that adds the mark to what it did not
+    convert): read the text in the encoding it is in, and say so, instead of a U+FFFD for every accented letter."""
+    enc = _rank(body) or next((e for e in PREFERRED if _decodes(body, e)), "latin_1")
+    try:
+        text = body.decode(enc)
+    except (UnicodeDecodeError, LookupError):
+        enc, text = "latin_1", body.decode("latin_1")
+    return Decoded(text, enc, [f"{name} begins with a UTF-8 byte-order mark, but its text is not UTF-8 (from line "
+                               f"{line}); it was read as {label(enc)}. If the sample shows garbled letters, choose "
+                               "the right encoding (or save the file as UTF-8 and load it again)."])
 
 
 def _wide_without_bom(raw: bytes) -> str | None:

@@ -101,6 +101,7 @@ class TrainingJob(BackgroundRun):
         self.started: str | None = None
         self.finished: str | None = None
         self.info: dict = {}                   # device, precision, optimizer, rows… (goes to state.json)
+        self._data_notes: list[str] = []       # rows left out, held back, read how (said before training)
         self._gpu_before: dict = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -238,6 +239,10 @@ class TrainingJob(BackgroundRun):
                  len(data.train), len(data.validation), data.template_name)
         if getattr(data.report, "message", ""):
             log.info("Data report: %s", data.report.message)
+        from ..data.pipeline import training_notes
+        self._data_notes = training_notes(data.report) if getattr(data, "report", None) is not None else []
+        for note in self._data_notes:
+            log.info("Data: %s", note)
         return data
 
     def _load_model(self) -> Any:
@@ -281,7 +286,8 @@ class TrainingJob(BackgroundRun):
         counts = models.parameter_counts(peft_model)      # 4-bit packed weights counted as real weights
         trainable, total = counts["trainable"], counts["total"]
         self.info = {"device": "cuda" if on_cuda else "cpu", "precision": resolved.precision,
-                     "optimizer": resolved.optimizer, "notes": resolved.notes, "attention": attention,
+                     "optimizer": resolved.optimizer, "attention": attention,
+                     "notes": self._data_notes + list(resolved.notes),
                      "padding_free": padding_free, "fused_kernels": resolved.args.use_liger_kernel,
                      "train_rows": len(data.train), "validation_rows": len(data.validation),
                      "template": data.template_name, "trainable_params": trainable, "total_params": total}
