@@ -281,7 +281,9 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
             value = value.strip()
             if value in (ALL_LINEAR, "all_linear", "all linear"):
                 return ALL_LINEAR
-            return [v.strip() for v in value.split(",") if v.strip()]
+            if value.startswith("[") and value.endswith("]"):    # YAML's list written on the command line
+                value = value[1:-1]
+            return [n for v in value.split(",") if (n := v.strip().strip("'\"").strip())]
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return list(value)
         raise ConfigError("{key} must be 'all-linear' or a list of layer names, not {value!r}.", code="config.bad_modules",

@@ -79,7 +79,7 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
     Each run answers as it was trained: with its own recorded system prompt and its own chat template,
     as chatting with it alone would. The table's base column is the base model asked as the first run
     asks; each run's eval.jsonl keeps the base answer to that run's own prompt."""
-    from .inference import ChatSession
+    from .inference import ChatSession, check_adapter
     from .runs import RunFolder
 
     runs = [RunFolder(r) for r in run_dirs]
@@ -96,6 +96,7 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
         if not r.has_adapter():
             raise EvalError("The run {name} has no adapter yet; it can be evaluated once it has finished or stopped.",
                             code="eval.no_adapter", name=r.name)
+        check_adapter(r.adapter_dir, r.name)
     greedy = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, repetition_penalty=1.0)
     session = ChatSession.from_run(runs[0].path, generation=greedy, device_lock=device_lock)
     session.generation = greedy

@@ -81,3 +81,18 @@ def test_more_validation_rows_than_the_data_has_is_refused():
     data = prepare(DataConfig(file=str(DATA / "empty-answers.jsonl"), validation=6, max_length=128),
                    tiny_tokenizer(), seed=0)
     assert len(data.train) == 4 and any("holds back 6 of the 10" in n for n in data.report.notes)
+
+
+def test_tool_call_content_parts_are_read_as_tool_calls():
+    """LLaMA-Factory's current shape: the call is a content part {"type": "tool_call", "value": "<JSON>"} beside
+    a reasoning part; the tool message after it was refused as 'not a tool call'."""
+    from test_data_real_world import TOOL_CHATML
+    tok = tiny_tokenizer()
+    tok.chat_template = TOOL_CHATML
+    f = str(DATA / "tool-call-parts.jsonl")
+    report = inspect(f, tokenizer=tok)
+    assert report.rows == 2 and report.problems == [], report.problems
+    row = prepare(DataConfig(file=f, validation=0), tok, seed=0).train[0]
+    learned = tok.decode([t for t in row.labels if t != -100])
+    assert '"name": "get_price"' in learned and '"product": "Aurora"' in learned
+    assert "The Aurora costs 79 dollars." in learned and '{"price": 79}' not in learned

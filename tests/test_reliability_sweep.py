@@ -77,7 +77,7 @@ BAD_DATA = {
     # issue 18: silently wrong, or blamed on the wrong thing, before (tests/test_data_silent_cases.py)
     **{f"fixture-{n}": (Path(__file__).parent / "fixtures" / "data" / n).read_bytes()
        for n in ("unbalanced-quote.csv", "repeated-column.csv", "huge-number.json", "bom-cp1252.csv",
-                 "trailing-comma.json", "line-separators.jsonl", "empty-answers.jsonl")},
+                 "trailing-comma.json", "line-separators.jsonl", "empty-answers.jsonl", "tool-call-parts.jsonl")},
 }
 BAD_CONFIGS = {
     "latin1.yaml": "name: crème\n".encode("latin-1"),
