@@ -40,6 +40,17 @@ _log = logging.getLogger("studio.training")
 
 
 
+def cpu_threads_note(threads: int, cores: int) -> str:
+    """Why a CPU run uses the threads it does, in words (not 'thread(s) of 2 cores')."""
+    import os
+    if os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
+        return f"Training on {threads} processor core{'s' if threads != 1 else ''}, as OMP_NUM_THREADS asks."
+    if threads < cores:
+        return (f"Training on {threads} of this computer's {cores} processor cores; one is left free so the app and "
+                "the computer stay responsive (OMP_NUM_THREADS sets another number).")
+    return f"Training on all {cores} processor core{'s' if cores != 1 else ''}."
+
+
 def _now() -> str:
     return _dt.datetime.now().isoformat(timespec="seconds")
 
@@ -138,7 +149,7 @@ class TrainingJob(BackgroundRun):
         self._save_state({**self._state_record(), **self.info})
 
     def _on_row(self, row: dict) -> None:
-        _log.info("metrics %s", {k: v for k, v in row.items() if v is not None and k != "time"})
+        _log.info("%s", MetricsCallback.describe(row, self.progress.total_steps))
         self._write_state()
 
     # ---- the run ------------------------------------------------------------------------
@@ -331,7 +342,7 @@ class TrainingJob(BackgroundRun):
             threads = cpu_training_threads()
             torch.set_num_threads(threads)     # this thread's ops (and CPU backward, which runs here too)
             self.info["cpu_threads"] = threads
-            log.info("Training with %d CPU thread(s) of %d cores.", threads, cpu_cores())
+            log.info(cpu_threads_note(threads, cpu_cores()))
         try:
             if self.resume_from is not None:
                 log.info("Resuming from %s.", self.resume_from)
@@ -423,7 +434,9 @@ class TrainingJob(BackgroundRun):
                 "train_loss_mean": metrics_cb.summary.get("train_loss"),
                 "eval_loss": eval_rows[-1]["eval_loss"] if eval_rows else None,
                 "tokens_seen": p.tokens_seen,
-                "tokens_per_sec": round(p.tokens_seen / runtime, 1) if runtime else None,
+                # this session's tokens over this session's time (a resumed run's earlier steps took other time)
+                "tokens_trained": p.tokens_seen - metrics_cb.start_tokens,
+                "tokens_per_sec": round((p.tokens_seen - metrics_cb.start_tokens) / runtime, 1) if runtime else None,
                 "train_runtime_s": round(runtime, 1) if runtime else None,
                 "adapter_dir": str(self.run.adapter_dir)}
 

@@ -1,0 +1,60 @@
+"""A first hour without friction (issue 18), the engine and command-line parts: train.log in words, the CPU
+threads explained, a resumed run's speed over its own session, no library deprecation notes printed by
+`studio export` and `studio eval`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from studio.cli import main
+from test_cli_train_chat import write_config
+from test_training_job import write_data
+from tiny import tiny_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_train_log_shows_steps_in_words(tmp_path, tiny_dir, studio_home):
+    config = write_config(tmp_path, tiny_dir, write_data(tmp_path, n=8))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--max-steps", "3", "--output", str(run)]) == 0
+    log = (run / "train.log").read_text(encoding="utf-8")
+    assert "{'type'" not in log and "metrics {" not in log
+    assert "step 3/3 (epoch" in log and "loss " in log and "learning rate " in log
+    assert "thread(s)" not in log and "processor core" in log
+
+
+def test_a_resumed_run_reports_the_speed_of_its_own_steps(tmp_path):
+    from test_resume import _run, _stopped_run
+    from studio.training.resume import plan_resume
+
+    tok = tiny_tokenizer()
+    _, stopped = _stopped_run(tmp_path, tok, at=4, save_steps=100)
+    plan = plan_resume(stopped.run_dir, tokenizer=tok)
+    before = json.loads((plan.checkpoint / "trainer_state.json").read_text())["num_input_tokens_seen"]
+    assert before > 0
+    resumed = _run(plan.cfg, stopped.run_dir, tok, data=plan.data, resume_from=plan.checkpoint)
+    r = resumed.result
+    assert r["tokens_trained"] == r["tokens_seen"] - before
+    # The rate is this session's tokens over this session's time (it was all the run's tokens over it).
+    rate = r["tokens_trained"] / r["train_runtime_s"]
+    assert abs(r["tokens_per_sec"] - rate) <= 0.2 * rate
+
+
+def test_export_and_eval_print_no_deprecation_notes(tmp_path, tiny_dir, studio_home):
+    config = write_config(tmp_path, tiny_dir, write_data(tmp_path, n=8))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--max-steps", "2", "--output", str(run)]) == 0
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "What is the warranty?", "reference": "Two years."}) + "\n")
+    env = {**os.environ, "STUDIO_HOME": str(studio_home), "PYTHONWARNINGS": "default"}
+    for command in (["export", str(run), "--to", "merged", "--output", str(tmp_path / "merged")],
+                    ["eval", "--runs", str(run), "--prompts", str(prompts), "--max-new-tokens", "4"]):
+        done = subprocess.run([sys.executable, "-m", "studio.cli", *command], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "is_gradient_checkpointing" not in done.stderr and "FutureWarning" not in done.stderr, done.stderr
