@@ -58,3 +58,55 @@ def test_export_and_eval_print_no_deprecation_notes(tmp_path, tiny_dir, studio_h
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         assert "is_gradient_checkpointing" not in done.stderr and "FutureWarning" not in done.stderr, done.stderr
+
+
+def test_the_package_metadata_builds_without_a_license_deprecation(tmp_path):
+    """setuptools warned four times during the install that ``license = {text = ...}`` is deprecated."""
+    import shutil
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, tmp_path / name)
+    (tmp_path / "studio").mkdir()
+    (tmp_path / "studio" / "__init__.py").write_text("")
+    out = tmp_path / "meta"
+    out.mkdir()
+    done = subprocess.run([sys.executable, "-W", "default", "-c",
+                           f"import setuptools.build_meta as b; print(b.prepare_metadata_for_build_wheel({str(out)!r}))"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = done.stdout + done.stderr
+    assert "project.license" not in printed and "deprecated" not in printed.lower(), printed[-2000:]
+    metadata = next(out.glob("*.dist-info")) / "METADATA"
+    assert "License-Expression: Apache-2.0" in metadata.read_text()
+
+
+def test_a_run_named_on_the_command_line_is_in_the_workspace_and_found_by_name(tmp_path, tiny_dir, studio_home,
+                                                                                capsys, monkeypatch):
+    """`--output runs/demo` (the README's) made a folder the app never listed; a name now goes where the app
+    looks, and every command that takes a run folder takes the name."""
+    from studio.jobs import JobManager
+
+    monkeypatch.chdir(tmp_path)
+    config = write_config(tmp_path, tiny_dir, write_data(tmp_path, n=8))
+    assert main(["train", "--config", str(config), "--max-steps", "2", "--output", "demo"]) == 0
+    run = studio_home / "runs" / "demo"
+    assert (run / "adapter" / "adapter_config.json").is_file() and not (tmp_path / "demo").exists()
+    assert str(run) in {r["run_dir"] for r in JobManager().runs()}          # what the Runs tab lists
+    capsys.readouterr()
+    assert main(["chat", "--run", "demo", "--prompt", "What is the warranty?"]) == 0
+    assert main(["train", "--config", "demo", "--output", "again"]) == 0      # repeat the run by its name
+    assert (studio_home / "runs" / "again" / "adapter").is_dir()
+    assert main(["train", "--extend", "demo", "--max-steps", "1", "--output", "more"]) == 0
+    assert main(["export", "demo", "--to", "adapter", "--output", str(tmp_path / "demo.zip")]) == 0
+    assert (tmp_path / "demo.zip").is_file()
+    # A path stays a path.
+    assert main(["train", "--config", str(config), "--max-steps", "1", "--output", "./here"]) == 0
+    assert (tmp_path / "here" / "adapter").is_dir()
+
+
+def test_studio_data_checks_with_the_presets_settings(tiny_dir, studio_home, capsys):
+    """`studio data … --model default` checked against a maximum length of 512 while the demo preset trains at
+    256; --preset checks as that preset trains."""
+    assert main(["data", "demo", "--model", str(tiny_dir), "--preset", "cpu-demo"]) == 0
+    assert "over the maximum of 256" in capsys.readouterr().out
+    assert main(["data", "demo", "--model", str(tiny_dir), "--preset", "cpu-demo", "--max-length", "128"]) == 0
+    assert "over the maximum of 128" in capsys.readouterr().out

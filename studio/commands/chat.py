@@ -116,7 +116,9 @@ def run(args) -> int:
     from ..device import DeviceBusy, DeviceLock
     from ..inference import ChatError, ChatSession
 
+    from ..runs import find_run
     _quiet_libraries()
+    args.run = str(find_run(args.run))        # a folder, or the name of a run in the workspace
     try:
         generation = _generation(args, args.run)
         print(f"Loading the run in {args.run} ...", file=sys.stderr)

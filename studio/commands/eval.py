@@ -28,7 +28,9 @@ def run(args) -> int:
 
     from ..device import DeviceLock
     from ..evaluation import evaluate, load_prompts, validation_loss, write_csv
+    from ..runs import find_run
 
+    args.runs = [str(find_run(r)) for r in args.runs]     # folders, or names of runs in the workspace
     try:
         prompts = load_prompts(args.prompts)
         rows = []

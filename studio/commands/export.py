@@ -40,6 +40,9 @@ def add_parser(sub):
 
 def run(args) -> int:
     from ..export.run_export import export_run
+    from ..runs import find_run
+
+    args.run_dir = str(find_run(args.run_dir))   # a folder, or the name of a run in the workspace
 
     if args.push:
         from ..export.hub import push_run

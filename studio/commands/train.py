@@ -32,9 +32,11 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from ..config import StudioConfig, merge
 from ..errors import StudioError
+from ..runs import find_run, is_bare_name
 from . import report
 from .fields import HelpFormatter, add_settings, overrides
 
@@ -50,7 +52,7 @@ def add_parser(sub):
                                    "training.learning_rate=1e-4 data.file=my.jsonl`.")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--preset", help="start from this preset (e.g. cpu-demo)")
-    src.add_argument("--config", help="start from this YAML config file (e.g. a run's config.yaml)")
+    src.add_argument("--config", help="start from this YAML config file, or repeat a run (its folder or name)")
     src.add_argument("--resume", metavar="RUN_DIR",
                      help="resume a stopped, failed or interrupted run from its last complete checkpoint, in its "
                           "own folder (optimizer, schedule, random state and data order restored)")
@@ -86,6 +88,11 @@ def _settings(args) -> dict:
         out["name"] = args.name
     if getattr(args, "isolate", False):
         out.setdefault("training", {}).setdefault("isolate", True)
+    out_dir = out.get("training", {}).get("output_dir")
+    if isinstance(out_dir, str) and is_bare_name(out_dir):
+        # A name, like the app's output folder: the run goes into the workspace, where the app lists it.
+        from ..jobs import workspace_output_dir
+        out["training"]["output_dir"] = workspace_output_dir(out_dir)
     if getattr(args, "epochs", None) is not None and not getattr(args, "extend", None):
         out.setdefault("training", {}).setdefault("epochs", args.epochs)
     return out
@@ -116,7 +123,7 @@ def _resume_or_extend(args) -> tuple[StudioConfig, dict]:
             raise ResumeError("--resume continues the run exactly as it was set up; it takes no other settings.",
                               code="resume.no_settings")
         from ..training.resume import plan_resume
-        plan = plan_resume(args.resume)
+        plan = plan_resume(find_run(args.resume))
         for note in plan.notes:
             print(f"Note: {note}")
         print(f"Resuming {plan.run.name} from step {plan.step}.")
@@ -129,7 +136,7 @@ def _resume_or_extend(args) -> tuple[StudioConfig, dict]:
                           "(training.max_steps, training.epochs), training.output_dir and name can be given.",
                           code="extend.settings")
     merged = merge(StudioConfig(), {"training": training})     # the values typed, checked as settings
-    cfg, origin = plan_extend(args.extend, merged.training.max_steps if "max_steps" in training else None,
+    cfg, origin = plan_extend(find_run(args.extend), merged.training.max_steps if "max_steps" in training else None,
                               args.epochs or (merged.training.epochs if "epochs" in training else None),
                               merged.training.output_dir or None)
     if "name" in settings:
@@ -151,8 +158,11 @@ def build_config(args) -> StudioConfig:
         from ..presets import load_preset
         cfg = load_preset(args.preset)
     elif args.config:
-        cfg = StudioConfig.load(args.config)
-        if _is_run_config(args.config, cfg):
+        path = str(find_run(args.config))
+        if Path(path).is_dir() and (Path(path) / "config.yaml").is_file():
+            path = str(Path(path) / "config.yaml")      # a run folder (or a run's name): repeat that run
+        cfg = StudioConfig.load(path)
+        if _is_run_config(path, cfg):
             # A run's own config.yaml names that run's folder; repeating it makes a new one.
             cfg = merge(cfg, {"training": {"output_dir": ""}})
     else:
