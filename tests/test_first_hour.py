@@ -110,3 +110,17 @@ def test_studio_data_checks_with_the_presets_settings(tiny_dir, studio_home, cap
     assert "over the maximum of 256" in capsys.readouterr().out
     assert main(["data", "demo", "--model", str(tiny_dir), "--preset", "cpu-demo", "--max-length", "128"]) == 0
     assert "over the maximum of 128" in capsys.readouterr().out
+
+
+def test_the_train_tab_says_the_engines_messages_in_chinese(tmp_path, studio_home):
+    """"Finished 30 steps …" stayed English in the Chinese app."""
+    from test_training_job import run_job
+    from studio.ui.views import job_status
+
+    job = run_job(tmp_path, max_steps=3)
+    assert job.state == "done"
+    zh, en = job_status(job.status(), "zh"), job_status(job.status(), "en")
+    assert "已完成 3 步" in zh and "Finished" not in zh and str(job.run.adapter_dir) in zh
+    assert "Finished 3 steps" in en
+    state = json.loads((job.run_dir / "state.json").read_text())     # what a run in its own process hands over
+    assert state["message_key"] == "done" and state["message_params"]["steps"] == 3

@@ -124,7 +124,7 @@ class TrainingJob(BackgroundRun):
         """Ask the run to stop: it ends within one optimizer step and saves the adapter trained so far."""
         self._stop.set()
         if self.active:
-            self._set(message="Stopping: finishing the current step, then saving the adapter.")
+            self._set(message="Stopping: finishing the current step, then saving the adapter.", key="stopping")
 
     def release(self) -> None:
         """Free the model the job still holds (chat sessions made from this job stop working)."""
@@ -195,14 +195,14 @@ class TrainingJob(BackgroundRun):
 
     def _finish_stopped_early(self, log) -> None:
         log.info("Stopped before training began.")
-        self._set(STOPPED, "Stopped before training began; nothing was trained.")
+        self._set(STOPPED, "Stopped before training began; nothing was trained.", key="stopped_early")
 
     def _train(self, log) -> None:
         """The run's steps in order. A stop asked for while loading ends it before training begins."""
         import torch
 
         log.info("Run folder: %s", self.run.path)
-        self._set(LOADING, "Loading the tokenizer.")
+        self._set(LOADING, "Loading the tokenizer.", key="loading_tokenizer")
         self._setup_tokenizer()
         data = self._setup_data(log)
         if self._stop.is_set():
@@ -239,7 +239,7 @@ class TrainingJob(BackgroundRun):
 
         if self.data is None:
             from ..data.pipeline import prepare
-            self._set(message="Reading and preparing the training data.")
+            self._set(message="Reading and preparing the training data.", key="preparing_data")
             self.data = prepare(self.cfg.data, self.tokenizer, self.cfg.training.seed)
         data = self.data
         self.chat_template = data.chat_template
@@ -258,7 +258,7 @@ class TrainingJob(BackgroundRun):
 
     def _load_model(self) -> Any:
         """The base model: loaded from the config, or the one passed in without a previous run's LoRA."""
-        self._set(message="Loading the model.")
+        self._set(message="Loading the model.", key="loading_model")
         if self.model is None:
             from .. import models
             return models.load_model(self.cfg.model, for_training=True)
@@ -277,7 +277,7 @@ class TrainingJob(BackgroundRun):
         from .attention import resolve_attention, set_attention
 
         cfg = self.cfg
-        self._set(message="Adding the LoRA adapters.")
+        self._set(message="Adding the LoRA adapters.", key="adding_lora")
         set_seed(cfg.training.seed)     # LoRA's A matrices are random: the same seed gives the same run
         has_val = len(data.validation) > 0
         resolved = build_training_args(cfg, str(self.run.checkpoints_dir), on_cuda,
@@ -346,13 +346,14 @@ class TrainingJob(BackgroundRun):
         try:
             if self.resume_from is not None:
                 log.info("Resuming from %s.", self.resume_from)
-                self._set(TRAINING, f"Resuming from {self.resume_from.name}.")
+                self._set(TRAINING, f"Resuming from {self.resume_from.name}.", key="resuming",
+                          checkpoint=self.resume_from.name)
             else:
-                self._set(TRAINING, "Training.")
+                self._set(TRAINING, "Training.", key="training")
             trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
             stopped = stop_cb.stopped_at is not None
             if len(data.validation) > 0 and not stopped and self.cfg.training.eval_steps == 0:
-                self._set(message="Measuring the validation loss.")
+                self._set(message="Measuring the validation loss.", key="validating")
                 trainer.evaluate()     # the one evaluation at the end when eval_steps is 0
         finally:
             torch.set_num_threads(threads_before)
@@ -361,7 +362,7 @@ class TrainingJob(BackgroundRun):
         """Save the adapter, leave the model ready for chat, and record the outcome."""
         from .attention import set_attention
 
-        self._set(SAVING, "Saving the adapter.")
+        self._set(SAVING, "Saving the adapter.", key="saving")
         peft_model = self._peft_model
         set_attention(peft_model, "sdpa")    # generation passes no row boundaries
         self._save_adapter(peft_model, self.tokenizer, self.data.chat_template)
@@ -376,10 +377,12 @@ class TrainingJob(BackgroundRun):
         if stopped:
             log.info("Stopped at step %d of %d.", p.step, p.total_steps)
             self._set(STOPPED, f"Stopped at step {p.step} of {p.total_steps} (loss {loss}); "
-                               f"the adapter trained so far is in {self.run.adapter_dir}.")
+                               f"the adapter trained so far is in {self.run.adapter_dir}.", key="stopped", step=p.step,
+                      total=p.total_steps, loss=loss, adapter=str(self.run.adapter_dir))
         else:
             log.info("Finished %d steps.", p.step)
-            self._set(DONE, f"Finished {p.step} steps (loss {loss}). The adapter is in {self.run.adapter_dir}.")
+            self._set(DONE, f"Finished {p.step} steps (loss {loss}). The adapter is in {self.run.adapter_dir}.", key="done",
+                      steps=p.step, loss=loss, adapter=str(self.run.adapter_dir))
 
     def _record_fingerprint(self, data, log) -> None:
         """A fresh run records its data hash, settings, versions and device (resume.py checks them);
@@ -408,7 +411,7 @@ class TrainingJob(BackgroundRun):
             checkpointing.set_checkpointed_layers(model, 0)
             self.info["checkpointed_layers"] = 0
             return
-        self._set(message="Measuring the memory of the largest batch.")
+        self._set(message="Measuring the memory of the largest batch.", key="measuring_memory")
         if resolved.args.use_liger_kernel:     # the trainer would apply them at train(); measure with them
             from transformers.integrations.liger import apply_liger_kernel
             apply_liger_kernel(model, resolved.args.liger_kernel_config)

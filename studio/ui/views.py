@@ -16,7 +16,7 @@ import pandas as pd
 from studio.errors import StudioError
 
 from .bindings import command_for
-from .i18n import label_settings, t
+from .i18n import TEXT, label_settings, t
 
 # Symbols every system font has (emoji fonts are often missing on Linux servers).
 STATE_ICONS = {"pending": "…", "loading": "…", "training": "▶", "saving": "●", "done": "✓",
@@ -198,6 +198,12 @@ def job_status(status: dict, lang: str) -> str:
     state = status.get("state", "")
     head = f"{STATE_ICONS.get(state, '')} **{t('state.' + state, lang)}** · `{status.get('name', '')}`"
     message, hint = status.get("message") or "", status.get("hint") or ""
+    key = status.get("message_key")
+    if key and f"job.{key}" in TEXT:          # the engine's own words, in the user's language
+        try:
+            message = t(f"job.{key}", lang, **(status.get("message_params") or {}))
+        except (KeyError, IndexError, ValueError):
+            pass
     if isinstance(status.get("failure"), StudioError):     # a failed run: its words in the user's language
         message, hint = (label_settings(x, lang) for x in status["failure"].render(lang))
     lines = [head, html.escape(message)]
