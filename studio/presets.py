@@ -23,6 +23,10 @@ class Preset:
     summary: str
     path: Path
 
+    @property
+    def summary_zh(self) -> str:
+        return _summary(self.path, "zh")
+
     def overrides(self) -> dict:
         try:
             data = parse(self.path.read_text(encoding="utf-8"), f"the preset '{self.name}'") or {}
@@ -34,10 +38,17 @@ class Preset:
         return data
 
 
-def _summary(path: Path) -> str:
+def _summary(path: Path, lang: str = "en") -> str:
+    """The preset's first comment line; in Chinese the line that starts with '# zh:' ('' when there is none)."""
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
+        if not line.startswith("#"):
+            continue
+        text = line.lstrip("# ").strip()
+        if text.startswith("zh:"):
+            if lang == "zh":
+                return text[3:].strip()
+        elif lang != "zh":
+            return text
     return ""
 
 

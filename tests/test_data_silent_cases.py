@@ -96,3 +96,14 @@ def test_tool_call_content_parts_are_read_as_tool_calls():
     learned = tok.decode([t for t in row.labels if t != -100])
     assert '"name": "get_price"' in learned and '"product": "Aurora"' in learned
     assert "The Aurora costs 79 dollars." in learned and '{"price": 79}' not in learned
+
+
+def test_the_encoding_sample_is_whole_words():
+    """The Data tab's encoding sample was a slice cut mid-word."""
+    from studio.data.encodings import sample_of
+    text = ("The quick brown fox jumps over the lazy dog and then some more words follow here until the crème "
+            "brûlée arrives at the table with friends and family gathered around it.")
+    sample = sample_of(text)
+    assert "crème brûlée" in sample and sample.startswith("…") and sample.endswith("…")
+    words = set(text.replace(".", " ").split())
+    assert all(w in words for w in sample.strip("…").split()), sample

@@ -124,3 +124,17 @@ def test_the_train_tab_says_the_engines_messages_in_chinese(tmp_path, studio_hom
     assert "Finished 3 steps" in en
     state = json.loads((job.run_dir / "state.json").read_text())     # what a run in its own process hands over
     assert state["message_key"] == "done" and state["message_params"]["steps"] == 3
+
+
+def test_preset_descriptions_are_there_in_chinese():
+    """The cpu-demo preset's description stayed English in the Chinese app."""
+    import re
+
+    from studio.presets import list_presets
+    from studio.ui.views import preset_summary
+
+    for p in list_presets():
+        assert re.search(r"[\u4e00-\u9fff]", p.summary_zh), p.name
+        assert not re.search(r"[\u4e00-\u9fff]", p.summary), p.name
+    assert "内置的 SmolLM2-135M" in preset_summary("cpu-demo", "zh")
+    assert "Quick demo on a CPU" in preset_summary("cpu-demo", "en")

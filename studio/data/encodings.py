@@ -54,14 +54,18 @@ def label(encoding: str) -> str:
 
 
 def sample_of(text: str, width: int = 80) -> str:
-    """A short piece of the text around its first non-ASCII character (that is where a wrong encoding shows)."""
+    """A short piece of the text around its first non-ASCII character (that is where a wrong encoding shows),
+    in whole words, with '…' where it was cut."""
     at = next((i for i, ch in enumerate(text[:200_000]) if ord(ch) > 127), None)
-    if at is None:
-        piece = text[:width]
-    else:
-        start = max(0, at - width // 3)
-        piece = text[start:start + width]
-    return " ".join(piece.split())
+    start = 0 if at is None else max(0, at - width // 3)
+    end = start + width
+    # Widen to whole words (not past a few characters more), so no word is cut in half.
+    while 0 < start and not text[start - 1].isspace() and at is not None and at - start < width // 2:
+        start -= 1
+    while end < len(text) and not text[end].isspace() and end - start < width + 20:
+        end += 1
+    piece = " ".join(text[start:end].split())
+    return ("…" if start > 0 else "") + piece + ("…" if end < len(text.rstrip()) else "")
 
 
 def decode_bytes(raw: bytes, name: str, encoding: str = "auto") -> Decoded:

@@ -180,7 +180,7 @@ def preset_summary(name: str | None, lang: str) -> str:
     from studio.presets import list_presets
     for p in list_presets():
         if p.name == name:
-            return f"*{html.escape(p.summary)}*"
+            return f"*{html.escape(p.summary_zh if lang == 'zh' and p.summary_zh else p.summary)}*"
     return ""
 
 
