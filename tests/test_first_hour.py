@@ -138,3 +138,23 @@ def test_preset_descriptions_are_there_in_chinese():
         assert not re.search(r"[\u4e00-\u9fff]", p.summary), p.name
     assert "内置的 SmolLM2-135M" in preset_summary("cpu-demo", "zh")
     assert "Quick demo on a CPU" in preset_summary("cpu-demo", "en")
+
+
+def test_the_memory_estimate_is_there_before_the_builtin_model_is_converted(tmp_path, monkeypatch):
+    """No memory estimate on any tab until the first training had converted the built-in model."""
+    from studio import model_sources as ms
+    from studio.config import StudioConfig
+    from studio.model_size import config_facts
+    from studio.ui.services import Services
+
+    converted = ms.default_model_dir()
+    monkeypatch.setenv("STUDIO_CACHE", str(tmp_path / "empty-cache"))
+    assert not ms.is_converted(ms.default_model_dir())
+    svc = Services()
+    cfg = StudioConfig()
+    facts = svc.facts(cfg.model)
+    assert facts and facts["num_layers"] == 30 and facts["hidden_size"] == 576 and facts["tied_embeddings"]
+    assert svc.memory(cfg)["total_gb"] > 0
+    assert not ms.is_converted(ms.default_model_dir())          # nothing was converted for it
+    if ms.is_converted(converted):                            # the same sizes as the converted model's config.json
+        assert facts["num_params"] == config_facts(converted)["num_params"]
