@@ -158,3 +158,22 @@ def test_the_memory_estimate_is_there_before_the_builtin_model_is_converted(tmp_
     assert not ms.is_converted(ms.default_model_dir())          # nothing was converted for it
     if ms.is_converted(converted):                            # the same sizes as the converted model's config.json
         assert facts["num_params"] == config_facts(converted)["num_params"]
+
+
+def test_the_chinese_app_words_that_stayed_english(studio_home):
+    """'Not checked yet', the chat examples' heading, 'merged model (transformers)', the 'setting' column and
+    the Runs chart's axes stayed English after switching to Chinese."""
+    from studio.config import StudioConfig
+    from studio.ui.app import AppOptions, build_app
+    from studio.ui.i18n import t
+    from studio.ui.services import Services
+
+    ctx = build_app(AppOptions(config=StudioConfig()), services=Services()).studio_ctx
+    on_lang = {id(outputs): fn for fn, _, outputs in ctx.on_lang}
+    assert on_lang[id(ctx.data.summary)](t("data.not_checked", "en"), "zh") == t("data.not_checked", "zh")
+    assert on_lang[id(ctx.data.summary)]("9 usable rows of 10", "zh") != t("data.not_checked", "zh")   # a report stays
+    assert on_lang[id(ctx.chat.examples.dataset)]("zh")["label"] == "留出的演示问题（不在训练数据中）"
+    kind = next(u for c, u in zip(ctx.labels.components, ctx.labels.updates("zh")) if c is ctx.runs.export_kind)
+    assert ("合并后的模型（transformers）", "merged") in kind["choices"]
+    assert list(on_lang[id(ctx.runs.diff)]([], "zh").columns) == ["设置项"]
+    assert on_lang[id(ctx.runs.plot)]([], "zh").layout.xaxis.title.text == t("plot.step", "zh") != t("plot.step", "en")

@@ -301,6 +301,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "runs.settings_loaded": ("The run's settings are in the Model, Data and Settings tabs.",
                              "该运行的设置已载入“模型”“数据”“设置”页。"),
     "runs.export_kind": ("Export as", "导出为"),
+    "runs.export_merged": ("merged model (transformers)", "合并后的模型（transformers）"),
+    "runs.col_setting": ("setting", "设置项"),
     "runs.export_done": ("Written: {path}", "已写入：{path}"),
     "runs.eval_prompts": ("Evaluation prompts (JSONL/CSV; empty = held-out demo questions)",
                           "评估提示（JSONL/CSV；留空 = 演示留出问题）"),

@@ -76,6 +76,8 @@ def build(ctx) -> SimpleNamespace:
 
 def wire(ctx) -> None:
     ui, B, svc = ctx.chat, ctx.bind, ctx.svc
+    if getattr(ui, "examples", None) is not None:      # the examples' heading, in the language chosen
+        ctx.on_lang.append((lambda lang: gr.update(label=t("chat.examples", lang)), [ctx.lang], ui.examples.dataset))
 
     @guarded(1)
     def run_choices(lang, current=None):

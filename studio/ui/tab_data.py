@@ -17,7 +17,7 @@ from studio.data.read import EXTENSIONS
 
 from . import plots, views
 from .common import guarded
-from .i18n import t
+from .i18n import TEXT, t
 
 PAGE_SIZE = 20
 FILE_TYPES = list(EXTENSIONS)
@@ -73,8 +73,16 @@ def build(ctx) -> SimpleNamespace:
     return ui
 
 
+def not_checked_words(current: str, lang: str):
+    """The summary's 'not checked yet' in the new language; a check's report stays as it is."""
+    if current in TEXT["data.not_checked"]:
+        return t("data.not_checked", lang)
+    return gr.skip()
+
+
 def wire(ctx) -> None:
     ui, B, svc = ctx.data, ctx.bind, ctx.svc
+    ctx.on_lang.append((not_checked_words, [ui.summary, ctx.lang], ui.summary))
     cols = [ui.prompt_col, ui.answer_col, ui.system_col]
     outputs = [ui.summary, ui.problems, ui.hist, ui.rows, ui.page, ui.page_info, ui.mapping,
                *cols, ui.format, ui.example, ui.example_info, ui.formatted]

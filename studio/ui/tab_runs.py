@@ -56,7 +56,7 @@ def build(ctx) -> SimpleNamespace:
                 ui.export_btn = L.make(gr.Button, text="runs.export", elem_id="runs-export-btn")
                 with gr.Row():
                     ui.export_kind = L.make(gr.Radio, label="runs.export_kind", value="merged",
-                                            choices=[("merged model (transformers)", "merged"),
+                                            choices=[("runs.export_merged", "merged"),
                                                      ("GGUF f16", "gguf-f16"), ("GGUF q8_0", "gguf-q8_0")],
                                             elem_id="runs-export-kind")
                     ui.export_other = L.make(gr.Button, text="runs.export_other", elem_id="runs-export-other")
@@ -99,9 +99,12 @@ def wire(ctx) -> None:
         """The settings that are not the same in all the selected runs."""
         selected = selected or []
         rows = svc.settings_differences(selected)
-        return pd.DataFrame(rows, columns=["setting", *[svc.run_name(p) for p in selected]])
+        return pd.DataFrame(rows, columns=[t("runs.col_setting", lang), *[svc.run_name(p) for p in selected]])
 
     ui.select.change(differences, [ui.select, ctx.lang], ui.diff, api_name="run_differences", show_progress="hidden")
+    # A language switch redraws them in the new words (the chart's axes, the table's first column).
+    ctx.on_lang.append((overlay, [ui.select, ctx.lang], ui.plot))
+    ctx.on_lang.append((differences, [ui.select, ctx.lang], ui.diff))
 
     @guarded(2)
     def evaluate(selected, prompts_file, lang):
