@@ -177,3 +177,34 @@ def test_the_chinese_app_words_that_stayed_english(studio_home):
     assert ("合并后的模型（transformers）", "merged") in kind["choices"]
     assert list(on_lang[id(ctx.runs.diff)]([], "zh").columns) == ["设置项"]
     assert on_lang[id(ctx.runs.plot)]([], "zh").layout.xaxis.title.text == t("plot.step", "zh") != t("plot.step", "en")
+
+
+def test_a_computer_without_a_gpu_is_not_shown_gpu_controls(studio_home, monkeypatch):
+    """'GPUs to use', DDP/FSDP, 'Fit to my GPU' and the 24/48/80 GB verdicts were shown on a CPU machine, and
+    '16-bit LoRA' was selected while the log said fp32."""
+    from studio.config import StudioConfig
+    from studio.ui import views
+    from studio.ui.app import AppOptions, build_app
+    from studio.ui.services import Services
+
+    def build(gpus):
+        svc = Services()
+        monkeypatch.setattr(svc, "gpus", lambda: gpus)
+        return build_app(AppOptions(config=StudioConfig()), services=svc).studio_ctx
+
+    def shown(c) -> bool:          # visible, and every layout around it too
+        while c is not None:
+            if getattr(c, "visible", True) is False:
+                return False
+            c = getattr(c, "parent", None)
+        return True
+
+    cpu = build([])
+    assert shown(cpu.model.cpu_note) and "32-bit floats" in cpu.model.cpu_note.value
+    assert not shown(cpu.model.gpus) and not shown(cpu.model.strategy) and not shown(cpu.model.gpus_found)
+    assert not shown(cpu.settings.fit_btn)
+    gpu = build([{"index": 0, "name": "NVIDIA H100", "total_gb": 80.0, "free_gb": 79.0}])
+    assert not shown(gpu.model.cpu_note) and shown(gpu.model.gpus) and shown(gpu.settings.fit_btn)
+    est = {"parts": {"weights": 0.5}, "total_gb": 1.0, "free_gb": 4.0, "fits": True}
+    assert "24 GB" not in views.memory({**est, "device": "cpu"}, "en")
+    assert "24 GB" in views.memory({**est, "device": "cuda"}, "en")

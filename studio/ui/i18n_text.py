@@ -109,6 +109,10 @@ TEXT: dict[str, tuple[str, str]] = {
                          "尚未检查模型。不检查也可以直接训练。"),
     "model.device": ("Device", "计算设备"),
     "model.device_gpu": ("GPU {name}: {free:.1f} GB free of {total:.1f} GB", "GPU {name}：可用 {free:.1f} GB / 共 {total:.1f} GB"),
+    "model.cpu_precision": ("This computer has no NVIDIA GPU, so training runs on the processor in 32-bit floats "
+                            "whatever is chosen above (4-bit and 8-bit loading and 16-bit maths need a GPU).",
+                            "这台电脑没有 NVIDIA GPU，因此无论上面选什么，训练都会在处理器上以 32 位浮点运行"
+                            "（4 位、8 位加载和 16 位计算需要 GPU）。"),
     "model.device_cpu": ("{name}, {free:.1f} GB RAM free. CPU only: training will be slow.",
                          "{name}，可用内存 {free:.1f} GB。仅有 CPU：训练会比较慢。"),
     "model.no_bf16": ("This GPU has no fast bfloat16: float16 is used.", "此 GPU 不支持高速 bfloat16，将使用 float16。"),

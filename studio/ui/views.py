@@ -106,9 +106,11 @@ def memory(est: dict | None, lang: str) -> str:
     gpus = est.get("gpus", 1)
     title = t("mem.per_gpu", lang, gpus=gpus, strategy=str(est.get("strategy", "")).upper()) if gpus > 1 else \
         t("mem.title", lang)
+    # On a computer without a GPU the verdicts for 24/48/80 GB cards answer a question nobody asked here.
+    cards_line = "" if est.get("device") == "cpu" else f"{t('mem.cards', lang, need=gpu_need)}: {cards}  \n"
     return (f"**{title}**  \n" +
             t("mem.line", lang, need=need, free=est.get("free_gb", 0)) +
-            f" — {verdict}  \n{t('mem.cards', lang, need=gpu_need)}: {cards}  \n<small>{detail} GB</small>" +
+            f" — {verdict}  \n{cards_line}<small>{detail} GB</small>" +
             (f"  \n<small>{t('mem.whole_at_load', lang, gb=est['whole_model_at_load_gb'])}</small>"
              if est.get("whole_model_at_load_gb") else ""))
 
