@@ -208,3 +208,26 @@ def test_a_computer_without_a_gpu_is_not_shown_gpu_controls(studio_home, monkeyp
     est = {"parts": {"weights": 0.5}, "total_gb": 1.0, "free_gb": 4.0, "fits": True}
     assert "24 GB" not in views.memory({**est, "device": "cpu"}, "en")
     assert "24 GB" in views.memory({**est, "device": "cuda"}, "en")
+
+
+def test_clicking_a_chat_example_sends_it(studio_home):
+    """Clicking an example only filled the box."""
+    from studio.config import StudioConfig
+    from studio.ui.app import AppOptions, build_app
+    from studio.ui.services import Services
+
+    demo = build_app(AppOptions(config=StudioConfig()), services=Services())
+    ex = demo.studio_ctx.chat.examples
+    fill = next(d for d in demo.fns.values() if (ex.dataset._id, "click") in d.targets)   # fills the box
+    then = [d for d in demo.fns.values() if d.trigger_after == fill._id]                   # ... and then
+    assert then and getattr(then[0].fn, "__name__", "") == "chat"
+
+
+def test_the_system_prompt_placeholder_does_not_say_there_is_none(studio_home):
+    """The placeholder said the data had no system prompt, while an empty box sends the run's own one."""
+    from studio.config import StudioConfig
+    from studio.ui.app import AppOptions, build_app
+    from studio.ui.services import Services
+
+    box = build_app(AppOptions(config=StudioConfig()), services=Services()).studio_ctx.chat.system
+    assert "had no system prompt" not in box.placeholder and "own system prompt is sent" in box.placeholder

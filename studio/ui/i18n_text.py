@@ -262,7 +262,8 @@ TEXT: dict[str, tuple[str, str]] = {
                          "run was trained with, so questions are asked the way training asked them; empty = that one.",
                          "在对话之前发送，基础模型和微调模型相同。初始为该运行训练时使用的系统提示，"
                          "这样提问方式与训练时一致；留空 = 使用训练时的系统提示。"),
-    "chat.system_placeholder": ("(the run's training data had no system prompt)", "（该运行的训练数据没有系统提示）"),
+    "chat.system_placeholder": ("(empty: the run's own system prompt is sent, when its data had one)",
+                                "（留空：发送该运行训练时的系统提示，如果它的数据有的话）"),
     "chat.mode.compare": ("Side by side: base vs tuned", "并排对比：基础 vs 微调"),
     "chat.mode.tuned": ("Tuned only", "仅微调模型"),
     "chat.base": ("Base model (before)", "基础模型（微调前）"),

@@ -148,5 +148,7 @@ def wire(ctx) -> None:
     B.named(chat, "message", "base_history", "tuned_history", "run", "mode", "system_prompt", "lang")
     ui.send.click(chat, inputs, outputs, api_name="chat", **GPU)
     ui.input.submit(chat, inputs, outputs, api_visibility="private", **GPU)
+    if getattr(ui, "examples", None) is not None:    # clicking an example asks it (it only filled the box)
+        ui.examples.load_input_event.then(chat, inputs, outputs, api_visibility="private", **GPU)
     ui.clear.click(lambda: ([], [], ""), None, [ui.base, ui.tuned, ui.status], api_name="clear_chat",
                    queue=False)
