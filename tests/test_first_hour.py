@@ -231,3 +231,16 @@ def test_the_system_prompt_placeholder_does_not_say_there_is_none(studio_home):
 
     box = build_app(AppOptions(config=StudioConfig()), services=Services()).studio_ctx.chat.system
     assert "had no system prompt" not in box.placeholder and "own system prompt is sent" in box.placeholder
+
+
+def test_empty_tables_show_their_column_names(studio_home):
+    """Empty tables showed '1 2 3' headers."""
+    from studio.config import StudioConfig
+    from studio.ui.app import AppOptions, build_app
+    from studio.ui.services import Services
+
+    ctx = build_app(AppOptions(config=StudioConfig()), services=Services()).studio_ctx
+    for table in (ctx.runs.table, ctx.runs.diff, ctx.runs.eval_table, ctx.data.rows):
+        headers = table.value["headers"]
+        assert headers and not any(str(h).isdigit() for h in headers), (table.elem_id, headers)
+    assert ctx.runs.table.value["headers"][0] == "Name"

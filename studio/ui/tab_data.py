@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import gradio as gr
+import pandas as pd
 
 from studio.config import merge
 from studio.errors import DataError
@@ -69,7 +70,8 @@ def build(ctx) -> SimpleNamespace:
                                  min_width=120, elem_id="data-page")
                 ui.next_btn = L.make(gr.Button, text="data.next", size="sm", scale=0, min_width=90)
                 ui.page_info = gr.Markdown("")
-            ui.rows = gr.Dataframe(interactive=False, wrap=True, max_height=420, elem_id="data-rows")
+            ui.rows = gr.Dataframe(pd.DataFrame(columns=[t("data.col_row", L.lang)]), interactive=False, wrap=True,
+                                   max_height=420, elem_id="data-rows")
     return ui
 
 

@@ -23,11 +23,13 @@ def build(ctx) -> SimpleNamespace:
         with gr.Row():
             ui.refresh = L.make(gr.Button, text="common.refresh", size="sm", scale=0, min_width=120,
                                 elem_id="runs-refresh")
-        ui.table = gr.Dataframe(interactive=False, wrap=True, max_height=320, elem_id="runs-table")
+        # Empty tables start with their own column names (Gradio shows "1 2 3" for a table without any).
+        ui.table = gr.Dataframe(views.runs_frame([], L.lang), interactive=False, wrap=True, max_height=320,
+                                elem_id="runs-table")
         ui.select = L.make(gr.CheckboxGroup, label="runs.select", choices=[], elem_id="runs-select")
         ui.plot = L.make(gr.Plot, label="runs.plot", elem_id="runs-plot")
-        ui.diff = L.make(gr.Dataframe, label="runs.diff", interactive=False, wrap=True, max_height=240,
-                         elem_id="runs-diff")
+        ui.diff = L.make(gr.Dataframe, label="runs.diff", value=pd.DataFrame(columns=[t("runs.col_setting", L.lang)]),
+                         interactive=False, wrap=True, max_height=240, elem_id="runs-diff")
         with gr.Row(equal_height=False):
             ui.eval_prompts = L.make(gr.File, label="runs.eval_prompts", file_types=[".jsonl", ".csv", ".tsv"],
                                      elem_id="runs-eval-prompts", scale=2)
@@ -37,7 +39,8 @@ def build(ctx) -> SimpleNamespace:
                     ui.eval_stop_btn = L.make(gr.Button, text="runs.eval_stop", variant="stop",
                                               elem_id="runs-eval-stop-btn")
                 ui.eval_csv = L.make(gr.File, label="runs.eval_csv", interactive=False, elem_id="runs-eval-csv")
-        ui.eval_table = L.make(gr.Dataframe, label="runs.eval_table", interactive=False, wrap=True, max_height=480,
+        ui.eval_table = L.make(gr.Dataframe, label="runs.eval_table", value=pd.DataFrame(columns=EVAL_COLUMNS),
+                               interactive=False, wrap=True, max_height=480,
                                elem_id="runs-eval-table")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
@@ -62,6 +65,9 @@ def build(ctx) -> SimpleNamespace:
                     ui.export_other = L.make(gr.Button, text="runs.export_other", elem_id="runs-export-other")
                 ui.export = L.make(gr.File, label="runs.export_file", interactive=False, elem_id="runs-export")
     return ui
+
+
+EVAL_COLUMNS = ["prompt", "reference", "base"]     # the evaluation's first columns; each run's answers follow
 
 
 def wire(ctx) -> None:
