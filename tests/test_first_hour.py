@@ -244,3 +244,13 @@ def test_empty_tables_show_their_column_names(studio_home):
         headers = table.value["headers"]
         assert headers and not any(str(h).isdigit() for h in headers), (table.elem_id, headers)
     assert ctx.runs.table.value["headers"][0] == "Name"
+
+
+def test_the_histograms_max_length_words_are_inside_the_chart():
+    """The histogram's 'max length' label was cut at the chart's right edge."""
+    from studio.ui.plots import length_histogram
+
+    at_the_edge = length_histogram([20, 40, 60, 80], max_length=256)       # the line near the right end
+    assert at_the_edge.layout.annotations[0].xanchor == "right"            # the words left of the line
+    far_left = length_histogram([20, 400, 900, 1000], max_length=64)
+    assert far_left.layout.annotations[0].xanchor == "left"
