@@ -40,9 +40,11 @@ def test_a_resumed_run_reports_the_speed_of_its_own_steps(tmp_path):
     resumed = _run(plan.cfg, stopped.run_dir, tok, data=plan.data, resume_from=plan.checkpoint)
     r = resumed.result
     assert r["tokens_trained"] == r["tokens_seen"] - before
-    # The rate is this session's tokens over this session's time (it was all the run's tokens over it).
-    rate = r["tokens_trained"] / r["train_runtime_s"]
-    assert abs(r["tokens_per_sec"] - rate) <= 0.2 * rate
+    # The rate is this session's tokens over this session's time (it was all the run's tokens over it). The
+    # runtime is rounded to 0.1 s, so compare which of the two the rate times the runtime is nearer to.
+    counted = r["tokens_per_sec"] * r["train_runtime_s"]
+    assert r["tokens_trained"] < r["tokens_seen"] * 0.8
+    assert abs(counted - r["tokens_trained"]) < abs(counted - r["tokens_seen"])
 
 
 def test_export_and_eval_print_no_deprecation_notes(tmp_path, tiny_dir, studio_home):

@@ -161,8 +161,8 @@ def checkpoints(run: RunFolder) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-# The files a resume cannot do without: the trainer's state (step, logs, the data position) and the
-# optimizer and schedule (without them the trainer silently starts a fresh optimizer).
+# The file a resume cannot do without: the trainer's state (step, logs, the data position). A truncated
+# optimizer, schedule or random state is found by ``damaged_torch_file``.
 REQUIRED_FILES = ("trainer_state.json",)
 
 
