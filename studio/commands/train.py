@@ -1,11 +1,11 @@
 """``studio train``: fine-tune from the command line with the same engine and config as the app.
 
-    studio train --preset cpu-demo --max-steps 30 --output runs/demo
+    studio train --preset cpu-demo --max-steps 30 --output demo     a run named demo, in the workspace
     studio train --preset cpu-demo lora.r=32 training.learning_rate=1e-4 data.file=my.jsonl
     studio train --config my-run.yaml --data my.jsonl --model Qwen/Qwen2.5-0.5B-Instruct
-    studio train --config runs/demo/config.yaml          repeat a run with its recorded settings
-    studio train --resume runs/demo                      go on from the run's last complete checkpoint
-    studio train --extend runs/demo --max-steps 50       a new run starting from the run's adapter
+    studio train --config demo                           repeat a run (its name, folder or config.yaml)
+    studio train --resume demo                           go on from the run's last complete checkpoint
+    studio train --extend demo --max-steps 50            a new run starting from the run's adapter
     studio train --config big.yaml --gpus 2 --strategy fsdp   one run on two GPUs (one process each)
 
 Shows one progress line (step, loss, ETA) and a summary at the end. Ctrl-C (SIGINT) and SIGTERM stop
