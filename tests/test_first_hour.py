@@ -256,3 +256,18 @@ def test_the_histograms_max_length_words_are_inside_the_chart():
     assert at_the_edge.layout.annotations[0].xanchor == "right"            # the words left of the line
     far_left = length_histogram([20, 400, 900, 1000], max_length=64)
     assert far_left.layout.annotations[0].xanchor == "left"
+
+
+def test_chat_example_labels_are_whole_words(studio_home):
+    """Gradio cut the example texts at 60 characters, mid-word ('…buildup out of my kett...')."""
+    from studio.config import StudioConfig
+    from studio.ui.app import AppOptions, build_app
+    from studio.ui.services import Services
+    from studio.ui.tab_chat import held_out_questions
+
+    ex = build_app(AppOptions(config=StudioConfig()), services=Services()).studio_ctx.chat.examples
+    questions = held_out_questions()
+    assert any(len(q) > 60 for q in questions) and len(ex.example_labels) == len(questions)
+    for q, label in zip(questions, ex.example_labels):
+        assert len(label) <= 60
+        assert label == q or (label.endswith("…") and q.startswith(label[:-1]) and q[len(label) - 1] == " ")

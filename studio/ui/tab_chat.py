@@ -32,6 +32,14 @@ def held_out_questions(limit: int = 8) -> list[str]:
     return out[:limit]
 
 
+def example_label(question: str, width: int = 60) -> str:
+    """The question as an example's label: whole words, with '…' when it is longer than Gradio shows."""
+    if len(question) <= width:
+        return question
+    cut = question[:width - 1].rsplit(" ", 1)[0].rstrip(" ,;:—-")
+    return cut + "…"
+
+
 def build(ctx) -> SimpleNamespace:
     L, B = ctx.labels, ctx.bind
     ui = SimpleNamespace()
@@ -62,8 +70,10 @@ def build(ctx) -> SimpleNamespace:
         ui.status = gr.Markdown("", elem_id="chat-status")
         questions = held_out_questions()
         if questions:
+            # Labels of their own: Gradio shows an example cut at 60 characters, mid-word ("kett..."); a click
+            # still asks the whole question.
             ui.examples = gr.Examples([[q] for q in questions], inputs=[ui.input], label=L("chat.examples"),
-                                      examples_per_page=8)
+                                      examples_per_page=8, example_labels=[example_label(q) for q in questions])
         with L.add(gr.Accordion(L("chat.generation"), open=False, elem_id="chat-generation"),
                    label="chat.generation"):
             with gr.Row():
