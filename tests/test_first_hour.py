@@ -271,3 +271,13 @@ def test_chat_example_labels_are_whole_words(studio_home):
     for q, label in zip(questions, ex.example_labels):
         assert len(label) <= 60
         assert label == q or (label.endswith("…") and q.startswith(label[:-1]) and q[len(label) - 1] == " ")
+
+
+def test_the_evaluation_table_gives_every_column_a_width():
+    """The answer columns were off screen at 1,400 px (looked at in the browser test's runs-evaluate.png)."""
+    from studio.ui.tab_runs import eval_table
+
+    up = eval_table([{"prompt": "Q", "reference": "R", "base": "B", "run-1": "A", "run-2": "A2"}])
+    widths = up["column_widths"]
+    assert len(widths) == 5 and abs(sum(float(w.rstrip("%")) for w in widths) - 100) <= 2
+    assert list(up["value"].columns) == ["prompt", "reference", "base", "run-1", "run-2"]

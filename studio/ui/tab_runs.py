@@ -70,6 +70,15 @@ def build(ctx) -> SimpleNamespace:
 EVAL_COLUMNS = ["prompt", "reference", "base"]     # the evaluation's first columns; each run's answers follow
 
 
+def eval_table(rows: list[dict]):
+    """The answers table with every column on screen: the prompt and the reference narrower, the answers (base
+    and each run) sharing the rest (without widths the answer columns were off screen at 1,400 px)."""
+    frame = pd.DataFrame(rows)
+    answers = max(1, len(frame.columns) - 2)
+    widths = ["16%", "16%"] + [f"{68 / answers:.0f}%"] * answers
+    return gr.update(value=frame, column_widths=widths[:len(frame.columns)] or None)
+
+
 def wire(ctx) -> None:
     ui, svc, B = ctx.runs, ctx.svc, ctx.bind
 
@@ -118,10 +127,10 @@ def wire(ctx) -> None:
         rows = []
         for row in svc.evaluate(selected or [], prompts_file):
             rows.append(row)
-            yield pd.DataFrame(rows), None
+            yield eval_table(rows), None
         from studio.evaluation import write_csv
         csv = write_csv(rows, Path(selected[0]) / "eval.csv")
-        yield pd.DataFrame(rows), str(csv)
+        yield eval_table(rows), str(csv)
 
     ui.eval_btn.click(evaluate, [ui.select, ui.eval_prompts, ctx.lang], [ui.eval_table, ui.eval_csv],
                       api_name="evaluate_runs", **GPU)
