@@ -211,14 +211,13 @@ class StudioConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
     @classmethod
-    def from_yaml(cls, text: str) -> "StudioConfig":
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigError("The config is not valid YAML: {detail}", code="config.not_yaml", detail=str(e)) from None
-        except RecursionError:          # PyYAML builds nested lists and mappings recursively
-            raise ConfigError("The config is nested too deeply to read (lists or mappings inside each other "
-                              "hundreds of times); a config has sections with settings.", code="config.too_deep") from None
+    def from_yaml(cls, text: str, where: str = "the config") -> "StudioConfig":
+        """The config ``text`` holds (duplicate keys, runaway nesting and self-references refused: config_yaml.py)."""
+        from .config_yaml import parse
+        return cls._from_data(parse(text, where))
+
+    @classmethod
+    def _from_data(cls, data: Any) -> "StudioConfig":
         if data is not None and not isinstance(data, dict):
             raise ConfigError("The config must be a YAML mapping with sections such as 'model:' and 'training:'.",
                               code="config.not_mapping")
@@ -243,7 +242,13 @@ class StudioConfig:
             line = raw[:e.start].count(b"\n") + 1
             raise ConfigError("The config file {path} is not UTF-8 text (the first unreadable character is on line "
                               "{line}).", code="config.not_utf8", path=str(p), line=line) from None
-        return cls.from_yaml(text)
+        from .config_yaml import parse
+        data = parse(text, str(p))
+        if data is None:
+            # An empty file is not "all defaults": a run of the defaults would start on the demo data.
+            raise ConfigError("The config file {path} is empty (it holds no settings).", code="config.empty_file",
+                              path=str(p))
+        return cls._from_data(data)
 
     def validate(self, linear_modules: Iterable[str] | None = None) -> "StudioConfig":
         """Check every setting (and the target modules against ``linear_modules`` when given). A config
@@ -294,7 +299,9 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
             value = value.strip()
             if value in (ALL_LINEAR, "all_linear", "all linear"):
                 return ALL_LINEAR
-            return [v.strip() for v in value.split(",") if v.strip()]
+            if value.startswith("[") and value.endswith("]"):    # YAML's list written on the command line
+                value = value[1:-1]
+            return [n for v in value.split(",") if (n := v.strip().strip("'\"").strip())]
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return list(value)
         raise ConfigError("{key} must be 'all-linear' or a list of layer names, not {value!r}.", code="config.bad_modules",

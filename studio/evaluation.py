@@ -140,7 +140,7 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
     generation settings; ``generation`` replaces the settings for all, ``max_new_tokens`` only the length.
     The table's base column is the base model asked as the first run asks; each run's eval.jsonl keeps the
     base answer to its own way of asking."""
-    from .inference import ChatSession
+    from .inference import ChatSession, check_adapter
     from .runs import RunFolder
 
     runs = [RunFolder(r) for r in run_dirs]
@@ -162,6 +162,8 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
         if not r.has_adapter():
             raise EvalError("The run {name} has no adapter yet; it can be evaluated once it has finished or stopped.",
                             code="eval.no_adapter", name=r.name)
+    for r in runs:
+        check_adapter(r.adapter_dir, r.name)
     session = ChatSession.from_run(runs[0].path, device_lock=device_lock)
     model = session.model
     first_adapter = getattr(model, "active_adapter", "default")

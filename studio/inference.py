@@ -340,6 +340,12 @@ def _generation_error(exc: BaseException) -> ChatError:
                      detail=str(exc).strip() or type(exc).__name__)
 
 
+def check_adapter(folder: str | Path, run: str = "") -> None:
+    """``ModelError`` naming a damaged adapter file (for evaluation, which loads several)."""
+    from .weights_check import check_adapter as check
+    check(folder, run)
+
+
 def load_adapter_model(run_dir: str | Path, cfg: Any = None) -> tuple[Any, Any, str]:
     """(PeftModel, tokenizer, chat template) from a run folder, on the device models.load_model picks."""
     from peft import PeftModel
@@ -351,6 +357,7 @@ def load_adapter_model(run_dir: str | Path, cfg: Any = None) -> tuple[Any, Any, 
     run = RunFolder(run_dir)
     cfg = cfg or run.config()
     adapter = run.adapter_dir
+    check_adapter(adapter, run.name)      # before the base loads: a truncated adapter is not the base's fault
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(adapter))
     except Exception as e:

@@ -65,6 +65,23 @@ def default_gguf() -> Path:
     return Path(files[0])
 
 
+def builtin_config() -> dict | None:
+    """The built-in model's config (as config.json would have it), read from the GGUF file's header without
+    converting anything: the memory estimate can be shown before the first run has converted the model."""
+    global _BUILTIN_CONFIG
+    if _BUILTIN_CONFIG is None:
+        try:
+            from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+            config = load_gguf_checkpoint(str(default_gguf()), return_tensors=False).get("config") or {}
+        except Exception:  # no file, or a header transformers cannot read: no estimate, as before
+            return None
+        _BUILTIN_CONFIG = {k: v for k, v in config.items() if not k.startswith("_")}
+    return dict(_BUILTIN_CONFIG)
+
+
+_BUILTIN_CONFIG: dict | None = None
+
+
 def default_model_dir() -> Path:
     """Where the converted built-in model lives (it may not exist yet)."""
     return paths.cache_dir() / DEFAULT_NAME

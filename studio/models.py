@@ -23,6 +23,10 @@ from .model_size import config_facts  # noqa: F401
 from .model_sources import (ModelError, default_gguf, default_model_dir, remote_code_error,  # noqa: F401
                             resolve_source)
 
+# peft asks every model it wraps for ``is_gradient_checkpointing``, which transformers 5 deprecates with a
+# FutureWarning: `studio eval` and `studio export` printed it to people who can do nothing about it.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
 log = logging.getLogger(__name__)
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}

@@ -17,6 +17,7 @@ import yaml
 
 from .config import ConfigError, StudioConfig, merge
 from . import paths
+from .config_yaml import parse
 from .paths import PRESETS_DIR
 
 
@@ -27,10 +28,14 @@ class Preset:
     path: Path
     shipped: bool = True
 
+    @property
+    def summary_zh(self) -> str:
+        return _summary(self.path, "zh")
+
     def overrides(self) -> dict:
         try:
-            data = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
+            data = parse(self.path.read_text(encoding="utf-8"), f"the preset '{self.name}'") or {}
+        except yaml.YAMLError as e:   # (parse says a YAML error as a ConfigError; kept for other readers)
             raise ConfigError("Preset '{name}' is not valid YAML: {detail}", code="config.preset_yaml", name=self.name,
                               detail=str(e)) from None
         if not isinstance(data, dict):
@@ -38,10 +43,17 @@ class Preset:
         return data
 
 
-def _summary(path: Path) -> str:
+def _summary(path: Path, lang: str = "en") -> str:
+    """The preset's first comment line; in Chinese the line that starts with '# zh:' ('' when there is none)."""
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
+        if not line.startswith("#"):
+            continue
+        text = line.lstrip("# ").strip()
+        if text.startswith("zh:"):
+            if lang == "zh":
+                return text[3:].strip()
+        elif lang != "zh":
+            return text
     return ""
 
 

@@ -68,6 +68,16 @@ def damaged_files(folder: str | Path) -> list[tuple[Path, str]]:
     return [(p, why) for p in sorted(folder.glob("*.safetensors")) if (why := check_file(p))]
 
 
+def check_adapter(folder: str | Path, run: str = "") -> None:
+    """Raise a ``ModelError`` naming a damaged or truncated adapter file of a run (PEFT and the trainer say it in
+    safetensors' words, and the studio would otherwise blame the base model, which is fine)."""
+    bad = damaged_files(folder)
+    if bad:
+        raise ModelError("The adapter of the run {run} is damaged or incomplete: {files}. The base model is not "
+                         "affected.", code="model.damaged_adapter", run=run or Path(folder).parent.name,
+                         files="; ".join(f"{p} ({why})" for p, why in bad))
+
+
 def _local_folder(source: str) -> Path | None:
     """The model's folder on this computer, without downloading or converting anything."""
     from . import model_sources as ms

@@ -23,9 +23,9 @@ def test_key_value_settings_override_the_preset():
 
 def test_options_and_the_old_short_flags_set_the_same_fields():
     cfg = build_config(parse("--lora.alpha", "64", "--model", "m", "--data", "d.csv", "--max-steps", "7",
-                             "--output", "out", "training.neftune_noise_alpha=5"))
+                             "--output", "./out", "training.neftune_noise_alpha=5"))
     assert (cfg.lora.alpha, cfg.model.source, cfg.data.file, cfg.training.max_steps) == (64, "m", "d.csv", 7)
-    assert cfg.training.output_dir == "out" and cfg.training.neftune_noise_alpha == 5.0
+    assert cfg.training.output_dir == "./out" and cfg.training.neftune_noise_alpha == 5.0
 
 
 @pytest.mark.parametrize("argv, words", [

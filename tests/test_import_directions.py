@@ -17,7 +17,7 @@ import studio
 PACKAGE = Path(studio.__file__).resolve().parent
 
 # Bottom of the table first. A unit is a top-level module (studio.jobs) or a package (studio.data).
-FOUNDATION = {"studio.config", "studio.config_checks", "studio.paths", "studio.offline", "studio.errors", "studio.catalogue",
+FOUNDATION = {"studio.config", "studio.config_checks", "studio.config_yaml", "studio.paths", "studio.offline", "studio.errors", "studio.catalogue",
               "studio.process_env"}
 MODELS = {"studio.models", "studio.model_sources", "studio.model_size", "studio.weights_check"}
 ALLOWED: dict[str, set[str]] = {
@@ -27,7 +27,8 @@ ALLOWED: dict[str, set[str]] = {
     "studio.errors": {"studio.catalogue"},          # the message catalogue renders an error in a language
     "studio.catalogue": {"studio.errors"},
     "studio.process_env": set(),
-    "studio.config": {"studio.errors", "studio.config_checks"},     # validate() asks config_checks
+    "studio.config": {"studio.errors", "studio.config_checks", "studio.config_yaml"},  # validate(), load()
+    "studio.config_yaml": {"studio.errors"},
     "studio.config_checks": {"studio.config", "studio.errors"},
     "studio.presets": FOUNDATION,
     "studio.device": FOUNDATION,
@@ -37,7 +38,8 @@ ALLOWED: dict[str, set[str]] = {
     # the model files: sizes, sources and loading know each other, and nothing above them
     **{m: FOUNDATION | MODELS for m in MODELS},
     "studio.fit": FOUNDATION | MODELS,
-    "studio.training": FOUNDATION | MODELS | {"studio.data", "studio.runs", "studio.out_of_memory"},
+    # (training reads the device lock's holder: is a run still owned by a live process? see resume.live_owner)
+    "studio.training": FOUNDATION | MODELS | {"studio.data", "studio.runs", "studio.device", "studio.out_of_memory"},
     "studio.inference": FOUNDATION | MODELS | {"studio.data", "studio.runs", "studio.device", "studio.out_of_memory"},
     "studio.export": FOUNDATION | MODELS | {"studio.runs"},
     "studio.scoring": set(),                          # text against text: no model, no files

@@ -74,6 +74,10 @@ BAD_DATA = {
     "text-rows.jsonl": _jsonl({"text": "plain text to learn"}),
     "deep-nesting.json": b"[" * 50 + b"]" * 50,
     "huge-number.jsonl": b'{"instruction": 1e999, "output": 12345678901234567890}\n',
+    # issue 18: silently wrong, or blamed on the wrong thing, before (tests/test_data_silent_cases.py)
+    **{f"fixture-{n}": (Path(__file__).parent / "fixtures" / "data" / n).read_bytes()
+       for n in ("unbalanced-quote.csv", "repeated-column.csv", "huge-number.json", "bom-cp1252.csv",
+                 "trailing-comma.json", "line-separators.jsonl", "empty-answers.jsonl", "tool-call-parts.jsonl")},
 }
 BAD_CONFIGS = {
     "latin1.yaml": "name: crème\n".encode("latin-1"),
@@ -91,6 +95,8 @@ BAD_CONFIGS = {
     "bad-encoding.yaml": b"data: {encoding: klingon}\n",
     "dropout-1.yaml": b"lora: {dropout: 1.5}\n",
     "no-modules.yaml": b"lora: {target_modules: []}\n",
+    # issue 18: a RecursionError, or silently taken as something else, before
+    **{f"fixture-{p.name}": p.read_bytes() for p in sorted((Path(__file__).parent / "fixtures" / "configs").glob("*.yaml"))},
 }
 APP_OUTPUT_DIRS = ["/etc", "/tmp/x", "../..", "a/b", "~/runs", "..", "C:\\runs"]
 

@@ -31,7 +31,7 @@ def test_runs_tab_actions(app_and_runs, tmp_path, monkeypatch):
 
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "What is the warranty?", "reference": "Two years."}\n{"prompt": "Hi?"}\n')
-    outs = list(fns["evaluate_runs"]([a, b], str(prompts), "en"))
+    outs = [(up["value"], csv) for up, csv in fns["evaluate_runs"]([a, b], str(prompts), "en")]   # (update, csv)
     assert len(outs) == 3 and len(outs[0][0]) == 1 and len(outs[1][0]) == 2      # rows streamed one by one
     table, csv = outs[-1]
     assert list(table.columns) == ["prompt", "reference", "base", "a", "b"] and csv.endswith("eval.csv")

@@ -7,6 +7,16 @@ _OTHER = ("Choose another data file, 'demo', or a Hub dataset id.", "请选择�
 
 MESSAGES: dict[str, tuple[str, str, str]] = {
     "data": ("", *_FIX),
+    "data.validation_too_many": ("data.validation 要求 {asked} 行验证数据，但数据只有 {rows} 行可用；至少要留一行用于训练。",
+                                 "Give data.validation as a share (0.1 holds back a tenth) or a count smaller than the "
+                                 "number of rows, or 0 for none.",
+                                 "把 data.validation 设为比例（0.1 表示留出十分之一）、小于行数的行数，或 0（不留）。"),
+    "data.trailing_comma": ("{name} 不是有效的 JSON：第 {line} 行第 {column} 列的逗号紧挨在结尾的 '{closing}' 之前，"
+                            "而 JSON 不允许在最后一项之后再写逗号。",
+                            "Delete that comma and load the file again.", "删除该逗号，然后重新加载文件。"),
+    "data.repeated_column": ("{name} 的表头中有列名出现了不止一次：{columns}。每一列都需要自己的名称，否则其中一列会丢失。",
+                             "Rename one of the columns in the first line (the header), then load the file again.",
+                             "在第一行（表头）中给其中一列改名，然后重新加载文件。"),
     "data.no_chatterbot": ("未安装 chatterbot 语料库。", "Install it with: pip install chatterbot-corpus",
                            "用以下命令安装：pip install chatterbot-corpus"),
     "data.chatterbot_incomplete": ("chatterbot 语料库已安装，但没有英文数据文件夹（{folder}）。",

@@ -74,6 +74,9 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
                       *_SOURCE),
     "model.not_found": ("找不到模型：'{source}' 不是这台电脑上的文件夹或文件，也不是 所有者/名称 形式的 Hub 模型 ID。",
                         *_SOURCE),
+    "model.damaged_adapter": ("运行 {run} 的适配器已损坏或不完整：{files}。基础模型没有受到影响。",
+                              "Train the run again (or resume it from a checkpoint); if the run folder was copied, "
+                              "copy it again.", "重新训练该运行（或从检查点继续）；如果运行文件夹是复制来的，请重新复制。"),
     "model.damaged": ("模型文件已损坏或不完整：{files}。",
                       "Download or copy the model again (the copy was probably interrupted).",
                       "重新下载或复制该模型（上次复制可能被中断了）。"),

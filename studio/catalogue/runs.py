@@ -71,6 +71,9 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "resume.settings_changed": ("{name} 的设置在开始后被修改过，因此无法继续：{changes}。",
                                 "Put them back, or start a new run with the new settings.",
                                 "把设置改回去，或用新设置开始一次新的运行。"),
+    "resume.running": ("运行 {name} 仍在训练（进程 {pid}）；只有停止后才能继续。没有改动任何文件。",
+                       "Wait for it to finish, or stop it where it was started (Ctrl-C in its terminal, Stop in the app).",
+                       "等它完成，或在启动它的地方停止它（在其终端按 Ctrl-C，或在应用中点停止）。"),
     "resume.no_checkpoint": ("运行 {name} 没有可以继续的完整检查点{notes}。",
                              "Start it again; it will save checkpoints as it goes.", "重新开始它；训练过程中会保存检查点。"),
     "resume.data_changed": ("{name} 的训练数据（{file}）与运行开始时不同（{counts}；处理后的文本或 token 不同）。"
@@ -137,7 +140,10 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
                               "该模型的分词器是 {kind}。",
                               "Export the merged model instead.", "请改为导出合并后的模型。"),
     "export.gguf_family": ("GGUF 导出只支持 Llama 系列模型（Llama、SmolLM、Mistral）；该运行的基础模型是 '{kind}'。", *_MERGED),
-    "export.unknown_gguf_type": ("未知的 GGUF 类型 '{kind}'；请从以下选择：{choices}。", "Pick one of those.", "从中选择一个。"),
+    "export.unknown_gguf_type": ("未知的 GGUF 类型 '{kind}'；请从以下选择：{choices}。",
+                                 "Pick one of those. For other types (q4_k_m, q5_k_m...) export f16, then run "
+                                 "llama.cpp's llama-quantize on the file.",
+                                 "从中选择一个。要得到其他类型（q4_k_m、q5_k_m……），先导出 f16，再用 llama.cpp 的 llama-quantize 转换该文件。"),
     "export.gguf_tensor": ("张量 {tensor} 没有对应的 GGUF 名称；该模型无法导出为 GGUF。", *_MERGED),
     "export.unknown_kind": ("未知的导出类型 '{kind}'；请从以下选择：{choices}。", "Pick one of those.", "从中选择一个。"),
     "export.no_token": ("没有设置 Hugging Face 令牌，无法推送。",

@@ -129,6 +129,7 @@ def _quiet_libraries() -> None:
 def run(args) -> int:
     from ..config import ConfigError
 
+    from ..runs import find_run
     _quiet_libraries()
     with StopSignals() as signals:
         try:
@@ -152,6 +153,9 @@ def _chat(args, signals: StopSignals) -> int:
     from ..device import DeviceLock
     from ..inference import ChatError, ChatSession
 
+    from ..runs import find_run
+
+    args.run = str(find_run(args.run))        # a folder, or the name of a run in the workspace
     generation = _generation(args, args.run)
     print(f"Loading the run in {args.run} ...", file=sys.stderr)
     chat = ChatSession.from_run(args.run, generation=generation, device_lock=DeviceLock(), system_prompt=args.system)

@@ -2,6 +2,7 @@
 
     studio data my.jsonl                      shape, usable rows, problems with row numbers, preview
     studio data my.csv --model default        ... plus token statistics with that model's tokenizer
+    studio data my.csv --preset cpu-demo      ... checked with the preset's model and data settings (max length)
     studio data my.csv --format mapping --prompt-column q --answer-column a
     studio data demo --json                   one JSON object (format, rows, problems, preview, ...)
 
@@ -10,6 +11,7 @@ Exits 1 when nothing usable was found (the reason is printed), 2 when the model 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from ..config import DataConfig
@@ -30,6 +32,8 @@ def add_parser(sub):
     p.add_argument("file", help="a .jsonl/.json/.csv/.tsv/.parquet file, 'demo', 'chatterbot' or a Hub dataset id")
     p.add_argument("--model", default=None, help="load this model's tokenizer for token statistics "
                                                  "('default', a Hub id, a folder or a .gguf file)")
+    p.add_argument("--preset", default=None, help="check with this preset's data settings (maximum length, "
+                                                  "template...) and model, as `studio train --preset` trains")
     # The data settings training uses, with the help, defaults and choices of studio/config.py.
     for name in DATA_OPTIONS:
         add_field_option(p, "data", name, "--" + name.replace("_", "-"))
@@ -75,6 +79,17 @@ def _print_text(report: DataReport, show_lengths: bool) -> None:
 def run(args) -> int:
     from ..data.pipeline import inspect
 
+    base = DataConfig()
+    if args.preset:
+        try:
+            from ..presets import load_preset
+            preset = load_preset(args.preset)
+        except StudioError as e:
+            message, hint = e.render(cli_lang())
+            print(f"{message}\nhint: {hint}" if hint else message)
+            return 2
+        base = preset.data
+        args.model = args.model or preset.model.source
     tokenizer = None
     if args.model:
         try:
@@ -84,7 +99,9 @@ def run(args) -> int:
             print(json.dumps({"error": msg, "format": "unknown", "rows": 0, "problems": [], "preview": []})
                   if args.json else msg)
             return 2
-    cfg = DataConfig(file=args.file, **{name: getattr(args, name) for name in DATA_OPTIONS})
+    # An option left at its default takes the preset's value (the same as training with that preset).
+    given = {name: getattr(args, name) for name in DATA_OPTIONS if getattr(args, name) != getattr(DataConfig(), name)}
+    cfg = DataConfig(**{**dataclasses.asdict(base), "file": args.file, **given})
     cfg.max_length = max(16, cfg.max_length)
     try:
         report = inspect(args.file, tokenizer=tokenizer, data_cfg=cfg, preview_rows=max(0, args.rows))

@@ -38,12 +38,14 @@ def run(args) -> int:
     from ..device import DeviceLock
     from ..evaluation import (check_csv_destination, evaluate, load_prompts, summary_line, totals_of, validation_loss,
                               write_csv)
+    from ..runs import find_run
 
     rows: list[dict] = []
     prompts: list[dict] = []
     finished = False
     with StopSignals():
         try:
+            args.runs = [str(find_run(r)) for r in args.runs]     # folders, or names of runs in the workspace
             prompts = load_prompts(args.prompts)
             csv_path = check_csv_destination(args.csv) if args.csv else None
             print(f"Answering {len(prompts)} prompts with the base model and {len(args.runs)} run(s)...", flush=True)

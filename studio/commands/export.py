@@ -28,7 +28,8 @@ def add_parser(sub):
     p.add_argument("--to", choices=("adapter", "merged", "gguf"), required=True, help="what to export")
     p.add_argument("--dtype", default="auto",
                    help="merged: auto | bfloat16 | float16 | float32 (auto: bf16 on GPUs that have it, fp32 on "
-                        "a CPU); gguf: f16 | q8_0 (default f16)")
+                        "a CPU); gguf: f16 | q8_0 | f32 (default f16; other types such as q4_k_m: convert the f16 "
+                        "file with llama.cpp's llama-quantize)")
     p.add_argument("--output", help="where to write it (default: the studio's exports folder)")
     p.add_argument("--original-base", action="store_true",
                    help="merged, QLoRA runs only: merge into the original weights instead of the dequantized "
@@ -52,6 +53,9 @@ def run(args) -> int:
 
 def _export(args) -> int:
     from ..export.run_export import export_run
+    from ..runs import find_run
+
+    args.run_dir = str(find_run(args.run_dir))   # a folder, or the name of a run in the workspace
 
     if args.push:
         from ..export.hub import push_run

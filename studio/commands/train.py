@@ -1,11 +1,11 @@
 """``studio train``: fine-tune from the command line with the same engine and config as the app.
 
-    studio train --preset cpu-demo --max-steps 30 --output runs/demo
+    studio train --preset cpu-demo --max-steps 30 --output demo     a run named demo, in the workspace
     studio train --preset cpu-demo lora.r=32 training.learning_rate=1e-4 data.file=my.jsonl
     studio train --config my-run.yaml --data my.jsonl --model Qwen/Qwen2.5-0.5B-Instruct
-    studio train --config runs/demo/config.yaml          repeat a run with its recorded settings
-    studio train --resume runs/demo                      go on from the run's last complete checkpoint
-    studio train --extend runs/demo --max-steps 50       a new run starting from the run's adapter
+    studio train --config demo                           repeat a run (its name, folder or config.yaml)
+    studio train --resume demo                           go on from the run's last complete checkpoint
+    studio train --extend demo --max-steps 50            a new run starting from the run's adapter
     studio train --config big.yaml --gpus 2 --strategy fsdp   one run on two GPUs (one process each)
 
 Shows one progress line (step, loss, ETA) and a summary at the end. Ctrl-C (SIGINT) and SIGTERM stop
@@ -33,9 +33,11 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from ..config import StudioConfig, merge
 from ..errors import StudioError
+from ..runs import find_run, is_bare_name
 from . import report
 from .fields import HelpFormatter, add_settings, overrides
 from .stops import EXIT_CODES, STOP_SIGNALS, StopSignals
@@ -52,14 +54,15 @@ def add_parser(sub):
                                    "training.learning_rate=1e-4 data.file=my.jsonl`.")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--preset", help="start from this preset (e.g. cpu-demo)")
-    src.add_argument("--config", help="start from this YAML config file (e.g. a run's config.yaml)")
+    src.add_argument("--config", help="start from this YAML config file, or repeat a run (its folder or name)")
     src.add_argument("--resume", metavar="RUN_DIR",
                      help="resume a stopped, failed or interrupted run from its last complete checkpoint, in its "
                           "own folder (optimizer, schedule, random state and data order restored)")
     src.add_argument("--extend", metavar="RUN_DIR",
                      help="train a finished run further: a new run folder that starts from its adapter "
                           "(say how long with --max-steps or --epochs)")
-    p.add_argument("--epochs", type=float, help="with --extend: train this many more epochs")
+    p.add_argument("--epochs", type=float, help="train this many epochs (the same as training.epochs=N; with --extend: "
+                                                "this many more)")
     # Short forms of the settings used most (kept from before the settings were generated).
     for flag, key in SHORT_FLAGS.items():
         p.add_argument(flag, default=None, help=f"the same as {key}=VALUE")
@@ -87,7 +90,30 @@ def _settings(args) -> dict:
         out["name"] = args.name
     if getattr(args, "isolate", False):
         out.setdefault("training", {}).setdefault("isolate", True)
+    out_dir = out.get("training", {}).get("output_dir")
+    if isinstance(out_dir, str) and is_bare_name(out_dir):
+        # A name, like the app's output folder: the run goes into the workspace, where the app lists it.
+        from ..jobs import workspace_output_dir
+        out["training"]["output_dir"] = workspace_output_dir(out_dir)
+    if getattr(args, "epochs", None) is not None and not getattr(args, "extend", None):
+        out.setdefault("training", {}).setdefault("epochs", args.epochs)
     return out
+
+
+def _length_from_epochs(cfg: StudioConfig, settings: dict) -> StudioConfig:
+    """Epochs asked for on the command line decide the length: a max_steps that came from the preset or the
+    config would otherwise win without a word (max_steps > 0 ignores epochs)."""
+    from ..errors import ConfigError
+    training = settings.get("training", {})
+    if "epochs" not in training or cfg.training.max_steps == 0:
+        return cfg
+    if "max_steps" in training:
+        raise ConfigError("Both training.epochs ({epochs}) and training.max_steps ({steps}) were given; a run's length "
+                          "is one or the other.", code="config.epochs_and_steps", epochs=cfg.training.epochs,
+                          steps=cfg.training.max_steps)
+    print(f"Note: training for {cfg.training.epochs:g} epochs as asked; the {cfg.training.max_steps} steps "
+          "(training.max_steps) of the preset or config are not used.")
+    return merge(cfg, {"training": {"max_steps": 0}})
 
 
 def _resume_or_extend(args) -> tuple[StudioConfig, dict]:
@@ -95,11 +121,11 @@ def _resume_or_extend(args) -> tuple[StudioConfig, dict]:
     from ..training.resume import ResumeError
     settings = _settings(args)
     if args.resume:
-        if settings or args.epochs:
+        if settings or args.epochs is not None:
             raise ResumeError("--resume continues the run exactly as it was set up; it takes no other settings.",
                               code="resume.no_settings")
         from ..training.resume import plan_resume
-        plan = plan_resume(args.resume)
+        plan = plan_resume(find_run(args.resume))
         for note in plan.notes:
             print(f"Note: {note}")
         print(f"Resuming {plan.run.name} from step {plan.step}.")
@@ -112,7 +138,7 @@ def _resume_or_extend(args) -> tuple[StudioConfig, dict]:
                           "(training.max_steps, training.epochs), training.output_dir and name can be given.",
                           code="extend.settings")
     merged = merge(StudioConfig(), {"training": training})     # the values typed, checked as settings
-    cfg, origin = plan_extend(args.extend, merged.training.max_steps if "max_steps" in training else None,
+    cfg, origin = plan_extend(find_run(args.extend), merged.training.max_steps if "max_steps" in training else None,
                               args.epochs or (merged.training.epochs if "epochs" in training else None),
                               merged.training.output_dir or None)
     if "name" in settings:
@@ -134,14 +160,18 @@ def build_config(args) -> StudioConfig:
         from ..presets import load_preset
         cfg = load_preset(args.preset)
     elif args.config:
-        cfg = StudioConfig.load(args.config)
-        if _is_run_config(args.config, cfg):
+        path = str(find_run(args.config))
+        if Path(path).is_dir() and (Path(path) / "config.yaml").is_file():
+            path = str(Path(path) / "config.yaml")      # a run folder (or a run's name): repeat that run
+        cfg = StudioConfig.load(path)
+        if _is_run_config(path, cfg):
             # A run's own config.yaml names that run's folder; repeating it makes a new one.
             cfg = merge(cfg, {"training": {"output_dir": ""}})
     else:
         cfg = StudioConfig()
     # Types are checked here; the settings as a whole are validated once, when the run starts (jobs.py).
-    return merge(cfg, _settings(args))
+    settings = _settings(args)
+    return _length_from_epochs(merge(cfg, settings), settings)
 
 
 def _clock(seconds: float | None) -> str:

@@ -54,14 +54,18 @@ def label(encoding: str) -> str:
 
 
 def sample_of(text: str, width: int = 80) -> str:
-    """A short piece of the text around its first non-ASCII character (that is where a wrong encoding shows)."""
+    """A short piece of the text around its first non-ASCII character (that is where a wrong encoding shows),
+    in whole words, with '…' where it was cut."""
     at = next((i for i, ch in enumerate(text[:200_000]) if ord(ch) > 127), None)
-    if at is None:
-        piece = text[:width]
-    else:
-        start = max(0, at - width // 3)
-        piece = text[start:start + width]
-    return " ".join(piece.split())
+    start = 0 if at is None else max(0, at - width // 3)
+    end = start + width
+    # Widen to whole words (not past a few characters more), so no word is cut in half.
+    while 0 < start and not text[start - 1].isspace() and at is not None and at - start < width // 2:
+        start -= 1
+    while end < len(text) and not text[end].isspace() and end - start < width + 20:
+        end += 1
+    piece = " ".join(text[start:end].split())
+    return ("…" if start > 0 else "") + piece + ("…" if end < len(text.rstrip()) else "")
 
 
 def decode_bytes(raw: bytes, name: str, encoding: str = "auto") -> Decoded:
@@ -91,7 +95,10 @@ def _forced(raw: bytes, name: str, encoding: str) -> Decoded:
 
 def _detect(raw: bytes, name: str) -> Decoded:
     if raw.startswith(b"\xef\xbb\xbf"):
-        return Decoded(raw[3:].decode("utf-8", errors="replace"), "utf_8")
+        try:
+            return Decoded(raw[3:].decode("utf-8"), "utf_8")
+        except UnicodeDecodeError as e:
+            return _bom_but_not_utf8(raw[3:], name, raw[:3 + e.start].count(b"\n") + 1)
     for bom, enc in ((b"\xff\xfe\x00\x00", "utf_32"), (b"\x00\x00\xfe\xff", "utf_32"),
                      (b"\xff\xfe", "utf_16"), (b"\xfe\xff", "utf_16")):
         if raw.startswith(bom):
@@ -125,6 +132,19 @@ def _detect(raw: bytes, name: str) -> Decoded:
                         code="data.undecodable", name=name, encoding=label(enc)) from None
     return Decoded(text, enc, [f"{name} is not UTF-8; it was read as {label(enc)}. If the sample shows garbled "
                                "letters, choose the right encoding (or save the file as UTF-8 and load it again)."])
+
+
+def _bom_but_not_utf8(body: bytes, name: str, line: int) -> Decoded:
+    """A UTF-8 byte-order mark before text in another encoding (a program that adds the mark to what it did not
+    convert): read the text in the encoding it is in, and say so, instead of a U+FFFD for every accented letter."""
+    enc = _rank(body) or next((e for e in PREFERRED if _decodes(body, e)), "latin_1")
+    try:
+        text = body.decode(enc)
+    except (UnicodeDecodeError, LookupError):
+        enc, text = "latin_1", body.decode("latin_1")
+    return Decoded(text, enc, [f"{name} begins with a UTF-8 byte-order mark, but its text is not UTF-8 (from line "
+                               f"{line}); it was read as {label(enc)}. If the sample shows garbled letters, choose "
+                               "the right encoding (or save the file as UTF-8 and load it again)."])
 
 
 def _wide_without_bom(raw: bytes) -> str | None:

@@ -95,6 +95,9 @@ def _text(rec: dict, key: str, what: str, required: bool = True) -> str:
         return ""
     if isinstance(value, bool) or isinstance(value, (list, dict)):
         raise _Bad(f"the {what} ('{key}') should be text but is {_type_name(value)}")
+    if isinstance(value, float) and math.isinf(value):
+        # JSON's 1e999 is read as infinity; "inf" is not what the file meant to teach.
+        raise _Bad(f"the {what} ('{key}') is a number too large to hold (such as 1e999); write it in quotes as text")
     if isinstance(value, (int, float)):
         value = str(value)
     if not isinstance(value, str):

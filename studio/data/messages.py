@@ -21,6 +21,8 @@ ROLE_NAMES = {"system": "system", "user": "user", "human": "user", "assistant": 
               "function_call": "assistant_call", "tool_call": "assistant_call", "tool_calls": "assistant_call"}
 TEXT_PARTS = ("text", "input_text", "output_text")
 REASONING_PARTS = ("reasoning", "thinking", "thought", "reasoning_text")
+# A tool call written as a content part (LLaMA-Factory's current format: {"type": "tool_call", "value": "<JSON>"}).
+TOOL_CALL_PARTS = ("tool_call", "function_call", "tool_calls")
 MEDIA_PARTS = {"image": "a picture", "image_url": "a picture", "input_image": "a picture", "audio": "sound",
                "input_audio": "sound", "video": "a video", "file": "a file"}
 
@@ -40,13 +42,19 @@ def type_name(value: Any) -> str:
 
 def content_text(content: Any, where: str) -> tuple[str, str]:
     """(text, reasoning) of a message's content: a string or a list of parts."""
+    text, reasoning, _ = content_parts(content, where)
+    return text, reasoning
+
+
+def content_parts(content: Any, where: str) -> tuple[str, str, list[dict]]:
+    """(text, reasoning, tool calls) of a message's content: a string or a list of parts."""
     if isinstance(content, str):
-        return content, ""
+        return content, "", []
     if isinstance(content, dict):        # a single part instead of a list of them
         content = [content]
     if not isinstance(content, list):
         raise BadRow(f"{where}: the content should be text but is {type_name(content)}")
-    texts, reasoning = [], []
+    texts, reasoning, calls = [], [], []
     for part in content:
         if not isinstance(part, dict):
             raise BadRow(f"{where}: the content should be text (or a list of parts such as "
@@ -56,7 +64,12 @@ def content_text(content: Any, where: str) -> tuple[str, str]:
         if kind in MEDIA_PARTS:
             raise BadRow(f"{where} holds {MEDIA_PARTS[kind]} (a '{kind}' part); pictures, sound and files are not "
                          "supported, only text. Remove those parts or those rows")
-        if kind in REASONING_PARTS:
+        if kind in TOOL_CALL_PARTS:
+            call = next((part[k] for k in ("value", "text", "content", "function", kind) if part.get(k)), None)
+            if call is None:
+                raise BadRow(f"{where}: a '{kind}' part holds no call (a 'value' with its name and arguments)")
+            calls.extend(tool_calls_of(call if not isinstance(call, dict) or "name" in call else part, where))
+        elif kind in REASONING_PARTS:
             reasoning.append(value or _summary_text(part))
         elif kind in TEXT_PARTS or value is not None:
             if value is None:
@@ -64,7 +77,7 @@ def content_text(content: Any, where: str) -> tuple[str, str]:
             texts.append(value)
         else:
             raise BadRow(f"{where}: a content part of type '{kind}' is not supported (only text and reasoning)")
-    return "".join(texts), "\n".join(r for r in reasoning if r)
+    return "".join(texts), "\n".join(r for r in reasoning if r), calls
 
 
 def _summary_text(part: dict) -> str:
@@ -146,13 +159,17 @@ def parse_turns(turns: Any, role_key: str, content_key: str, field_name: str) ->
         calls = t.get("tool_calls") or (t.get("function_call") if role == "assistant" else None)
         if content is None and not calls:
             raise BadRow(f"{where} has no '{content_key}'")
-        text, reasoning = content_text(content, where) if content is not None else ("", "")
+        text, reasoning, part_calls = content_parts(content, where) if content is not None else ("", "", [])
         msg: dict = {"role": role, "content": text}
         reasoning = reasoning or _str(t.get("reasoning_content") or t.get("reasoning") or t.get("thinking"))
         if reasoning and role == "assistant":
             msg["reasoning_content"] = reasoning
         if calls and role == "assistant":
             msg["tool_calls"] = tool_calls_of(calls, where)
+        if part_calls:
+            if role != "assistant":
+                raise BadRow(f"{where} holds a tool call part; only the assistant calls tools")
+            msg["tool_calls"] = msg.get("tool_calls", []) + part_calls
         if role == "tool":
             for key in ("name", "tool_call_id"):
                 if isinstance(t.get(key), str):

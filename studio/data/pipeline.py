@@ -24,7 +24,7 @@ from .stats import token_stats
 from .template_features import keep_supported_tools, place_reasoning
 from .types import Conversation, DataError, DataReport, EncodedRow, PreparedData, Problem
 
-__all__ = ["inspect", "prepare", "validation_count", "mapping_of"]
+__all__ = ["inspect", "prepare", "validation_count", "mapping_of", "training_notes"]
 
 
 def mapping_of(cfg: DataConfig) -> dict:
@@ -37,6 +37,22 @@ def validation_count(n: int, validation: float) -> int:
         return 0
     k = int(validation) if validation >= 1 else max(1, round(n * validation))
     return min(k, n - 1)
+
+
+def training_notes(report: DataReport, shown: int = 5) -> list[str]:
+    """What a training run says about its data before it starts: the rows left out, with their numbers and
+    why (the data check lists them all), then the report's own notes (encoding, shapes, held-back rows)."""
+    notes = []
+    bad = sorted({p.row for p in report.problems})
+    if bad:
+        first = {}
+        for p in sorted(report.problems, key=lambda p: p.row):
+            first.setdefault(p.row, p.message)
+        listed = "; ".join(f"row {row}: {first[row]}" for row in bad[:shown])
+        more = f"; and {len(bad) - shown} more" if len(bad) > shown else ""
+        notes.append(f"{len(bad)} of {report.total} rows are left out ({listed}{more}). "
+                     f"`studio data {report.source}` lists every one.")
+    return notes + [n for n in report.notes if n != ROW_NOTE or bad]
 
 
 def _segments(tokenizer, ids: list[int], labels: list[int], text: str, ends: list[int]) -> list[list]:
@@ -289,6 +305,11 @@ def prepare(data_cfg: DataConfig, tokenizer, seed: int) -> PreparedData:
     total = len(read.records) + len(read.problems)
     if not rows:
         raise _nothing_usable(problems)
+    if cfg.validation >= 1 and int(cfg.validation) >= len(rows):
+        # Granted as asked, it would leave a single row to train on, without a word.
+        raise DataError("data.validation asks for {asked} validation rows, but the data has only {rows} usable "
+                        "row{s}; at least one must be left to train on.", code="data.validation_too_many",
+                        asked=int(cfg.validation), rows=len(rows), s="" if len(rows) == 1 else "s")
     k = validation_count(len(rows), cfg.validation)
     train, val = rows[k:], rows[:k]        # rows are already in seeded random order
     stats = token_stats(lengths, cfg.max_length)
@@ -308,6 +329,9 @@ def prepare(data_cfg: DataConfig, tokenizer, seed: int) -> PreparedData:
     report.message = _summary(detected, len(rows), total, problems, name, stats, cfg, cut, left_out)
     if cfg.max_rows and len(convs) < len(read.records):
         report.notes.append(f"Using a random {len(convs)} of the rows (max_rows = {cfg.max_rows}).")
+    if k and k >= len(train):
+        report.notes.append(f"data.validation holds back {k} of the {len(rows)} usable rows, so only {len(train)} "
+                            "are trained on.")
     return PreparedData(train=train, validation=val, report=report, template_name=name, chat_template=jinja,
                         system_prompt=prompt_info, held_out=_questions(used, {r.row for r in val}))
 

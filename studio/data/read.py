@@ -9,7 +9,6 @@ a file that cannot be read at all raises ``DataError`` with a message a person c
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -23,6 +22,7 @@ from urllib.parse import urlparse
 
 from .. import paths
 from ..offline import hub_offline
+from . import csv_quotes
 from .duplicate_keys import DuplicateKeys
 from .encodings import decode_bytes
 from .types import DataError, Problem
@@ -141,7 +141,9 @@ def _sniff(text: str, name: str) -> str:
 def _read_jsonl(text: str) -> ReadResult:
     records, problems = [], []
     dups = DuplicateKeys("line")
-    for n, line in enumerate(text.splitlines(), 1):
+    # Lines end at \n only: str.splitlines() also breaks at U+2028, U+0085 and other characters that
+    # valid JSON text may hold inside its strings.
+    for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -158,8 +160,15 @@ def _read_json(text: str, name: str) -> ReadResult:
     try:
         value = json.loads(text, object_pairs_hook=dups.hook_by_position())
     except json.JSONDecodeError as e:
-        if text.lstrip().startswith("{") and "\n" in text.strip():
+        if _first_line_is_an_object(text):
             return _read_jsonl(text)        # JSON Lines saved with a .json name
+        comma = _trailing_comma(text, e.pos)
+        if comma is not None:
+            line, column = text.count("\n", 0, comma) + 1, comma - (text.rfind("\n", 0, comma) + 1) + 1
+            raise DataError("{name} is not valid JSON: the comma on line {line}, column {column} comes right before "
+                            "a closing '{closing}', and JSON allows no comma after the last item.",
+                            code="data.trailing_comma", name=name, line=line, column=column,
+                            closing=text[e.pos]) from None
         raise DataError("{name} is not valid JSON: {detail} on line {line}, column {column}.", code="data.bad_json",
                         name=name, detail=e.msg, line=e.lineno, column=e.colno) from None
     notes: list[str] = []
@@ -174,6 +183,25 @@ def _read_json(text: str, name: str) -> ReadResult:
     for n, item in enumerate(value, 1):
         _add(records, problems, item, n, "row")
     return ReadResult(records, problems, "json", notes=notes + dups.notes(rows_of=value))
+
+
+def _first_line_is_an_object(text: str) -> bool:
+    """JSON Lines (one object per line) rather than one pretty-printed JSON document with an error in it."""
+    first = next((line for line in text.split("\n") if line.strip()), "")
+    try:
+        return isinstance(json.loads(first), dict) and "\n" in text.strip()
+    except json.JSONDecodeError:
+        return False
+
+
+def _trailing_comma(text: str, pos: int) -> int | None:
+    """Where the comma is when the parser stopped at a ']' or '}' that follows one: [1, 2,] or {"a": 1,}."""
+    if pos >= len(text) or text[pos] not in "]}":
+        return None
+    i = pos - 1
+    while i >= 0 and text[i] in " \t\r\n":
+        i -= 1
+    return i if i >= 0 and text[i] == "," else None
 
 
 SPLIT_NAMES = ("train", "training", "validation", "valid", "val", "dev", "test", "eval", "evaluation")
@@ -211,13 +239,12 @@ def _kind_of(value) -> str:
 
 def _read_delimited(text: str, delimiter: str, name: str, kind: str) -> ReadResult:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        header = next(reader, None)
-        rows = list(reader)
+        header, spans = csv_quotes.read_with_lines(text, delimiter)
     except csv.Error as e:
         raise DataError("{name} is not a readable {kind} file (line {line}: {detail}).", code="data.bad_csv", name=name,
-                        kind=kind.upper(), line=reader.line_num, detail=str(e)) from None
+                        kind=kind.upper(), line=getattr(e, "line", 0), detail=str(e)) from None
+    rows = [cells for cells, _, _ in spans]
     if not header or not any(h.strip() for h in header):
         raise DataError("{name} has no header row. The first line must name the columns, e.g. question,answer.",
                         code="data.no_header", name=name)
@@ -226,8 +253,19 @@ def _read_delimited(text: str, delimiter: str, name: str, kind: str) -> ReadResu
         for other in ("\t", ";"):
             if other in text.splitlines()[0]:
                 return _read_delimited(text, other, name, "tsv" if other == "\t" else kind)
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:     # dict(zip()) would keep the last of them without a word
+        where = "; ".join(f"'{h}' (columns {', '.join(str(i + 1) for i, x in enumerate(header) if x == h)})"
+                          for h in twice)
+        raise DataError("The header of {name} names a column more than once: {columns}. Each column needs its own "
+                        "name, or one of them would be lost.", code="data.repeated_column", name=name, columns=where)
+    swallowing = csv_quotes.swallowing_row(text, delimiter, spans)
     records, problems = [], []
     for n, row in enumerate(rows, 1):
+        if n - 1 == swallowing:
+            _, first, last = spans[n - 1]
+            problems.append(Problem(n, csv_quotes.message(n, first, last)))
+            continue
         if not any(cell.strip() for cell in row):
             continue
         if len(row) > len(header):

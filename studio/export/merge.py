@@ -44,9 +44,12 @@ def merged_model(run_dir: str | Path, dtype: torch.dtype, original: bool = False
 
     from .. import models
 
-    from .adapter import check_adapter
     run = RunFolder(run_dir)
-    check_adapter(run)
+    if not run.has_adapter():
+        raise ExportError("The run {name} has no saved adapter yet; export it once it has finished or stopped.",
+                          code="export.no_adapter", name=run.name)
+    from ..weights_check import check_adapter
+    check_adapter(run.adapter_dir, run.name)
     cfg = run.config()
     quantized = cfg.model.quantization != "none"
     compute = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}[dtype]

@@ -7,9 +7,10 @@ import another to find a run's files.
     metrics.py   metrics.jsonl: MetricsLog (written by the trainer) and MetricsFollower (read while written)
 """
 
-from .folder import RunFolder, default_run_name, list_run_folders, slug
+from .folder import RunFolder, default_run_name, find_run, is_bare_name, list_run_folders, slug
 from .log import capture_logs, log_tail
 from .metrics import MetricsFollower, MetricsLog
 
-__all__ = ["MetricsFollower", "MetricsLog", "RunFolder", "capture_logs", "default_run_name", "list_run_folders",
+__all__ = ["MetricsFollower", "MetricsLog", "RunFolder", "capture_logs", "default_run_name", "find_run", "is_bare_name",
+           "list_run_folders",
            "log_tail", "slug"]

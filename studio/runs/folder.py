@@ -162,6 +162,23 @@ class RunFolder:
         return log_tail(self.log_path, lines)
 
 
+def is_bare_name(value: str) -> bool:
+    """'demo' (a run's name), not 'runs/demo', './demo', '~/x' or '..'."""
+    v = (value or "").strip()
+    seps = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
+    return bool(v) and not any(c in v for c in seps) and not v.startswith("~") and v not in (".", "..")
+
+
+def find_run(value: str) -> Path:
+    """The run folder a command line names: a folder path as given, or a bare name of a run in the workspace's
+    runs folder (where the app lists runs), when there is no such folder here."""
+    p = Path(value).expanduser()
+    if p.exists() or not is_bare_name(value):
+        return p
+    in_workspace = paths.runs_dir() / value.strip()
+    return in_workspace if in_workspace.exists() else p
+
+
 def list_run_folders(root: Path | None = None) -> list[RunFolder]:
     root = root or paths.runs_dir()
     if not root.is_dir():

@@ -15,7 +15,7 @@ FINAL_STATES = (DONE, STOPPED, FAILED)
 # What ``_state_record`` writes of every run; anything else in state.json is the runner's ``info``.
 STATE_KEYS = frozenset({"state", "message", "hint", "error", "name", "started", "finished", "step", "total_steps",
                         "epoch", "elapsed_s", "eta_s", "final_loss", "final_eval_loss", "model_source",
-                        "data_source", "adapter", "pid", "result", "failure"})
+                        "data_source", "adapter", "pid", "result", "failure", "message_key", "message_params"})
 
 
 class BackgroundRun:
@@ -25,6 +25,10 @@ class BackgroundRun:
     ``_state_record``)."""
 
     thread_name = "run"
+    # The message as words the app can say in another language: a key of the UI's text table ("job.<key>") and
+    # the values its template places ('' when the message has no such words, e.g. a failure's own).
+    message_key: str = ""
+    message_params: dict = {}
 
     @property
     def run_dir(self) -> Path:
@@ -57,7 +61,8 @@ class BackgroundRun:
         """A snapshot for the UI: state, message, hint, the engine error of a failed run, progress, folder."""
         return {"state": self.state, "message": self.message, "hint": self.hint,
                 "failure": self.failure, "progress": self.progress.to_dict(),
-                "run_dir": str(self.run.path), "name": self.run.name, "result": self.result}
+                "run_dir": str(self.run.path), "name": self.run.name, "result": self.result,
+                "message_key": self.message_key, "message_params": dict(self.message_params)}
 
     def _state_record(self) -> dict:
         """The run as state.json says it (``STATE_KEYS``), the same for both runners."""
@@ -72,6 +77,7 @@ class BackgroundRun:
                 "data_source": self.cfg.data.file,
                 "adapter": str(self.run.adapter_dir) if self.run.has_adapter() else None,
                 "pid": os.getpid(), "result": self.result,
+                "message_key": self.message_key, "message_params": dict(self.message_params),
                 # A run in its own processes is reported by the app's process: in the user's language too.
                 "failure": self.failure.to_dict() if self.failure is not None else None}
 
@@ -81,12 +87,15 @@ class BackgroundRun:
         except OSError:
             pass  # a full disk must not turn into a second failure while reporting the first
 
-    def _set(self, state: str | None = None, message: str | None = None, hint: str | None = None) -> None:
+    def _set(self, state: str | None = None, message: str | None = None, hint: str | None = None,
+             key: str = "", **params) -> None:
+        """``key`` and ``params``: the same message as words of the UI's text table (``message_key``)."""
         with self._state_lock:
             if state is not None:
                 self.state = state
             if message is not None:
                 self.message = message
+                self.message_key, self.message_params = key, params
             if hint is not None:
                 self.hint = hint
         self._write_state()

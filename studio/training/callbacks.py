@@ -54,6 +54,7 @@ class MetricsCallback(TrainerCallback):
         self._first_step = 0
         self._last_time = self._t0
         self._last_tokens = 0
+        self.start_tokens = 0            # tokens seen before this session (a resumed run's earlier steps)
 
     def _eta(self, step: int, total: int) -> float | None:
         done = step - self._first_step
@@ -64,7 +65,7 @@ class MetricsCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self._t0 = self._last_time = time.monotonic()
         self._first_step = state.global_step
-        self._last_tokens = state.num_input_tokens_seen
+        self._last_tokens = self.start_tokens = int(state.num_input_tokens_seen)
         self.progress.total_steps = state.max_steps
         self.progress.step = state.global_step
 
@@ -102,6 +103,21 @@ class MetricsCallback(TrainerCallback):
             self._emit(row)
         elif "train_runtime" in logs:
             self.summary = dict(logs)
+
+    @staticmethod
+    def describe(row: dict, total_steps: int = 0) -> str:
+        """A metrics row as train.log shows it: 'step 3/30: loss 2.3104, learning rate 1e-02, 120 tokens/s'."""
+        step = f"step {row.get('step')}" + (f"/{total_steps}" if total_steps else "")
+        if row.get("type") == "eval":
+            return f"{step}: validation loss {row['eval_loss']:.4f}"
+        parts = [f"loss {row['loss']:.4f}", f"learning rate {row.get('learning_rate', 0):.2e}"]
+        if row.get("grad_norm") is not None:
+            parts.append(f"gradient norm {row['grad_norm']:.3f}")
+        if row.get("tokens_per_sec"):
+            parts.append(f"{row['tokens_per_sec']:.0f} tokens/s")
+        if row.get("gpu_mem_peak_gb"):
+            parts.append(f"GPU memory peak {row['gpu_mem_peak_gb']:.1f} GB")
+        return f"{step} (epoch {row.get('epoch', 0):.2f}): " + ", ".join(parts)
 
     def _emit(self, row: dict) -> None:
         self.log.append(row)

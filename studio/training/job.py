@@ -40,6 +40,17 @@ _log = logging.getLogger("studio.training")
 
 
 
+def cpu_threads_note(threads: int, cores: int) -> str:
+    """Why a CPU run uses the threads it does, in words (not 'thread(s) of 2 cores')."""
+    import os
+    if os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
+        return f"Training on {threads} processor core{'s' if threads != 1 else ''}, as OMP_NUM_THREADS asks."
+    if threads < cores:
+        return (f"Training on {threads} of this computer's {cores} processor cores; one is left free so the app and "
+                "the computer stay responsive (OMP_NUM_THREADS sets another number).")
+    return f"Training on all {cores} processor core{'s' if cores != 1 else ''}."
+
+
 def _now() -> str:
     return _dt.datetime.now().isoformat(timespec="seconds")
 
@@ -89,8 +100,8 @@ class TrainingJob(BackgroundRun):
         self.init_adapter = Path(init_adapter) if init_adapter else None
         self.origin = dict(origin or {})
         if self.resume_from is not None:
-            from .resume import checkpoint_step, trim_metrics
-            trim_metrics(self.run, checkpoint_step(self.resume_from))   # those steps are logged again
+            from .resume import prepare_folder
+            prepare_folder(self.run, self.resume_from)   # the later steps are logged (and saved) again
 
         self.state = PENDING
         self.message = "Waiting to start."
@@ -106,6 +117,7 @@ class TrainingJob(BackgroundRun):
         self.started: str | None = None
         self.finished: str | None = None
         self.info: dict = {}                   # device, precision, optimizer, rows… (goes to state.json)
+        self._data_notes: list[str] = []       # rows left out, held back, read how (said before training)
         self._gpu_before: dict = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -117,7 +129,7 @@ class TrainingJob(BackgroundRun):
         """Ask the run to stop: it ends within one optimizer step and saves the adapter trained so far."""
         self._stop.set()
         if self.active:
-            self._set(message="Stopping: finishing the current step, then saving the adapter.")
+            self._set(message="Stopping: finishing the current step, then saving the adapter.", key="stopping")
 
     def release(self) -> None:
         """Free the model the job still holds (chat sessions made from this job stop working)."""
@@ -142,7 +154,7 @@ class TrainingJob(BackgroundRun):
         self._save_state({**self._state_record(), **self.info})
 
     def _on_row(self, row: dict) -> None:
-        _log.info("metrics %s", {k: v for k, v in row.items() if v is not None and k != "time"})
+        _log.info("%s", MetricsCallback.describe(row, self.progress.total_steps))
         self._write_state()
 
     # ---- the run ------------------------------------------------------------------------
@@ -190,14 +202,14 @@ class TrainingJob(BackgroundRun):
 
     def _finish_stopped_early(self, log) -> None:
         log.info("Stopped before training began.")
-        self._set(STOPPED, "Stopped before training began; nothing was trained.")
+        self._set(STOPPED, "Stopped before training began; nothing was trained.", key="stopped_early")
 
     def _train(self, log) -> None:
         """The run's steps in order. A stop asked for while loading ends it before training begins."""
         import torch
 
         log.info("Run folder: %s", self.run.path)
-        self._set(LOADING, "Loading the tokenizer.")
+        self._set(LOADING, "Loading the tokenizer.", key="loading_tokenizer")
         self._setup_tokenizer()
         data = self._setup_data(log)
         if self._stop.is_set():
@@ -234,7 +246,7 @@ class TrainingJob(BackgroundRun):
 
         if self.data is None:
             from ..data.pipeline import prepare
-            self._set(message="Reading and preparing the training data.")
+            self._set(message="Reading and preparing the training data.", key="preparing_data")
             self.data = prepare(self.cfg.data, self.tokenizer, self.cfg.training.seed)
         data = self.data
         self.chat_template = data.chat_template
@@ -245,11 +257,15 @@ class TrainingJob(BackgroundRun):
                  len(data.train), len(data.validation), data.template_name)
         if getattr(data.report, "message", ""):
             log.info("Data report: %s", data.report.message)
+        from ..data.pipeline import training_notes
+        self._data_notes = training_notes(data.report) if getattr(data, "report", None) is not None else []
+        for note in self._data_notes:
+            log.info("Data: %s", note)
         return data
 
     def _load_model(self) -> Any:
         """The base model: loaded from the config, or the one passed in without a previous run's LoRA."""
-        self._set(message="Loading the model.")
+        self._set(message="Loading the model.", key="loading_model")
         if self.model is None:
             from .. import models
             return models.load_model(self.cfg.model, for_training=True)
@@ -268,7 +284,7 @@ class TrainingJob(BackgroundRun):
         from .attention import resolve_attention, set_attention
 
         cfg = self.cfg
-        self._set(message="Adding the LoRA adapters.")
+        self._set(message="Adding the LoRA adapters.", key="adding_lora")
         set_seed(cfg.training.seed)     # LoRA's A matrices are random: the same seed gives the same run
         has_val = len(data.validation) > 0
         resolved = build_training_args(cfg, str(self.run.checkpoints_dir), on_cuda,
@@ -288,7 +304,8 @@ class TrainingJob(BackgroundRun):
         counts = models.parameter_counts(peft_model)      # 4-bit packed weights counted as real weights
         trainable, total = counts["trainable"], counts["total"]
         self.info = {"device": "cuda" if on_cuda else "cpu", "precision": resolved.precision,
-                     "optimizer": resolved.optimizer, "notes": resolved.notes, "attention": attention,
+                     "optimizer": resolved.optimizer, "attention": attention,
+                     "notes": self._data_notes + list(resolved.notes),
                      "padding_free": padding_free, "fused_kernels": resolved.args.use_liger_kernel,
                      "train_rows": len(data.train), "validation_rows": len(data.validation),
                      "template": data.template_name, "trainable_params": trainable, "total_params": total}
@@ -332,17 +349,18 @@ class TrainingJob(BackgroundRun):
             threads = cpu_training_threads()
             torch.set_num_threads(threads)     # this thread's ops (and CPU backward, which runs here too)
             self.info["cpu_threads"] = threads
-            log.info("Training with %d CPU thread(s) of %d cores.", threads, cpu_cores())
+            log.info(cpu_threads_note(threads, cpu_cores()))
         try:
             if self.resume_from is not None:
                 log.info("Resuming from %s.", self.resume_from)
-                self._set(TRAINING, f"Resuming from {self.resume_from.name}.")
+                self._set(TRAINING, f"Resuming from {self.resume_from.name}.", key="resuming",
+                          checkpoint=self.resume_from.name)
             else:
-                self._set(TRAINING, "Training.")
+                self._set(TRAINING, "Training.", key="training")
             trainer.train(resume_from_checkpoint=str(self.resume_from) if self.resume_from else None)
             stopped = stop_cb.stopped_at is not None
             if len(data.validation) > 0 and not stopped and self.cfg.training.eval_steps == 0:
-                self._set(message="Measuring the validation loss.")
+                self._set(message="Measuring the validation loss.", key="validating")
                 trainer.evaluate()     # the one evaluation at the end when eval_steps is 0
         finally:
             torch.set_num_threads(threads_before)
@@ -351,7 +369,7 @@ class TrainingJob(BackgroundRun):
         """Save the adapter, leave the model ready for chat, and record the outcome."""
         from .attention import set_attention
 
-        self._set(SAVING, "Saving the adapter.")
+        self._set(SAVING, "Saving the adapter.", key="saving")
         peft_model = self._peft_model
         set_attention(peft_model, "sdpa")    # generation passes no row boundaries
         self._save_adapter(peft_model, self.tokenizer, self.data.chat_template)
@@ -366,10 +384,12 @@ class TrainingJob(BackgroundRun):
         if stopped:
             log.info("Stopped at step %d of %d.", p.step, p.total_steps)
             self._set(STOPPED, f"Stopped at step {p.step} of {p.total_steps} (loss {loss}); "
-                               f"the adapter trained so far is in {self.run.adapter_dir}.")
+                               f"the adapter trained so far is in {self.run.adapter_dir}.", key="stopped", step=p.step,
+                      total=p.total_steps, loss=loss, adapter=str(self.run.adapter_dir))
         else:
             log.info("Finished %d steps.", p.step)
-            self._set(DONE, f"Finished {p.step} steps (loss {loss}). The adapter is in {self.run.adapter_dir}.")
+            self._set(DONE, f"Finished {p.step} steps (loss {loss}). The adapter is in {self.run.adapter_dir}.", key="done",
+                      steps=p.step, loss=loss, adapter=str(self.run.adapter_dir))
 
     def _score(self, log) -> None:
         """Ask the held-out questions; a failure here is logged and leaves the trained run as it is."""
@@ -411,7 +431,7 @@ class TrainingJob(BackgroundRun):
             checkpointing.set_checkpointed_layers(model, 0)
             self.info["checkpointed_layers"] = 0
             return
-        self._set(message="Measuring the memory of the largest batch.")
+        self._set(message="Measuring the memory of the largest batch.", key="measuring_memory")
         if resolved.args.use_liger_kernel:     # the trainer would apply them at train(); measure with them
             from transformers.integrations.liger import apply_liger_kernel
             apply_liger_kernel(model, resolved.args.liger_kernel_config)
@@ -437,7 +457,9 @@ class TrainingJob(BackgroundRun):
                 "train_loss_mean": metrics_cb.summary.get("train_loss"),
                 "eval_loss": eval_rows[-1]["eval_loss"] if eval_rows else None,
                 "tokens_seen": p.tokens_seen,
-                "tokens_per_sec": round(p.tokens_seen / runtime, 1) if runtime else None,
+                # this session's tokens over this session's time (a resumed run's earlier steps took other time)
+                "tokens_trained": p.tokens_seen - metrics_cb.start_tokens,
+                "tokens_per_sec": round((p.tokens_seen - metrics_cb.start_tokens) / runtime, 1) if runtime else None,
                 "train_runtime_s": round(runtime, 1) if runtime else None,
                 "adapter_dir": str(self.run.adapter_dir)}
 

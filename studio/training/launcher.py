@@ -113,9 +113,9 @@ class SubprocessJob(BackgroundRun):
         self.origin = dict(origin or {})
         self.stop_grace_s = stop_grace_s
         self.extra_env = dict(env or {})
-        if self.resume_from is not None:       # before anything reads the file (see resume.trim_metrics)
-            from .resume import checkpoint_step, trim_metrics
-            trim_metrics(run, checkpoint_step(self.resume_from))
+        if self.resume_from is not None:       # before anything reads the files (see resume.prepare_folder)
+            from .resume import prepare_folder
+            prepare_folder(run, self.resume_from)
         self.metrics = FollowedMetrics(run.metrics_path)
         self.progress = Progress()
         self.state, self.message, self.hint = PENDING, "Waiting to start.", ""
@@ -154,6 +154,7 @@ class SubprocessJob(BackgroundRun):
         self._stop.set()
         if self.active:
             self.message = "Stopping: finishing the current step, then saving the adapter."
+            self.message_key, self.message_params = "stopping", {}
         self._signal_workers()
 
     def release(self) -> None:
@@ -257,7 +258,8 @@ class SubprocessJob(BackgroundRun):
     def _take(self, written: dict) -> None:
         self.result = written.get("result")
         self.error = written.get("error")
-        self._set(written["state"], written.get("message", ""), written.get("hint", ""))
+        self._set(written["state"], written.get("message", ""), written.get("hint", ""),
+                  written.get("message_key") or "", **(written.get("message_params") or {}))
 
     def _failure(self, written: dict) -> tuple[str, str]:
         """The message and hint of a failed run (process_failures.py); ``failure`` says them in any language."""
@@ -287,6 +289,7 @@ class SubprocessJob(BackgroundRun):
             state = SAVING
         if state in (LOADING, TRAINING, SAVING) and not self._stop.is_set():
             self.state, self.message, self.hint = state, written.get("message", self.message), written.get("hint", "")
+            self.message_key, self.message_params = written.get("message_key") or "", written.get("message_params") or {}
         elif state in (LOADING, TRAINING, SAVING):
             self.state = state
 

@@ -12,7 +12,10 @@ names what differs, because the restored optimizer and data order would silently
 Checkpoints are the trainer's own (``checkpoints/checkpoint-N``: the LoRA weights, optimizer,
 scheduler, RNG and trainer state, never the base model). A callback marks each one complete once the
 trainer has written all of it (``COMPLETE_MARK``); one without the mark was cut off mid-write and is
-removed with a note instead of being loaded.
+skipped with a note instead of being loaded, and removed only once the resume really starts, when no
+process owns the run (``prepare_folder``). A checkpoint that has the mark but lacks a file or holds a
+damaged one is skipped and named, never removed: it was complete once, and its other files may be
+what someone needs.
 """
 
 from __future__ import annotations
@@ -158,25 +161,118 @@ def checkpoints(run: RunFolder) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def is_complete(folder: Path) -> bool:
+# The file a resume cannot do without: the trainer's state (step, logs, the data position). A truncated
+# optimizer, schedule or random state is found by ``damaged_torch_file``.
+REQUIRED_FILES = ("trainer_state.json",)
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be resumed from, or None when it can. ``INCOMPLETE`` when the trainer never
+    finished writing it (no complete mark): only such a checkpoint may ever be removed."""
     from ..weights_check import damaged_files
-    if not (folder / COMPLETE_MARK).is_file() or not (folder / "trainer_state.json").is_file():
-        return False
-    return not damaged_files(folder)
+    if not (folder / COMPLETE_MARK).is_file():
+        return INCOMPLETE
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        return f"{', '.join(missing)} is missing from it"
+    bad = damaged_files(folder)
+    if bad:
+        return "; ".join(f"{p.name} is damaged ({why})" for p, why in bad)
+    return damaged_torch_file(folder)
 
 
-def last_complete_checkpoint(run: RunFolder, remove_incomplete: bool = False) -> tuple[Path | None, list[str]]:
-    """The newest complete checkpoint and notes on the incomplete ones skipped (removed when asked:
-    they can never be loaded, and the trainer's rotation would otherwise count them)."""
+INCOMPLETE = "incomplete"
+
+
+def damaged_torch_file(folder: Path) -> str | None:
+    """A truncated ``optimizer.pt`` / ``scheduler.pt`` / ``rng_state*.pth``, named (torch.save writes a zip
+    archive, whose directory at the end is what a cut-off copy lacks)."""
+    import zipfile
+    for path in sorted(folder.glob("*.pt")) + sorted(folder.glob("*.pth")):
+        try:
+            ok = zipfile.is_zipfile(path)
+        except OSError:
+            ok = False
+        if not ok:
+            return f"{path.name} is damaged or incomplete ({_size(path)})"
+    return None
+
+
+def _size(path: Path) -> str:
+    try:
+        n = path.stat().st_size
+    except OSError:
+        return "unreadable"
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n:,} bytes"
+
+
+def is_complete(folder: Path) -> bool:
+    return checkpoint_problem(folder) is None
+
+
+def last_complete_checkpoint(run: RunFolder) -> tuple[Path | None, list[str]]:
+    """The newest complete checkpoint and a note on each newer one skipped, saying why. Nothing is
+    removed here: a refused resume must leave every file as it was (see ``prepare_folder``)."""
     notes = []
     for step, folder in reversed(checkpoints(run)):
-        if is_complete(folder):
+        why = checkpoint_problem(folder)
+        if why is None:
             return folder, notes
-        notes.append(f"The checkpoint at step {step} is incomplete (the run was cut off while writing it); "
-                     "it was skipped" + (" and removed." if remove_incomplete else "."))
-        if remove_incomplete:
-            shutil.rmtree(folder, ignore_errors=True)
+        if why == INCOMPLETE:
+            notes.append(f"The checkpoint at step {step} is incomplete (the run was cut off while writing it); "
+                         "it was skipped.")
+        else:
+            notes.append(f"The checkpoint at step {step} ({folder}) cannot be used: {why}; it was skipped and "
+                         "left as it is.")
     return None, notes
+
+
+# ---- who owns a run ----------------------------------------------------------------------------
+
+def _pid_alive(pid) -> bool:
+    import os
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:            # alive, but another user's
+        return True
+    return True
+
+
+def live_owner(run: RunFolder) -> dict | None:
+    """The process training ``run`` now (``{"pid": ...}``), or None: its state.json says it is going and
+    the process that wrote it is alive, or another process holds the device lock for this run."""
+    from ..device import DeviceLock
+    from .background import ACTIVE_STATES
+    state = run.read_state() or {}
+    if state.get("state") in ACTIVE_STATES and _pid_alive(state.get("pid")):
+        return {"pid": state["pid"]}
+    holder = DeviceLock().other_process_holder()
+    if holder and holder.get("who") == "training" and holder.get("run") == run.name:
+        return holder
+    return None
+
+
+def prepare_folder(run: RunFolder, checkpoint: Path) -> list[Path]:
+    """When a resume really starts (nothing refused it): drop the metric rows after the checkpoint and remove
+    the checkpoints after it that the trainer never finished writing (its rotation would count them, and
+    they can never be loaded). Only provably incomplete ones go, and only when no other process owns the
+    run. Returns the folders removed."""
+    import os
+    step = checkpoint_step(checkpoint)
+    trim_metrics(run, step)
+    owner = live_owner(run)
+    if owner is not None and owner.get("pid") != os.getpid():
+        return []
+    removed = []
+    for n, folder in checkpoints(run):
+        if n > step and checkpoint_problem(folder) == INCOMPLETE:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def checkpoint_step(folder: Path) -> int:
@@ -227,7 +323,11 @@ def plan_resume(run_dir: str | Path, tokenizer: Any = None, data: Any = None) ->
     if diffs:
         raise ResumeError("The settings of {name} changed since it started, so it cannot be resumed: {changes}.",
                           code="resume.settings_changed", name=run.name, changes="; ".join(diffs))
-    folder, notes = last_complete_checkpoint(run, remove_incomplete=True)
+    owner = live_owner(run)
+    if owner is not None:
+        raise ResumeError("The run {name} is still training (process {pid}); a run can be resumed only once it has "
+                          "stopped. Nothing was changed.", code="resume.running", name=run.name, pid=owner.get("pid"))
+    folder, notes = last_complete_checkpoint(run)
     if folder is None:
         raise ResumeError("The run {name} has no complete checkpoint to resume from{notes}.", code="resume.no_checkpoint",
                           name=run.name, notes=f" ({' '.join(notes)})" if notes else "")

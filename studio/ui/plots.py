@@ -88,9 +88,11 @@ def length_histogram(lengths: Sequence[int], max_length: int, lang: str = "en") 
                                marker=dict(color=TRAIN_COLOR), name=t("plot.examples", lang)))
     over = sum(1 for n in lengths if n > max_length)
     note = t("plot.max_length", lang, n=max_length) + (" · " + t("plot.over_max", lang, n=over) if over else "")
-    fig.add_vline(x=max_length, line=dict(color="#dc2626", width=2, dash="dash"),
-                  annotation_text=note, annotation_position="top right")
+    right = max([max_length, *lengths]) * 1.05
+    # The words go on the side of the line that has room: right of it they were cut off at the chart's edge.
+    fig.add_vline(x=max_length, line=dict(color="#dc2626", width=2, dash="dash"), annotation_text=note,
+                  annotation_position="top left" if max_length > right / 2 else "top right")
     _layout(fig, t("plot.tokens", lang), t("plot.count", lang), height=300)
-    fig.update_xaxes(range=[0, max([max_length, *lengths]) * 1.05])   # the cut line always in view
+    fig.update_xaxes(range=[0, right])   # the cut line always in view
     fig.update_layout(showlegend=False, bargap=0.05)
     return fig

@@ -99,7 +99,10 @@ class Services:
             from studio.model_size import config_facts
             try:
                 if model_cfg.source == "default" and not ms.is_converted(ms.default_model_dir()):
-                    return None   # converting takes a while: only on an explicit load or training
+                    # Converting takes a while (only on an explicit load or training); the GGUF header has the sizes.
+                    config = ms.builtin_config()
+                    self._facts[key] = config_facts(config) if config else None
+                    return self._facts[key]
                 if ms.looks_like_hub_id(model_cfg.source) and not Path(model_cfg.source).exists():
                     config = ms.hub_config(model_cfg.source)     # the config alone, never the weights
                     # Not asked again for this id (None too): each widget change redraws the estimate.

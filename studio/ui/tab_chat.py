@@ -32,6 +32,14 @@ def held_out_questions(limit: int = 8) -> list[str]:
     return out[:limit]
 
 
+def example_label(question: str, width: int = 60) -> str:
+    """The question as an example's label: whole words, with '…' when it is longer than Gradio shows."""
+    if len(question) <= width:
+        return question
+    cut = question[:width - 1].rsplit(" ", 1)[0].rstrip(" ,;:—-")
+    return cut + "…"
+
+
 def build(ctx) -> SimpleNamespace:
     L, B = ctx.labels, ctx.bind
     ui = SimpleNamespace()
@@ -62,8 +70,10 @@ def build(ctx) -> SimpleNamespace:
         ui.status = gr.Markdown("", elem_id="chat-status")
         questions = held_out_questions()
         if questions:
+            # Labels of their own: Gradio shows an example cut at 60 characters, mid-word ("kett..."); a click
+            # still asks the whole question.
             ui.examples = gr.Examples([[q] for q in questions], inputs=[ui.input], label=L("chat.examples"),
-                                      examples_per_page=8)
+                                      examples_per_page=8, example_labels=[example_label(q) for q in questions])
         with L.add(gr.Accordion(L("chat.generation"), open=False, elem_id="chat-generation"),
                    label="chat.generation"):
             with gr.Row():
@@ -76,6 +86,8 @@ def build(ctx) -> SimpleNamespace:
 
 def wire(ctx) -> None:
     ui, B, svc = ctx.chat, ctx.bind, ctx.svc
+    if getattr(ui, "examples", None) is not None:      # the examples' heading, in the language chosen
+        ctx.on_lang.append((lambda lang: gr.update(label=t("chat.examples", lang)), [ctx.lang], ui.examples.dataset))
 
     @guarded(1)
     def run_choices(lang, current=None):
@@ -146,5 +158,7 @@ def wire(ctx) -> None:
     B.named(chat, "message", "base_history", "tuned_history", "run", "mode", "system_prompt", "lang")
     ui.send.click(chat, inputs, outputs, api_name="chat", **GPU)
     ui.input.submit(chat, inputs, outputs, api_visibility="private", **GPU)
+    if getattr(ui, "examples", None) is not None:    # clicking an example asks it (it only filled the box)
+        ui.examples.load_input_event.then(chat, inputs, outputs, api_visibility="private", **GPU)
     ui.clear.click(lambda: ([], [], ""), None, [ui.base, ui.tuned, ui.status], api_name="clear_chat",
                    queue=False)

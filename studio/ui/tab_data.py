@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import gradio as gr
+import pandas as pd
 
 from studio.config import merge
 from studio.errors import DataError
@@ -17,7 +18,7 @@ from studio.data.read import EXTENSIONS
 
 from . import plots, views
 from .common import guarded
-from .i18n import t
+from .i18n import TEXT, t
 
 PAGE_SIZE = 20
 FILE_TYPES = list(EXTENSIONS)
@@ -69,12 +70,21 @@ def build(ctx) -> SimpleNamespace:
                                  min_width=120, elem_id="data-page")
                 ui.next_btn = L.make(gr.Button, text="data.next", size="sm", scale=0, min_width=90)
                 ui.page_info = gr.Markdown("")
-            ui.rows = gr.Dataframe(interactive=False, wrap=True, max_height=420, elem_id="data-rows")
+            ui.rows = gr.Dataframe(pd.DataFrame(columns=[t("data.col_row", L.lang)]), interactive=False, wrap=True,
+                                   max_height=420, elem_id="data-rows")
     return ui
+
+
+def not_checked_words(current: str, lang: str):
+    """The summary's 'not checked yet' in the new language; a check's report stays as it is."""
+    if current in TEXT["data.not_checked"]:
+        return t("data.not_checked", lang)
+    return gr.skip()
 
 
 def wire(ctx) -> None:
     ui, B, svc = ctx.data, ctx.bind, ctx.svc
+    ctx.on_lang.append((not_checked_words, [ui.summary, ctx.lang], ui.summary))
     cols = [ui.prompt_col, ui.answer_col, ui.system_col]
     outputs = [ui.summary, ui.problems, ui.hist, ui.rows, ui.page, ui.page_info, ui.mapping,
                *cols, ui.format, ui.example, ui.example_info, ui.formatted]

@@ -26,14 +26,18 @@ def build(ctx) -> SimpleNamespace:
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 ui.kind, ui.source = B.widget("model", "source")
+                has_gpu = bool(ctx.svc.gpus())
                 ui.quant = B.widget("model", "quantization")
+                # Without a GPU the choice above is not what happens: say what a CPU run does.
+                ui.cpu_note = L.make(gr.Markdown, text="model.cpu_precision", visible=not has_gpu,
+                                     elem_id="model-cpu-note", elem_classes=["note"])
                 with gr.Row():
                     ui.double_quant = B.widget("model", "double_quant",
                                                visible=ctx.initial.model.quantization.startswith("4bit"))
                     ui.dtype = B.widget("model", "compute_dtype")
                 ui.trust = B.widget("model", "trust_remote_code")
-                with gr.Row():      # how many of this machine's GPUs train the run, and how they share it
-                    ui.gpus = B.widget("training", "gpus")
+                with gr.Row(visible=has_gpu):   # how many of this machine's GPUs train the run, and how
+                    ui.gpus = B.widget("training", "gpus")        # they share it (nothing to choose without one)
                     ui.strategy = B.widget("training", "strategy")
                 ui.trust_warning = L.make(gr.Markdown, text="warn.remote_code", visible=False,
                                           elem_id="remote-code-warning", elem_classes=["warning-box"])
@@ -41,7 +45,7 @@ def build(ctx) -> SimpleNamespace:
                 L.make(gr.Markdown, text="model.load_note", elem_classes=["note"])
             with gr.Column(scale=2):
                 ui.device = gr.Markdown(elem_id="model-device", elem_classes=["card"])
-                ui.gpus_found = gr.Markdown(elem_id="model-gpus", elem_classes=["card"])
+                ui.gpus_found = gr.Markdown(elem_id="model-gpus", elem_classes=["card"], visible=has_gpu)
                 ui.summary = gr.Markdown(L("model.not_loaded"), elem_id="model-summary", elem_classes=["card"])
                 ui.memory = gr.Markdown("", elem_id="model-memory", elem_classes=["card"], visible=False)
         # This browser session's target-module choices: the checked model's linear layers (other tabs

@@ -23,11 +23,13 @@ def build(ctx) -> SimpleNamespace:
         with gr.Row():
             ui.refresh = L.make(gr.Button, text="common.refresh", size="sm", scale=0, min_width=120,
                                 elem_id="runs-refresh")
-        ui.table = gr.Dataframe(interactive=False, wrap=True, max_height=320, elem_id="runs-table")
+        # Empty tables start with their own column names (Gradio shows "1 2 3" for a table without any).
+        ui.table = gr.Dataframe(views.runs_frame([], L.lang), interactive=False, wrap=True, max_height=320,
+                                elem_id="runs-table")
         ui.select = L.make(gr.CheckboxGroup, label="runs.select", choices=[], elem_id="runs-select")
         ui.plot = L.make(gr.Plot, label="runs.plot", elem_id="runs-plot")
-        ui.diff = L.make(gr.Dataframe, label="runs.diff", interactive=False, wrap=True, max_height=240,
-                         elem_id="runs-diff")
+        ui.diff = L.make(gr.Dataframe, label="runs.diff", value=pd.DataFrame(columns=[t("runs.col_setting", L.lang)]),
+                         interactive=False, wrap=True, max_height=240, elem_id="runs-diff")
         with gr.Row(equal_height=False):
             ui.eval_prompts = L.make(gr.File, label="runs.eval_prompts", file_types=[".jsonl", ".csv", ".tsv"],
                                      elem_id="runs-eval-prompts", scale=2)
@@ -57,7 +59,7 @@ def build(ctx) -> SimpleNamespace:
                 ui.export_btn = L.make(gr.Button, text="runs.export", elem_id="runs-export-btn")
                 with gr.Row():
                     ui.export_kind = L.make(gr.Radio, label="runs.export_kind", value="merged",
-                                            choices=[("merged model (transformers)", "merged"),
+                                            choices=[("runs.export_merged", "merged"),
                                                      ("GGUF f16", "gguf-f16"), ("GGUF q8_0", "gguf-q8_0")],
                                             elem_id="runs-export-kind")
                     ui.export_other = L.make(gr.Button, text="runs.export_other", elem_id="runs-export-other")
@@ -100,9 +102,12 @@ def wire(ctx) -> None:
         """The settings that are not the same in all the selected runs."""
         selected = selected or []
         rows = svc.settings_differences(selected)
-        return pd.DataFrame(rows, columns=["setting", *[svc.run_name(p) for p in selected]])
+        return pd.DataFrame(rows, columns=[t("runs.col_setting", lang), *[svc.run_name(p) for p in selected]])
 
     ui.select.change(differences, [ui.select, ctx.lang], ui.diff, api_name="run_differences", show_progress="hidden")
+    # A language switch redraws them in the new words (the chart's axes, the table's first column).
+    ctx.on_lang.append((overlay, [ui.select, ctx.lang], ui.plot))
+    ctx.on_lang.append((differences, [ui.select, ctx.lang], ui.diff))
 
     @guarded(3)
     def evaluate(selected, prompts_file, lang):

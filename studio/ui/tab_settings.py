@@ -44,7 +44,7 @@ def build(ctx) -> SimpleNamespace:
         with gr.Row(equal_height=False):
             with gr.Column(scale=4):
                 ui.memory = gr.Markdown("", elem_id="settings-memory", elem_classes=["card"], visible=False)
-            with gr.Column(scale=1, min_width=200):
+            with gr.Column(scale=1, min_width=200, visible=bool(ctx.svc.gpus())):   # a GPU's button
                 ui.fit_btn = L.make(gr.Button, text="settings.fit", size="sm", elem_id="settings-fit-btn")
                 ui.fit_note = gr.Markdown("", elem_id="settings-fit-note")
         with L.add(gr.Accordion(L("settings.lora"), open=True), label="settings.lora"):

@@ -16,7 +16,7 @@ import pandas as pd
 from studio.errors import StudioError
 
 from .bindings import command_for
-from .i18n import label_settings, t
+from .i18n import TEXT, label_settings, t
 
 # Symbols every system font has (emoji fonts are often missing on Linux servers).
 STATE_ICONS = {"pending": "…", "loading": "…", "training": "▶", "saving": "●", "done": "✓",
@@ -106,9 +106,11 @@ def memory(est: dict | None, lang: str) -> str:
     gpus = est.get("gpus", 1)
     title = t("mem.per_gpu", lang, gpus=gpus, strategy=str(est.get("strategy", "")).upper()) if gpus > 1 else \
         t("mem.title", lang)
+    # On a computer without a GPU the verdicts for 24/48/80 GB cards answer a question nobody asked here.
+    cards_line = "" if est.get("device") == "cpu" else f"{t('mem.cards', lang, need=gpu_need)}: {cards}  \n"
     return (f"**{title}**  \n" +
             t("mem.line", lang, need=need, free=est.get("free_gb", 0)) +
-            f" — {verdict}  \n{t('mem.cards', lang, need=gpu_need)}: {cards}  \n<small>{detail} GB</small>" +
+            f" — {verdict}  \n{cards_line}<small>{detail} GB</small>" +
             (f"  \n<small>{t('mem.whole_at_load', lang, gb=est['whole_model_at_load_gb'])}</small>"
              if est.get("whole_model_at_load_gb") else ""))
 
@@ -180,7 +182,7 @@ def preset_summary(name: str | None, lang: str) -> str:
     from studio.presets import list_presets
     for p in list_presets():
         if p.name == name:
-            return f"*{html.escape(p.summary)}*"
+            return f"*{html.escape(p.summary_zh if lang == 'zh' and p.summary_zh else p.summary)}*"
     return ""
 
 
@@ -215,6 +217,12 @@ def job_status(status: dict, lang: str) -> str:
     state = status.get("state", "")
     head = f"{STATE_ICONS.get(state, '')} **{t('state.' + state, lang)}** · `{status.get('name', '')}`"
     message, hint = status.get("message") or "", status.get("hint") or ""
+    key = status.get("message_key")
+    if key and f"job.{key}" in TEXT:          # the engine's own words, in the user's language
+        try:
+            message = t(f"job.{key}", lang, **(status.get("message_params") or {}))
+        except (KeyError, IndexError, ValueError):
+            pass
     if isinstance(status.get("failure"), StudioError):     # a failed run: its words in the user's language
         message, hint = (label_settings(x, lang) for x in status["failure"].render(lang))
     lines = [head, html.escape(message)]
