@@ -31,10 +31,11 @@ def test_runs_tab_actions(app_and_runs, tmp_path, monkeypatch):
 
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "What is the warranty?", "reference": "Two years."}\n{"prompt": "Hi?"}\n')
-    outs = [(up["value"], csv) for up, csv in fns["evaluate_runs"]([a, b], str(prompts), "en")]   # (update, csv)
-    assert len(outs) == 3 and len(outs[0][0]) == 1 and len(outs[1][0]) == 2      # rows streamed one by one
-    table, csv = outs[-1]
-    assert list(table.columns) == ["prompt", "reference", "base", "a", "b"] and csv.endswith("eval.csv")
+    outs = list(fns["evaluate_runs"]([a, b], str(prompts), "en"))       # (totals, table html, csv) per row
+    assert len(outs) == 3 and outs[0][1].count("<tr>") == 2 and outs[1][1].count("<tr>") == 3   # rows stream in
+    totals, table, csv = outs[-1]
+    assert "What is the warranty?" in table and "Reference: Two years." in table and csv.endswith("eval.csv")
+    assert "**a**" in totals and "**b**" in totals and "**base**" in totals
 
     path, status = fns["export_run"](a, "gguf-f16", "en")
     assert path.endswith(".gguf") and "Written:" in status
