@@ -34,6 +34,7 @@ _END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endof
 
 
 from .errors import ChatError, StudioError  # noqa: F401 - ChatError's home before the error family
+from .weights_check import check_adapter  # evaluation checks every run's adapter through here
 
 
 def _messages(history: Iterable | None) -> list[dict]:
@@ -113,10 +114,7 @@ class ChatSession:
             cfg = run.config()
         except ConfigError as e:
             raise ChatError("The run's config.yaml cannot be read: {cause}", code="chat.bad_config", cause=e) from None
-        from .weights_check import damaged_files
-        for file, why in damaged_files(run.adapter_dir)[:1]:    # named before the base is loaded for nothing
-            raise ChatError("The adapter of the run in {path} is damaged or incomplete: {file} ({why}).",
-                            code="chat.adapter_damaged", path=str(run.path), file=str(file), why=why)
+        check_adapter(run.adapter_dir, run.name)      # named before the base is loaded for nothing
         device_lock.check_free_elsewhere("Chat")      # no second model on a device another process trains on
         if system_prompt is None:
             system_prompt = for_run(run.path).get("system_prompt", "")
@@ -338,12 +336,6 @@ def _generation_error(exc: BaseException) -> ChatError:
         return ChatError("Out of memory while answering.", code="chat.oom")
     return ChatError("The model could not answer: {detail}", code="chat.failed",
                      detail=str(exc).strip() or type(exc).__name__)
-
-
-def check_adapter(folder: str | Path, run: str = "") -> None:
-    """``ModelError`` naming a damaged adapter file (for evaluation, which loads several)."""
-    from .weights_check import check_adapter as check
-    check(folder, run)
 
 
 def load_adapter_model(run_dir: str | Path, cfg: Any = None) -> tuple[Any, Any, str]:

@@ -48,7 +48,7 @@ def test_eval_csv_that_cannot_be_written_names_it(tmp_path):
     from studio.errors import EvalError
     from studio.evaluation import write_csv
     with pytest.raises(EvalError, match="cannot be written"):
-        write_csv([{"prompt": "p"}], tmp_path / "gone" / "t.csv")
+        write_csv([{"prompt": "p", "reference": "", "base": "a", "scores": {"base": None}}], tmp_path / "gone" / "t.csv")
 
 
 def test_a_json_array_of_prompts_is_read_and_a_non_object_row_named(tmp_path):

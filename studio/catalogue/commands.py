@@ -6,8 +6,6 @@ _PROMPTS = ("Write the prompts as JSON Lines (one object per line) or as a CSV w
 
 _FAILED = ("Its train.log says why it failed; fix that and train it again, or choose another run.",
            "它的 train.log 说明了失败原因；修正后重新训练，或选择其他运行。")
-_DAMAGED = ("Resume the run from its last checkpoint or train it again; an interrupted copy can also be copied again.",
-            "从最后一个检查点恢复该运行或重新训练；如果是复制中断造成的，也可以重新复制。")
 
 _OUTPUT = ("Give a new path for the export in a folder you can write to, or leave it out to use the exports "
            "folder.", "请为导出给出一个你有写权限的文件夹中的新路径，或不指定以使用导出文件夹。")
@@ -27,8 +25,6 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
                         "请选择已完成或已停止的运行，或重新训练这个运行。"),
     "chat.failed_run": ("{path} 中的运行在保存适配器之前就失败了，因此没有可以对话的内容。", *_FAILED),
     "export.failed_run": ("运行 {name} 在保存适配器之前就失败了，因此没有可导出的内容。", *_FAILED),
-    "chat.adapter_damaged": ("{path} 中运行的适配器已损坏或不完整：{file}（{why}）。", *_DAMAGED),
-    "export.adapter_damaged": ("运行 {name} 的适配器已损坏或不完整：{file}（{why}）。", *_DAMAGED),
     "export.output_is_folder": ("{path} 是一个已存在的文件夹。输出路径指的是导出内容本身（例如 {example}），"
                                 "而不是存放它的文件夹。", *_OUTPUT),
     "export.output_is_file": ("{path} 是一个已存在的文件；这种导出是一个文件夹，不会替换文件。", *_OUTPUT),

@@ -48,16 +48,14 @@ def base_record(run: RunFolder) -> dict:
 def check_adapter(run: RunFolder) -> None:
     """ExportError unless the run has a complete adapter: none yet, a run that failed before saving one,
     or a damaged or cut-short weights file (exported, it would only fail on the other machine)."""
-    from ..weights_check import damaged_files
+    from ..weights_check import check_adapter as check_weights
     if not run.has_adapter():
         if (run.read_state() or {}).get("state") == "failed":
             raise ExportError("The run {name} failed before it saved an adapter, so there is nothing to export.",
                               code="export.failed_run", name=run.name)
         raise ExportError("The run {name} has no saved adapter yet; export it once it has finished or stopped.",
                           code="export.no_adapter", name=run.name)
-    for file, why in damaged_files(run.adapter_dir)[:1]:
-        raise ExportError("The adapter of the run {name} is damaged or incomplete: {file} ({why}).",
-                          code="export.adapter_damaged", name=run.name, file=str(file), why=why)
+    check_weights(run.adapter_dir, run.name)
 
 
 def portable_adapter_folder(run_dir: str | Path, dest: Path) -> dict:

@@ -39,9 +39,14 @@ def text_of(page, selector: str) -> str:
 
 
 def wait_text(page, selector: str, *words: str, timeout: float = 60_000) -> None:
-    page.wait_for_function(
-        "([sel, words]) => { const e = document.querySelector(sel);"
-        " return !!e && words.some(w => e.innerText.includes(w)); }", arg=[selector, list(words)], timeout=timeout)
+    try:
+        page.wait_for_function(
+            "([sel, words]) => { const e = document.querySelector(sel);"
+            " return !!e && words.some(w => e.innerText.includes(w)); }", arg=[selector, list(words)], timeout=timeout)
+    except Exception:       # say what was on the page instead of only "timeout"
+        shot(page, "timeout")
+        seen = page.locator(selector).first.inner_text() if page.locator(selector).count() else "(not on the page)"
+        raise AssertionError(f"{selector} never showed {words}; it shows: {seen[:600]!r}") from None
 
 
 def shot(page, name: str) -> None:
