@@ -391,6 +391,22 @@ class Services:
         return RunFolder(path).config()
 
     @staticmethod
+    def run_generation(path: str) -> Any:
+        """The generation settings a run records (what its chat, evaluation and export answer with)."""
+        from studio.runs import RunFolder
+        try:
+            return RunFolder(path).config().generation
+        except ConfigError:
+            from studio.config import GenerationConfig
+            return GenerationConfig()
+
+    @staticmethod
+    def run_summary(path: str) -> dict | None:
+        """The totals of the run's last scored evaluation (its check after training, or a later Evaluate)."""
+        from studio.evaluation import read_summary
+        return read_summary(path)
+
+    @staticmethod
     def settings_differences(paths_: list[str]) -> list[list]:
         """Rows [setting, value of each run] for the settings that are not the same in all runs."""
         from studio.training.resume import relevant_settings

@@ -54,6 +54,7 @@ def build(ctx) -> SimpleNamespace:
             ui.mode = L.make(gr.Radio, label="chat.mode", choices=[("chat.mode.compare", "compare"),
                                                                    ("chat.mode.tuned", "tuned")],
                              value="compare", elem_id="chat-mode", scale=2)
+        ui.scored = gr.Markdown("", elem_id="chat-scored")     # the run's check after training, when it had one
         ui.system = L.make(gr.Textbox, value="", label="chat.system", info="chat.system_info", lines=1, max_lines=4,
                            placeholder="chat.system_placeholder", elem_id="chat-system")
         with gr.Row(equal_height=True):
@@ -113,6 +114,22 @@ def wire(ctx) -> None:
 
     ui.run.change(training_prompt, ui.run, ui.system, api_name="training_system_prompt", show_progress="hidden")
 
+    gen_keys = [k for k in B.widgets if k.startswith("generation.")]
+    gen_widgets = [B.widgets[k][0] for k in gen_keys]
+
+    @guarded(1 + len(gen_widgets))
+    def run_settings(run, lang):
+        """The chosen run's own generation settings into the widgets (so the Chat tab asks as Evaluate and
+        `studio chat` ask, and the same question gets the same greedy answer), and its scored check."""
+        if not run:
+            return ("",) + (gr.skip(),) * len(gen_widgets)
+        own = svc.run_generation(run)
+        values = [getattr(own, k.split(".", 1)[1]) for k in gen_keys]
+        return (views.scores_line(svc.run_summary(run), lang, key="chat.scored"), *values)
+
+    ui.run.change(run_settings, [ui.run, ctx.lang], [ui.scored, *gen_widgets], api_name="run_generation",
+                  show_progress="hidden")
+
     def chat(message, base_hist, tuned_hist, run, mode, system_prompt, lang, *values):
         """Answer ``message`` with the tuned model, and with the base model too in side-by-side mode.
         Streams; returns (base chat, tuned chat, cleared input, status). On any error the chats go
@@ -151,7 +168,14 @@ def wire(ctx) -> None:
                 yield hist["base"], hist["tuned"], gr.skip(), gr.skip()
             if not text.strip():
                 hist[side][-1] = {"role": "assistant", "content": t("chat.no_answer", lang)}
-        yield hist["base"], hist["tuned"], gr.skip(), ""
+        yield hist["base"], hist["tuned"], gr.skip(), settings_note(gen, run, lang)
+
+    def settings_note(gen, run, lang) -> str:
+        """'' when the answer used the run's own settings, else which ones differ (Evaluate uses the run's)."""
+        own = svc.run_generation(run)
+        diff = [f"{k} {getattr(gen, k)} ≠ {getattr(own, k)}" for k in (key.split(".", 1)[1] for key in gen_keys)
+                if getattr(gen, k) != getattr(own, k)]
+        return "ⓘ " + t("chat.settings_differ", lang, diff=", ".join(diff)) if diff else ""
 
     inputs = [ui.input, ui.base, ui.tuned, ui.run, ui.mode, ui.system, ctx.lang] + B.inputs
     outputs = [ui.base, ui.tuned, ui.input, ui.status]
