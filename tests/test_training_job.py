@@ -256,15 +256,6 @@ def test_stop_before_training_begins_ends_without_training(tmp_path):
     assert job.metrics.rows() == [] and not (job.run_dir / "adapter").exists()
 
 
-def test_cpu_training_leaves_a_core_free_unless_told_otherwise(monkeypatch):
-    from studio.training.trainer import cpu_cores, cpu_training_threads
-
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert cpu_training_threads() == max(1, cpu_cores() - 1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert cpu_training_threads() == 3
-
-
 def test_a_4bit_run_counts_its_packed_weights_in_full(tmp_path, tiny_dir):
     """The job's parameter counts are models.parameter_counts': a 4-bit base has as many weights as a 16-bit one."""
     pytest.importorskip("bitsandbytes")

@@ -33,22 +33,12 @@ from .background import (ACTIVE_STATES, DONE, FAILED, FINAL_STATES, LOADING, PEN
                          SCORING, STOPPED, TRAINING, BackgroundRun)
 from .callbacks import MetricsCallback, Progress, StopCallback
 from .failures import explain
-from .trainer import cpu_cores, cpu_training_threads, sft_trainer
+from . import cpu_threads
+from .trainer import sft_trainer
 from .gpu_memory import forget_optimizer_globals, gpu_memory_gb, gpu_snapshot
 
 _log = logging.getLogger("studio.training")
 
-
-
-def cpu_threads_note(threads: int, cores: int) -> str:
-    """Why a CPU run uses the threads it does, in words (not 'thread(s) of 2 cores')."""
-    import os
-    if os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
-        return f"Training on {threads} processor core{'s' if threads != 1 else ''}, as OMP_NUM_THREADS asks."
-    if threads < cores:
-        return (f"Training on {threads} of this computer's {cores} processor cores; one is left free so the app and "
-                "the computer stay responsive (OMP_NUM_THREADS sets another number).")
-    return f"Training on all {cores} processor core{'s' if cores != 1 else ''}."
 
 
 def _now() -> str:
@@ -346,10 +336,12 @@ class TrainingJob(BackgroundRun):
 
         threads_before = torch.get_num_threads()
         if not on_cuda:
-            threads = cpu_training_threads()
+            threads, others = cpu_threads.starting_threads()
             torch.set_num_threads(threads)     # this thread's ops (and CPU backward, which runs here too)
             self.info["cpu_threads"] = threads
-            log.info(cpu_threads_note(threads, cpu_cores()))
+            log.info(cpu_threads.note(threads, cpu_threads.cpu_cores(), watching=others is not None))
+            if others is not None:
+                trainer.add_callback(cpu_threads.watcher(threads, others, log, self.info))
         try:
             if self.resume_from is not None:
                 log.info("Resuming from %s.", self.resume_from)

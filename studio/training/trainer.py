@@ -1,27 +1,6 @@
-"""The trainer a run trains with, and the CPU threads it gets: what TrainingJob builds, apart from the
-run's own steps."""
+"""The trainer a run trains with: what TrainingJob builds, apart from the run's own steps."""
 
 from __future__ import annotations
-
-import os
-
-
-def cpu_training_threads() -> int:
-    """Threads for training on a CPU: all cores but one, which stays free for the app, the browser
-    and the OS. Two threads on a two-core machine that is also doing anything else were measured
-    three times slower than one (every parallel step waits for the descheduled thread).
-    ``OMP_NUM_THREADS``, when set, wins."""
-    env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return max(1, cpu_cores() - 1)
-
-
-def cpu_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))   # the cores this process may use, not the host's
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def sft_trainer(model, args, tokenizer, train, validation, callbacks, precision: str):
