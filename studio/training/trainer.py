@@ -15,6 +15,9 @@ def sft_trainer(model, args, tokenizer, train, validation, callbacks, precision:
     import torch
     from trl import SFTTrainer
 
+    if not torch.cuda.is_available():
+        compact_lm_head_on_cpu()
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)     # TRL's use_liger_kernel deprecation note
         trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
@@ -24,3 +27,24 @@ def sft_trainer(model, args, tokenizer, train, validation, callbacks, precision:
             if p.requires_grad and p.dtype != torch.float32:
                 p.data = p.data.float()
     return trainer
+
+
+def compact_lm_head_on_cpu() -> None:
+    """Make TRL's fused LM head score only the positions that have a label on a CPU too.
+
+    TRL projects through the LM head (49,152 words for the built-in model) only the positions whose next token is
+    trained on, but only on Triton devices: elsewhere (Neuron) a changing number of positions would recompile its
+    graphs. Eager PyTorch on a CPU compiles nothing, and the prompt positions are about half of every chat row, so
+    there they are skipped as well; the loss is the same (tests/test_cpu_lm_head.py)."""
+    import torch
+    import trl.trainer.utils as tu
+
+    original = getattr(tu, "_use_triton", None)
+    if original is None or getattr(original, "studio_cpu", False):
+        return
+
+    def use_compact(device: torch.device) -> bool:
+        return torch.device(device).type == "cpu" or original(device)
+
+    use_compact.studio_cpu = True
+    tu._use_triton = use_compact
