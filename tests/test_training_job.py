@@ -282,3 +282,29 @@ def test_a_tokenizer_with_more_tokens_than_the_model_fails_naming_the_row(tmp_pa
     assert job.failure.code == "model.tokenizer_mismatch"
     assert "Row 1 has token id" in job.message and "only 100 token embeddings" in job.message
     assert "第 1 行" in job.failure.render("zh")[0]
+
+
+@pytest.mark.parametrize("after", [None, "score"])
+def test_the_job_says_done_only_once_the_device_is_free_for_chat(tmp_path, after):
+    """Chat sent the moment the app showed "Done" was refused as "training is using the device": the job
+    said done (and after its held-out questions, done again) before it let the device lock go."""
+    from studio.device import DeviceLock
+    from studio.training import TrainingJob
+
+    seen = []
+
+    class Watched(DeviceLock):
+        def release(self):
+            seen.append(job.status()["state"])             # what a poll sees while the lock is still held
+            super().release()
+
+    asked = []
+    tok = tiny_tokenizer()
+    cfg = make_cfg(write_data(tmp_path), max_steps=3)
+    job = TrainingJob(cfg, tmp_path / "run", model=tiny_model(tok), tokenizer=tok, data=prepared(cfg, tok),
+                      device_lock=Watched(tmp_path / "device.lock"),
+                      after_training=(lambda j, log: asked.append(j.state)) if after else None)
+    job.run_sync()
+    assert seen and seen[-1] not in ("done", "stopped", "failed"), seen
+    assert job.state == "done" and not job.device_lock.locked(), job.message
+    assert asked == (["scoring"] if after else [])

@@ -94,6 +94,10 @@ class TrainingJob(BackgroundRun):
             prepare_folder(self.run, self.resume_from)   # the later steps are logged (and saved) again
 
         self.state = PENDING
+        # While the device lock is held an outcome (done, stopped, failed) waits here and is shown once the lock
+        # is let go: a chat sent the moment the app says "Done" must find the device free.
+        self._holding_device = False
+        self._outcome: str | None = None
         self.message = "Waiting to start."
         self.hint = ""
         self.failure = None   # the StudioError a failed run reports (message and hint in any language)
@@ -166,22 +170,37 @@ class TrainingJob(BackgroundRun):
         self._gpu_before = gpu_snapshot("gpu_mem_before_gb", reset_peak=True)
         holding_lock = False
         try:
-            holding_lock = self._acquire_device(log)
+            holding_lock = self._holding_device = self._acquire_device(log)
             if holding_lock or self.device_lock is None:
                 self._train(log)
-                if self.state == DONE and self.after_training is not None and self.model is not None:
+                if self._outcome_so_far() == DONE and self.after_training is not None and self.model is not None:
                     self._score(log)
         except Exception as exc:  # every failure ends here, in plain words
             self._fail(exc, log)
         finally:
             if holding_lock:
                 self.device_lock.release()
+            with self._state_lock:
+                self._holding_device = False
+                if self._outcome is not None:
+                    self.state, self._outcome = self._outcome, None
             self.progress.elapsed_s = round(time.monotonic() - t0, 1)
             self.finished = _now()
             if self.state == FAILED or not self.keep_model:
                 self.release()
             self._write_state()
             self.metrics.close()
+
+    def _set(self, state: str | None = None, message: str | None = None, hint: str | None = None,
+             key: str = "", **params) -> None:
+        if state in FINAL_STATES and self._holding_device:
+            self._outcome, state = state, None       # shown when the device is free (see __init__)
+        elif state is not None:
+            self._outcome = None
+        super()._set(state, message, hint, key, **params)
+
+    def _outcome_so_far(self) -> str:
+        return self._outcome or self.state
 
     def _acquire_device(self, log) -> bool:
         if super()._acquire_device():

@@ -47,4 +47,5 @@ def compact_lm_head_on_cpu() -> None:
         return torch.device(device).type == "cpu" or original(device)
 
     use_compact.studio_cpu = True
+    use_compact.original = original      # TRL's own rule, for a comparison without the patch
     tu._use_triton = use_compact

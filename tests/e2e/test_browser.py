@@ -138,8 +138,12 @@ def test_switching_to_chinese_relabels_the_page(page):
     page.click("#tab-train-button")
     wait_text(page, "#start-btn", "开始训练")
     shot(page, "train-zh")
+    saved = page.evaluate("() => localStorage.getItem('finetune-studio-lang')")
     page.click("#lang-select label:has-text('English')")
     wait_text(page, "#tab-model-button", "Model")
+    # The choice is remembered in the browser a moment after the labels change; a page opened before then
+    # comes back in Chinese.
+    page.wait_for_function("(zh) => localStorage.getItem('finetune-studio-lang') !== zh", arg=saved)
 
 
 def test_runs_tab_resume_evaluate_export(page):
