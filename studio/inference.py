@@ -30,9 +30,7 @@ from .config import ConfigError, GenerationConfig
 from .device import DeviceLock
 
 # End-of-turn markers of common chat templates; generation stops at whichever the template uses.
-_END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>", "<|end_of_text|>")
-
-
+from .data.template_features import END_MARKERS as _END_MARKERS
 from .errors import ChatError, StudioError  # noqa: F401 - ChatError's home before the error family
 from .weights_check import check_adapter  # evaluation checks every run's adapter through here
 

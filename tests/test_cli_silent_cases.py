@@ -47,8 +47,26 @@ def test_export_refuses_a_gguf_type_it_cannot_write(tmp_path, tiny_dir, studio_h
     assert main(["train", "--config", str(config), "--max-steps", "2", "--output", str(run)]) == 0
     capsys.readouterr()
     out = tmp_path / "model.gguf"
-    assert main(["export", str(run), "--to", "gguf", "--dtype", "q4_k_m", "--output", str(out)]) == 2
+    assert main(["export", str(run), "--to", "gguf", "--dtype", "iq2_xxs", "--output", str(out)]) == 2
     printed = capsys.readouterr()
-    assert "Unknown GGUF type 'q4_k_m'; choose one of f16, q8_0, f32" in printed.err
+    assert "Unknown GGUF type 'iq2_xxs'; choose one of Q4_K_M, Q5_K_M, Q6_K, Q8_0, F16, F32" in printed.err
     assert "llama-quantize" in printed.err and "Writing" not in printed.out
     assert not out.exists()
+
+
+def test_a_k_quant_without_llama_cpp_says_what_to_install(tmp_path, tiny_dir, studio_home, capsys, monkeypatch):
+    """Q4_K_M needs llama-cpp-python: without it the export is refused before any merging, naming the command."""
+    import sys
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)          # import llama_cpp -> ImportError
+    config = write_config(tmp_path, tiny_dir, write_data(tmp_path, n=8))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--max-steps", "2", "--output", str(run)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "model.gguf"
+    assert main(["export", str(run), "--to", "gguf", "--dtype", "Q4_K_M", "--output", str(out)]) == 2
+    printed = capsys.readouterr()
+    assert "needs llama.cpp's Python package (llama-cpp-python)" in printed.err
+    assert 'pip install "finetune-studio[gguf]"' in printed.err and "Merging" not in printed.out
+    assert "Traceback" not in printed.err and not out.exists() and not list(tmp_path.glob("model*"))
+    assert main(["export", str(run), "--to", "gguf", "--check", "--output", str(out)]) == 2     # the check too
+    assert "llama-cpp-python" in capsys.readouterr().err and not out.exists()

@@ -149,7 +149,9 @@ def test_cli_export_writes_each_kind_and_refuses_plainly(run_dir, tmp_path, stud
     capsys.readouterr()
     assert main(["export", str(run_dir), "--to", "gguf", "--dtype", "q8_0", "--output", str(tmp_path / "m.gguf")]) == 0
     out = capsys.readouterr().out
-    assert f"FROM {tmp_path / 'm.gguf'}" in out and "ollama create" in out
+    assert "    FROM ./m.gguf\n" in out and "ollama create" in out and "Q4_K_M" in out      # the "which one" line
+    assert [f"    {line}" for line in (tmp_path / "m.Modelfile").read_text().splitlines()] == [
+        line for line in out.splitlines() if line.startswith("    ")]          # printed = written
     assert main(["export", str(tmp_path / "nowhere"), "--to", "merged"]) == 2
     err = capsys.readouterr().err
     assert "is not a run folder" in err and "Traceback" not in err

@@ -37,7 +37,7 @@ def test_gguf_round_trip_through_transformers_loader(run_dir, tmp_path, kind):
             torch.testing.assert_close(got_logits, want_logits, rtol=0, atol=5e-2)
         else:
             assert (got_logits - want_logits).abs().max() < 0.2
-    assert modelfile_lines(path)[0] == f"FROM {path.resolve()}"
+    assert f"FROM ./{path.name}" in modelfile_lines(path)
 
 
 def test_a_sentencepiece_style_tokenizer_round_trips(tmp_path_factory, tmp_path):

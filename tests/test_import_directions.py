@@ -41,9 +41,13 @@ ALLOWED: dict[str, set[str]] = {
     # (training reads the device lock's holder: is a run still owned by a live process? see resume.live_owner)
     "studio.training": FOUNDATION | MODELS | {"studio.data", "studio.runs", "studio.device", "studio.out_of_memory"},
     "studio.inference": FOUNDATION | MODELS | {"studio.data", "studio.runs", "studio.device", "studio.out_of_memory"},
-    "studio.export": FOUNDATION | MODELS | {"studio.runs"},
+    # (export reads the run's recorded system prompt and its template's end markers for the Modelfile)
+    "studio.export": FOUNDATION | MODELS | {"studio.runs", "studio.data"},
     "studio.scoring": set(),                          # text against text: no model, no files
     "studio.base_answers": FOUNDATION,
+    # the exported file asked in llama.cpp beside the trained model's own answers
+    "studio.export_check": FOUNDATION | {"studio.device", "studio.runs", "studio.data", "studio.scoring",
+                                         "studio.evaluation", "studio.export"},
     "studio.jobs": FOUNDATION | {"studio.device", "studio.runs", "studio.training", "studio.evaluation"},
     "studio.evaluation": FOUNDATION | {"studio.device", "studio.runs", "studio.inference", "studio.scoring",
                                        "studio.base_answers", "studio.data"},

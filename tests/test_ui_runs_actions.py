@@ -41,6 +41,14 @@ def test_runs_tab_actions(app_and_runs, tmp_path, monkeypatch):
     assert path.endswith(".gguf") and "Written:" in status
     path2, _ = fns["export_run"](a, "gguf-f16", "en")
     assert path2 != path                                            # the earlier export is kept
+    assert path.endswith("-F16.gguf") and ".Modelfile" in status and " MB)" in status
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        llama_cpp = None
+    if llama_cpp is not None:                                       # the export check, as a table in the status
+        path3, status = fns["export_run"](a, "gguf-q8_0", "en", True)
+        assert path3.endswith("-Q8_0.gguf") and "Export check" in status and "| question |" in status
 
     outs = fns["use_run_settings"](b, "en")
     assert "Settings tabs" in outs[0]

@@ -141,9 +141,29 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
                               "Export the merged model instead.", "请改为导出合并后的模型。"),
     "export.gguf_family": ("GGUF 导出只支持 Llama 系列模型（Llama、SmolLM、Mistral）；该运行的基础模型是 '{kind}'。", *_MERGED),
     "export.unknown_gguf_type": ("未知的 GGUF 类型 '{kind}'；请从以下选择：{choices}。",
-                                 "Pick one of those. For other types (q4_k_m, q5_k_m...) export f16, then run "
-                                 "llama.cpp's llama-quantize on the file.",
-                                 "从中选择一个。要得到其他类型（q4_k_m、q5_k_m……），先导出 f16，再用 llama.cpp 的 llama-quantize 转换该文件。"),
+                                 "Pick one of those (Q4_K_M is the usual choice). For other types (IQ2_XXS, Q3_K_M...) "
+                                 "export f16, then run llama.cpp's llama-quantize on the file.",
+                                 "从中选择一个（通常选 Q4_K_M）。要得到其他类型（IQ2_XXS、Q3_K_M……），先导出 f16，"
+                                 "再用 llama.cpp 的 llama-quantize 转换该文件。"),
+    "export.no_llama_cpp": ("这种导出需要 llama.cpp 的 Python 包（llama-cpp-python），但它没有安装。安装命令：{install}",
+                            "Run that command in the terminal where you start the studio (it builds llama.cpp, a few "
+                            "minutes), then export again. f16 and Q8_0 exports work without it.",
+                            "在启动工作室的终端里运行该命令（它会编译 llama.cpp，需要几分钟），然后重新导出。"
+                            "f16 和 Q8_0 导出不需要它。"),
+    "export.llama_cpp_broken": ("llama-cpp-python 已安装，但它的 llama.cpp 库无法加载：{detail}",
+                                "Reinstall it: pip install --force-reinstall --no-cache-dir llama-cpp-python",
+                                "重新安装：pip install --force-reinstall --no-cache-dir llama-cpp-python"),
+    "export.llama_cpp_type": ("已安装的 llama-cpp-python 不认识类型 {kind}。",
+                              "Update it (pip install -U llama-cpp-python) or choose another type.",
+                              "更新它（pip install -U llama-cpp-python），或选择其他类型。"),
+    "export.check_no_file": ("{path} 处没有 GGUF 文件。", "Export the run as GGUF first, or give the path of the .gguf file.",
+                             "请先把运行导出为 GGUF，或给出 .gguf 文件的路径。"),
+    "export.check_no_template": ("GGUF 文件 {path} 中没有对话模板，因此 llama.cpp 无法格式化对话。",
+                                 "Export it again with the studio: its exports carry the template trained with.",
+                                 "请用工作室重新导出：它的导出会带上训练时使用的模板。"),
+    "export.quantize_failed": ("llama.cpp 无法把文件量化为 {kind}（错误 {result}）。",
+                               "Export f16 or Q8_0 instead; the terminal shows llama.cpp's own message.",
+                               "请改为导出 f16 或 Q8_0；终端里有 llama.cpp 自己的消息。"),
     "export.gguf_tensor": ("张量 {tensor} 没有对应的 GGUF 名称；该模型无法导出为 GGUF。", *_MERGED),
     "export.unknown_kind": ("未知的导出类型 '{kind}'；请从以下选择：{choices}。", "Pick one of those.", "从中选择一个。"),
     "export.no_token": ("没有设置 Hugging Face 令牌，无法推送。",

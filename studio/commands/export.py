@@ -2,13 +2,16 @@
 
     studio export RUN_DIR --to adapter               a zip that plain peft loads (base named by its Hub id)
     studio export RUN_DIR --to merged [--dtype D]    a standard transformers folder, adapter merged in 16-bit
-    studio export RUN_DIR --to gguf [--dtype q8_0]   one .gguf file for llama.cpp / Ollama (f16 or q8_0)
+    studio export RUN_DIR --to gguf [--dtype Q4_K_M] [--check]   one .gguf file for llama.cpp / Ollama / LM Studio
+                                                     (Q4_K_M, Q5_K_M, Q6_K, Q8_0, F16, F32) and its Modelfile;
+                                                     --check asks it the evaluation questions in llama.cpp
     studio export RUN_DIR --to adapter --push you/my-adapter [--token T] [--public]   to the Hugging Face Hub
 
 Exports go to ``<workspace>/exports/`` (or --output), are written beside the destination and renamed
 when complete, and never replace an existing file or folder. Ctrl-C or SIGTERM stops the export and
 removes its unfinished ``.partial`` file or folder (nothing else is touched) before exiting 130 / 143.
-Exit codes: 0 written, 2 refused, 130/143 stopped.
+Exit codes: 0 written (and, with --check, answering like the trained model), 1 written but the check
+found it answers clearly worse, 2 refused, 130/143 stopped.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import StudioError
+from ..export.gguf import PICK
 from . import report
 from .stops import Stopped, StopSignals
 
@@ -28,8 +32,14 @@ def add_parser(sub):
     p.add_argument("--to", choices=("adapter", "merged", "gguf"), required=True, help="what to export")
     p.add_argument("--dtype", default="auto",
                    help="merged: auto | bfloat16 | float16 | float32 (auto: bf16 on GPUs that have it, fp32 on "
-                        "a CPU); gguf: f16 | q8_0 | f32 (default f16; other types such as q4_k_m: convert the f16 "
-                        "file with llama.cpp's llama-quantize)")
+                        "a CPU); gguf: Q4_K_M | Q5_K_M | Q6_K | Q8_0 | F16 | F32 (default F16; the K-quants need "
+                        "llama-cpp-python: pip install \"finetune-studio[gguf]\"). " + PICK.replace("%", "%%"))
+    p.add_argument("--check", action="store_true",
+                   help="gguf: after exporting, load the file in llama.cpp, ask it the run's evaluation questions "
+                        "(or --prompts) with the training system prompt, greedy, and compare with the trained "
+                        "model's answers; exit 1 when it answers clearly worse (needs llama-cpp-python)")
+    p.add_argument("--prompts", help="with --check: a JSONL/CSV file of questions and reference answers (default: the "
+                                     "run's last evaluation, else the held-out demo questions)")
     p.add_argument("--output", help="where to write it (default: the studio's exports folder)")
     p.add_argument("--original-base", action="store_true",
                    help="merged, QLoRA runs only: merge into the original weights instead of the dequantized "
@@ -69,16 +79,44 @@ def _export(args) -> int:
     dtype = args.dtype
     if args.to == "gguf" and dtype == "auto":
         dtype = "f16"
+    if args.check and args.to != "gguf":
+        print("--check is for GGUF exports (--to gguf).", file=sys.stderr)
+        return 2
     try:
+        if args.check:             # said before minutes of merging: the check needs llama.cpp
+            from ..export.quantize import llama_cpp
+            llama_cpp()
+        prompts = None
+        if args.prompts:
+            from ..evaluation import load_prompts
+            prompts = load_prompts(args.prompts)
         path = export_run(args.run_dir, args.to, dtype, args.output, original=args.original_base)
     except StudioError as e:
         report(e)
         return 2
-    print(f"Written: {path}")
-    if args.to == "gguf":
-        from ..export.gguf import modelfile_lines
-        print("To use it with Ollama, save these lines as a file named Modelfile and run "
-              "`ollama create my-model -f Modelfile`:")
-        for line in modelfile_lines(path):
-            print("    " + line)
-    return 0
+    if args.to != "gguf":
+        print(f"Written: {path}")
+        return 0
+    from ..export.gguf import modelfile_lines
+    from ..export.modelfile import modelfile_path
+    print(f"Written: {path} ({_size(path.stat().st_size)})")
+    print(PICK)
+    print(f"Modelfile for Ollama: {modelfile_path(path)}  (`ollama create my-model -f {modelfile_path(path)}`):")
+    for line in modelfile_lines(path):
+        print("    " + line)
+    if not args.check:
+        return 0
+    from ..device import DeviceLock
+    from ..export_check import check_gguf, check_lines
+    try:
+        result = check_gguf(args.run_dir, path, prompts, device_lock=DeviceLock())
+    except StudioError as e:
+        report(e)
+        return 2
+    for line in check_lines(result):
+        print(line)
+    return 0 if result.passed else 1
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"

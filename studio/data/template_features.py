@@ -13,6 +13,12 @@ from __future__ import annotations
 import functools
 
 from .messages import uses_tools
+
+# Text that ends a model's turn in the chat templates people use: chat stops generating there, and an
+# exported model's Modelfile names the ones its template uses as stop tokens.
+END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>", "<|end_of_text|>")
+# Text that starts a new turn: a model that writes one has finished its answer (llama.cpp / Ollama stop there).
+START_MARKERS = ("<|im_start|>", "<|start_header_id|>", "<start_of_turn>")
 from .types import Conversation, Problem
 
 _PROBE_TOOL = {"type": "function", "function": {

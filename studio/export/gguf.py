@@ -1,4 +1,8 @@
-"""A merged Llama-family model as one GGUF file (f16 or q8_0) for llama.cpp and Ollama.
+"""A merged Llama-family model as one GGUF file for llama.cpp, Ollama and LM Studio.
+
+f16, q8_0 and f32 are written here; the K-quants (Q4_K_M, Q5_K_M, Q6_K) are the f16 file quantized by
+llama.cpp's own quantizer (``quantize.py``, needs llama-cpp-python). Every export gets an Ollama
+``Modelfile`` beside it (``modelfile.py``) and an LM Studio-style name (``<model>-Q4_K_M.gguf``).
 
 Written with the ``gguf`` package's ``GGUFWriter`` the way llama.cpp's own converter writes Llama:
 tensor names from ``gguf.get_tensor_name_map``, the query/key weights permuted to llama.cpp's rotary
@@ -21,7 +25,30 @@ import torch
 from .files import ExportError, check_free_space, side_path
 
 LLAMA_FAMILY = {"llama", "mistral"}
-TYPES = ("f16", "q8_0", "f32")
+WRITTEN = ("f16", "q8_0", "f32")                 # written by the gguf package, no other dependency
+QUANTIZED = ("q4_k_m", "q5_k_m", "q6_k")          # f16 quantized by llama.cpp (llama-cpp-python)
+TYPES = ("q4_k_m", "q5_k_m", "q6_k", "q8_0", "f16", "f32")
+# Bytes per parameter, roughly, for the free-space check (measured on the built-in model, see docs/BENCHMARKS.md).
+BYTES_PER_PARAM = {"f32": 4, "f16": 2, "q8_0": 1.07, "q6_k": 0.9, "q5_k_m": 0.8, "q4_k_m": 0.75}
+# One plain line for people choosing a type (CLI help, export output, the Runs tab).
+PICK = ("Which one? Q4_K_M: the usual choice for laptops and Ollama (smallest, answers a little less exactly); "
+        "Q5_K_M / Q6_K: a bit larger, closer to the original; Q8_0: almost the same answers as f16 at half its "
+        "size; f16: the exact model, largest.")
+
+
+def gguf_type(name: str) -> str:
+    """'Q4_K_M', 'q4_k_m', 'F16'... as one of ``TYPES`` (ExportError for any other name)."""
+    kind = (name or "f16").strip().lower()
+    kind = "f16" if kind == "auto" else kind
+    if kind not in TYPES:
+        raise ExportError("Unknown GGUF type '{kind}'; choose one of {choices}.", code="export.unknown_gguf_type",
+                          kind=name, choices=", ".join(label(t) for t in TYPES))
+    return kind
+
+
+def label(kind: str) -> str:
+    """The type as llama.cpp and LM Studio write it in file names: Q4_K_M, Q8_0, F16."""
+    return kind.upper()
 
 
 def _permute(w: np.ndarray, heads: int) -> np.ndarray:
@@ -111,9 +138,9 @@ def write_gguf(model: Any, tokenizer: Any, template: str, path: Path, kind: str 
     if cfg.model_type not in LLAMA_FAMILY:
         raise ExportError("GGUF export is available for Llama-family models (Llama, SmolLM, Mistral); this run's base "
                           "is '{kind}'.", code="export.gguf_family", kind=cfg.model_type)
-    if kind not in TYPES:
+    if kind not in WRITTEN:
         raise ExportError("Unknown GGUF type '{kind}'; choose one of {choices}.", code="export.unknown_gguf_type",
-                          kind=kind, choices=", ".join(TYPES))
+                          kind=kind, choices=", ".join(WRITTEN))
     heads, kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads or cfg.num_attention_heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
     writer = gguf.GGUFWriter(str(path), "llama")
@@ -169,22 +196,45 @@ def write_gguf(model: Any, tokenizer: Any, template: str, path: Path, kind: str 
 
 
 def export_gguf(run_dir: str | Path, final: Path, kind: str = "f16", progress: Callable[[str], None] = print) -> Path:
+    """The run merged and written as ``final`` (a .gguf of type ``kind``), with its Modelfile beside it
+    (``modelfile.modelfile_path(final)``). A K-quant is the f16 file quantized by llama.cpp: the f16
+    file is written beside as ``<final>.f16.partial`` and removed afterwards."""
     from ..model_size import config_facts
     from ..model_sources import resolve_source
     from ..runs import RunFolder
     from .merge import merged_model
+    from .modelfile import modelfile_path, write_modelfile
 
+    kind = gguf_type(kind)
+    if kind in QUANTIZED:
+        from .quantize import llama_cpp
+        llama_cpp()                       # said before minutes of merging, not after
+    from .files import refuse_existing
+    refuse_existing(modelfile_path(final))
     cfg = RunFolder(run_dir).config()
     facts = config_facts(resolve_source(cfg.model.source, cfg.model.trust_remote_code))
-    per_param = {"f16": 2, "q8_0": 1.07, "f32": 4}.get(kind, 2)
+    per_param = BYTES_PER_PARAM[kind] + (BYTES_PER_PARAM["f16"] if kind in QUANTIZED else 0)
     check_free_space(final.parent, int((facts.get("num_params") or 0) * per_param), "the GGUF file")
     with side_path(final) as partial:
         progress(f"Merging the adapter of {Path(run_dir).name} (float32, for an exact conversion)...")
         model, tokenizer, template = merged_model(run_dir, torch.float32)
-        write_gguf(model, tokenizer, template, partial, kind, progress)
+        if kind in QUANTIZED:
+            from .quantize import quantize
+            f16 = final.with_name(final.name + ".f16.partial")
+            try:
+                write_gguf(model, tokenizer, template, f16, "f16", progress)
+                del model
+                progress(f"Quantizing to {label(kind)} with llama.cpp...")
+                quantize(f16, partial, kind)
+            finally:
+                f16.unlink(missing_ok=True)      # only the quantized file is kept, whatever happened
+        else:
+            write_gguf(model, tokenizer, template, partial, kind, progress)
+    write_modelfile(final, run_dir, tokenizer, template)
     return final
 
 
 def modelfile_lines(gguf_path: Path) -> list[str]:
-    """An Ollama Modelfile for the file: Ollama reads the chat template from the GGUF's metadata."""
-    return [f"FROM {Path(gguf_path).resolve()}", "PARAMETER temperature 0"]
+    """The lines of the Modelfile written beside an export (what the CLI prints)."""
+    from .modelfile import modelfile_path
+    return modelfile_path(gguf_path).read_text(encoding="utf-8").splitlines()

@@ -27,11 +27,9 @@ def export_run(run_dir: str | Path, to: str, dtype: str = "auto", output: str | 
         from .merge import export_merged
         return export_merged(run_dir, destination(run_dir, "merged", "", output), dtype, original, progress)
     if to == "gguf":
-        from .gguf import TYPES, export_gguf
-        kind = "f16" if dtype in ("auto", "") else dtype
-        if kind not in TYPES:      # before: any other name was written as f16 without a word
-            raise ExportError("Unknown GGUF type '{kind}'; choose one of {choices}.", code="export.unknown_gguf_type",
-                              kind=kind, choices=", ".join(TYPES))
-        return export_gguf(run_dir, destination(run_dir, kind, ".gguf", output), kind, progress)
+        from .gguf import export_gguf, gguf_type, label
+        kind = gguf_type(dtype)      # before: any other name was written as f16 without a word
+        # LM Studio reads the type from the name: <model>-Q4_K_M.gguf
+        return export_gguf(run_dir, destination(run_dir, label(kind), ".gguf", output), kind, progress)
     raise ExportError("Unknown export '{kind}'; choose one of {choices}.", code="export.unknown_kind", kind=to,
                       choices=", ".join(KINDS))

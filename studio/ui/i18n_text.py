@@ -310,6 +310,29 @@ TEXT: dict[str, tuple[str, str]] = {
     "runs.export_merged": ("merged model (transformers)", "合并后的模型（transformers）"),
     "runs.col_setting": ("setting", "设置项"),
     "runs.export_done": ("Written: {path}", "已写入：{path}"),
+    "runs.export_gguf_done": ("Written: {path} ({size}). Beside it: {modelfile} for Ollama "
+                              "(`ollama create my-model -f` that file); LM Studio reads the .gguf as it is.",
+                              "已写入：{path}（{size}）。旁边是给 Ollama 用的 {modelfile}"
+                              "（`ollama create my-model -f` 该文件）；LM Studio 可直接读取该 .gguf。"),
+    "runs.export_pick": ("**Which GGUF?** Q4_K_M: the usual choice for laptops and Ollama (smallest, answers a little "
+                         "less exactly). Q5_K_M / Q6_K: a bit larger, closer to the original. Q8_0: almost the same "
+                         "answers as F16 at half its size. F16: the exact model, largest. The K-quants need "
+                         "llama-cpp-python (`pip install \"finetune-studio[gguf]\"`).",
+                         "**选哪种 GGUF？** Q4_K_M：笔记本和 Ollama 的常用选择（最小，回答略不精确）。Q5_K_M / Q6_K：稍大，"
+                         "更接近原模型。Q8_0：回答与 F16 几乎相同，大小只有一半。F16：完全相同的模型，最大。"
+                         "K 量化类型需要 llama-cpp-python（`pip install \"finetune-studio[gguf]\"`）。"),
+    "runs.export_check": ("Check the GGUF in llama.cpp after export (asks it the evaluation questions, compares "
+                          "with the trained model)",
+                          "导出后在 llama.cpp 中检查该 GGUF（向它提出评估问题，并与训练后的模型比较）"),
+    "runs.check_passed": ("**Export check passed**: the exported file answers like the trained model.",
+                          "**导出检查通过**：导出的文件与训练后的模型回答一致。"),
+    "runs.check_failed": ("**Export check FAILED**: {reasons}.", "**导出检查未通过**：{reasons}。"),
+    "runs.check_totals": ("Facts right: trained model {trained} of {scored}, export {export} of {scored}; "
+                          "same answer {same} of {rows}; similarity to the trained answers {sim}.",
+                          "事实正确：训练后的模型 {scored} 个中 {trained} 个，导出文件 {scored} 个中 {export} 个；"
+                          "回答完全相同 {rows} 个中 {same} 个；与训练后回答的相似度 {sim}。"),
+    "runs.check_cols": ("question | trained | export | same | similarity | export's answer",
+                        "问题 | 训练后 | 导出 | 相同 | 相似度 | 导出文件的回答"),
     "runs.eval_prompts": ("Evaluation prompts (JSONL/CSV; empty = held-out demo questions)",
                           "评估提示（JSONL/CSV；留空 = 演示留出问题）"),
     "runs.evaluate": ("Evaluate selected runs", "评估所选运行"),

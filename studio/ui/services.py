@@ -339,12 +339,14 @@ class Services:
         return self.export_run(path, "adapter")
 
     def export_run(self, path: str, kind: str) -> Path:
-        """'adapter' | 'merged' | 'gguf-f16' | 'gguf-q8_0' into <workspace>/exports (never over an earlier one)."""
+        """'adapter' | 'merged' | 'gguf-<type>' (gguf-q4_k_m, gguf-q8_0, gguf-f16...) into <workspace>/exports
+        (never over an earlier one); a GGUF gets its Modelfile beside it."""
         from studio.export.files import destination
+        from studio.export.gguf import gguf_type, label
         from studio.export.run_export import export_run
         to, _, dtype = kind.partition("-")
         suffix = {"adapter": ".zip", "gguf": ".gguf"}.get(to, "")
-        name = {"gguf": dtype or "f16"}.get(to, to)
+        name = label(gguf_type(dtype)) if to == "gguf" else to
         dest, n = destination(path, name, suffix), 1
         # A merged folder is downloaded as <folder>.zip: neither may be an earlier export's name.
         while dest.exists() or (to == "merged" and dest.with_name(dest.name + ".zip").exists()):
@@ -354,6 +356,15 @@ class Services:
             self._chat = None            # one model in memory at a time
         _release_memory()
         return export_run(path, to, dtype or "auto", dest, progress=lambda m: None)
+
+    def check_export(self, run_path: str, gguf_path: str | Path) -> Any:
+        """The exported GGUF asked the run's evaluation questions in llama.cpp beside the trained model
+        (``studio.export_check.check_gguf``); the trained model's answers need the device."""
+        from studio.export_check import check_gguf
+        with self._lock:
+            self._chat = None
+        _release_memory()
+        return check_gguf(run_path, gguf_path, device_lock=self.manager().device_lock, progress=lambda m: None)
 
     @staticmethod
     def zip_export(folder: Path) -> Path:

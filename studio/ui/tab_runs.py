@@ -60,9 +60,14 @@ def build(ctx) -> SimpleNamespace:
                 with gr.Row():
                     ui.export_kind = L.make(gr.Radio, label="runs.export_kind", value="merged",
                                             choices=[("runs.export_merged", "merged"),
-                                                     ("GGUF f16", "gguf-f16"), ("GGUF q8_0", "gguf-q8_0")],
+                                                     ("GGUF Q4_K_M", "gguf-q4_k_m"), ("GGUF Q5_K_M", "gguf-q5_k_m"),
+                                                     ("GGUF Q6_K", "gguf-q6_k"), ("GGUF Q8_0", "gguf-q8_0"),
+                                                     ("GGUF F16", "gguf-f16")],
                                             elem_id="runs-export-kind")
                     ui.export_other = L.make(gr.Button, text="runs.export_other", elem_id="runs-export-other")
+                ui.export_pick = L.make(gr.Markdown, text="runs.export_pick", elem_id="runs-export-pick")
+                ui.export_check = L.make(gr.Checkbox, label="runs.export_check", value=False,
+                                         elem_id="runs-export-check")
                 ui.export = L.make(gr.File, label="runs.export_file", interactive=False, elem_id="runs-export")
     return ui
 
@@ -164,16 +169,23 @@ def wire(ctx) -> None:
                      api_name="use_run_settings")
 
     @guarded(2)
-    def export_other(path, kind, lang):
-        """Export the chosen run as a merged model (zipped folder) or a GGUF file."""
+    def export_other(path, kind, lang, check=False):
+        """Export the chosen run as a merged model (zipped folder) or a GGUF file (with its Modelfile);
+        ``check``: then ask the GGUF the evaluation questions in llama.cpp beside the trained model."""
         out = svc.export_run(path, kind)
         shown = out
         if out.is_dir():
             shown = svc.zip_export(out)
-        return str(shown), t("runs.export_done", lang).format(path=out)
+        if out.suffix != ".gguf":
+            return str(shown), t("runs.export_done", lang).format(path=out)
+        status = t("runs.export_gguf_done", lang).format(path=out, size=views.file_size(out.stat().st_size),
+                                                         modelfile=out.with_name(out.stem + ".Modelfile"))
+        if check:
+            status += "\n\n" + views.export_check(svc.check_export(path, out), lang)
+        return str(shown), status
 
-    ui.export_other.click(export_other, [ui.open, ui.export_kind, ctx.lang], [ui.export, ui.action_status],
-                          api_name="export_run", **GPU)
+    ui.export_other.click(export_other, [ui.open, ui.export_kind, ctx.lang, ui.export_check],
+                          [ui.export, ui.action_status], api_name="export_run", **GPU)
 
     @guarded(1)
     def open_config(path, lang):

@@ -279,3 +279,35 @@ def runs_frame(runs: Sequence[dict], lang: str) -> pd.DataFrame:
                      _short(r.get("data_source", "")), steps, _loss(r.get("final_loss")), _loss(r.get("final_eval_loss")),
                      facts_cell(r.get("scores")), t("state." + r.get("state", ""), lang)])
     return pd.DataFrame(rows, columns=[t(c, lang) for c in cols])
+
+
+def file_size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
+def export_check(result: Any, lang: str) -> str:
+    """The export check (``studio.export_check.CheckResult``) as Markdown: the verdict, the totals and one
+    row per question, rows whose verdict differs from the trained model's in bold."""
+    def mark(score: dict | None) -> str:
+        return "–" if not score or score.get("right") is None else ("✓" if score["right"] else "✗")
+
+    def cell(text: str, limit: int = 160) -> str:
+        text = " ".join((text or "").split()).replace("|", "\\|")
+        return html.escape(text if len(text) <= limit else text[: limit - 1] + "…")
+
+    head = t("runs.check_passed", lang) if result.passed else t("runs.check_failed", lang).format(
+        reasons="; ".join(result.reasons))
+    totals = t("runs.check_totals", lang).format(
+        trained=result.trained.get("right", 0), export=result.export.get("right", 0),
+        scored=result.trained.get("scored", 0), same=result.same, rows=len(result.rows),
+        sim="–" if result.similarity is None else f"{result.similarity:g}")
+    cols = t("runs.check_cols", lang)
+    lines = [head, "", totals, "", f"| {cols} |", "|" + "---|" * (cols.count("|") + 1)]
+    for r in result.rows:
+        a, b = mark(r["trained_score"]), mark(r["export_score"])
+        differs = a != b
+        b = f"**{b}**" if differs else b
+        sim = "" if r["similarity"] is None else f"{r['similarity']:.0f}"
+        lines.append(f"| {cell(r['prompt'], 80)} | {a} | {b} | {'✓' if r['same'] else ''} | {sim} | "
+                     f"{cell(r['export'])} |")
+    return "\n".join(lines)

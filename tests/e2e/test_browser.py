@@ -169,7 +169,7 @@ def test_runs_tab_resume_evaluate_export(page):
     assert "base" in table and "Aurora" in table            # the held-out demo questions, answered
     shot(page, "runs-evaluate")
 
-    page.click("#runs-export-kind label:has-text('GGUF f16')")
+    page.click("#runs-export-kind label:has-text('GGUF F16')")
     page.click("#runs-export-other")
     wait_text(page, "#runs-action-status", "Written:", timeout=120_000)
     assert ".gguf" in text_of(page, "#runs-action-status")
