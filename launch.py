@@ -5,8 +5,9 @@
     python launch.py --host 0.0.0.0 --auth alice:secret      # on the network: a password is required
     python launch.py --share --auth users.txt                # users.txt: one "user:password" per line
 
-The first screen has the built-in default model and the demo data chosen (on a CPU also the
-cpu-demo preset), so pressing Start on the Train tab works at once. ``--model``, ``--data``,
+The first screen has the built-in default model, the demo data and the cpu-demo preset (the settings
+measured to teach the built-in model the demo's facts) chosen, so pressing Start on the Train tab works
+at once. ``--model``, ``--data``,
 ``--preset`` and ``--config`` choose something else to start from.
 
 Requests whose ``Host`` or ``Origin`` names another site are refused before anything runs (a web
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue-size", type=int, default=64, help="requests that may wait in the queue (default 64)")
     p.add_argument("--model", metavar="SOURCE", help="base model to start with: default, a Hub id, folder or .gguf")
     p.add_argument("--data", metavar="FILE", help="training data to start with: demo, a file or a Hub dataset id")
-    p.add_argument("--preset", help="preset to start with (default: cpu-demo on a machine without a GPU)")
+    p.add_argument("--preset", help="preset to start with (default: cpu-demo, unless --model names another model on a GPU)")
     p.add_argument("--config", metavar="FILE", help="a config YAML to start with (as written by the Settings tab)")
     p.add_argument("--lang", choices=("en", "zh"), default="en", help="interface language at first (en or zh)")
     return p
@@ -177,8 +178,8 @@ def initial_config(args) -> tuple:
     if args.config:
         cfg = StudioConfig.load(args.config)
     else:
-        if preset is None and not args.config:
-            preset = "cpu-demo" if not _has_cuda() else None
+        if preset is None:      # the built-in model's demo settings; on a GPU only for the built-in model
+            preset = "cpu-demo" if not (args.model and _has_cuda()) else None
         cfg = load_preset(preset) if preset else StudioConfig()
     over: dict = {}
     if args.model:

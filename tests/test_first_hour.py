@@ -138,8 +138,8 @@ def test_preset_descriptions_are_there_in_chinese():
     for p in list_presets():
         assert re.search(r"[\u4e00-\u9fff]", p.summary_zh), p.name
         assert not re.search(r"[\u4e00-\u9fff]", p.summary), p.name
-    assert "内置的 SmolLM2-135M" in preset_summary("cpu-demo", "zh")
-    assert "Quick demo on a CPU" in preset_summary("cpu-demo", "en")
+    assert "内置模型的演示" in preset_summary("cpu-demo", "zh")
+    assert "SmolLM2-135M learns the demo support FAQ" in preset_summary("cpu-demo", "en")
 
 
 def test_the_memory_estimate_is_there_before_the_builtin_model_is_converted(tmp_path, monkeypatch):
