@@ -59,7 +59,8 @@ class ModelConfig:
                            "'8bit' halves memory, 'none' keeps 16-bit weights (fastest, most memory).", QUANTIZATIONS)
     double_quant: bool = _f(True, "Also compress the 4-bit scaling factors (saves about 0.4 bits per weight). Only used with 4-bit.")
     compute_dtype: str = _f("auto", "Number format for the maths. 'auto' picks bfloat16 on GPUs that support it, "
-                            "float16 on older GPUs and float32 on a CPU.", COMPUTE_DTYPES)
+                            "float16 on older GPUs, and on a CPU bfloat16 where the processor computes it natively "
+                            "(about twice float32's speed), else float32.", COMPUTE_DTYPES)
     trust_remote_code: bool = _f(False, "Run Python code shipped with the model. Only turn it on for models from people you trust.")
 
 

@@ -101,17 +101,34 @@ def test_load_tokenizer_sets_a_pad_token_without_new_tokens(tmp_path, tiny_dir):
 
 
 @no_gpu
-def test_dtype_on_cpu_is_float32_with_a_note():
+def test_dtype_on_a_cpu_without_native_bf16_is_float32_with_a_note(monkeypatch):
+    monkeypatch.setattr(models, "_cpu_has_bf16", lambda: False)
     assert models.resolve_dtype(ModelConfig(compute_dtype="auto")) == torch.float32
     dtype, note = models.dtype_and_note(ModelConfig(compute_dtype="bfloat16"))
-    assert dtype == torch.float32 and "CPU" in note
+    assert dtype == torch.float32 and "processor" in note
     assert models.dtype_and_note(ModelConfig(compute_dtype="float32")) == (torch.float32, "")
+    assert models.device_info()["bf16"] is False
+
+
+@no_gpu
+def test_dtype_on_a_cpu_with_native_bf16_is_bfloat16_unless_float32_is_asked(monkeypatch):
+    monkeypatch.setattr(models, "_cpu_has_bf16", lambda: True)
+    assert models.dtype_and_note(ModelConfig(compute_dtype="auto")) == (torch.bfloat16, "")
+    assert models.dtype_and_note(ModelConfig(compute_dtype="bfloat16")) == (torch.bfloat16, "")
+    assert models.dtype_and_note(ModelConfig(compute_dtype="float32")) == (torch.float32, "")
+    dtype, note = models.dtype_and_note(ModelConfig(compute_dtype="float16"))
+    assert dtype == torch.float32 and "float16" in note
+    assert models.device_info()["bf16"] is True
+
+
+def test_the_bf16_probe_answers_a_bool_on_this_machine():
+    assert models._cpu_has_bf16() in (True, False)
 
 
 @no_gpu
 def test_device_info_on_cpu():
     info = models.device_info()
-    assert info["device"] == "cpu" and info["bf16"] is False and "slow" in info["note"]
+    assert info["device"] == "cpu" and info["bf16"] is models._cpu_has_bf16() and "slow" in info["note"]
     assert 0 < info["free_gb"] <= info["total_gb"]
 
 

@@ -87,6 +87,16 @@ def test_fused_kernels_need_a_gpu_and_say_so_when_missing():
     assert cpu.args.padding_free is True and cpu.args.max_length is None
 
 
+def test_a_cpu_with_native_bf16_trains_with_bf16_autocast_and_float32_otherwise():
+    from studio.config import StudioConfig
+    from studio.training.args import build_training_args
+
+    bf16 = build_training_args(StudioConfig(), "/tmp/x", on_cuda=False, dtype=torch.bfloat16, has_validation=False)
+    assert bf16.precision == "bf16" and bf16.args.bf16 and bf16.args.use_cpu and not bf16.args.fp16
+    f32 = build_training_args(StudioConfig(), "/tmp/x", on_cuda=False, dtype=torch.float32, has_validation=False)
+    assert f32.precision == "fp32" and not f32.args.bf16 and not f32.args.fp16
+
+
 def test_auto_checkpointing_checkpoints_only_what_the_budget_needs():
     from studio.training.checkpointing import layers_to_checkpoint
     gb = 2**30

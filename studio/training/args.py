@@ -95,7 +95,7 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
         optimizer = "adamw_torch"
 
     precision = "fp32"
-    if on_cuda and dtype == torch.bfloat16:
+    if dtype == torch.bfloat16:             # a GPU, or a CPU with native bf16 maths (models.dtype_and_note)
         precision = "bf16"
     elif on_cuda and dtype == torch.float16:
         precision = "fp16"

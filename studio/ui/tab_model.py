@@ -29,7 +29,9 @@ def build(ctx) -> SimpleNamespace:
                 has_gpu = bool(ctx.svc.gpus())
                 ui.quant = B.widget("model", "quantization")
                 # Without a GPU the choice above is not what happens: say what a CPU run does.
-                ui.cpu_note = L.make(gr.Markdown, text="model.cpu_precision", visible=not has_gpu,
+                cpu_bf16 = not has_gpu and bool(ctx.svc.device().get("bf16"))
+                ui.cpu_note = L.make(gr.Markdown, text="model.cpu_precision_bf16" if cpu_bf16 else "model.cpu_precision",
+                                     visible=not has_gpu,
                                      elem_id="model-cpu-note", elem_classes=["note"])
                 with gr.Row():
                     ui.double_quant = B.widget("model", "double_quant",
