@@ -233,9 +233,8 @@ def _context_warnings(cfg) -> list[str]:
     """E.g. a maximum length past the model's context (the model is on disk by now: its config says)."""
     from ..config_checks import context_warnings
     try:
-        from .. import model_sources as ms
-        from ..model_size import config_facts
-        facts = config_facts(ms.resolve_source(cfg.model.source, cfg.model.trust_remote_code))
+        from ..model_size import facts_for
+        facts = facts_for(cfg.model) or {}
     except Exception:  # a warning is optional; the run itself reports real problems
         return []
     return context_warnings(cfg, facts.get("context_length"))
