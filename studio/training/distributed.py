@@ -52,11 +52,6 @@ def gpu_count() -> int:
         return 0
 
 
-def gpu_names() -> list[str]:
-    import torch
-    return [torch.cuda.get_device_name(i) for i in range(gpu_count())]
-
-
 def gpus_summary() -> list[dict]:
     """Each GPU found: index, name, total and free memory (GB), for the Model and Settings tabs."""
     out = []
@@ -197,6 +192,7 @@ def estimate_for(cfg: StudioConfig, gpus: list[dict], facts: dict) -> dict:
 
 
 def global_batch(cfg: StudioConfig, gpus: int) -> int:
+    """Rows one optimizer step learns from: each GPU's micro-batch times accumulation, on every GPU."""
     t = cfg.training
     return t.batch_size * t.grad_accum * max(1, gpus)
 

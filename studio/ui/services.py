@@ -144,6 +144,12 @@ class Services:
         from studio.training.distributed import requested_gpus
         return requested_gpus(cfg, found)
 
+    @staticmethod
+    def global_batch(cfg: StudioConfig, gpus: int) -> int:
+        """Rows one optimizer step of ``cfg`` learns from on ``gpus`` GPUs."""
+        from studio.training.distributed import global_batch
+        return global_batch(cfg, gpus)
+
     # ---- presets ------------------------------------------------------------------------
     @staticmethod
     def presets() -> list[Any]:

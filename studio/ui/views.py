@@ -70,7 +70,7 @@ def global_batch(cfg: Any, gpus_found: int, lang: str) -> str:
     n = Services.requested_gpus(cfg, gpus_found)
     t_ = cfg.training
     return t("gpus.global_batch", lang, batch=t_.batch_size, accum=t_.grad_accum, gpus=n,
-             total=t_.batch_size * t_.grad_accum * n)
+             total=Services.global_batch(cfg, n))
 
 
 def model_summary(s: dict, lang: str) -> str:
