@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import yaml
 
 
-from .errors import ConfigError  # noqa: F401 - its home before the error family
+from .errors import ConfigError
 
 
 def _f(default: Any, help: str, choices: tuple | None = None, *, limits: tuple | None = None, zh: str = "",

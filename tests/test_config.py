@@ -2,7 +2,8 @@
 
 import pytest
 
-from studio.config import ConfigError, StudioConfig, field_choices, field_help, merge
+from studio.config import StudioConfig, field_choices, field_help, merge
+from studio.errors import ConfigError
 
 
 def test_yaml_round_trip_keeps_every_field():

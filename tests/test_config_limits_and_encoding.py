@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from studio.cli import main
-from studio.config import ConfigError, StudioConfig, merge
+from studio.config import StudioConfig, merge
+from studio.errors import ConfigError
 from studio.config_checks import context_warnings
 
 REPO = Path(__file__).resolve().parents[1]

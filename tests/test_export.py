@@ -73,7 +73,7 @@ def test_export_never_overwrites_and_checks_disk(run_dir, tmp_path, monkeypatch)
     import shutil
 
     from studio.export import files
-    from studio.export.files import ExportError
+    from studio.errors import ExportError
     from studio.export.merge import export_merged
 
     dest = tmp_path / "merged"

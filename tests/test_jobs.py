@@ -32,7 +32,8 @@ def start(manager, tmp_path, callbacks=(), **training):
 
 
 def test_two_simultaneous_starts_give_exactly_one_run(tmp_path, studio_home):
-    from studio.jobs import JobBusy, JobManager
+    from studio.jobs import JobManager
+    from studio.errors import JobBusy
 
     manager = JobManager()
     hold = Hold()
@@ -64,7 +65,7 @@ def test_two_simultaneous_starts_give_exactly_one_run(tmp_path, studio_home):
 
 
 def test_chat_is_refused_while_training_and_works_after(tmp_path, studio_home):
-    from studio.device import DeviceBusy
+    from studio.errors import DeviceBusy
     from studio.inference import ChatSession
     from studio.jobs import JobManager
 
@@ -95,7 +96,7 @@ def test_a_new_run_frees_the_model_the_last_one_kept(tmp_path, studio_home):
 
 
 def test_a_bad_setting_is_refused_before_anything_starts(tmp_path, studio_home):
-    from studio.config import ConfigError
+    from studio.errors import ConfigError
     from studio.jobs import JobManager
 
     cfg = make_cfg(write_data(tmp_path), learning_rate=5.0)

@@ -6,7 +6,8 @@ import dataclasses
 import gradio as gr
 import pytest
 
-from studio.config import SECTIONS, ConfigError, StudioConfig, field_help, merge
+from studio.config import SECTIONS, StudioConfig, field_help, merge
+from studio.errors import ConfigError
 from studio.ui import bindings as b
 from studio.ui.i18n import LANGS, Help, Labels, t
 from studio.ui.i18n_text import HELP_ZH, TEXT

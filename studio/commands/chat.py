@@ -40,7 +40,8 @@ def add_parser(sub):
 def _generation(args, run_dir):
     """The run's generation settings with the flags applied, checked as training checks them (a number
     that is not finite, a temperature below 0, no tokens to answer with: ConfigError naming the key)."""
-    from ..config import ConfigError, GenerationConfig, StudioConfig, merge
+    from ..config import GenerationConfig, StudioConfig, merge
+    from ..errors import ConfigError
     try:
         gen = StudioConfig.load(f"{run_dir}/config.yaml").generation
     except ConfigError:
@@ -127,7 +128,7 @@ def _quiet_libraries() -> None:
 
 
 def run(args) -> int:
-    from ..config import ConfigError
+    from ..errors import ConfigError
 
     from ..runs import find_run
     _quiet_libraries()
@@ -151,7 +152,8 @@ class _Leave(Exception):
 
 def _chat(args, signals: StopSignals) -> int:
     from ..device import DeviceLock
-    from ..inference import ChatError, ChatSession
+    from ..errors import ChatError
+    from ..inference import ChatSession
 
     from ..runs import find_run
 

@@ -118,7 +118,7 @@ def _length_from_epochs(cfg: StudioConfig, settings: dict) -> StudioConfig:
 
 def _resume_or_extend(args) -> tuple[StudioConfig, dict]:
     """The config and the job's extra arguments for --resume / --extend (ResumeError when refused)."""
-    from ..training.resume import ResumeError
+    from ..errors import ResumeError
     settings = _settings(args)
     if args.resume:
         if settings or args.epochs is not None:

@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import paths
-
-
-from ..errors import ExportError  # noqa: F401 - its home before the error family
+from ..errors import ExportError
 
 
 def exports_dir() -> Path:

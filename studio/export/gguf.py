@@ -22,7 +22,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .files import ExportError, check_free_space, side_path
+from .files import check_free_space, side_path
+from ..errors import ExportError
 
 LLAMA_FAMILY = {"llama", "mistral"}
 WRITTEN = ("f16", "q8_0", "f32")                 # written by the gguf package, no other dependency

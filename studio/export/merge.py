@@ -21,7 +21,8 @@ from typing import Any, Callable
 import torch
 
 from ..runs import RunFolder
-from .files import ExportError, check_free_space, side_path
+from .files import check_free_space, side_path
+from ..errors import ExportError
 
 DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 

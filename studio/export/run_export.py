@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .files import ExportError, destination
+from .files import destination
+from ..errors import ExportError
 
 KINDS = ("adapter", "merged", "gguf")
 

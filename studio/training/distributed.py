@@ -19,7 +19,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import ConfigError, StudioConfig
+from ..config import StudioConfig
+from ..errors import ConfigError
 
 # What a worker reads from its environment lives below the model loading that needs it too.
 from ..process_env import (STRATEGY_ENV, is_main, local_rank, model_placement, quantization_storage,  # noqa: F401

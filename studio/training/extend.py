@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import StudioConfig, merge
-from .resume import ResumeError
+from ..errors import ResumeError
 from ..runs import RunFolder
 
 

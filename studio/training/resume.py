@@ -47,7 +47,7 @@ IGNORED_SETTINGS = {"name", "training.output_dir", "training.logging_steps", "tr
 IGNORED_SECTIONS = {"generation"}
 
 
-from ..errors import ResumeError  # noqa: F401 - its home before the error family
+from ..errors import ResumeError
 
 
 # ---- what a run records ----------------------------------------------------------------------

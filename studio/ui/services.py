@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from studio import paths
-from studio.config import ConfigError, ModelConfig, StudioConfig
+from studio.config import ModelConfig, StudioConfig
 from studio.device import device_word
-from studio.errors import DataError, DeviceBusy, ExportError
+from studio.errors import ConfigError, DataError, DeviceBusy, ExportError
 
 
 def _release_memory() -> None:
