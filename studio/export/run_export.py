@@ -2,6 +2,9 @@
 
     export_run(run_dir, "adapter" | "merged" | "gguf", dtype="auto", output=None, progress=print) -> Path
     free_destination(run_dir, "adapter" | "merged" | "gguf", dtype="auto") -> Path   (the app's numbered names)
+
+``KINDS`` are what ``--to`` takes; ``choices()`` the same exports as the app and its API name them
+('merged', 'gguf-q4_k_m'...), read back by ``parse_choice``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,19 @@ from .files import destination
 from ..errors import ExportError
 
 KINDS = ("adapter", "merged", "gguf")
+
+
+def choices() -> tuple[str, ...]:
+    """The exports the Runs tab offers beside its adapter zip, in order: 'merged', then 'gguf-<type>' for
+    each GGUF type but f32 (twice the f16 file for the same answers; the CLI still writes it)."""
+    from .gguf import TYPES
+    return ("merged", *(f"gguf-{t}" for t in TYPES if t != "f32"))
+
+
+def parse_choice(choice: str) -> tuple[str, str]:
+    """An app choice (or a bare kind) as ``export_run``'s (to, dtype): 'gguf-q4_k_m' -> ('gguf', 'q4_k_m')."""
+    to, _, dtype = choice.partition("-")
+    return to, dtype or "auto"
 
 
 def export_run(run_dir: str | Path, to: str, dtype: str = "auto", output: str | Path | None = None,

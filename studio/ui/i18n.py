@@ -66,8 +66,8 @@ class Help:
 def _words(spec: Any, lang: str) -> Any:
     if isinstance(spec, Help):
         return spec.text(lang)
-    if isinstance(spec, list):   # choices: [(key, value), ...]
-        return [(t(k, lang), v) for k, v in spec]
+    if isinstance(spec, list):   # choices: [(key, value), ...]; a key with its placeholders: ((key, fmt), value)
+        return [(t(k[0], lang, **k[1]) if isinstance(k, tuple) else t(k, lang), v) for k, v in spec]
     return t(spec, lang)
 
 
@@ -83,7 +83,7 @@ class Labels:
 
     def make(self, cls: type, **kw: Any) -> Any:
         """Build ``cls`` with translatable attributes given as keys (``label="tab.model"``,
-        ``info=Help(...)``, ``choices=[(key, value)]``, ``text=KEY`` for the value of a Button or
+        ``info=Help(...)``, ``choices=[(key or (key, fmt), value)]``, ``text=KEY`` for the value of a Button or
         Markdown); other keywords pass through."""
         attrs = {a: kw.pop(a) for a in ("label", "info", "placeholder", "text", "choices")
                  if a in kw and _translatable(a, kw[a])}
@@ -112,7 +112,7 @@ class Labels:
                 if isinstance(s, str):
                     out.add(s)
                 elif isinstance(s, list):
-                    out.update(k for k, _ in s)
+                    out.update(k[0] if isinstance(k, tuple) else k for k, _ in s)
         return out
 
 

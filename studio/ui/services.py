@@ -375,11 +375,18 @@ class Services:
     def export_run(self, path: str, kind: str) -> Path:
         """'adapter' | 'merged' | 'gguf-<type>' (gguf-q4_k_m, gguf-q8_0, gguf-f16...) into <workspace>/exports
         (never over an earlier one); a GGUF gets its Modelfile beside it."""
-        from studio.export.run_export import export_run, free_destination
-        to, _, dtype = kind.partition("-")
-        dest = free_destination(path, to, dtype or "auto")
+        from studio.export.run_export import export_run, free_destination, parse_choice
+        to, dtype = parse_choice(kind)
+        dest = free_destination(path, to, dtype)
         self.release_chat()
-        return export_run(path, to, dtype or "auto", dest, progress=lambda m: None)
+        return export_run(path, to, dtype, dest, progress=lambda m: None)
+
+    @staticmethod
+    def export_choices() -> list[tuple[str, str, str]]:
+        """The Runs tab's exports: (choice as ``export_run`` takes it, kind, GGUF type as file names write it)."""
+        from studio.export.gguf import label
+        from studio.export.run_export import choices, parse_choice
+        return [(c, to, label(dtype) if to == "gguf" else "") for c in choices() for to, dtype in [parse_choice(c)]]
 
     def check_export(self, run_path: str, gguf_path: str | Path) -> Any:
         """The exported GGUF asked the run's evaluation questions in llama.cpp beside the trained model
