@@ -333,11 +333,6 @@ class _StopSignals(StopSignals):
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _thread_running(job) -> bool:
-    thread = getattr(job, "_thread", None)
-    return thread is not None and thread.is_alive()
-
-
 def _train(cfg, t0: float, manager, signals: _StopSignals, start_kwargs: dict | None = None) -> int:
     try:
         job = signals.start_blocked(manager, cfg, start_kwargs)
@@ -351,7 +346,7 @@ def _train(cfg, t0: float, manager, signals: _StopSignals, start_kwargs: dict | 
     announced = False
     # Until the training thread has ended: not only its state says so, also the model is freed and
     # state.json has its end time (an exit before that aborts inside torch).
-    while job.active or _thread_running(job):
+    while job.active or job.thread_alive:
         signo = signals.wait(0.25)
         if signo is not None:
             code = EXIT_CODES.get(signo, 130)
