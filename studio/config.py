@@ -20,16 +20,19 @@ import yaml
 from .errors import ConfigError
 
 
-def _f(default: Any, help: str, choices: tuple | None = None, *, limits: tuple | None = None, zh: str = "",
-       label: tuple[str, str] | None = None, **kw):
+def _f(default: Any, help: str, choices: tuple | None = None, *, limits: tuple | None = None, typical: str = "",
+       zh: str = "", label: tuple[str, str] | None = None, **kw):
     """A config field and what every interface shows of it: ``help`` (English), ``choices``, ``limits``
-    (low, high; None = open; validate() refuses values outside), and optionally its Chinese help ``zh``
-    and its ``label`` (English, Chinese). The app and ``studio train --help`` read them from here."""
+    (low, high; None = open; validate() refuses values outside, saying the ``typical`` values when given:
+    numbers, the same in every language), and optionally its Chinese help ``zh`` and its ``label``
+    (English, Chinese). The app and ``studio train --help`` read them from here."""
     meta: dict[str, Any] = {"help": help}
     if choices is not None:
         meta["choices"] = choices
     if limits is not None:
         meta["limits"] = limits
+    if typical:
+        meta["typical"] = typical
     if zh:
         meta["help_zh"] = zh
     if label:
@@ -80,12 +83,12 @@ class DataConfig:
     template: str = _f("auto", "How conversations are turned into text. 'auto' uses the model's own chat template "
                        "and falls back to chatml when it has none.", TEMPLATES)
     max_length: int = _f(512, "Longest training example in tokens. Longer rows are cut or dropped (data.overlong).",
-                         limits=(16, 1_048_576))
+                         limits=(16, 1_048_576), typical="512-2048")
     overlong: str = _f("truncate", "What to do with rows longer than the maximum length.", ("truncate", "drop"))
     train_on: str = _f("assistant", "Which tokens the model learns from: only the assistant's answers (recommended) "
                        "or the whole conversation.", ("assistant", "all"))
     validation: float = _f(0.05, "Rows held back to measure progress: a fraction below 1 (0.1 = 10%) or a count of rows "
-                           "(e.g. 20). 0 turns evaluation off.", limits=(0, None))
+                           "(e.g. 20). 0 turns evaluation off.", limits=(0, None), typical="0.1")
     max_rows: int = _f(0, "Use at most this many rows (0 = all). Handy for a quick trial.", limits=(0, 1_000_000_000))
     score_prompts: str = _f(
         "auto", "Questions asked after training to check what the model learned: each answer is scored by the facts "
@@ -100,11 +103,11 @@ class DataConfig:
 @dataclass
 class LoraConfig:
     r: int = _f(16, "LoRA rank: the size of the small trainable matrices. 8-64 is typical; higher learns more "
-                "but uses more memory.", limits=(1, 4096))
+                "but uses more memory.", limits=(1, 4096), typical="8-64")
     alpha: int = _f(32, "LoRA alpha: scales the adapter's effect (often 2 x r, or 16 in the QLoRA paper).",
-                    limits=(1, 65_536))
+                    limits=(1, 65_536), typical="2 x r")
     dropout: float = _f(0.05, "Dropout on the adapter during training, between 0 and 1. 0.05-0.1 helps against "
-                        "overfitting.", limits=(0, 0.99))
+                        "overfitting.", limits=(0, 0.99), typical="0.05-0.1")
     target_modules: Any = _f(ALL_LINEAR, "Which layers get adapters: 'all-linear' or a list of layer names "
                              "such as [q_proj, v_proj].")
     use_dora: bool = _f(False, "DoRA: a LoRA variant that often learns better at low rank; slower.")
@@ -125,7 +128,8 @@ class TrainingConfig:
                          "Effective batch = batch size x this.", limits=(1, 65_536))
     learning_rate: float = _f(2e-4, "How big each update is. 1e-4 to 3e-4 is typical for LoRA.", limits=(0, 1))
     scheduler: str = _f("cosine", "How the learning rate changes over the run.", SCHEDULERS)
-    warmup_ratio: float = _f(0.03, "Fraction of the run spent raising the learning rate from 0.", limits=(0, 0.99))
+    warmup_ratio: float = _f(0.03, "Fraction of the run spent raising the learning rate from 0.", limits=(0, 0.99),
+                             typical="0.03")
     weight_decay: float = _f(0.0, "Weight decay (a mild brake on large weights).", limits=(0, None))
     optimizer: str = _f("adamw_torch", "Optimizer. 'paged_adamw_8bit' saves memory on NVIDIA GPUs (QLoRA paper).", OPTIMIZERS)
     max_grad_norm: float = _f(1.0, "Clip gradients to this norm (0.3 in the QLoRA paper).", limits=(0, None))
@@ -188,6 +192,9 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "lora": LoraConfig,
 LIMITS: dict[str, tuple[float | None, float | None]] = {
     f"{s}.{f.name}": f.metadata["limits"] for s, c in SECTIONS.items() for f in dataclasses.fields(c)
     if "limits" in f.metadata}
+# What a refusal of a value outside them suggests instead (each field's ``typical``).
+TYPICAL: dict[str, str] = {f"{s}.{f.name}": f.metadata["typical"] for s, c in SECTIONS.items()
+                           for f in dataclasses.fields(c) if "typical" in f.metadata}
 
 
 @dataclass

@@ -181,8 +181,8 @@ def test_the_chinese_app_shows_a_bad_data_file_in_chinese(app, tmp_path):
 
 def test_the_chinese_app_labels_the_settings_an_error_names(app):
     from studio.ui.common import user_message
-    e = ConfigError("lora.r is {value}; r must be a positive whole number (8, 16, 32 or 64 are typical).",
-                    code="config.lora_r", value=0)
+    e = ConfigError("{key} is {value}; it must be between {low} and {high} ({typical} is typical).",
+                    code="config.out_of_range_typical", key="lora.r", value="0", low="1", high="4,096", typical="8-64")
     assert user_message(e, "zh").startswith("LoRA 秩 r (lora.r) 为 0")
     assert user_message(e, "en").startswith("LoRA rank r (lora.r) is 0")
 

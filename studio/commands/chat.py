@@ -41,6 +41,7 @@ def _generation(args, run_dir):
     """The run's generation settings with the flags applied, checked as training checks them (a number
     that is not finite, a temperature below 0, no tokens to answer with: ConfigError naming the key)."""
     from ..config import GenerationConfig, StudioConfig, merge
+    from ..config_checks import check_generation
     from ..errors import ConfigError
     try:
         gen = StudioConfig.load(f"{run_dir}/config.yaml").generation
@@ -48,11 +49,7 @@ def _generation(args, run_dir):
         gen = GenerationConfig()
     given = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
     gen = merge(StudioConfig(generation=gen), {"generation": {k: v for k, v in given.items() if v is not None}}).generation
-    if gen.max_new_tokens < 1:
-        raise ConfigError("generation.max_new_tokens must be a positive whole number.", code="config.max_new_tokens")
-    if gen.temperature < 0:
-        raise ConfigError("generation.temperature must be 0 or more, generation.top_p between 0 and 1, "
-                          "generation.repetition_penalty above 0.", code="config.generation")
+    check_generation(gen)
     return gen
 
 
