@@ -114,14 +114,11 @@ def choose_strategy(cfg: StudioConfig, gpus: int, facts: dict | None, card_gb: f
 
 
 def check_strategy(cfg: StudioConfig, strategy: str, on_gpu: bool) -> None:
-    if strategy != "fsdp":
-        return
-    if not on_gpu:
+    """What this machine decides about a strategy. FSDP with 8-bit weights is refused by the settings
+    themselves (config_checks.validate, before any plan) and never chosen by 'auto'."""
+    if strategy == "fsdp" and not on_gpu:
         raise ConfigError("FSDP (training.strategy) splits the model across NVIDIA GPUs; none was found.",
                           code="config.fsdp_no_gpu")
-    if cfg.model.quantization == "8bit":
-        raise ConfigError("FSDP cannot split 8-bit weights across GPUs (training.strategy fsdp with model.quantization "
-                          "8bit).", code="config.fsdp_8bit")
 
 
 def with_strategy(cfg: StudioConfig, p: Plan) -> StudioConfig:
@@ -179,7 +176,7 @@ def estimate_for(cfg: StudioConfig, gpus: list[dict], facts: dict) -> dict:
     try:
         strategy = plan(dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, gpus=n)),
                         found, facts, card).strategy
-    except ConfigError:    # a strategy the run refuses (validation says why): estimated as it was asked for
+    except ConfigError:    # what Start would refuse (it says why): the estimate is of the settings as asked
         strategy = cfg.training.strategy
     est = estimate_per_gpu(cfg, facts, None, n, strategy)
     on_gpu = est["total_gb"] if est.get("device") == "cuda" else estimate_per_gpu(
