@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     home = set_workspace(args.workspace)
     max_upload = upload_limit(args.max_file_size)
 
-    from studio.config import ConfigError
+    from studio.errors import ConfigError
     try:
         cfg, preset = initial_config(args)
     except ConfigError as e:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable
 
-from .config import LIMITS, SECTIONS, LoraConfig, StudioConfig
+from .config import LIMITS, SECTIONS, TYPICAL, GenerationConfig, LoraConfig, StudioConfig
 from .errors import ConfigError
 
 
@@ -19,15 +19,42 @@ def _choice(where: str, value: str, choices: tuple) -> None:
 
 
 def _check_limits(cfg: StudioConfig) -> None:
-    for key, (low, high) in LIMITS.items():
+    for key in LIMITS:
         section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if high is None and low is not None and value < low:
-            raise ConfigError("{key} is {value}; it must be at least {low}.", code="config.at_least", key=key,
-                              value=_fmt(value), low=_fmt(low))
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise ConfigError("{key} is {value}; it must be between {low} and {high}.", code="config.out_of_range", key=key,
-                              value=_fmt(value), low=_fmt(low), high=_fmt(high))
+        _check_range(key, getattr(getattr(cfg, section), name))
+
+
+def _check_range(key: str, value: float) -> None:
+    """``value`` of the setting ``key`` within its ``LIMITS`` (the one statement of every range), or a
+    ConfigError saying the range and, when the field has them, its typical values."""
+    low, high = LIMITS[key]
+    if not ((low is not None and value < low) or (high is not None and value > high)):
+        return
+    typical = TYPICAL.get(key)
+    if high is None and typical:
+        raise ConfigError("{key} is {value}; it must be at least {low} ({typical} is typical).",
+                          code="config.at_least_typical", key=key, value=_fmt(value), low=_fmt(low), typical=typical)
+    if high is None:
+        raise ConfigError("{key} is {value}; it must be at least {low}.", code="config.at_least", key=key,
+                          value=_fmt(value), low=_fmt(low))
+    if typical:
+        raise ConfigError("{key} is {value}; it must be between {low} and {high} ({typical} is typical).",
+                          code="config.out_of_range_typical", key=key, value=_fmt(value), low=_fmt(low),
+                          high=_fmt(high), typical=typical)
+    raise ConfigError("{key} is {value}; it must be between {low} and {high}.", code="config.out_of_range", key=key,
+                      value=_fmt(value), low=_fmt(low), high=_fmt(high))
+
+
+def check_generation(g: GenerationConfig) -> None:
+    """The generation settings a run answers with (training's config, and `studio chat`'s flags): their
+    ``LIMITS``, and the open bounds those cannot state (top_p and repetition_penalty above 0)."""
+    for key in LIMITS:
+        section, name = key.split(".")
+        if section == "generation":
+            _check_range(key, getattr(g, name))
+    if not g.top_p > 0 or not g.repetition_penalty > 0:
+        raise ConfigError("generation.temperature must be 0 or more, generation.top_p between 0 and 1, "
+                          "generation.repetition_penalty above 0.", code="config.generation")
 
 
 def _fmt(x: float) -> str:
@@ -82,54 +109,23 @@ def validate(cfg: StudioConfig, linear_modules: Iterable[str] | None = None) -> 
     if d.format == "mapping" and not (d.prompt_column and d.answer_column):
         raise ConfigError("With data.format 'mapping', say which column holds the prompt (data.prompt_column) and which "
                           "holds the answer (data.answer_column).", code="config.mapping_columns")
-    if d.max_length < 16:
-        raise ConfigError("data.max_length is {value}; it must be at least 16 tokens (512-2048 is typical).",
-                          code="config.max_length_small", value=d.max_length)
     _check_encoding(d.encoding)
-    if d.validation < 0 or (d.validation >= 1 and not float(d.validation).is_integer()):
+    # LIMITS' (0, 1) includes its ends, and a learning rate of 0 or 1 is no plan: said first, with the usual values.
+    if not 0 < t.learning_rate < 1:
+        raise ConfigError("training.learning_rate is {value}, out of range; LoRA usually uses a learning rate of 1e-4 to 3e-4.",
+                          code="config.learning_rate", value=t.learning_rate)
+    # Every range is LIMITS' (each field's limits and typical values); what follows are the rules a range cannot state.
+    _check_limits(cfg)
+    if d.validation >= 1 and not float(d.validation).is_integer():
         raise ConfigError("data.validation must be a fraction between 0 and 1 (e.g. 0.1) or a whole number of rows "
                           "(e.g. 20).", code="config.validation")
-    if d.max_rows < 0:
-        raise ConfigError("data.max_rows must be 0 (all rows) or a positive whole number.", code="config.max_rows")
-    if l.r < 1:
-        raise ConfigError("lora.r is {value}; r must be a positive whole number (8, 16, 32 or 64 are typical).",
-                          code="config.lora_r", value=l.r)
-    if l.alpha < 1:
-        raise ConfigError("lora.alpha is {value}; it must be a positive whole number (often 2 x r).",
-                          code="config.lora_alpha", value=l.alpha)
-    if not 0 <= l.dropout < 1:
-        raise ConfigError("lora.dropout is {value}; it must be at least 0 and below 1 (0.05 is typical).",
-                          code="config.lora_dropout", value=l.dropout)
     if isinstance(l.target_modules, list):
         if not l.target_modules:
             raise ConfigError("lora.target_modules is empty: pick at least one target module, or 'all-linear'.",
                               code="config.no_modules")
         if linear_modules is not None:
             check_target_modules(l, linear_modules)
-    if t.max_steps < 0:
-        raise ConfigError("training.max_steps must be 0 (use epochs) or a positive whole number.", code="config.max_steps")
-    if t.max_steps == 0 and t.epochs < 0:
-        raise ConfigError("Set either training.epochs above 0 or training.max_steps.", code="config.no_length")
-    for name in ("batch_size", "grad_accum", "logging_steps"):
-        if getattr(t, name) < 1:
-            raise ConfigError("{key} must be a positive whole number.", code="config.positive", key=f"training.{name}")
-    for name in ("eval_steps", "save_steps"):
-        if getattr(t, name) < 0:
-            raise ConfigError("{key} must be 0 or a positive whole number.", code="config.zero_or_positive",
-                              key=f"training.{name}")
-    if not 0 < t.learning_rate < 1:
-        raise ConfigError("training.learning_rate is {value}, out of range; LoRA usually uses a learning rate of 1e-4 to 3e-4.",
-                          code="config.learning_rate", value=t.learning_rate)
-    if not 0 <= t.warmup_ratio < 1:
-        raise ConfigError("training.warmup_ratio must be between 0 and 1 (e.g. 0.03).", code="config.warmup")
-    if t.weight_decay < 0 or t.max_grad_norm < 0:
-        raise ConfigError("training.weight_decay and training.max_grad_norm must not be negative.", code="config.negative")
     if t.strategy == "fsdp" and m.quantization == "8bit":
         raise ConfigError("FSDP cannot split 8-bit weights across GPUs (training.strategy fsdp with model.quantization "
                           "8bit).", code="config.fsdp_8bit")
-    if g.max_new_tokens < 1:
-        raise ConfigError("generation.max_new_tokens must be a positive whole number.", code="config.max_new_tokens")
-    if g.temperature < 0 or not 0 < g.top_p <= 1 or g.repetition_penalty <= 0:
-        raise ConfigError("generation.temperature must be 0 or more, generation.top_p between 0 and 1, "
-                          "generation.repetition_penalty above 0.", code="config.generation")
-    _check_limits(cfg)
+    check_generation(g)

@@ -29,7 +29,7 @@ from . import paths
 LOCK_NAME = "device.lock"
 
 
-from .errors import DeviceBusy  # noqa: F401 - its home before the error family
+from .errors import DeviceBusy
 
 
 def device_word() -> str:

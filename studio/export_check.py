@@ -148,7 +148,8 @@ class GGUFAnswerer:
 def asking_settings(run_dir: Path, gguf_path: Path) -> tuple[str, list[str], Any]:
     """(system prompt, stop texts, greedy GenerationConfig): the Modelfile's, beside the file, where there
     is one (what Ollama will be told), else the run's own."""
-    from .config import ConfigError, GenerationConfig
+    from .config import GenerationConfig
+    from .errors import ConfigError
     from .data.system_prompt import for_run
     from .export.modelfile import modelfile_path, read_modelfile
     from .runs import RunFolder

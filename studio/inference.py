@@ -26,12 +26,12 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .config import ConfigError, GenerationConfig
+from .config import GenerationConfig
 from .device import DeviceLock
 
 # End-of-turn markers of common chat templates; generation stops at whichever the template uses.
 from .data.template_features import END_MARKERS as _END_MARKERS
-from .errors import ChatError, StudioError  # noqa: F401 - ChatError's home before the error family
+from .errors import ChatError, ConfigError, StudioError
 from .weights_check import check_adapter  # evaluation checks every run's adapter through here
 
 

@@ -24,8 +24,9 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
-from .config import ConfigError, StudioConfig
-from .device import DeviceBusy, DeviceLock, RunDeviceLock, describe_holder, device_word
+from .config import StudioConfig
+from .device import DeviceLock, RunDeviceLock, describe_holder, device_word
+from .errors import ConfigError, DeviceBusy, JobBusy
 from .training.distributed import plan_for_start, with_strategy
 from .training.job import ACTIVE_STATES, TrainingJob
 from .runs import RunFolder, list_run_folders, slug
@@ -34,7 +35,6 @@ from .training.launcher import SubprocessJob
 __all__ = ["JobBusy", "DeviceBusy", "JobManager", "get_manager", "workspace_output_dir"]
 
 
-from .errors import JobBusy  # noqa: F401 - its home before the error family
 
 
 def _score_after_training(job, log):

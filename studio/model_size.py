@@ -1,6 +1,7 @@
 """A model's size from its ``config.json`` alone: the model is built on PyTorch's ``meta`` device
 (shapes, no memory, no weights), so the count is exact for every architecture transformers knows,
-before anything is downloaded. ``config_facts`` is what the memory estimate reads.
+before anything is downloaded. ``config_facts`` is what the memory estimate reads; ``facts_for`` finds the
+config.json a model setting names (the one way the app, the CLI, training and export ask).
 """
 
 from __future__ import annotations
@@ -101,3 +102,22 @@ def config_facts(folder: Path | dict) -> dict:
             "context_length": pick("max_position_embeddings", "n_positions"),
             "tied_embeddings": tied, "linear_modules": (size or {}).get("linear_modules", []),
             "lora_in_out": (size or {}).get("lora_in_out", {})}
+
+
+def facts_for(model_cfg: Any) -> dict | None:
+    """``config_facts`` of the model ``model_cfg`` (a ``ModelConfig``) names, without converting the built-in
+    model or downloading weights for it: the built-in model not yet converted is read from its GGUF header, a
+    Hub model not on this computer from its config.json alone (a few KB, cached), a folder even while its
+    weights are still downloading. None when the sizes cannot be known that way (offline, no answer in time,
+    an unreadable header); a source that cannot be used at all raises what ``resolve_source`` says."""
+    from . import model_sources as ms
+    source = model_cfg.source
+    if source == "default" and not ms.is_converted(ms.default_model_dir()):
+        config = ms.builtin_config()
+        return config_facts(config) if config else None
+    if ms.looks_like_hub_id(source) and not Path(source).exists():
+        config = ms.hub_config(source)
+        return config_facts(config) if config else None
+    local = Path(source).expanduser()
+    folder = local if (local / "config.json").is_file() else ms.resolve_source(source, model_cfg.trust_remote_code)
+    return config_facts(folder)

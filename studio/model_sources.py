@@ -43,7 +43,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
 _convert_lock = threading.Lock()     # the UI and a job may ask for the default model at the same time
 
 
-from .errors import ModelError  # noqa: F401 - its home before the error family
+from .errors import ModelError
 
 
 # ---- the built-in default model -----------------------------------------------------------

@@ -17,11 +17,11 @@ from typing import Any, Iterator
 
 import torch
 
-from .config import ALL_LINEAR, ConfigError, DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig
+from .config import ALL_LINEAR, DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig
 from .config_checks import check_target_modules
+from .errors import ConfigError, ModelError
 from .model_size import config_facts  # noqa: F401
-from .model_sources import (ModelError, default_gguf, default_model_dir, remote_code_error,  # noqa: F401
-                            resolve_source)
+from .model_sources import default_gguf, default_model_dir, remote_code_error, resolve_source  # noqa: F401
 
 # peft asks every model it wraps for ``is_gradient_checkpointing``, which transformers 5 deprecates with a
 # FutureWarning: `studio eval` and `studio export` printed it to people who can do nothing about it.

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from .config import ConfigError, StudioConfig, merge
+from .config import StudioConfig, merge
+from .errors import ConfigError
 from . import paths
 from .config_yaml import parse
 from .paths import PRESETS_DIR

@@ -4,7 +4,8 @@ numbers refused by setting name, rejected uploads deleted (the kept copy and Gra
 import gradio as gr
 import pytest
 
-from studio.config import ConfigError, StudioConfig
+from studio.config import StudioConfig
+from studio.errors import ConfigError
 from studio.jobs import workspace_output_dir
 from studio.ui.app import AppOptions, build_app
 from studio.ui.services import Services

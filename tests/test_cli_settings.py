@@ -32,7 +32,7 @@ def test_options_and_the_old_short_flags_set_the_same_fields():
     (["lora.rr=3"], "Unknown setting 'lora.rr'"),
     (["lora.r=many"], "lora.r must be a whole number"),
     (["lora.r"], "write KEY=VALUE"),
-    (["lora.r=0"], "r must be a positive whole number"),           # validated once, when the run starts
+    (["lora.r=0"], "lora.r is 0; it must be between 1 and 4,096"),  # validated once, when the run starts
 ])
 def test_bad_settings_are_refused_with_exit_code_2(studio_home, capsys, argv, words):
     assert main(["train", *argv]) == 2

@@ -2,7 +2,8 @@
 
 import pytest
 
-from studio.config import ConfigError, StudioConfig, field_choices, field_help, merge
+from studio.config import StudioConfig, field_choices, field_help, merge
+from studio.errors import ConfigError
 
 
 def test_yaml_round_trip_keeps_every_field():
@@ -34,7 +35,7 @@ def test_values_from_widgets_are_coerced():
 
 
 @pytest.mark.parametrize("overrides, words", [
-    ({"lora": {"r": 0}}, "r must be a positive whole number"),
+    ({"lora": {"r": 0}}, "lora.r is 0; it must be between 1 and 4,096 (8-64 is typical)"),
     ({"lora": {"r": "many"}}, "lora.r must be a whole number"),
     ({"lora": {"dropout": 1.5}}, "dropout"),
     ({"model": {"quantization": "3bit"}}, "Choose one of: none, 8bit"),

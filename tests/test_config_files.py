@@ -25,7 +25,8 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_a_bad_config_file_is_refused_by_name(name, tmp_path, studio_home, capsys):
-    from studio.config import ConfigError, StudioConfig
+    from studio.config import StudioConfig
+    from studio.errors import ConfigError
 
     code, words = CASES[name]
     path = CONFIGS / name
@@ -40,7 +41,8 @@ def test_a_bad_config_file_is_refused_by_name(name, tmp_path, studio_home, capsy
 
 
 def test_the_lines_of_both_keys_are_named_and_chinese_is_there():
-    from studio.config import ConfigError, StudioConfig
+    from studio.config import StudioConfig
+    from studio.errors import ConfigError
 
     with pytest.raises(ConfigError) as e:
         StudioConfig.load(CONFIGS / "duplicate-section.yaml")

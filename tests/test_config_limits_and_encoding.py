@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from studio.cli import main
-from studio.config import ConfigError, StudioConfig, merge
+from studio.config import StudioConfig, merge
+from studio.errors import ConfigError
 from studio.config_checks import context_warnings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,9 +48,13 @@ def test_launch_with_a_non_utf8_config_says_so(tmp_path):
     ({"training": {"seed": -1}}, "training.seed is -1"),
     ({"lora": {"r": 100_000}}, "lora.r is 100,000"),
     ({"data": {"encoding": "klingon-8"}}, "data.encoding 'klingon-8' is not a text encoding"),
+    # below a field's range as well as above it, with the field's typical values (LIMITS and ``typical``)
+    ({"lora": {"dropout": 1.5}}, "lora.dropout is 1.5; it must be between 0 and 0.99 (0.05-0.1 is typical)"),
+    ({"data": {"validation": -1}}, "data.validation is -1; it must be at least 0 (0.1 is typical)"),
+    ({"training": {"batch_size": 0}}, "training.batch_size is 0; it must be between 1 and 65,536"),
 ])
 def test_values_past_their_bounds_are_refused_by_name(overrides, words):
-    with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace("+", r"\+")):
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")):
         merge(StudioConfig(), overrides).validate()
     merge(StudioConfig(), {"training": {"max_steps": 1_000_000}, "data": {"max_length": 8192}}).validate()
 

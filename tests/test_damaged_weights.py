@@ -45,7 +45,7 @@ def test_training_on_a_damaged_model_says_which_file(tmp_path, studio_home, dama
 
 def test_the_model_tab_check_says_which_file(damaged_model):
     from studio.config import ModelConfig
-    from studio.models import ModelError
+    from studio.errors import ModelError
     from studio.ui.services import Services
 
     with pytest.raises(ModelError, match="damaged or incomplete: .*model.safetensors"):

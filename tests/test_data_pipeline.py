@@ -13,7 +13,7 @@ from studio.config import DataConfig
 from studio.data.pipeline import inspect, prepare, validation_count
 from studio.data.render import IGNORE
 from studio.data.stats import token_stats
-from studio.data.types import DataError
+from studio.errors import DataError
 
 FIX = Path(__file__).parent / "fixtures" / "data"
 REPO = Path(__file__).resolve().parent.parent

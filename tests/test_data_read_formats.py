@@ -8,7 +8,7 @@ import pytest
 
 from studio.data.formats import detect_format, normalise, suggest_mapping
 from studio.data.read import read_records, read_source
-from studio.data.types import DataError
+from studio.errors import DataError
 
 FIX = Path(__file__).parent / "fixtures" / "data"
 

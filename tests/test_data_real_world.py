@@ -13,7 +13,7 @@ from studio.config import DataConfig
 from studio.data.pipeline import inspect, prepare
 from studio.data.read import read_source
 from studio.data.render import IGNORE
-from studio.data.types import DataError
+from studio.errors import DataError
 
 # A chatml template that renders tools the way Qwen2.5's does (definitions in the system turn, calls in
 # <tool_call> tags, results as a tool turn); the tiny tokenizer's own CHATML has no tool support.

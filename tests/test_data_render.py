@@ -6,7 +6,8 @@ import pytest
 from tiny import tiny_tokenizer
 
 from studio.data.render import (IGNORE, FALLBACKS, RenderError, encode, format_prompt, render, resolve_template)
-from studio.data.types import Conversation, DataError
+from studio.data.types import Conversation
+from studio.errors import DataError
 
 SYSTEM = "You are a helpful assistant."
 CONV = [

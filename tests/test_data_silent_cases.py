@@ -9,7 +9,7 @@ import pytest
 
 from studio.config import DataConfig
 from studio.data.pipeline import inspect, prepare
-from studio.data.types import DataError
+from studio.errors import DataError
 from tiny import tiny_tokenizer
 
 DATA = Path(__file__).parent / "fixtures" / "data"

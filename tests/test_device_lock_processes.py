@@ -37,8 +37,8 @@ def other_process(studio_home):
 
 def test_start_chat_and_cli_are_refused_while_another_process_trains(tmp_path, studio_home, other_process, capsys):
     from studio.cli import main
-    from studio.device import DeviceBusy
-    from studio.jobs import JobBusy, JobManager
+    from studio.jobs import JobManager
+    from studio.errors import DeviceBusy, JobBusy
 
     manager = JobManager()
     tok = tiny_tokenizer()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from studio.config import ConfigError, StudioConfig
+from studio.config import StudioConfig
+from studio.errors import ConfigError
 
 
 def cfg(**training) -> StudioConfig:

@@ -98,18 +98,21 @@ def test_no_error_is_matched_by_its_class_name():
     assert not found
 
 
-def test_old_import_paths_still_work():
-    from studio.config import ConfigError as A
-    from studio.data.types import DataError as B
-    from studio.device import DeviceBusy as C
-    from studio.evaluation import EvalError as D
-    from studio.export.files import ExportError as E
-    from studio.inference import ChatError as F
-    from studio.jobs import JobBusy as G
-    from studio.models import ModelError as H
-    from studio.training.resume import ResumeError as I
-    assert all(issubclass(c, StudioError) for c in (A, B, C, D, E, F, G, H, I))
-    assert issubclass(A, ValueError) and issubclass(B, ValueError)     # callers that caught ValueError still do
+def test_errors_are_imported_from_studio_errors_only():
+    """One home for each error class: it is imported from studio/errors.py, never through another module that
+    imports it too (nine did, "as before the error family")."""
+    names = {n for n, obj in vars(errors).items() if isinstance(obj, type) and issubclass(obj, StudioError)}
+    root = STUDIO.parent
+    files = [*STUDIO.rglob("*.py"), *(root / "tests").rglob("*.py"), *(root / "benchmarks").rglob("*.py"),
+             *(root / "scripts").rglob("*.py"), root / "launch.py"]
+    found = []
+    for path in sorted(p for p in files if p.is_file() and "__pycache__" not in p.parts):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").rpartition(".")[2] != "errors":
+                found += [f"{path.relative_to(root)}:{node.lineno} imports {a.name} from {node.module}"
+                          for a in node.names if a.name in names]
+    assert not found, "\n".join(found)
+    assert issubclass(ConfigError, ValueError) and issubclass(DataError, ValueError)   # callers that caught ValueError still do
 
 
 def test_render_in_both_languages_and_the_english_fallback():
@@ -178,8 +181,8 @@ def test_the_chinese_app_shows_a_bad_data_file_in_chinese(app, tmp_path):
 
 def test_the_chinese_app_labels_the_settings_an_error_names(app):
     from studio.ui.common import user_message
-    e = ConfigError("lora.r is {value}; r must be a positive whole number (8, 16, 32 or 64 are typical).",
-                    code="config.lora_r", value=0)
+    e = ConfigError("{key} is {value}; it must be between {low} and {high} ({typical} is typical).",
+                    code="config.out_of_range_typical", key="lora.r", value="0", low="1", high="4,096", typical="8-64")
     assert user_message(e, "zh").startswith("LoRA 秩 r (lora.r) 为 0")
     assert user_message(e, "en").startswith("LoRA rank r (lora.r) is 0")
 

@@ -53,7 +53,8 @@ def test_evaluation_table_for_two_runs(two_runs, tmp_path, capsys):
 
 
 def test_bad_prompt_files_are_named(tmp_path):
-    from studio.evaluation import EvalError, load_prompts
+    from studio.evaluation import load_prompts
+    from studio.errors import EvalError
 
     assert load_prompts(None)[0]["prompt"].startswith("How much would an Aurora Pro")
     bad = tmp_path / "bad.jsonl"

@@ -73,7 +73,7 @@ def test_export_never_overwrites_and_checks_disk(run_dir, tmp_path, monkeypatch)
     import shutil
 
     from studio.export import files
-    from studio.export.files import ExportError
+    from studio.errors import ExportError
     from studio.export.merge import export_merged
 
     dest = tmp_path / "merged"
@@ -199,3 +199,24 @@ def test_push_without_a_token_or_offline_says_so_plainly(run_dir, monkeypatch, c
     assert "offline" in capsys.readouterr().err
     assert main(["export", str(run_dir), "--to", "gguf", "--push", "me/x", "--token", "hf_x"]) == 2
     assert "Only the adapter or the merged model" in capsys.readouterr().err
+
+
+def test_one_table_of_exports_for_the_cli_the_app_and_its_api():
+    """`studio export --to`, the Runs tab's choices and what Services.export_run reads back come from
+    run_export's one table (the tab's labels through the language table, the GGUF types as llama.cpp names them)."""
+    import argparse
+
+    from studio.commands.export import add_parser
+    from studio.export.gguf import TYPES
+    from studio.export.run_export import KINDS, choices, parse_choice
+    from studio.ui.i18n import _words
+    from studio.ui.tab_runs import export_choices
+
+    to = next(a for a in add_parser(argparse.ArgumentParser().add_subparsers())._actions if a.dest == "to")
+    assert tuple(to.choices) == KINDS
+    assert [v for _, v in export_choices()] == list(choices())
+    assert {parse_choice(c) for c in choices()} == {("merged", "auto")} | {("gguf", t) for t in TYPES if t != "f32"}
+    assert parse_choice("adapter") == ("adapter", "auto")
+    en, zh = _words(export_choices(), "en"), _words(export_choices(), "zh")
+    assert ("GGUF F16", "gguf-f16") in en and ("GGUF Q4_K_M", "gguf-q4_k_m") in zh
+    assert en[0] == ("merged model (transformers)", "merged") and zh[0][0] == "合并后的模型（transformers）"

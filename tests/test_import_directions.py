@@ -3,6 +3,9 @@
 Every ``import``/``from ... import`` anywhere in a module counts (the engine imports heavy libraries
 inside functions, so an import in a function body crosses a layer just as much as one at the top).
 ``ALLOWED`` is the table docs/ARCHITECTURE.md draws; a new module or package needs a row here.
+Inside the app one more rule holds (``UI_DOOR``): ``studio/ui/services.py`` is the app's one window onto
+the engine; the tabs, views, bindings and the rest of ``studio/ui`` import only the app's own modules and
+the foundation they share with the engine (``UI_FOUNDATION``).
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ ALLOWED: dict[str, set[str]] = {
     # the model files: sizes, sources and loading know each other, and nothing above them
     **{m: FOUNDATION | MODELS for m in MODELS},
     "studio.fit": FOUNDATION | MODELS,
-    # (training reads the device lock's holder: is a run still owned by a live process? see resume.live_owner)
-    "studio.training": FOUNDATION | MODELS | {"studio.data", "studio.runs", "studio.device", "studio.out_of_memory"},
+    # (training reads the device lock's holder: is a run still owned by a live process? see resume.live_owner;
+    # the estimate of a run on several GPUs says what 'Fit to my GPU' would change: distributed.estimate_for)
+    "studio.training": FOUNDATION | MODELS | {"studio.data", "studio.runs", "studio.device", "studio.out_of_memory",
+                                              "studio.fit"},
     "studio.inference": FOUNDATION | MODELS | {"studio.data", "studio.runs", "studio.device", "studio.out_of_memory"},
     # (export reads the run's recorded system prompt and its template's end markers for the Modelfile)
     "studio.export": FOUNDATION | MODELS | {"studio.runs", "studio.data"},
@@ -56,6 +61,10 @@ ENGINE = set(ALLOWED)
 ALLOWED["studio.commands"] = ENGINE - {"studio"}
 ALLOWED["studio.cli"] = {"studio.commands", "studio.paths", "studio.errors"}   # (commands load with importlib)
 ALLOWED["studio.ui"] = ENGINE                     # the UI uses the engine; nothing below imports the UI
+
+# The app's sub-table: every module of studio/ui but the door itself.
+UI_DOOR = "studio.ui.services"
+UI_FOUNDATION = {"studio.config", "studio.errors", "studio.paths"}   # settings, errors, where files are
 
 PACKAGES = {"studio.data", "studio.training", "studio.export", "studio.commands", "studio.ui", "studio.runs"}
 
@@ -108,6 +117,8 @@ def violations(module: str, package: str, source: str) -> list[str]:
         other = unit(target)
         if other != mine and other not in allowed:
             bad.append(f"{module} imports {target}")
+        elif mine == "studio.ui" and module != UI_DOOR and other != mine and other not in UI_FOUNDATION:
+            bad.append(f"{module} imports {target} (the app reaches the engine through {UI_DOOR})")
     return bad
 
 
@@ -137,6 +148,15 @@ def test_the_table_names_every_unit_that_exists():
     ("studio.data.read", "studio.data", "from .. import models", "studio.data.read imports studio.models"),
     ("studio.jobs", "studio", "from studio.ui import app", "studio.jobs imports studio.ui"),
     ("studio.runs.folder", "studio.runs", "from studio import jobs", "studio.runs.folder imports studio.jobs"),
+    # the app's sub-table: a tab, the views or the bindings reaching past the services
+    ("studio.ui.tab_settings", "studio.ui", "def f():\n    from studio.fit import fit_to_gpu",
+     "studio.ui.tab_settings imports studio.fit (the app reaches the engine through studio.ui.services)"),
+    ("studio.ui.views", "studio.ui", "from ..training.distributed import requested_gpus",
+     "studio.ui.views imports studio.training.distributed (the app reaches the engine through studio.ui.services)"),
+    ("studio.ui.bindings", "studio.ui", "from studio.data.read import EXTENSIONS",
+     "studio.ui.bindings imports studio.data.read (the app reaches the engine through studio.ui.services)"),
+    ("studio.ui.app", "studio.ui", "from studio import presets",
+     "studio.ui.app imports studio.presets (the app reaches the engine through studio.ui.services)"),
 ])
 def test_a_wrong_direction_is_caught(module, package, source, expected):
     assert violations(module, package, source) == [expected]
@@ -146,3 +166,6 @@ def test_the_right_directions_pass():
     assert violations("studio.training.job", "studio.training", "from ..runs import RunFolder\n"
                       "from .callbacks import Progress\nfrom ..data.pipeline import prepare") == []
     assert violations("studio.ui.services", "studio.ui", "from studio.jobs import get_manager") == []
+    assert violations("studio.ui.views", "studio.ui", "from .services import Services\nfrom . import plots\n"
+                      "from studio.config import merge\nfrom ..errors import StudioError\n"
+                      "from studio import paths") == []

@@ -121,7 +121,8 @@ def test_leaving_a_stream_early_frees_the_device(trained_run):
 
 def test_a_run_without_adapter_gives_a_plain_message(tmp_path):
     from studio.device import DeviceLock
-    from studio.inference import ChatError, ChatSession
+    from studio.inference import ChatSession
+    from studio.errors import ChatError
 
     with pytest.raises(ChatError, match="no run folder"):
         ChatSession.from_run(tmp_path / "nowhere", device_lock=DeviceLock())

@@ -32,7 +32,8 @@ def start(manager, tmp_path, callbacks=(), **training):
 
 
 def test_two_simultaneous_starts_give_exactly_one_run(tmp_path, studio_home):
-    from studio.jobs import JobBusy, JobManager
+    from studio.jobs import JobManager
+    from studio.errors import JobBusy
 
     manager = JobManager()
     hold = Hold()
@@ -64,7 +65,7 @@ def test_two_simultaneous_starts_give_exactly_one_run(tmp_path, studio_home):
 
 
 def test_chat_is_refused_while_training_and_works_after(tmp_path, studio_home):
-    from studio.device import DeviceBusy
+    from studio.errors import DeviceBusy
     from studio.inference import ChatSession
     from studio.jobs import JobManager
 
@@ -95,7 +96,7 @@ def test_a_new_run_frees_the_model_the_last_one_kept(tmp_path, studio_home):
 
 
 def test_a_bad_setting_is_refused_before_anything_starts(tmp_path, studio_home):
-    from studio.config import ConfigError
+    from studio.errors import ConfigError
     from studio.jobs import JobManager
 
     cfg = make_cfg(write_data(tmp_path), learning_rate=5.0)
@@ -132,3 +133,31 @@ def test_get_manager_is_one_per_process():
     for t in threads:
         t.join()
     assert len({id(m) for m in seen}) == 1 and seen[0] is get_manager()
+
+
+def test_both_runners_change_their_state_only_through_set_and_share_one_init():
+    """``BackgroundRun._set`` (under the state lock) is the one place a runner's state, message or hint
+    changes, and ``BackgroundRun.__init__`` the one place the attributes both runners have are made."""
+    import ast
+    import inspect
+
+    from studio.training import background, job, launcher
+
+    shared = {"state", "message", "hint", "message_key", "message_params", "error", "failure", "result",
+              "started", "finished", "info", "device_lock", "resume_from", "init_adapter", "origin", "cfg", "run",
+              "_stop", "_thread", "_state_lock"}
+    for module in (job, launcher):
+        tree = ast.parse(inspect.getsource(module))
+        for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+            for node in ast.walk(fn):
+                targets = node.targets if isinstance(node, ast.Assign) else \
+                    [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+                names = {e.attr for t in targets for e in ast.walk(t)
+                         if isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name) and e.value.id == "self"}
+                assert not names & {"state", "message", "hint", "message_key", "message_params"}, \
+                    f"{module.__name__}.{fn.name} sets {names} (use _set)"
+                if fn.name == "__init__":
+                    assert not names & shared, f"{module.__name__}.__init__ sets {names & shared}"
+    made = background.BackgroundRun.__new__(background.BackgroundRun)
+    assert not hasattr(made, "_thread")        # made by __init__, not class attributes
+    assert "thread_alive" in dir(background.BackgroundRun)

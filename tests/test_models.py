@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from studio import models
-from studio.config import ConfigError, DataConfig, LoraConfig, ModelConfig, TrainingConfig
-from studio.models import ModelError
+from studio.config import DataConfig, LoraConfig, ModelConfig, TrainingConfig
+from studio.errors import ConfigError, ModelError
 
 LLAMA_LINEAR = ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU choices")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from studio import model_sources as ms
-from studio.model_sources import ModelError, resolve_source
+from studio.model_sources import resolve_source
+from studio.errors import ModelError
 
 
 def test_folder_resolves_to_itself(tiny_dir):

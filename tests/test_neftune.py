@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from studio.config import ConfigError, merge
+from studio.config import merge
+from studio.errors import ConfigError
 from studio.training.args import build_training_args
 from test_training_job import run_job
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from studio.config import ConfigError, StudioConfig
+from studio.config import StudioConfig
+from studio.errors import ConfigError
 from studio.presets import get_preset, list_presets, load_preset, save_preset
 
 

@@ -108,12 +108,12 @@ def _hashes(folder: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_bad_inputs_and_faults_end_in_messages_and_lose_nothing(tmp_path, studio_home, tiny_dir, capsys):
-    from studio.config import ConfigError, DataConfig, StudioConfig
+    from studio.config import DataConfig, StudioConfig
     from studio.data.pipeline import inspect, prepare
-    from studio.data.types import DataError
-    from studio.device import DeviceBusy, DeviceLock
-    from studio.inference import ChatError, ChatSession
-    from studio.jobs import JobBusy, JobManager, workspace_output_dir
+    from studio.device import DeviceLock
+    from studio.inference import ChatSession
+    from studio.jobs import JobManager, workspace_output_dir
+    from studio.errors import ChatError, ConfigError, DataError, DeviceBusy, JobBusy
     from tiny import tiny_tokenizer
 
     user_errors = (DataError, ConfigError, ChatError, JobBusy, DeviceBusy)

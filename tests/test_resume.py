@@ -99,7 +99,8 @@ def test_resume_after_a_stop_equals_the_straight_run(tmp_path):
 
 
 def test_resume_refuses_changed_data(tmp_path):
-    from studio.training.resume import ResumeError, plan_resume
+    from studio.training.resume import plan_resume
+    from studio.errors import ResumeError
 
     tok = tiny_tokenizer()
     cfg, job = _stopped_run(tmp_path, tok, at=3)
@@ -121,7 +122,8 @@ def test_resume_refuses_changed_data(tmp_path):
 
 def test_resume_refuses_a_changed_setting_and_names_it(tmp_path):
     from studio.config import StudioConfig
-    from studio.training.resume import ResumeError, plan_resume
+    from studio.errors import ResumeError
+    from studio.training.resume import plan_resume
 
     tok = tiny_tokenizer()
     _, job = _stopped_run(tmp_path, tok, at=3)
@@ -158,7 +160,8 @@ def test_an_incomplete_checkpoint_is_skipped_with_a_note(tmp_path):
 
 
 def test_resume_refuses_a_finished_run_and_a_run_without_checkpoints(tmp_path):
-    from studio.training.resume import ResumeError, plan_resume
+    from studio.training.resume import plan_resume
+    from studio.errors import ResumeError
 
     tok = tiny_tokenizer()
     done = _run(_cfg(write_data(tmp_path, n=8), max_steps=2), tmp_path / "done", tok)

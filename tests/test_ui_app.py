@@ -4,7 +4,8 @@ page gets the whole curve, refusals and failures become plain messages that keep
 import gradio as gr
 import pytest
 
-from studio.config import ConfigError, StudioConfig
+from studio.config import StudioConfig
+from studio.errors import ConfigError
 from studio.runs import MetricsLog
 from studio.ui import plots
 from studio.ui.app import AppOptions, build_app
@@ -175,7 +176,7 @@ def test_chat_during_training_is_refused_before_any_model_loads(tmp_path):
             job.active = True
             return job
 
-    from studio.device import DeviceBusy
+    from studio.errors import DeviceBusy
     with pytest.raises(DeviceBusy) as e:
         Busy().chat_session(str(tmp_path), "zh")
     assert "正在训练" in e.value.render("zh")[0]         # the app shows engine errors in its language

@@ -158,7 +158,8 @@ def test_export_of_a_failed_or_damaged_run_says_so(run_dir, tmp_path, capsys):
 # ---- the Settings tab's YAML, launch.py -------------------------------------------------------------
 
 def test_a_deeply_nested_yaml_is_a_config_error_not_a_bug():
-    from studio.config import ConfigError, StudioConfig
+    from studio.config import StudioConfig
+    from studio.errors import ConfigError
     for text in ("[" * 5000 + "]" * 5000, "lora:\n" + "".join("  " * i + "x:\n" for i in range(1, 3000))):
         with pytest.raises(ConfigError) as e:
             StudioConfig.from_yaml(text)

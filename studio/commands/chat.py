@@ -40,18 +40,16 @@ def add_parser(sub):
 def _generation(args, run_dir):
     """The run's generation settings with the flags applied, checked as training checks them (a number
     that is not finite, a temperature below 0, no tokens to answer with: ConfigError naming the key)."""
-    from ..config import ConfigError, GenerationConfig, StudioConfig, merge
+    from ..config import GenerationConfig, StudioConfig, merge
+    from ..config_checks import check_generation
+    from ..errors import ConfigError
     try:
         gen = StudioConfig.load(f"{run_dir}/config.yaml").generation
     except ConfigError:
         gen = GenerationConfig()
     given = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
     gen = merge(StudioConfig(generation=gen), {"generation": {k: v for k, v in given.items() if v is not None}}).generation
-    if gen.max_new_tokens < 1:
-        raise ConfigError("generation.max_new_tokens must be a positive whole number.", code="config.max_new_tokens")
-    if gen.temperature < 0:
-        raise ConfigError("generation.temperature must be 0 or more, generation.top_p between 0 and 1, "
-                          "generation.repetition_penalty above 0.", code="config.generation")
+    check_generation(gen)
     return gen
 
 
@@ -127,7 +125,7 @@ def _quiet_libraries() -> None:
 
 
 def run(args) -> int:
-    from ..config import ConfigError
+    from ..errors import ConfigError
 
     from ..runs import find_run
     _quiet_libraries()
@@ -151,7 +149,8 @@ class _Leave(Exception):
 
 def _chat(args, signals: StopSignals) -> int:
     from ..device import DeviceLock
-    from ..inference import ChatError, ChatSession
+    from ..errors import ChatError
+    from ..inference import ChatSession
 
     from ..runs import find_run
 

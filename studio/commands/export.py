@@ -19,7 +19,8 @@ from __future__ import annotations
 import sys
 
 from ..errors import StudioError
-from ..export.gguf import PICK
+from ..export.gguf import PICK, TYPES, label
+from ..export.run_export import KINDS
 from . import report
 from .stops import Stopped, StopSignals
 
@@ -29,10 +30,10 @@ def add_parser(sub):
                        description="Export a run's adapter as a zip, merged into its base as a transformers "
                                    "folder, or as a GGUF file for llama.cpp and Ollama.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="the run folder")
-    p.add_argument("--to", choices=("adapter", "merged", "gguf"), required=True, help="what to export")
+    p.add_argument("--to", choices=KINDS, required=True, help="what to export")
     p.add_argument("--dtype", default="auto",
                    help="merged: auto | bfloat16 | float16 | float32 (auto: bf16 on GPUs that have it, fp32 on "
-                        "a CPU); gguf: Q4_K_M | Q5_K_M | Q6_K | Q8_0 | F16 | F32 (default F16; the K-quants need "
+                        f"a CPU); gguf: {' | '.join(label(t) for t in TYPES)} (default F16; the K-quants need "
                         "llama-cpp-python: pip install \"finetune-studio[gguf]\"). " + PICK.replace("%", "%%"))
     p.add_argument("--check", action="store_true",
                    help="gguf: after exporting, load the file in llama.cpp, ask it the run's evaluation questions "
@@ -76,9 +77,6 @@ def _export(args) -> int:
             return 2
         print(f"Pushed: {url}")
         return 0
-    dtype = args.dtype
-    if args.to == "gguf" and dtype == "auto":
-        dtype = "f16"
     if args.check and args.to != "gguf":
         print("--check is for GGUF exports (--to gguf).", file=sys.stderr)
         return 2
@@ -90,7 +88,7 @@ def _export(args) -> int:
         if args.prompts:
             from ..evaluation import load_prompts
             prompts = load_prompts(args.prompts)
-        path = export_run(args.run_dir, args.to, dtype, args.output, original=args.original_base)
+        path = export_run(args.run_dir, args.to, args.dtype, args.output, original=args.original_base)
     except StudioError as e:
         report(e)
         return 2

@@ -118,7 +118,7 @@ def _length_from_epochs(cfg: StudioConfig, settings: dict) -> StudioConfig:
 
 def _resume_or_extend(args) -> tuple[StudioConfig, dict]:
     """The config and the job's extra arguments for --resume / --extend (ResumeError when refused)."""
-    from ..training.resume import ResumeError
+    from ..errors import ResumeError
     settings = _settings(args)
     if args.resume:
         if settings or args.epochs is not None:
@@ -233,9 +233,8 @@ def _context_warnings(cfg) -> list[str]:
     """E.g. a maximum length past the model's context (the model is on disk by now: its config says)."""
     from ..config_checks import context_warnings
     try:
-        from .. import model_sources as ms
-        from ..model_size import config_facts
-        facts = config_facts(ms.resolve_source(cfg.model.source, cfg.model.trust_remote_code))
+        from ..model_size import facts_for
+        facts = facts_for(cfg.model) or {}
     except Exception:  # a warning is optional; the run itself reports real problems
         return []
     return context_warnings(cfg, facts.get("context_length"))
@@ -334,11 +333,6 @@ class _StopSignals(StopSignals):
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _thread_running(job) -> bool:
-    thread = getattr(job, "_thread", None)
-    return thread is not None and thread.is_alive()
-
-
 def _train(cfg, t0: float, manager, signals: _StopSignals, start_kwargs: dict | None = None) -> int:
     try:
         job = signals.start_blocked(manager, cfg, start_kwargs)
@@ -352,7 +346,7 @@ def _train(cfg, t0: float, manager, signals: _StopSignals, start_kwargs: dict | 
     announced = False
     # Until the training thread has ended: not only its state says so, also the model is freed and
     # state.json has its end time (an exit before that aborts inside torch).
-    while job.active or _thread_running(job):
+    while job.active or job.thread_alive:
         signo = signals.wait(0.25)
         if signo is not None:
             code = EXIT_CODES.get(signo, 130)

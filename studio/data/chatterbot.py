@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from .. import paths
-from .types import DataError
+from ..errors import DataError
 
 FILE_NAME = "chatterbot_english.jsonl"
 

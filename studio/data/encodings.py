@@ -19,7 +19,7 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass, field
 
-from .types import DataError
+from ..errors import DataError
 
 # Preferred, in order, when charset-normalizer finds them as plausible as its first choice.
 PREFERRED = ("cp1252", "latin_1")

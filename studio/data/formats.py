@@ -16,7 +16,8 @@ from . import preference
 from .messages import BadRow as _Bad
 from .messages import parse_turns, tools_of
 from .messages import type_name as _type_name
-from .types import Conversation, DataError, Problem
+from .types import Conversation, Problem
+from ..errors import DataError
 
 # Shapes that are one family: a file may mix them, since the same reader takes both.
 _FAMILY = {"sharegpt": "conversation", "messages": "conversation"}

@@ -22,7 +22,8 @@ from .read import read_source
 from .render import FALLBACKS, IGNORE, RenderError, assistant_spans, encode_full, fit, render, resolve_template
 from .stats import token_stats
 from .template_features import keep_supported_tools, place_reasoning
-from .types import Conversation, DataError, DataReport, EncodedRow, PreparedData, Problem
+from .types import Conversation, DataReport, EncodedRow, PreparedData, Problem
+from ..errors import DataError
 
 __all__ = ["inspect", "prepare", "validation_count", "mapping_of", "training_notes"]
 

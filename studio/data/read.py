@@ -25,7 +25,8 @@ from ..offline import hub_offline
 from . import csv_quotes
 from .duplicate_keys import DuplicateKeys
 from .encodings import decode_bytes
-from .types import DataError, Problem
+from .types import Problem
+from ..errors import DataError
 
 DEFAULT_MAX_BYTES = 500 * 1024 * 1024
 KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".tab": "tsv",

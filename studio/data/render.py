@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from .types import Conversation, DataError, EncodedRow
+from .types import Conversation, EncodedRow
+from ..errors import DataError
 
 IGNORE = -100
 # eos is appended to assistant turns when it is a different token, so models whose vocabulary has no

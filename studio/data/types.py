@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-from ..errors import DataError  # noqa: F401 - its home before the error family
-
-
 @dataclass
 class Problem:
     row: int          # 1-based row (JSONL: line number; CSV: data row; JSON array: element)

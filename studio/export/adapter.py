@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..runs import RunFolder
-from .files import ExportError, side_path
+from .files import side_path
+from ..errors import ExportError
 
 # The Hub repository the built-in model's GGUF was converted from.
 DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"

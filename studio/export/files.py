@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import paths
-
-
-from ..errors import ExportError  # noqa: F401 - its home before the error family
+from ..errors import ExportError
 
 
 def exports_dir() -> Path:
@@ -100,7 +98,3 @@ def _remove(p: Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
     elif p.exists():
         p.unlink()
-
-
-def folder_bytes(folder: Path) -> int:
-    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())

@@ -22,7 +22,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .files import ExportError, check_free_space, side_path
+from .files import check_free_space, side_path
+from ..errors import ExportError
 
 LLAMA_FAMILY = {"llama", "mistral"}
 WRITTEN = ("f16", "q8_0", "f32")                 # written by the gguf package, no other dependency
@@ -199,8 +200,7 @@ def export_gguf(run_dir: str | Path, final: Path, kind: str = "f16", progress: C
     """The run merged and written as ``final`` (a .gguf of type ``kind``), with its Modelfile beside it
     (``modelfile.modelfile_path(final)``). A K-quant is the f16 file quantized by llama.cpp: the f16
     file is written beside as ``<final>.f16.partial`` and removed afterwards."""
-    from ..model_size import config_facts
-    from ..model_sources import resolve_source
+    from ..model_size import facts_for
     from ..runs import RunFolder
     from .merge import merged_model
     from .modelfile import modelfile_path, write_modelfile
@@ -211,8 +211,7 @@ def export_gguf(run_dir: str | Path, final: Path, kind: str = "f16", progress: C
         llama_cpp()                       # said before minutes of merging, not after
     from .files import refuse_existing
     refuse_existing(modelfile_path(final))
-    cfg = RunFolder(run_dir).config()
-    facts = config_facts(resolve_source(cfg.model.source, cfg.model.trust_remote_code))
+    facts = facts_for(RunFolder(run_dir).config().model) or {}   # unknown: the merge itself says what is wrong
     per_param = BYTES_PER_PARAM[kind] + (BYTES_PER_PARAM["f16"] if kind in QUANTIZED else 0)
     check_free_space(final.parent, int((facts.get("num_params") or 0) * per_param), "the GGUF file")
     with side_path(final) as partial:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..offline import hub_offline
-from .files import ExportError
+from ..errors import ExportError
 
 CONNECT_S = 5.0      # to reach the Hub at all
 READ_S = 60.0        # the longest wait for the next byte of an answer

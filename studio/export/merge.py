@@ -21,7 +21,8 @@ from typing import Any, Callable
 import torch
 
 from ..runs import RunFolder
-from .files import ExportError, check_free_space, side_path
+from .files import check_free_space, side_path
+from ..errors import ExportError
 
 DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -73,10 +74,8 @@ def export_merged(run_dir: str | Path, final: Path, dtype_name: str = "auto", or
                   progress: Callable[[str], None] = print) -> Path:
     dtype = merge_dtype(dtype_name)
     run = RunFolder(run_dir)
-    from ..model_size import config_facts
-    from ..model_sources import resolve_source
-    cfg = run.config()
-    facts = config_facts(resolve_source(cfg.model.source, cfg.model.trust_remote_code))
+    from ..model_size import facts_for
+    facts = facts_for(run.config().model) or {}     # unknown: the merge itself says what is wrong
     needed = int(facts.get("num_params") or 0) * torch.finfo(dtype).bits // 8
     check_free_space(final.parent, needed, "the merged model")
     with side_path(final) as partial:

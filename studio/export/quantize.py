@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .files import ExportError
+from ..errors import ExportError
 
 # name used by the studio -> llama.cpp's LLAMA_FTYPE_MOSTLY_<NAME>
 K_QUANTS = {"q4_k_m": "Q4_K_M", "q5_k_m": "Q5_K_M", "q6_k": "Q6_K"}

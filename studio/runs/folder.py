@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager
 
 from .. import paths
-from ..config import ConfigError, StudioConfig
+from ..config import StudioConfig
+from ..errors import ConfigError
 from .log import capture_logs, log_tail
 from .metrics import MetricsLog
 

@@ -7,6 +7,11 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:          # for the annotations only
+    from ..config import StudioConfig
+    from ..runs import RunFolder
 
 PENDING, LOADING, TRAINING, SAVING, SCORING = "pending", "loading", "training", "saving", "scoring"
 DONE, STOPPED, FAILED = "done", "stopped", "failed"
@@ -19,16 +24,42 @@ STATE_KEYS = frozenset({"state", "message", "hint", "error", "name", "started", 
 
 
 class BackgroundRun:
-    """Subclasses set ``run``, ``cfg``, ``state``, ``message``, ``hint``, ``error``, ``failure``, ``progress``,
-    ``metrics``, ``result``, ``started``, ``finished``, ``_stop`` (an Event), ``_state_lock`` and ``_thread``
-    (None until started), and define ``run_sync`` and ``_write_state`` (state.json, from
-    ``_state_record``)."""
+    """Subclasses call ``__init__`` (the attributes every runner has), then set ``progress`` and ``metrics``
+    (each runner reads them its own way), and define ``run_sync`` and ``_write_state`` (state.json, from
+    ``_state_record``). Every change of ``state``, ``message`` or ``hint`` goes through ``_set``."""
 
     thread_name = "run"
     # The message as words the app can say in another language: a key of the UI's text table ("job.<key>") and
     # the values its template places ('' when the message has no such words, e.g. a failure's own).
     message_key: str = ""
     message_params: dict = {}
+
+    def __init__(self, cfg: StudioConfig, run: RunFolder, device_lock: Any = None,
+                 resume_from: str | Path | None = None, init_adapter: str | Path | None = None,
+                 origin: dict | None = None):
+        self.cfg, self.run = cfg, run
+        self.device_lock = device_lock
+        # resume_from: a checkpoint folder of this run (see resume.py); init_adapter: an adapter folder
+        # whose weights the new LoRA starts from (extend); origin: where this run came from (fingerprint).
+        self.resume_from = Path(resume_from) if resume_from else None
+        self.init_adapter = Path(init_adapter) if init_adapter else None
+        self.origin = dict(origin or {})
+        if self.resume_from is not None:     # before anything reads the run's files: the later steps are
+            from .resume import prepare_folder   # logged (and saved) again
+            prepare_folder(run, self.resume_from)
+        self.state, self.message, self.hint = PENDING, "Waiting to start.", ""
+        self.error: str | None = None          # the exception text of a failure (the traceback is in train.log)
+        self.failure = None   # the StudioError a failed run reports (message and hint in any language)
+        self.result: dict | None = None
+        self.started: str | None = None
+        self.finished: str | None = None
+        self.info: dict = {}                   # device, precision, optimizer, rows… (goes to state.json)
+        # The model a finished in-process run may still hold for chat; a run in its own processes never does.
+        self.model = self.tokenizer = self.chat_template = None
+        self.keep_model = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._state_lock = threading.Lock()
 
     @property
     def run_dir(self) -> Path:
@@ -41,6 +72,12 @@ class BackgroundRun:
     @property
     def stop_requested(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def thread_alive(self) -> bool:
+        """Whether the runner's thread is still going: it outlives ``active`` while it frees the model and
+        writes the end time (the CLI waits for it before exiting)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def start(self):
         """Run in a background (daemon) thread and return at once."""
@@ -88,8 +125,10 @@ class BackgroundRun:
             pass  # a full disk must not turn into a second failure while reporting the first
 
     def _set(self, state: str | None = None, message: str | None = None, hint: str | None = None,
-             key: str = "", **params) -> None:
-        """``key`` and ``params``: the same message as words of the UI's text table (``message_key``)."""
+             key: str = "", *, write: bool = True, **params) -> None:
+        """The one way ``state``, ``message`` and ``hint`` change (under the state lock), then state.json
+        unless ``write`` is False. ``key`` and ``params``: the same message as words of the UI's text table
+        (``message_key``)."""
         with self._state_lock:
             if state is not None:
                 self.state = state
@@ -98,7 +137,8 @@ class BackgroundRun:
                 self.message_key, self.message_params = key, params
             if hint is not None:
                 self.hint = hint
-        self._write_state()
+        if write:
+            self._write_state()
 
     def _acquire_device(self) -> bool:
         """Take the device lock (chat's answer in progress first finishes); False when stopped while

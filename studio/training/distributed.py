@@ -19,7 +19,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import ConfigError, StudioConfig
+from ..config import StudioConfig
+from ..errors import ConfigError
 
 # What a worker reads from its environment lives below the model loading that needs it too.
 from ..process_env import (STRATEGY_ENV, is_main, local_rank, model_placement, quantization_storage,  # noqa: F401
@@ -50,11 +51,6 @@ def gpu_count() -> int:
         return torch.cuda.device_count() if torch.cuda.is_available() else 0
     except Exception:   # a broken driver reads as no GPU; training then says so on its own
         return 0
-
-
-def gpu_names() -> list[str]:
-    import torch
-    return [torch.cuda.get_device_name(i) for i in range(gpu_count())]
 
 
 def gpus_summary() -> list[dict]:
@@ -118,14 +114,11 @@ def choose_strategy(cfg: StudioConfig, gpus: int, facts: dict | None, card_gb: f
 
 
 def check_strategy(cfg: StudioConfig, strategy: str, on_gpu: bool) -> None:
-    if strategy != "fsdp":
-        return
-    if not on_gpu:
+    """What this machine decides about a strategy. FSDP with 8-bit weights is refused by the settings
+    themselves (config_checks.validate, before any plan) and never chosen by 'auto'."""
+    if strategy == "fsdp" and not on_gpu:
         raise ConfigError("FSDP (training.strategy) splits the model across NVIDIA GPUs; none was found.",
                           code="config.fsdp_no_gpu")
-    if cfg.model.quantization == "8bit":
-        raise ConfigError("FSDP cannot split 8-bit weights across GPUs (training.strategy fsdp with model.quantization "
-                          "8bit).", code="config.fsdp_8bit")
 
 
 def with_strategy(cfg: StudioConfig, p: Plan) -> StudioConfig:
@@ -169,7 +162,35 @@ def estimate_per_gpu(cfg: StudioConfig, facts: dict, device: dict | None, gpus: 
     return {**out, "total_gb": total, "fits": total <= float(est.get("free_gb") or 0)}
 
 
+def estimate_for(cfg: StudioConfig, gpus: list[dict], facts: dict) -> dict:
+    """The estimate the app shows for one GPU of ``cfg`` on this machine's ``gpus`` (``gpus_summary``),
+    with the strategy ``plan`` would choose; ``facts`` are ``model_size.config_facts``.
+
+    More GPUs asked for than found are estimated on those found (the Start button says the rest). Beside
+    the estimate: ``gpus``, ``strategy``, ``gpu_total_gb`` (the same run on a GPU, for the common cards
+    whatever this machine is) and ``advice`` (what 'Fit to my GPU' would change, when it does not fit one GPU)."""
+    import dataclasses
+    found = len(gpus)
+    n = min(requested_gpus(cfg, found), max(found, 1))
+    card = min((g["total_gb"] for g in gpus), default=0)
+    try:
+        strategy = plan(dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, gpus=n)),
+                        found, facts, card).strategy
+    except ConfigError:    # what Start would refuse (it says why): the estimate is of the settings as asked
+        strategy = cfg.training.strategy
+    est = estimate_per_gpu(cfg, facts, None, n, strategy)
+    on_gpu = est["total_gb"] if est.get("device") == "cuda" else estimate_per_gpu(
+        cfg, facts, {"device": "cuda", "free_gb": 0}, n, strategy)["total_gb"]
+    advice: list[str] = []
+    if not est["fits"] and est.get("device") == "cuda" and n == 1:
+        from ..fit import fit_to_gpu
+        fitted, changes, fits = fit_to_gpu(cfg, facts, est["free_gb"])
+        advice = changes[:-1] if fits else changes      # the last line of a fit restates the need
+    return {**est, "gpus": n, "strategy": strategy, "gpu_total_gb": on_gpu, "advice": advice}
+
+
 def global_batch(cfg: StudioConfig, gpus: int) -> int:
+    """Rows one optimizer step learns from: each GPU's micro-batch times accumulation, on every GPU."""
     t = cfg.training
     return t.batch_size * t.grad_accum * max(1, gpus)
 
@@ -274,12 +295,16 @@ def adjust_for_processes(cfg: StudioConfig) -> tuple[StudioConfig, list[str]]:
 
 def plan_for_start(cfg: StudioConfig) -> Plan:
     """``plan`` with what this machine can tell without loading anything: the GPUs found, and for
-    strategy 'auto' the model's size from its config.json (a local folder or the built-in default;
-    a Hub model is looked at only if already downloaded) and the smallest GPU's memory."""
+    strategy 'auto' the model's size from its config.json (``model_size.facts_for``, as the app's
+    estimate reads it) and the smallest GPU's memory."""
     found = gpu_count()
     facts = card_gb = None
     if requested_gpus(cfg, found) > 1 and cfg.training.strategy == "auto" and found > 1:
-        facts = _local_facts(cfg)
+        from ..model_size import facts_for
+        try:
+            facts = facts_for(cfg.model)
+        except Exception:   # the worker reports a model that cannot be read; here it only decides ddp/fsdp
+            facts = None
         card_gb = _smallest_card_gb(found)
     return plan(cfg, found, facts, card_gb)
 
@@ -290,16 +315,3 @@ def _smallest_card_gb(found: int) -> float | None:
         return min(torch.cuda.get_device_properties(i).total_memory for i in range(found)) / 1e9
     except Exception:   # no usable CUDA here: 'auto' then keeps ddp
         return None
-
-
-def _local_facts(cfg: StudioConfig) -> dict | None:
-    from pathlib import Path
-    try:
-        from ..model_size import config_facts
-        source = cfg.model.source
-        if source == "default" or Path(source).expanduser().is_dir():
-            from ..model_sources import resolve_source
-            return config_facts(resolve_source(source, cfg.model.trust_remote_code))
-    except Exception:   # the worker reports a model that cannot be read; here it only decides ddp/fsdp
-        return None
-    return None

@@ -10,12 +10,11 @@ runs can be followed back.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 from ..config import StudioConfig, merge
-from .resume import ResumeError
+from ..errors import ResumeError
 from ..runs import RunFolder
 
 
@@ -60,7 +59,3 @@ def plan_extend(run_dir: str | Path, max_steps: int | None = None, epochs: float
     origin = {"extended_from": {"run_dir": str(run.path.resolve()), "name": run.name,
                                 "steps": state.get("step"), "adapter": str(run.adapter_dir.resolve())}}
     return cfg, origin
-
-
-def with_output(cfg: StudioConfig, output_dir: str) -> StudioConfig:
-    return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, output_dir=output_dir))

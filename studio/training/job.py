@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as _dt
 import gc
 import logging
-import threading
 import time
 import traceback
 from pathlib import Path
@@ -61,61 +60,38 @@ class TrainingJob(BackgroundRun):
                  device_lock: Any = None, resume_from: str | Path | None = None,
                  init_adapter: str | Path | None = None, origin: dict | None = None,
                  after_training: Any = None):
-        self.cfg = cfg
         # after_training(job, log) -> dict | None: the questions asked of the trained model before the device
         # is let go (evaluation.score_after_training, passed in by the job manager); its summary goes into
         # ``result["scores"]``.
         self.after_training = after_training
         if isinstance(run_dir, RunFolder):
-            self.run = run_dir
+            run = run_dir
         elif run_dir is not None:
-            self.run = RunFolder(run_dir)
-            self.run.path.mkdir(parents=True, exist_ok=True)
-            if not self.run.config_path.exists():
-                cfg.save(self.run.config_path)
+            run = RunFolder(run_dir)
+            run.path.mkdir(parents=True, exist_ok=True)
+            if not run.config_path.exists():
+                cfg.save(run.config_path)
         else:
-            self.run = RunFolder.create(cfg, cfg.training.output_dir or None)
+            run = RunFolder.create(cfg, cfg.training.output_dir or None)
+        super().__init__(cfg, run, device_lock, resume_from, init_adapter, origin)
         self.model = model
         self.tokenizer = tokenizer
         self.data = data
-        self.chat_template: str | None = None
         self.extra_callbacks = list(callbacks)
         self.keep_model = keep_model
-        self.device_lock = device_lock
         self._owns_model = model is None
         self._peft_model = None
-        # resume_from: a checkpoint folder of this run (see resume.py); init_adapter: an adapter folder
-        # whose weights the new LoRA starts from (extend); origin: where this run came from (fingerprint).
-        self.resume_from = Path(resume_from) if resume_from else None
-        self.init_adapter = Path(init_adapter) if init_adapter else None
-        self.origin = dict(origin or {})
-        if self.resume_from is not None:
-            from .resume import prepare_folder
-            prepare_folder(self.run, self.resume_from)   # the later steps are logged (and saved) again
-
-        self.state = PENDING
         # While the device lock is held an outcome (done, stopped, failed) waits here and is shown once the lock
         # is let go: a chat sent the moment the app says "Done" must find the device free.
         self._holding_device = False
         self._outcome: str | None = None
-        self.message = "Waiting to start."
-        self.hint = ""
-        self.failure = None   # the StudioError a failed run reports (message and hint in any language)
         self._neftune = None  # NEFTune's hooks while training (neftune.py)
-        self.error: str | None = None          # the exception text of a failure (the traceback is in train.log)
         self.progress = Progress(total_steps=cfg.training.max_steps)
         self.metrics = MetricsLog(self.run.metrics_path)
         if self.resume_from is not None:
             self.metrics.load_existing()        # the curve keeps the steps before the checkpoint
-        self.result: dict | None = None
-        self.started: str | None = None
-        self.finished: str | None = None
-        self.info: dict = {}                   # device, precision, optimizer, rows… (goes to state.json)
         self._data_notes: list[str] = []       # rows left out, held back, read how (said before training)
         self._gpu_before: dict = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._state_lock = threading.Lock()
         self._write_state()
 
     # ---- control ------------------------------------------------------------------------
@@ -182,8 +158,9 @@ class TrainingJob(BackgroundRun):
                 self.device_lock.release()
             with self._state_lock:
                 self._holding_device = False
-                if self._outcome is not None:
-                    self.state, self._outcome = self._outcome, None
+                outcome, self._outcome = self._outcome, None
+            if outcome is not None:
+                self._set(outcome, write=False)       # written below, with its end time
             self.progress.elapsed_s = round(time.monotonic() - t0, 1)
             self.finished = _now()
             if self.state == FAILED or not self.keep_model:
@@ -192,12 +169,12 @@ class TrainingJob(BackgroundRun):
             self.metrics.close()
 
     def _set(self, state: str | None = None, message: str | None = None, hint: str | None = None,
-             key: str = "", **params) -> None:
+             key: str = "", *, write: bool = True, **params) -> None:
         if state in FINAL_STATES and self._holding_device:
             self._outcome, state = state, None       # shown when the device is free (see __init__)
         elif state is not None:
             self._outcome = None
-        super()._set(state, message, hint, key, **params)
+        super()._set(state, message, hint, key, write=write, **params)
 
     def _outcome_so_far(self) -> str:
         return self._outcome or self.state

@@ -27,7 +27,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -105,36 +104,18 @@ class SubprocessJob(BackgroundRun):
                  device_lock: Any = None, resume_from: str | Path | None = None,
                  init_adapter: str | Path | None = None, origin: dict | None = None,
                  stop_grace_s: float = STOP_GRACE_S, env: dict | None = None):
-        self.cfg, self.run = cfg, run
+        super().__init__(cfg, run, device_lock, resume_from, init_adapter, origin)
         self.processes, self.strategy = max(1, processes), strategy
-        self.device_lock = device_lock
-        self.resume_from = Path(resume_from) if resume_from else None
-        self.init_adapter = Path(init_adapter) if init_adapter else None
-        self.origin = dict(origin or {})
         self.stop_grace_s = stop_grace_s
         self.extra_env = dict(env or {})
-        if self.resume_from is not None:       # before anything reads the files (see resume.prepare_folder)
-            from .resume import prepare_folder
-            prepare_folder(run, self.resume_from)
         self.metrics = FollowedMetrics(run.metrics_path)
         self.progress = Progress()
-        self.state, self.message, self.hint = PENDING, "Waiting to start.", ""
-        self.error: str | None = None
-        self.failure = None      # the StudioError of a failed run (process_failures.py), in any language
-        self.result: dict | None = None
-        self.info: dict = {"processes": self.processes, "strategy": strategy}
-        self.started: str | None = None
-        self.finished: str | None = None
-        self.model = self.tokenizer = self.chat_template = None     # the model lives in the child
-        self.keep_model = False
+        self.info.update(processes=self.processes, strategy=strategy)
         self.pid: int | None = None              # the launcher's (or the only worker's) pid
         self.returncode: int | None = None
         self._proc: subprocess.Popen | None = None
         self._tree: dict[int, float] = {}        # pid -> create time of every process of the tree seen
-        self._stop = threading.Event()
         self._signalled_at: float | None = None
-        self._thread: threading.Thread | None = None
-        self._state_lock = threading.Lock()
         self._log_offset = 0
         self._write_state()
 
@@ -153,8 +134,9 @@ class SubprocessJob(BackgroundRun):
         """Ask every process to stop after the current step and save; killed after ``stop_grace_s``."""
         self._stop.set()
         if self.active:
-            self.message = "Stopping: finishing the current step, then saving the adapter."
-            self.message_key, self.message_params = "stopping", {}
+            # Not written: once started, the workers write state.json (see _write_state).
+            self._set(message="Stopping: finishing the current step, then saving the adapter.", key="stopping",
+                      write=False)
         self._signal_workers()
 
     def release(self) -> None:
@@ -288,10 +270,10 @@ class SubprocessJob(BackgroundRun):
         if state in FINAL_STATES:       # rank 0 is done, but the processes are still ending
             state = SAVING
         if state in (LOADING, TRAINING, SAVING) and not self._stop.is_set():
-            self.state, self.message, self.hint = state, written.get("message", self.message), written.get("hint", "")
-            self.message_key, self.message_params = written.get("message_key") or "", written.get("message_params") or {}
+            self._set(state, written.get("message", self.message), written.get("hint", ""),
+                      written.get("message_key") or "", write=False, **(written.get("message_params") or {}))
         elif state in (LOADING, TRAINING, SAVING):
-            self.state = state
+            self._set(state, write=False)
 
     def _write_state(self) -> None:
         """state.json from this side: before the launch, and at the end (rank 0 writes it between)."""

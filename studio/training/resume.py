@@ -20,7 +20,6 @@ what someone needs.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -48,7 +47,7 @@ IGNORED_SETTINGS = {"name", "training.output_dir", "training.logging_steps", "tr
 IGNORED_SECTIONS = {"generation"}
 
 
-from ..errors import ResumeError  # noqa: F401 - its home before the error family
+from ..errors import ResumeError
 
 
 # ---- what a run records ----------------------------------------------------------------------
@@ -363,7 +362,3 @@ def trim_metrics(run: RunFolder, step: int) -> None:
     tmp = path.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
     tmp.replace(path)
-
-
-def replace_settings(cfg: StudioConfig, **training: Any) -> StudioConfig:
-    return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, **training))

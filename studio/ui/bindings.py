@@ -22,9 +22,9 @@ from typing import Any, Callable, Sequence
 import gradio as gr
 
 from studio.config import ALL_LINEAR, LIMITS, SECTIONS, StudioConfig, field_choices, merge
-from studio.data.read import EXTENSIONS
 
 from .i18n import Help, Labels, t
+from .services import Services
 
 # Shown before a model is loaded; replaced by the model's real linear layers after loading.
 COMMON_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -156,7 +156,7 @@ def data_kind(file: str) -> str:
     s = (file or "").strip()
     if s in ("", "demo"):
         return "demo"
-    if s.startswith(("/", ".", "~")) or Path(s).suffix.lower() in EXTENSIONS:
+    if s.startswith(("/", ".", "~")) or Path(s).suffix.lower() in Services.data_extensions():
         return "file"
     return "hub"
 

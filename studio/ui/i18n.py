@@ -3,8 +3,8 @@
 ``Labels.make(cls, label=KEY, ...)`` builds a component with its words in the start language and
 remembers which attribute holds which key, so switching language is one event that returns
 ``Labels.updates(lang)`` for every registered component (values the user typed stay untouched).
-Help text of config fields comes from ``studio.config.field_help`` (English, and Chinese where the field
-carries it) or ``HELP_ZH``; labels of fields that carry their own come from the config too.
+Help text of config fields comes from ``studio.config.field_help`` (every field carries it in English and
+Chinese); labels of fields that carry their own come from the config too.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import gradio as gr
 
 from studio.config import field_help, field_labels
 
-from .i18n_text import HELP_ZH, TEXT
+from .i18n_text import TEXT
 
 # A field may carry its own label (studio/config.py); the table then needs no line for it.
 for _key, _words_of in field_labels().items():
@@ -57,17 +57,15 @@ class Help:
     name: str
 
     def text(self, lang: str) -> str:
-        if lang_of(lang) == "zh":
-            return (field_help(self.section, self.name, "zh") or HELP_ZH.get(f"{self.section}.{self.name}")
-                    or field_help(self.section, self.name))
-        return field_help(self.section, self.name)
+        # A field new enough to have no Chinese yet shows its English help.
+        return field_help(self.section, self.name, lang_of(lang)) or field_help(self.section, self.name)
 
 
 def _words(spec: Any, lang: str) -> Any:
     if isinstance(spec, Help):
         return spec.text(lang)
-    if isinstance(spec, list):   # choices: [(key, value), ...]
-        return [(t(k, lang), v) for k, v in spec]
+    if isinstance(spec, list):   # choices: [(key, value), ...]; a key with its placeholders: ((key, fmt), value)
+        return [(t(k[0], lang, **k[1]) if isinstance(k, tuple) else t(k, lang), v) for k, v in spec]
     return t(spec, lang)
 
 
@@ -83,7 +81,7 @@ class Labels:
 
     def make(self, cls: type, **kw: Any) -> Any:
         """Build ``cls`` with translatable attributes given as keys (``label="tab.model"``,
-        ``info=Help(...)``, ``choices=[(key, value)]``, ``text=KEY`` for the value of a Button or
+        ``info=Help(...)``, ``choices=[(key or (key, fmt), value)]``, ``text=KEY`` for the value of a Button or
         Markdown); other keywords pass through."""
         attrs = {a: kw.pop(a) for a in ("label", "info", "placeholder", "text", "choices")
                  if a in kw and _translatable(a, kw[a])}
@@ -112,7 +110,7 @@ class Labels:
                 if isinstance(s, str):
                     out.add(s)
                 elif isinstance(s, list):
-                    out.update(k for k, _ in s)
+                    out.update(k[0] if isinstance(k, tuple) else k for k, _ in s)
         return out
 
 

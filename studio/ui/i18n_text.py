@@ -1,5 +1,5 @@
-"""The studio's words: ``TEXT[key] = (English, Simplified Chinese)``; ``HELP_ZH`` translates the
-config's field help (the English help lives once, in ``studio/config.py``). {name} are placeholders."""
+"""The studio's words: ``TEXT[key] = (English, Simplified Chinese)``. {name} are placeholders. A config
+field's help, in both languages, lives with the field in ``studio/config.py``."""
 
 TEXT: dict[str, tuple[str, str]] = {
     "app.title": ("## Fine-tune Studio\nLoRA / QLoRA fine-tuning on your own data, no code needed.",
@@ -313,6 +313,7 @@ TEXT: dict[str, tuple[str, str]] = {
                              "该运行的设置已载入“模型”“数据”“设置”页。"),
     "runs.export_kind": ("Export as", "导出为"),
     "runs.export_merged": ("merged model (transformers)", "合并后的模型（transformers）"),
+    "runs.export_gguf": ("GGUF {type}", "GGUF {type}"),     # the type as llama.cpp names it, in either language
     "runs.col_setting": ("setting", "设置项"),
     "runs.export_done": ("Written: {path}", "已写入：{path}"),
     "runs.export_gguf_done": ("Written: {path} ({size}). Beside it: {modelfile} for Ollama "
@@ -382,64 +383,4 @@ TEXT: dict[str, tuple[str, str]] = {
     "err.unexpected": ("Internal error in the studio ({name}: {detail}). This is a bug, not a problem with your "
                        "settings; the details are in {log}.",
                        "工作室内部错误（{name}：{detail}）。这是程序缺陷，不是你的设置有问题；详细信息见 {log}。"),
-}
-
-HELP_ZH: dict[str, str] = {
-    "model.source": "要微调的基础模型：'default'（内置 SmolLM2-135M-Instruct，可离线使用）、Hugging Face Hub 模型 ID（如 "
-                    "'Qwen/Qwen2.5-0.5B-Instruct'）、本机文件夹或 .gguf 文件。",
-    "model.quantization": "训练时基础模型的存储方式。'4bit-nf4' 即 QLoRA（最省显存），'8bit' 显存减半，"
-                          "'none' 保持 16 位权重（最快，最占显存）。",
-    "model.double_quant": "对 4 位量化的缩放因子再压缩一次（每个权重约省 0.4 位）。仅用于 4 位。",
-    "model.compute_dtype": "计算所用的数值格式。'auto' 在支持的 GPU 上用 bfloat16，较旧的 GPU 用 float16；CPU 原生支持 bfloat16 时用它（约为 float32 的两倍速度），否则用 float32。",
-    "model.trust_remote_code": "运行模型附带的 Python 代码。只对你信任的人发布的模型开启。",
-    "data.file": "训练数据：'demo'（内置客服问答）、.jsonl/.json/.csv/.tsv/.parquet 文件，或 Hugging Face 数据集 ID。",
-    "data.format": "每行数据的结构。'auto' 自动识别 alpaca、sharegpt、messages、prompt/completion、纯文本和偏好数据"
-                   "（chosen/rejected：用 chosen 回答训练）；"
-                   "'mapping' 使用下方的列映射。",
-    "data.prompt_column": "格式为 'mapping' 时：存放问题或指令的列。",
-    "data.answer_column": "格式为 'mapping' 时：存放模型应学会的回答的列。",
-    "data.system_column": "格式为 'mapping' 时（可选）：存放系统提示的列。",
-    "data.encoding": "文件的文本编码。'auto' 读取 UTF-8 并识别其他编码（如 Excel 的 cp1252、GB18030、UTF-16）；"
-                     "预览出现乱码时，请指定一种编码（utf-8、cp1252、latin-1、gb18030……）。",
-    "data.template": "对话如何变成文本。'auto' 使用模型自带的对话模板，没有时退回 chatml。",
-    "data.max_length": "训练样本的最大 token 数。更长的行会被截断或丢弃（见下方设置）。",
-    "data.overlong": "超过最大长度的行如何处理。",
-    "data.train_on": "模型从哪些 token 学习：只学助手的回答（推荐），或整段对话。",
-    "data.validation": "留作验证的行：小于 1 的比例（0.1 = 10%）或行数（如 20）。0 表示不做评估。",
-    "data.max_rows": "最多使用多少行（0 = 全部）。适合快速试跑。",
-    "lora.r": "LoRA 秩：可训练小矩阵的大小。常用 8-64；越大学得越多，也越占显存。",
-    "lora.alpha": "LoRA alpha：缩放适配器的作用（常取 2 × r，QLoRA 论文中为 16）。",
-    "lora.dropout": "训练时适配器上的 dropout，介于 0 和 1 之间。0.05-0.1 有助于防止过拟合。",
-    "lora.target_modules": "给哪些层加适配器：'all-linear'（所有线性层）或层名列表，如 q_proj、v_proj。",
-    "lora.use_dora": "DoRA：一种 LoRA 变体，低秩时往往学得更好；速度更慢。",
-    "lora.use_rslora": "rsLoRA：按 alpha/sqrt(r) 而不是 alpha/r 缩放，使高秩训练更稳定。",
-    "lora.bias": "是否同时训练偏置项。",
-    "training.max_steps": "训练这么多个优化步后停止（0 = 按轮数）。",
-    "training.batch_size": "每步在设备上处理的样本数。显存不足时调小。",
-    "training.grad_accum": "梯度累积：累积多少步再更新一次。有效批大小 = 批大小 × 此值。",
-    "training.learning_rate": "每次更新的幅度。LoRA 常用 1e-4 到 3e-4。",
-    "training.scheduler": "学习率在训练过程中如何变化。",
-    "training.warmup_ratio": "训练开始时学习率从 0 逐渐升高所占的比例。",
-    "training.weight_decay": "权重衰减（对过大权重的轻微约束）。",
-    "training.optimizer": "优化器。'paged_adamw_8bit' 在 NVIDIA GPU 上更省显存（QLoRA 论文）。",
-    "training.max_grad_norm": "把梯度裁剪到此范数（QLoRA 论文中为 0.3）。",
-    "training.gpus": "这台电脑上共同训练的 GPU 数量（0 = 全部）。多于一块时，每块 GPU 训练每一步数据中属于自己的那一份："
-                     "全局批大小 = 批大小 × 梯度累积 × GPU 数。",
-    "training.strategy": "多块 GPU 如何分担工作。'ddp' 在每块 GPU 上保留完整模型（模型放得进一块卡时最快）；"
-                         "'fsdp' 把冻结的模型权重分摊到各块 GPU（需要 4-bit QLoRA 或 16-bit 权重；用于一块卡放不下的模型）；"
-                         "“自动”在估算能放进一块卡时选 ddp，否则选 fsdp。",
-    "training.isolate": "单 GPU 训练也在独立进程中运行（与多 GPU 训练相同）。GPU 驱动崩溃不会拖垮工作室，"
-                        "但训练结束后对话需要重新加载模型。",
-    "training.gradient_checkpointing": "重新计算激活值而不是保存它们：大幅省显存，约慢 30%。“自动”会在训练前用最长的一批数据测量一次，只对这块 GPU 需要的层做检查点。",
-    "training.seed": "随机种子，便于复现一次训练。",
-    "training.logging_steps": "每隔多少步记录一次损失。",
-    "training.eval_steps": "每隔多少步计算一次验证损失（0 = 只在结束时）。",
-    "training.save_steps": "每隔多少步保存一次检查点（0 = 只在结束时）。",
-    "training.packing": "把每一步的样本首尾相接成一条序列，不补齐（每个样本仍只看到自己）。结果相同，更快、更省显存；关闭则把样本补齐到本批最长的长度。",
-    "training.attention": "注意力内核。“auto”在 NVIDIA GPU 上对无填充批次使用 PyTorch 的变长 FlashAttention，其他情况用 SDPA。",
-    "training.fused_kernels": "安装了 liger-kernel 时使用 Liger 的融合 GPU 内核（RMSNorm、RoPE、SwiGLU）。CPU 上忽略。",
-    "training.output_dir": "运行文件夹（留空 = 在工作室的 runs 文件夹里新建一个带日期的文件夹）。在应用中：runs 文件夹里的一个名称；命令行中：任意文件夹。",
-    "generation.max_new_tokens": "回答的最大 token 数。",
-    "generation.temperature": "回答的随机性：0 总是选最可能的词；0.7 更多样。",
-    "generation.top_p": "只从累计概率达到此值的最可能的词中采样。",
 }

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from studio import paths
-from studio.config import ConfigError, ModelConfig, StudioConfig
+from studio.config import ModelConfig, StudioConfig
 from studio.device import device_word
-from studio.errors import DataError, DeviceBusy, ExportError
+from studio.errors import ConfigError, DataError, DeviceBusy, ExportError
 
 
 def _release_memory() -> None:
@@ -45,7 +45,7 @@ def _inside(p: Path, folder: Path | None) -> bool:
 
 class Services:
     def __init__(self):
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()                   # re-entered: chat_session releases the old chat under it
         self.last_summary: dict | None = None          # the last model checked on the Model tab
         self._summary_key: tuple | None = None
         self._facts: dict[tuple, dict] = {}
@@ -55,6 +55,13 @@ class Services:
         self._reports: dict[tuple, Any] = {}
         self._chat: tuple[str, Any] | None = None      # (run dir, ChatSession): one model in memory at a time
         self.eval_stop = threading.Event()               # the Runs tab's Stop for a running evaluation
+
+    def release_chat(self) -> None:
+        """Drop the chat model and hand its memory back: one model in memory at a time, so before anything
+        else loads one (training, an export, an evaluation, another run's chat)."""
+        with self._lock:
+            self._chat = None
+            _release_memory()
 
     # ---- device and model ---------------------------------------------------------------
     def device(self) -> dict:
@@ -92,53 +99,24 @@ class Services:
         return None
 
     def facts(self, model_cfg: ModelConfig) -> dict | None:
-        """Sizes of the configured model without loading it (None when it is not on this computer yet)."""
+        """Sizes of the configured model without loading it (None when they cannot be known yet)."""
         key = (model_cfg.source, model_cfg.trust_remote_code)
         if key not in self._facts:
-            from studio import model_sources as ms
-            from studio.model_size import config_facts
+            from studio.model_size import facts_for
             try:
-                if model_cfg.source == "default" and not ms.is_converted(ms.default_model_dir()):
-                    # Converting takes a while (only on an explicit load or training); the GGUF header has the sizes.
-                    config = ms.builtin_config()
-                    self._facts[key] = config_facts(config) if config else None
-                    return self._facts[key]
-                if ms.looks_like_hub_id(model_cfg.source) and not Path(model_cfg.source).exists():
-                    config = ms.hub_config(model_cfg.source)     # the config alone, never the weights
-                    # Not asked again for this id (None too): each widget change redraws the estimate.
-                    self._facts[key] = config_facts(config) if config else None
-                    return self._facts[key]
-                local = Path(model_cfg.source).expanduser()
-                # A folder's config.json is enough for sizes, even while its weights are still downloading.
-                folder = local if (local / "config.json").is_file() else ms.resolve_source(
-                    model_cfg.source, model_cfg.trust_remote_code)
-                self._facts[key] = config_facts(folder)
+                # Kept, None too (a Hub id is not asked again): each widget change redraws the estimate.
+                self._facts[key] = facts_for(model_cfg)
             except Exception:  # an estimate is optional; the load button reports real problems
                 return None
         return self._facts[key]
 
     def memory(self, cfg: StudioConfig) -> dict | None:
-        """The estimate for one GPU of the run: with several GPUs and FSDP the frozen weights are split."""
+        """The estimate for one GPU of the run (``distributed.estimate_for``); None while the model's size is unknown."""
         facts = self.facts(cfg.model)
         if not facts:
             return None
-        from studio.training import distributed as d
-        found = len(self.gpus())
-        gpus = min(d.requested_gpus(cfg, found), max(found, 1))
-        strategy = cfg.training.strategy if gpus > 1 else "single"
-        if strategy == "auto":
-            card = min((g["total_gb"] for g in self.gpus()), default=0)
-            strategy = d.choose_strategy(cfg, gpus, facts, card)[0]
-        est = d.estimate_per_gpu(cfg, facts, None, gpus, strategy)
-        # Common cards are GPUs whatever this machine is: the same run estimated on a GPU.
-        on_gpu = est["total_gb"] if est.get("device") == "cuda" else d.estimate_per_gpu(
-            cfg, facts, {"device": "cuda", "free_gb": 0}, gpus, strategy)["total_gb"]
-        advice: list[str] = []
-        if not est["fits"] and est.get("device") == "cuda" and gpus == 1:
-            from studio.fit import fit_to_gpu
-            fitted, changes, fits = fit_to_gpu(cfg, facts, est["free_gb"])
-            advice = changes[:-1] if fits else changes      # the last line of a fit restates the need
-        return {**est, "gpus": gpus, "strategy": strategy, "gpu_total_gb": on_gpu, "advice": advice}
+        from studio.training.distributed import estimate_for
+        return estimate_for(cfg, self.gpus(), facts)
 
     def gpus(self) -> list[dict]:
         """The GPUs of this machine (looked up once: they do not change while the app runs)."""
@@ -154,7 +132,66 @@ class Services:
             self._tokenizers[key] = load_tokenizer(model_cfg)
         return self._tokenizers[key]
 
+    @staticmethod
+    def fit_to_gpu(cfg: StudioConfig, facts: dict, budget_gb: float) -> tuple[StudioConfig, list[str], bool]:
+        """'Fit to my GPU': (settings, what changed in words, whether they fit) (``studio.fit.fit_to_gpu``)."""
+        from studio.fit import fit_to_gpu
+        return fit_to_gpu(cfg, facts, budget_gb)
+
+    @staticmethod
+    def requested_gpus(cfg: StudioConfig, found: int) -> int:
+        """The GPUs a run of ``cfg`` asks for on a machine with ``found`` (``training.gpus`` 0: all of them)."""
+        from studio.training.distributed import requested_gpus
+        return requested_gpus(cfg, found)
+
+    @staticmethod
+    def global_batch(cfg: StudioConfig, gpus: int) -> int:
+        """Rows one optimizer step of ``cfg`` learns from on ``gpus`` GPUs."""
+        from studio.training.distributed import global_batch
+        return global_batch(cfg, gpus)
+
+    # ---- presets ------------------------------------------------------------------------
+    @staticmethod
+    def presets() -> list[Any]:
+        """The shipped presets, then the user's own (``studio.presets.Preset``: name, summary, summary_zh)."""
+        from studio.presets import list_presets
+        return list_presets()
+
+    @staticmethod
+    def load_preset(name: str, base: StudioConfig) -> StudioConfig:
+        from studio.presets import load_preset
+        return load_preset(name, base=base)
+
+    @staticmethod
+    def save_preset(cfg: StudioConfig, name: str, summary: str, replace: bool) -> Path:
+        from studio.presets import save_preset
+        return save_preset(cfg, name, summary=summary, replace=replace)
+
     # ---- data ---------------------------------------------------------------------------
+    @staticmethod
+    def data_extensions() -> tuple[str, ...]:
+        """Every file name ending the studio reads as data (``data.read.EXTENSIONS``)."""
+        from studio.data.read import EXTENSIONS
+        return EXTENSIONS
+
+    @staticmethod
+    def validation_count(rows: int, validation: float) -> int:
+        """Rows training holds back for validation out of ``rows`` (``data.validation``: a fraction or a count)."""
+        from studio.data.pipeline import validation_count
+        return validation_count(rows, validation)
+
+    @staticmethod
+    def encoding_label(encoding: str) -> str:
+        """A text encoding's readable name, such as 'Windows-1252 (Western European)'."""
+        from studio.data.encodings import label
+        return label(encoding)
+
+    @staticmethod
+    def describe_system_prompt(info: dict) -> str:
+        """One sentence on the system prompt a data report found."""
+        from studio.data.system_prompt import describe
+        return describe(info)
+
     @staticmethod
     def _stamp(source: str) -> tuple:
         p = paths.DEMO_DATA if source == "demo" else Path(source)
@@ -259,10 +296,7 @@ class Services:
         return get_manager()
 
     def start(self, cfg: StudioConfig) -> Any:
-        with self._lock:
-            if self._chat is not None:   # the chat model would sit in memory next to the training
-                self._chat = None
-                _release_memory()
+        self.release_chat()              # the chat model would sit in memory next to the training
         # Through the app (and its API) a run folder is a name inside the workspace, never a path.
         return self.manager().start(cfg, in_workspace=True)
 
@@ -341,29 +375,24 @@ class Services:
     def export_run(self, path: str, kind: str) -> Path:
         """'adapter' | 'merged' | 'gguf-<type>' (gguf-q4_k_m, gguf-q8_0, gguf-f16...) into <workspace>/exports
         (never over an earlier one); a GGUF gets its Modelfile beside it."""
-        from studio.export.files import destination
-        from studio.export.gguf import gguf_type, label
-        from studio.export.run_export import export_run
-        to, _, dtype = kind.partition("-")
-        suffix = {"adapter": ".zip", "gguf": ".gguf"}.get(to, "")
-        name = label(gguf_type(dtype)) if to == "gguf" else to
-        dest, n = destination(path, name, suffix), 1
-        # A merged folder is downloaded as <folder>.zip: neither may be an earlier export's name.
-        while dest.exists() or (to == "merged" and dest.with_name(dest.name + ".zip").exists()):
-            n += 1
-            dest = destination(path, f"{name}-{n}", suffix)
-        with self._lock:
-            self._chat = None            # one model in memory at a time
-        _release_memory()
-        return export_run(path, to, dtype or "auto", dest, progress=lambda m: None)
+        from studio.export.run_export import export_run, free_destination, parse_choice
+        to, dtype = parse_choice(kind)
+        dest = free_destination(path, to, dtype)
+        self.release_chat()
+        return export_run(path, to, dtype, dest, progress=lambda m: None)
+
+    @staticmethod
+    def export_choices() -> list[tuple[str, str, str]]:
+        """The Runs tab's exports: (choice as ``export_run`` takes it, kind, GGUF type as file names write it)."""
+        from studio.export.gguf import label
+        from studio.export.run_export import choices, parse_choice
+        return [(c, to, label(dtype) if to == "gguf" else "") for c in choices() for to, dtype in [parse_choice(c)]]
 
     def check_export(self, run_path: str, gguf_path: str | Path) -> Any:
         """The exported GGUF asked the run's evaluation questions in llama.cpp beside the trained model
         (``studio.export_check.check_gguf``); the trained model's answers need the device."""
         from studio.export_check import check_gguf
-        with self._lock:
-            self._chat = None
-        _release_memory()
+        self.release_chat()
         return check_gguf(run_path, gguf_path, device_lock=self.manager().device_lock, progress=lambda m: None)
 
     @staticmethod
@@ -381,9 +410,7 @@ class Services:
         """Resume a stopped, failed or interrupted run (refused with ResumeError when it cannot be)."""
         from studio.training.resume import plan_resume
         plan = plan_resume(path)
-        with self._lock:
-            self._chat = None
-        _release_memory()
+        self.release_chat()
         return self.manager().start(plan.cfg, **plan.start_kwargs()), plan
 
     def extend_run(self, path: str, steps: int) -> Any:
@@ -391,9 +418,7 @@ class Services:
         from studio.jobs import workspace_output_dir
         cfg, origin = plan_extend(path, max_steps=int(steps or 0))
         cfg.training.output_dir = workspace_output_dir("")
-        with self._lock:
-            self._chat = None
-        _release_memory()
+        self.release_chat()
         return self.manager().start(cfg, init_adapter=origin["extended_from"]["adapter"], origin=origin)
 
     @staticmethod
@@ -436,9 +461,7 @@ class Services:
         from studio.evaluation import evaluate, load_prompts
         source = getattr(prompts_file, "name", prompts_file) or None
         prompts = load_prompts(source)
-        with self._lock:
-            self._chat = None
-        _release_memory()
+        self.release_chat()
         self.eval_stop.clear()        # each run answers with its own recorded settings, as its chat does
         return evaluate(list(paths_), prompts, stop=self.eval_stop, device_lock=self.manager().device_lock)
 
@@ -464,8 +487,7 @@ class Services:
         with self._lock:
             if self._chat is not None and self._chat[0] == run_dir:
                 return self._chat[1]
-            self._chat = None
-            _release_memory()
+            self.release_chat()
             session = inference.ChatSession.for_run(run_dir, device_lock=lock, job=job)
             self._chat = (run_dir, session)
             return session

@@ -14,14 +14,14 @@ import pandas as pd
 
 from studio.config import merge
 from studio.errors import DataError
-from studio.data.read import EXTENSIONS
 
 from . import plots, views
 from .common import guarded
 from .i18n import TEXT, t
+from .services import Services
 
 PAGE_SIZE = 20
-FILE_TYPES = list(EXTENSIONS)
+FILE_TYPES = list(Services.data_extensions())
 
 
 def build(ctx) -> SimpleNamespace:

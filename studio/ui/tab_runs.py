@@ -13,6 +13,13 @@ import pandas as pd
 from . import eval_table, plots, views
 from .common import GPU, guarded
 from .i18n import t
+from .services import Services
+
+
+def export_choices() -> list[tuple]:
+    """The engine's exports as the Radio's (label key, value) pairs."""
+    return [(("runs.export_gguf", {"type": type_}) if kind == "gguf" else f"runs.export_{kind}", choice)
+            for choice, kind, type_ in Services.export_choices()]
 
 
 def build(ctx) -> SimpleNamespace:
@@ -59,11 +66,7 @@ def build(ctx) -> SimpleNamespace:
                 ui.export_btn = L.make(gr.Button, text="runs.export", elem_id="runs-export-btn")
                 with gr.Row():
                     ui.export_kind = L.make(gr.Radio, label="runs.export_kind", value="merged",
-                                            choices=[("runs.export_merged", "merged"),
-                                                     ("GGUF Q4_K_M", "gguf-q4_k_m"), ("GGUF Q5_K_M", "gguf-q5_k_m"),
-                                                     ("GGUF Q6_K", "gguf-q6_k"), ("GGUF Q8_0", "gguf-q8_0"),
-                                                     ("GGUF F16", "gguf-f16")],
-                                            elem_id="runs-export-kind")
+                                            choices=export_choices(), elem_id="runs-export-kind")
                     ui.export_other = L.make(gr.Button, text="runs.export_other", elem_id="runs-export-other")
                 ui.export_pick = L.make(gr.Markdown, text="runs.export_pick", elem_id="runs-export-pick")
                 ui.export_check = L.make(gr.Checkbox, label="runs.export_check", value=False,

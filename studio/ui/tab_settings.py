@@ -12,17 +12,18 @@ from types import SimpleNamespace
 import gradio as gr
 
 from studio.config import StudioConfig
-from studio.presets import list_presets, load_preset, save_preset
+from studio.errors import ConfigError
 
 from . import views
 from .common import guarded, warn
 from .i18n import t
+from .services import Services
 
 KEEP_ON_PRESET = ("model.source", "data.file")   # chosen in the Model and Data tabs, not by a recipe
 
 
 def preset_choices() -> list[str]:
-    return [p.name for p in list_presets()]
+    return [p.name for p in Services.presets()]
 
 
 def build(ctx) -> SimpleNamespace:
@@ -112,7 +113,7 @@ def wire(ctx) -> None:
         """Fill every setting from a preset (the model and data chosen in their tabs stay)."""
         if not name:
             return tuple(gr.skip() for _ in range(len(B.inputs) + 1))
-        cfg = load_preset(name, base=B.to_config(values))
+        cfg = svc.load_preset(name, base=B.to_config(values))
         return (views.preset_summary(name, lang),
                 *B.to_updates(cfg, keep=lambda k: k in KEEP_ON_PRESET, module_choices=modules))
 
@@ -154,16 +155,13 @@ def wire(ctx) -> None:
     @guarded(len(B.inputs) + 1)
     def fit_to_my_gpu(lang, modules, *values):
         """Largest micro-batch and checkpointing that the estimate says fit the GPU found."""
-        from studio.fit import fit_to_gpu
-        from studio.models import device_info
-
         cfg = B.to_config(values)
-        dev, facts = device_info(), svc.facts(cfg.model)
+        dev, facts = svc.device(), svc.facts(cfg.model)
         if dev["device"] != "cuda":
             return (t("settings.fit_no_gpu", lang), *[gr.skip()] * len(B.inputs))
         if not facts:
             return (t("settings.fit_no_model", lang), *[gr.skip()] * len(B.inputs))
-        fitted, changes, fits = fit_to_gpu(cfg, facts, dev["free_gb"])
+        fitted, changes, fits = svc.fit_to_gpu(cfg, facts, dev["free_gb"])
         note = ("✓ " if fits else "⚠ ") + "; ".join(changes)
         return (note, *B.to_updates(fitted, module_choices=modules))
 
@@ -176,11 +174,10 @@ def wire(ctx) -> None:
         """Save the current settings (without model and data) as one of the user's presets (in the
         workspace; the shipped ones are never written). A name that exists is replaced only when saved
         twice in a row: the first save says it exists."""
-        from studio.errors import ConfigError
         name = (name or "").strip()
         try:
-            path = save_preset(B.to_config(values), name, summary=t("settings.saved_summary", lang),
-                               replace=bool(name) and name == pending)
+            path = svc.save_preset(B.to_config(values), name, summary=t("settings.saved_summary", lang),
+                                   replace=bool(name) and name == pending)
         except ConfigError as e:
             if e.code != "config.preset_exists":
                 raise

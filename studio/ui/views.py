@@ -17,6 +17,7 @@ from studio.errors import StudioError
 
 from .bindings import command_for
 from .i18n import TEXT, label_settings, t
+from .services import Services
 
 # Symbols every system font has (emoji fonts are often missing on Linux servers).
 STATE_ICONS = {"pending": "…", "loading": "…", "training": "▶", "saving": "●", "done": "✓",
@@ -66,11 +67,10 @@ def gpus_found(gpus: list[dict], lang: str) -> str:
 
 
 def global_batch(cfg: Any, gpus_found: int, lang: str) -> str:
-    from studio.training.distributed import requested_gpus
-    n = requested_gpus(cfg, gpus_found)
+    n = Services.requested_gpus(cfg, gpus_found)
     t_ = cfg.training
     return t("gpus.global_batch", lang, batch=t_.batch_size, accum=t_.grad_accum, gpus=n,
-             total=t_.batch_size * t_.grad_accum * n)
+             total=Services.global_batch(cfg, n))
 
 
 def model_summary(s: dict, lang: str) -> str:
@@ -117,9 +117,8 @@ def memory(est: dict | None, lang: str) -> str:
 
 # ---- Data tab -------------------------------------------------------------------------------
 def data_summary(report: Any, data_cfg: Any, lang: str) -> str:
-    from studio.data.pipeline import validation_count
     used = min(report.rows, data_cfg.max_rows) if data_cfg.max_rows else report.rows
-    n_val = validation_count(used, data_cfg.validation)
+    n_val = Services.validation_count(used, data_cfg.validation)
     head = t("data.summary", lang, rows=report.rows, total=report.total, fmt=report.format,
              template=report.template or "–")
     split = t("data.split", lang, used=used, train=used - n_val, val=n_val)
@@ -137,13 +136,11 @@ def data_summary(report: Any, data_cfg: Any, lang: str) -> str:
         why = t("data.long_why_drop" if data_cfg.overlong == "drop" else "data.long_why_cut", lang)
         lines.append(t("data.long_rows", lang, limit=data_cfg.max_length, cut=cut, left=left, why=why))
     if getattr(report, "encoding", "") and getattr(report, "encoding_sample", ""):
-        from studio.data.encodings import label
-        lines.append(t("data.encoding", lang, encoding=html.escape(label(report.encoding)),
+        lines.append(t("data.encoding", lang, encoding=html.escape(Services.encoding_label(report.encoding)),
                        sample=html.escape(report.encoding_sample[:80])))
     prompt = getattr(report, "system_prompt", None)
     if prompt and report.rows:
-        from studio.data.system_prompt import describe
-        lines.append(t("data.system_prompt", lang, text=html.escape(describe(prompt))))
+        lines.append(t("data.system_prompt", lang, text=html.escape(Services.describe_system_prompt(prompt))))
     lines += [f"<small>{html.escape(n)}</small>" for n in getattr(report, "notes", [])]
     return "  \n".join(lines)
 
@@ -179,8 +176,7 @@ def example_info(ex: dict, lang: str) -> str:
 def preset_summary(name: str | None, lang: str) -> str:
     if not name:
         return t("settings.no_preset", lang)
-    from studio.presets import list_presets
-    for p in list_presets():
+    for p in Services.presets():
         if p.name == name:
             return f"*{html.escape(p.summary_zh if lang == 'zh' and p.summary_zh else p.summary)}*"
     return ""
