@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from .config import StudioConfig
-from .models import estimate_from_facts
+from .models.size import estimate_from_facts
 
 
 def _estimate(cfg: StudioConfig, facts: dict, budget_gb: float) -> dict:

@@ -26,7 +26,7 @@ DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 def base_hub_id(source: str) -> str | None:
     """The Hub id of a model source: the built-in default's, a Hub id itself, or one recorded in a
     local folder's config (``_name_or_path``); None when unknown."""
-    from ..model_sources import looks_like_hub_id
+    from ..models.sources import looks_like_hub_id
     if source == "default":
         return DEFAULT_HUB_ID
     if looks_like_hub_id(source) and not Path(source).expanduser().exists():
@@ -49,7 +49,7 @@ def base_record(run: RunFolder) -> dict:
 def check_adapter(run: RunFolder) -> None:
     """ExportError unless the run has a complete adapter: none yet, a run that failed before saving one,
     or a damaged or cut-short weights file (exported, it would only fail on the other machine)."""
-    from ..weights_check import check_adapter as check_weights
+    from ..models.weights_check import check_adapter as check_weights
     if not run.has_adapter():
         if (run.read_state() or {}).get("state") == "failed":
             raise ExportError("The run {name} failed before it saved an adapter, so there is nothing to export.",

@@ -200,7 +200,7 @@ def export_gguf(run_dir: str | Path, final: Path, kind: str = "f16", progress: C
     """The run merged and written as ``final`` (a .gguf of type ``kind``), with its Modelfile beside it
     (``modelfile.modelfile_path(final)``). A K-quant is the f16 file quantized by llama.cpp: the f16
     file is written beside as ``<final>.f16.partial`` and removed afterwards."""
-    from ..model_size import facts_for
+    from ..models.size import facts_for
     from ..runs import RunFolder
     from .merge import merged_model
     from .modelfile import modelfile_path, write_modelfile

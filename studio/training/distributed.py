@@ -80,7 +80,7 @@ def plan(cfg: StudioConfig, found: int | None = None, facts: dict | None = None,
          card_gb: float | None = None) -> Plan:
     """How ``cfg`` runs on this machine, or ``ConfigError`` saying what to change.
 
-    ``facts`` (model_size.config_facts) and ``card_gb`` (the smallest GPU's memory) let strategy
+    ``facts`` (models.size.config_facts) and ``card_gb`` (the smallest GPU's memory) let strategy
     'auto' choose: ddp when the estimate fits one card, fsdp otherwise; without them, ddp."""
     found = gpu_count() if found is None else found
     want = requested_gpus(cfg, found)
@@ -104,7 +104,7 @@ def plan(cfg: StudioConfig, found: int | None = None, facts: dict | None = None,
 def choose_strategy(cfg: StudioConfig, gpus: int, facts: dict | None, card_gb: float | None) -> tuple[str, str]:
     if facts is None or not card_gb:
         return "ddp", "Strategy auto: DDP (the model's size is not known before loading)."
-    from ..models import estimate_from_facts
+    from ..models.size import estimate_from_facts
     one = estimate_from_facts(cfg, facts, {"device": "cuda", "free_gb": card_gb})
     if one["total_gb"] <= card_gb * 0.9 or cfg.model.quantization == "8bit":
         return "ddp", (f"Strategy auto: DDP, a whole copy on each GPU (the estimate, {one['total_gb']:.1f} GB, fits "
@@ -136,7 +136,7 @@ def estimate_per_gpu(cfg: StudioConfig, facts: dict, device: dict | None, gpus: 
     GPU gathers two layers' weights at a time (the one computing, the one prefetched), and the embedding
     and head stay whole on every GPU. A 4-bit model is first loaded whole on every GPU: the estimate is
     never below that (``whole_model_at_load_gb``)."""
-    from ..models import estimate_from_facts
+    from ..models.size import estimate_from_facts
     est = estimate_from_facts(cfg, facts, device)
     if gpus <= 1 or strategy != "fsdp":
         return est
@@ -164,7 +164,7 @@ def estimate_per_gpu(cfg: StudioConfig, facts: dict, device: dict | None, gpus: 
 
 def estimate_for(cfg: StudioConfig, gpus: list[dict], facts: dict) -> dict:
     """The estimate the app shows for one GPU of ``cfg`` on this machine's ``gpus`` (``gpus_summary``),
-    with the strategy ``plan`` would choose; ``facts`` are ``model_size.config_facts``.
+    with the strategy ``plan`` would choose; ``facts`` are ``models.size.config_facts``.
 
     More GPUs asked for than found are estimated on those found (the Start button says the rest). Beside
     the estimate: ``gpus``, ``strategy``, ``gpu_total_gb`` (the same run on a GPU, for the common cards
@@ -257,7 +257,7 @@ def check_fsdp_model(cfg: StudioConfig) -> None:
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
-    from ..model_sources import resolve_source
+    from ..models.sources import resolve_source
     folder = resolve_source(cfg.model.source, cfg.model.trust_remote_code)
     conf = AutoConfig.from_pretrained(folder, trust_remote_code=cfg.model.trust_remote_code)
     try:
@@ -295,12 +295,12 @@ def adjust_for_processes(cfg: StudioConfig) -> tuple[StudioConfig, list[str]]:
 
 def plan_for_start(cfg: StudioConfig) -> Plan:
     """``plan`` with what this machine can tell without loading anything: the GPUs found, and for
-    strategy 'auto' the model's size from its config.json (``model_size.facts_for``, as the app's
+    strategy 'auto' the model's size from its config.json (``models.size.facts_for``, as the app's
     estimate reads it) and the smallest GPU's memory."""
     found = gpu_count()
     facts = card_gb = None
     if requested_gpus(cfg, found) > 1 and cfg.training.strategy == "auto" and found > 1:
-        from ..model_size import facts_for
+        from ..models.size import facts_for
         try:
             facts = facts_for(cfg.model)
         except Exception:   # the worker reports a model that cannot be read; here it only decides ddp/fsdp

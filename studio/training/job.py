@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..config import StudioConfig
-from ..models import free_gpu
+from ..models.load import free_gpu
 from ..runs import MetricsLog, RunFolder
 from .args import estimate_total_steps
-from .background import (ACTIVE_STATES, DONE, FAILED, FINAL_STATES, LOADING, PENDING, SAVING,  # noqa: F401
-                         SCORING, STOPPED, TRAINING, BackgroundRun)
+from .background import BackgroundRun
+from .states import (ACTIVE_STATES, DONE, FAILED, FINAL_STATES, LOADING, PENDING, SAVING,  # noqa: F401
+                     SCORING, STOPPED, TRAINING)
 from .callbacks import MetricsCallback, Progress, StopCallback
 from .failures import explain
 from . import cpu_threads
@@ -204,7 +205,7 @@ class TrainingJob(BackgroundRun):
         if self._stop.is_set():
             self.model = None if self._owns_model else model
             return self._finish_stopped_early(log)
-        from ..models import check_vocabulary
+        from ..models.load import check_vocabulary
         check_vocabulary(model, [*data.train, *data.validation], self.cfg.model.source)
         on_cuda = torch.cuda.is_available()
         resolved = self._setup_model(model, data, on_cuda, log)
@@ -223,8 +224,8 @@ class TrainingJob(BackgroundRun):
 
     def _setup_tokenizer(self) -> None:
         if self.tokenizer is None:
-            from .. import models
-            self.tokenizer = models.load_tokenizer(self.cfg.model)
+            from ..models.load import load_tokenizer
+            self.tokenizer = load_tokenizer(self.cfg.model)
 
     def _setup_data(self, log) -> Any:
         """Read, render and mask the rows (unless passed in), and record what the run was trained on."""
@@ -253,8 +254,8 @@ class TrainingJob(BackgroundRun):
         """The base model: loaded from the config, or the one passed in without a previous run's LoRA."""
         self._set(message="Loading the model.", key="loading_model")
         if self.model is None:
-            from .. import models
-            return models.load_model(self.cfg.model, for_training=True)
+            from ..models.load import load_model
+            return load_model(self.cfg.model, for_training=True)
         from peft import PeftModel
         if isinstance(self.model, PeftModel):
             return self.model.unload()  # a previous run's model: start from its clean base
@@ -265,7 +266,8 @@ class TrainingJob(BackgroundRun):
         from an earlier adapter) and record what was chosen in ``self.info``. Returns the resolved args."""
         from transformers import set_seed
 
-        from .. import models
+        from ..models.load import resolve_dtype
+        from ..models.lora import apply_lora, parameter_counts
         from .args import build_training_args
         from .attention import resolve_attention, set_attention
 
@@ -274,11 +276,11 @@ class TrainingJob(BackgroundRun):
         set_seed(cfg.training.seed)     # LoRA's A matrices are random: the same seed gives the same run
         has_val = len(data.validation) > 0
         resolved = build_training_args(cfg, str(self.run.checkpoints_dir), on_cuda,
-                                       models.resolve_dtype(cfg.model), has_val, len(data.train))
+                                       resolve_dtype(cfg.model), has_val, len(data.train))
         padding_free = resolved.args.padding_free
         attention = set_attention(model, resolve_attention(cfg.training.attention, on_cuda, padding_free,
                                                            getattr(model, "config", None)))
-        peft_model = models.apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing != "off")
+        peft_model = apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing != "off")
         self._peft_model = self.model = peft_model
         if self.init_adapter is not None:
             from .extend import load_adapter_weights
@@ -287,7 +289,7 @@ class TrainingJob(BackgroundRun):
 
         for note in resolved.notes:
             log.info(note)
-        counts = models.parameter_counts(peft_model)      # 4-bit packed weights counted as real weights
+        counts = parameter_counts(peft_model)      # 4-bit packed weights counted as real weights
         trainable, total = counts["trainable"], counts["total"]
         self.info = {"device": "cuda" if on_cuda else "cpu", "precision": resolved.precision,
                      "optimizer": resolved.optimizer, "attention": attention,

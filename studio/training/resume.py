@@ -168,7 +168,7 @@ REQUIRED_FILES = ("trainer_state.json",)
 def checkpoint_problem(folder: Path) -> str | None:
     """Why ``folder`` cannot be resumed from, or None when it can. ``INCOMPLETE`` when the trainer never
     finished writing it (no complete mark): only such a checkpoint may ever be removed."""
-    from ..weights_check import damaged_files
+    from ..models.weights_check import damaged_files
     if not (folder / COMPLETE_MARK).is_file():
         return INCOMPLETE
     missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
@@ -245,7 +245,7 @@ def live_owner(run: RunFolder) -> dict | None:
     """The process training ``run`` now (``{"pid": ...}``), or None: its state.json says it is going and
     the process that wrote it is alive, or another process holds the device lock for this run."""
     from ..device import DeviceLock
-    from .background import ACTIVE_STATES
+    from .states import ACTIVE_STATES
     state = run.read_state() or {}
     if state.get("state") in ACTIVE_STATES and _pid_alive(state.get("pid")):
         return {"pid": state["pid"]}
@@ -331,8 +331,8 @@ def plan_resume(run_dir: str | Path, tokenizer: Any = None, data: Any = None) ->
         raise ResumeError("The run {name} has no complete checkpoint to resume from{notes}.", code="resume.no_checkpoint",
                           name=run.name, notes=f" ({' '.join(notes)})" if notes else "")
     if tokenizer is None:
-        from .. import models
-        tokenizer = models.load_tokenizer(cfg.model)
+        from ..models.load import load_tokenizer
+        tokenizer = load_tokenizer(cfg.model)
     if data is None:
         from ..data.pipeline import prepare
         data = prepare(cfg.data, tokenizer, cfg.training.seed)
