@@ -168,12 +168,12 @@ _ALLOCATOR_SLACK = 0.25
 def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfig, training_cfg: TrainingConfig,
                     data_cfg: DataConfig, hidden_size: int, num_layers: int, *, vocab_size: int = 0,
                     intermediate_size: int = 0, tied_embeddings: bool = False, kv_width: int = 0,
-                    lora_in_out: dict | None = None, device: dict | None = None) -> dict:
+                    lora_in_out: dict | None = None, device: dict | None = None, step_tokens: int | None = None) -> dict:
     """A rough but honest estimate (GB) of the memory a LoRA run needs on the card, and whether it fits.
 
     P parameters, E = vocab x hidden (times 2 unless tied: embeddings and head), h hidden, kv the width of
-    k and v, i intermediate, L layers, T = batch x max length tokens (the worst case: every row at full
-    length):
+    k and v, i intermediate, L layers, T the tokens one micro-batch holds at its longest, as the training
+    method says (``step_tokens``; without it batch x max length, every row at full length, as SFT holds):
     - weights: 16-bit P x 2 bytes (float32 on a CPU: x 4); 8-bit (P-E) x 1 + E x 2; 4-bit (P-E) x 4.13
       bits (4.5 without double quantization) + E x 2 (embedding and head stay 16-bit, never upcast);
     - adapters: N = r x sum(in + out) over the target layers (exact from ``lora_in_out``), x (weight +
@@ -203,7 +203,7 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
     n_lora = _lora_params(lora_cfg, hidden_size, inter, num_layers, lora_in_out)
     adapter_bytes = 4 if quant != "none" else 8
     adapters = n_lora * (adapter_bytes + _OPTIMIZER_BYTES.get(training_cfg.optimizer, 8))
-    tokens = training_cfg.batch_size * data_cfg.max_length
+    tokens = step_tokens if step_tokens is not None else training_cfg.batch_size * data_cfg.max_length
     per_layer = (12 * hidden_size + 4 * (kv_width or hidden_size) + 6 * inter) * (
         _ACT_SCALE.get(quant, 1.0) if on_gpu else 2.0)
     if training_cfg.gradient_checkpointing != "off":     # 'auto' needs at least this much
@@ -222,13 +222,16 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
             "free_gb": free, "fits": total <= free, "device": dev.get("device", "cpu"), "lora_params": n_lora}
 
 
-def estimate_from_facts(cfg: StudioConfig, facts: dict, device: dict | None = None) -> dict:
-    """``estimate_memory`` for ``cfg`` with the model sizes of ``config_facts``."""
+def estimate_from_facts(cfg: StudioConfig, facts: dict, device: dict | None = None,
+                        step_tokens: int | None = None) -> dict:
+    """``estimate_memory`` for ``cfg`` with the model sizes of ``config_facts`` (``step_tokens``: the training
+    method's, ``training.methods.step_tokens(cfg)``)."""
     return estimate_memory(facts["num_params"], cfg.model, cfg.lora, cfg.training, cfg.data, facts["hidden_size"],
                            facts["num_layers"], vocab_size=facts["vocab_size"],
                            intermediate_size=facts["intermediate_size"],
                            tied_embeddings=bool(facts.get("tied_embeddings", False)),
-                           kv_width=facts.get("kv_width", 0), lora_in_out=facts.get("lora_in_out"), device=device)
+                           kv_width=facts.get("kv_width", 0), lora_in_out=facts.get("lora_in_out"), device=device,
+                           step_tokens=step_tokens)
 
 
 def _this_device() -> dict:

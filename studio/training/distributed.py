@@ -105,7 +105,8 @@ def choose_strategy(cfg: StudioConfig, gpus: int, facts: dict | None, card_gb: f
     if facts is None or not card_gb:
         return "ddp", "Strategy auto: DDP (the model's size is not known before loading)."
     from ..models.size import estimate_from_facts
-    one = estimate_from_facts(cfg, facts, {"device": "cuda", "free_gb": card_gb})
+    from .methods import step_tokens
+    one = estimate_from_facts(cfg, facts, {"device": "cuda", "free_gb": card_gb}, step_tokens(cfg))
     if one["total_gb"] <= card_gb * 0.9 or cfg.model.quantization == "8bit":
         return "ddp", (f"Strategy auto: DDP, a whole copy on each GPU (the estimate, {one['total_gb']:.1f} GB, fits "
                        f"one {card_gb:.0f} GB card).")
@@ -137,7 +138,8 @@ def estimate_per_gpu(cfg: StudioConfig, facts: dict, device: dict | None, gpus: 
     and head stay whole on every GPU. A 4-bit model is first loaded whole on every GPU: the estimate is
     never below that (``whole_model_at_load_gb``)."""
     from ..models.size import estimate_from_facts
-    est = estimate_from_facts(cfg, facts, device)
+    from .methods import step_tokens
+    est = estimate_from_facts(cfg, facts, device, step_tokens(cfg))
     if gpus <= 1 or strategy != "fsdp":
         return est
     parts = dict(est["parts"])
@@ -184,7 +186,8 @@ def estimate_for(cfg: StudioConfig, gpus: list[dict], facts: dict) -> dict:
     advice: list[str] = []
     if not est["fits"] and est.get("device") == "cuda" and n == 1:
         from ..fit import fit_to_gpu
-        fitted, changes, fits = fit_to_gpu(cfg, facts, est["free_gb"])
+        from .methods import step_tokens
+        fitted, changes, fits = fit_to_gpu(cfg, facts, est["free_gb"], step_tokens)
         advice = changes[:-1] if fits else changes      # the last line of a fit restates the need
     return {**est, "gpus": n, "strategy": strategy, "gpu_total_gb": on_gpu, "advice": advice}
 
@@ -202,7 +205,7 @@ def fsdp_layer_units() -> bool:
 
 
 def trainer_kwargs(on_cuda: bool) -> dict:
-    """The SFTConfig arguments of a multi-process run (none for one process).
+    """The trainer arguments of a multi-process run (none for one process), whatever the method.
 
     FSDP follows the FSDP-QLoRA recipe of PEFT's and bitsandbytes' documentation: FSDP1 with the
     original parameters flattened (``use_orig_params=False``), module states synced from rank 0, and a

@@ -34,7 +34,7 @@ from .states import (ACTIVE_STATES, DONE, FAILED, FINAL_STATES, LOADING, PENDING
 from .callbacks import MetricsCallback, Progress, StopCallback
 from .failures import explain
 from . import cpu_threads
-from .trainer import sft_trainer
+from . import methods
 from .gpu_memory import forget_optimizer_globals, gpu_memory_gb, gpu_snapshot
 
 _log = logging.getLogger("studio.training")
@@ -94,6 +94,11 @@ class TrainingJob(BackgroundRun):
         self._data_notes: list[str] = []       # rows left out, held back, read how (said before training)
         self._gpu_before: dict = {}
         self._write_state()
+
+    @property
+    def method(self) -> Any:
+        """How the run learns from its rows: the module of ``training.method`` (``methods/sft.py``...)."""
+        return methods.of(self.cfg)
 
     # ---- control ------------------------------------------------------------------------
     def stop(self) -> None:
@@ -268,15 +273,14 @@ class TrainingJob(BackgroundRun):
 
         from ..models.load import resolve_dtype
         from ..models.lora import apply_lora, parameter_counts
-        from .args import build_training_args
         from .attention import resolve_attention, set_attention
 
         cfg = self.cfg
         self._set(message="Adding the LoRA adapters.", key="adding_lora")
         set_seed(cfg.training.seed)     # LoRA's A matrices are random: the same seed gives the same run
         has_val = len(data.validation) > 0
-        resolved = build_training_args(cfg, str(self.run.checkpoints_dir), on_cuda,
-                                       resolve_dtype(cfg.model), has_val, len(data.train))
+        resolved = self.method.training_args(cfg, str(self.run.checkpoints_dir), on_cuda, resolve_dtype(cfg.model),
+                                             has_val, len(data.train))
         padding_free = resolved.args.padding_free
         attention = set_attention(model, resolve_attention(cfg.training.attention, on_cuda, padding_free,
                                                            getattr(model, "config", None)))
@@ -305,20 +309,20 @@ class TrainingJob(BackgroundRun):
         return resolved
 
     def _setup_trainer(self, data: Any, resolved: Any, log) -> tuple:
-        """The SFTTrainer with the studio's callbacks, and the layers to checkpoint decided.
-        Returns (trainer, metrics callback, stop callback)."""
+        """The method's trainer (SFT: TRL's SFTTrainer) over its dataset of the rows, with the studio's
+        callbacks, and the layers to checkpoint decided. Returns (trainer, metrics callback, stop callback)."""
         from transformers import PrinterCallback
 
-        from .collator import encoded_dataset
         from .resume import CompleteCheckpointMark
 
-        metrics_cb = MetricsCallback(self.metrics, self.progress, on_row=self._on_row)
+        method = self.method
+        metrics_cb = MetricsCallback(self.metrics, self.progress, on_row=self._on_row, extra_metrics=method.METRICS)
         stop_cb = StopCallback(self._stop)
         has_val = len(data.validation) > 0
-        trainer = sft_trainer(self._peft_model, resolved.args, self.tokenizer, encoded_dataset(data.train),
-                               encoded_dataset(data.validation) if has_val else None,
-                               [metrics_cb, stop_cb, CompleteCheckpointMark(), *self.extra_callbacks],
-                               resolved.precision)
+        trainer = method.trainer(self._peft_model, resolved.args, self.tokenizer, method.dataset(data.train),
+                                 method.dataset(data.validation) if has_val else None,
+                                 [metrics_cb, stop_cb, CompleteCheckpointMark(), *self.extra_callbacks],
+                                 resolved.precision, method.collator(resolved.args, self.tokenizer))
         self._checkpoint_layers(trainer, self._peft_model, data.train, resolved, log)
         if self.cfg.training.neftune_noise_alpha > 0:
             from .neftune import RowScaledNoise
@@ -426,8 +430,8 @@ class TrainingJob(BackgroundRun):
             from transformers.integrations.liger import apply_liger_kernel
             apply_liger_kernel(model, resolved.args.liger_kernel_config)
         state_bytes = 2 if "8bit" in resolved.optimizer else 8
-        decision = checkpointing.choose(trainer, model, rows, self.cfg.training.batch_size,
-                                        self.info["trainable_params"] * state_bytes)
+        batch, tokens = self.method.worst_batch(rows, self.cfg.training.batch_size, trainer.data_collator)
+        decision = checkpointing.choose(trainer, model, batch, tokens, self.info["trainable_params"] * state_bytes)
         self.info["checkpointed_layers"] = decision.layers
         self.info["notes"].append(decision.note)
         log.info(decision.note)

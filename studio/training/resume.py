@@ -318,7 +318,9 @@ def plan_resume(run_dir: str | Path, tokenizer: Any = None, data: Any = None) ->
     if fp is None:
         raise ResumeError("The run {name} has no {file} (it was made before runs recorded their data and settings), so "
                           "a resume could not be checked.", code="resume.no_fingerprint", name=run.name, file=FINGERPRINT)
-    diffs = setting_differences(fp.get("settings", {}), relevant_settings(cfg))
+    # A setting added since the run started (training.method) had its default then: that is how it trained.
+    before = {**relevant_settings(StudioConfig()), **fp.get("settings", {})}
+    diffs = setting_differences(before, relevant_settings(cfg))
     if diffs:
         raise ResumeError("The settings of {name} changed since it started, so it cannot be resumed: {changes}.",
                           code="resume.settings_changed", name=run.name, changes="; ".join(diffs))

@@ -134,9 +134,11 @@ class Services:
 
     @staticmethod
     def fit_to_gpu(cfg: StudioConfig, facts: dict, budget_gb: float) -> tuple[StudioConfig, list[str], bool]:
-        """'Fit to my GPU': (settings, what changed in words, whether they fit) (``studio.fit.fit_to_gpu``)."""
+        """'Fit to my GPU': (settings, what changed in words, whether they fit) (``studio.fit.fit_to_gpu``, with
+        what one step of the run's training method holds)."""
         from studio.fit import fit_to_gpu
-        return fit_to_gpu(cfg, facts, budget_gb)
+        from studio.training.methods import step_tokens
+        return fit_to_gpu(cfg, facts, budget_gb, step_tokens)
 
     @staticmethod
     def requested_gpus(cfg: StudioConfig, found: int) -> int:
