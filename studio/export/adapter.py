@@ -85,3 +85,18 @@ def export_adapter_zip(run_dir: str | Path, final: Path) -> Path:
                 if f.is_file():
                     z.write(f, Path("adapter") / f.relative_to(folder))
     return final
+
+
+# ---- this export as run_export.FORMATS reads it ------------------------------------------------
+
+APP_CHOICES: tuple[str, ...] = ()     # the Runs tab zips the adapter with a button of its own
+
+
+def file_name(dtype: str = "auto") -> tuple[str, str]:
+    """This export's part of the file name, and its suffix."""
+    return "adapter", ".zip"
+
+
+def write(run_dir: str | Path, dest: Path, dtype: str = "auto", original: bool = False, progress=print) -> Path:
+    progress(f"Zipping the adapter of {Path(run_dir).name}...")
+    return export_adapter_zip(run_dir, dest)

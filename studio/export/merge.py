@@ -97,3 +97,18 @@ def save_merged(model: Any, tokenizer: Any, template: str, folder: Path, run: Ru
     from .adapter import base_record
     (folder / "studio_export.json").write_text(json.dumps({"run": run.name, "base": base_record(run)}, indent=2),
                                                encoding="utf-8")
+
+
+# ---- this export as run_export.FORMATS reads it ------------------------------------------------
+
+APP_CHOICES = ("merged",)
+
+
+def file_name(dtype: str = "auto") -> tuple[str, str]:
+    """This export's part of the file name, and its suffix (a merged model is a folder: none)."""
+    return "merged", ""
+
+
+def write(run_dir: str | Path, dest: Path, dtype: str = "auto", original: bool = False,
+          progress: Callable[[str], None] = print) -> Path:
+    return export_merged(run_dir, dest, dtype, original, progress)
