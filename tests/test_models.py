@@ -204,3 +204,11 @@ def test_memory_estimate_moves_the_right_way():
     assert plain["fits"] and not _estimate(free_gb=8.0)["fits"]
     assert _estimate(optimizer="paged_adamw_8bit")["parts"]["adapters_and_optimizer"] < \
         plain["parts"]["adapters_and_optimizer"]
+
+
+def test_every_name_studio_models_offers_is_its_homes_own():
+    """``studio.models.NAME`` (loaded on first use) is the object of the module that owns it."""
+    import importlib
+    for name in models.__all__:
+        home = importlib.import_module(f"studio.models.{models._HOME_OF[name]}")
+        assert getattr(models, name) is getattr(home, name), name
