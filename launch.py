@@ -204,7 +204,7 @@ def warm_up() -> None:
     import threading
 
     def run() -> None:
-        for name in ("studio.models", "studio.jobs", "studio.data.pipeline", "studio.inference"):
+        for name in ("studio.models.load", "studio.jobs", "studio.data.pipeline", "studio.inference"):
             try:
                 importlib.import_module(name)
             except Exception:

@@ -1,5 +1,5 @@
 """The QLoRA articles' own models through the studio: measured peak memory against the articles'
-claims and against the studio's estimate (``studio.models.estimate_memory``), on one CUDA GPU.
+claims and against the studio's estimate (``studio.models.size.estimate_memory``), on one CUDA GPU.
 
     python benchmarks/memory_scenarios.py --tokenizer DIR [--only gptj-6b,llama2-13b] [--out FILE.jsonl]
 
@@ -106,15 +106,15 @@ def studio_config(s: dict):
 
 
 def estimate(config: dict, s: dict) -> dict:
-    from studio.model_size import config_facts
-    from studio.models import estimate_from_facts
+    from studio.models.size import config_facts
+    from studio.models.size import estimate_from_facts
     return estimate_from_facts(studio_config(s), config_facts(config), device={"device": "cuda", "free_gb": 80.0})
 
 
 def fitted(config: dict, s: dict) -> tuple[dict, list[str]]:
     """The settings 'Fit to my GPU' picks for ``s`` within ``s['fit_gb']``, and what it said."""
     from studio.fit import fit_to_gpu
-    from studio.model_size import config_facts
+    from studio.models.size import config_facts
     cfg, changes, _ = fit_to_gpu(studio_config(s), config_facts(config), s["fit_gb"])
     t = cfg.training
     return {**s, "batch": t.batch_size, "accum": t.grad_accum, "checkpointing": t.gradient_checkpointing}, changes

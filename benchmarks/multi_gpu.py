@@ -113,7 +113,7 @@ def config(name: str, model: Path, data: Path, gpus: int, strategy: str, quant: 
 
 def estimates(cfg, shape: str, cap_gb: float) -> tuple[float, float]:
     """(one GPU, one GPU of a 2-GPU FSDP run) estimate in GB for ``cfg`` on a ``cap_gb`` card."""
-    from studio.model_size import config_facts
+    from studio.models.size import config_facts
     from studio.training.distributed import estimate_per_gpu
     facts = config_facts({"model_type": "llama", **SHAPES[shape], **_LLAMA})
     device = {"device": "cuda", "free_gb": cap_gb}
@@ -125,7 +125,7 @@ def big_length(shape: str, cap_gb: float, model: Path, data: Path, steps: int) -
     """The shortest max length (multiples of 1,024) at which one GPU does not fit ``cap_gb`` by the
     estimate (by more than 10%) while one GPU of the 2-GPU FSDP run fits it. The cap limits PyTorch's
     allocator only, so the CUDA context the estimate counts is left out of both."""
-    from studio.models import _GPU_CONTEXT
+    from studio.models.size import _GPU_CONTEXT
     context = _GPU_CONTEXT / 1e9
     for length in range(1024, 65537, 1024):
         cfg = config("probe", model, data, 2, "fsdp", "4bit-nf4", 1, 1, steps, length, "on")

@@ -40,7 +40,7 @@ _LLAMA3 = dict(rope_theta=500000.0, max_position_embeddings=131072, rms_norm_eps
 
 def base_folder(gguf: str | None) -> Path:
     """The built-in model as an HF folder (converted once)."""
-    from studio.model_sources import resolve_source
+    from studio.models.sources import resolve_source
     return Path(resolve_source(gguf or "default"))
 
 
@@ -75,7 +75,7 @@ def write_rows(folder: Path, tokenizer_dir: Path, n_train: int, n_eval: int, max
     """Rows through the studio's pipeline (chat template, assistant-only loss mask, cut at max length)."""
     from studio.config import DataConfig
     from studio.data.pipeline import prepare
-    from studio.models import load_tokenizer
+    from studio.models.load import load_tokenizer
     from studio.config import ModelConfig
 
     folder.mkdir(parents=True, exist_ok=True)

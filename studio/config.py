@@ -52,6 +52,9 @@ CHECKPOINTING = ("auto", "on", "off")
 ATTENTIONS = ("auto", "sdpa", "flex_attention", "varlen")
 STRATEGIES = ("auto", "ddp", "fsdp")
 OPTIMIZERS = ("adamw_torch", "paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit", "sgd", "adafactor")
+# training.method: how a run learns from its rows. Each name is a module of studio/training/methods/ (the
+# registry of methods: a new one adds its name here).
+METHODS = ("sft",)
 
 
 @dataclass
@@ -148,6 +151,10 @@ class LoraConfig:
 
 @dataclass
 class TrainingConfig:
+    method: str = _f("sft", "How the model learns from the rows. 'sft' (supervised fine-tuning): it learns to write each "
+                     "row's answer, the loss taken on the tokens data.train_on names.", METHODS,
+                     zh="模型如何从数据中学习。'sft'（监督微调）：学习写出每行的回答，损失按 data.train_on 所选的 token 计算。",
+                     label=("Training method", "训练方法"))
     epochs: float = _f(0.0, "How many times to go through the data; 0 = auto: 3 times for up to 2,000 rows, 2 for up "
                        "to 10,000, once above (a small data set must be read several times for its facts to stick). "
                        "Ignored when max steps is set.", limits=(0, 1000),

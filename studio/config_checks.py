@@ -1,15 +1,29 @@
 """The checks of a run's settings: ``validate(cfg)`` raises ``ConfigError`` for the first setting that
 cannot work, with a fix the user can apply; ``check_target_modules`` is the part that needs the model;
 ``context_warnings`` says what works but will not do what the user expects. ``StudioConfig.validate``
-calls these."""
+calls these.
+
+The checks read a config's sections and each field's ``choices``, ``limits`` and ``typical`` from the
+config object they are given (the dataclasses of ``config.py``), never from ``config.py`` itself: that
+module imports this one for ``validate()``, and the two must not import each other.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from typing import Any, Iterable
 
-from .config import LIMITS, SECTIONS, TYPICAL, GenerationConfig, LoraConfig, StudioConfig
 from .errors import ConfigError
+
+# The settings arrive as config.py's dataclasses (not imported here: see above).
+Config = Any            # a StudioConfig
+Section = Any           # one of its sections: ModelConfig, DataConfig, LoraConfig, TrainingConfig, GenerationConfig
+
+
+def _sections(cfg: Config) -> dict[str, Section]:
+    """The sections of ``cfg`` by name, in their order (``model``, ``data``, ... ``generation``)."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+            if dataclasses.is_dataclass(getattr(cfg, f.name))}
 
 
 def _choice(where: str, value: str, choices: tuple) -> None:
@@ -18,19 +32,19 @@ def _choice(where: str, value: str, choices: tuple) -> None:
                           key=where, value=value, choices=", ".join(choices))
 
 
-def _check_limits(cfg: StudioConfig) -> None:
-    for key in LIMITS:
-        section, name = key.split(".")
-        _check_range(key, getattr(getattr(cfg, section), name))
+def _check_limits(name: str, section: Section) -> None:
+    """Every field of ``section`` within its ``limits`` (config.LIMITS is the same table, read from the same fields)."""
+    for f in dataclasses.fields(section):
+        if "limits" in f.metadata:
+            _check_range(f"{name}.{f.name}", getattr(section, f.name), f.metadata["limits"], f.metadata.get("typical"))
 
 
-def _check_range(key: str, value: float) -> None:
-    """``value`` of the setting ``key`` within its ``LIMITS`` (the one statement of every range), or a
-    ConfigError saying the range and, when the field has them, its typical values."""
-    low, high = LIMITS[key]
+def _check_range(key: str, value: float, limits: tuple, typical: str | None) -> None:
+    """``value`` of the setting ``key`` within its ``limits`` (the field's, the one statement of its range), or
+    a ConfigError saying the range and, when the field has them, its typical values."""
+    low, high = limits
     if not ((low is not None and value < low) or (high is not None and value > high)):
         return
-    typical = TYPICAL.get(key)
     if high is None and typical:
         raise ConfigError("{key} is {value}; it must be at least {low} ({typical} is typical).",
                           code="config.at_least_typical", key=key, value=_fmt(value), low=_fmt(low), typical=typical)
@@ -45,13 +59,10 @@ def _check_range(key: str, value: float) -> None:
                       value=_fmt(value), low=_fmt(low), high=_fmt(high))
 
 
-def check_generation(g: GenerationConfig) -> None:
+def check_generation(g: Section) -> None:
     """The generation settings a run answers with (training's config, and `studio chat`'s flags): their
-    ``LIMITS``, and the open bounds those cannot state (top_p and repetition_penalty above 0)."""
-    for key in LIMITS:
-        section, name = key.split(".")
-        if section == "generation":
-            _check_range(key, getattr(g, name))
+    ``limits``, and the open bounds those cannot state (top_p and repetition_penalty above 0)."""
+    _check_limits("generation", g)
     if not g.top_p > 0 or not g.repetition_penalty > 0:
         raise ConfigError("generation.temperature must be 0 or more, generation.top_p between 0 and 1, "
                           "generation.repetition_penalty above 0.", code="config.generation")
@@ -72,7 +83,7 @@ def _check_encoding(encoding: str) -> None:
                           code="config.bad_encoding", encoding=encoding) from None
 
 
-def context_warnings(cfg: StudioConfig, context_length: int | None) -> list[str]:
+def context_warnings(cfg: Config, context_length: int | None) -> list[str]:
     """Settings that work but will not do what the user expects with this model (said, not refused)."""
     out = []
     if context_length and cfg.data.max_length > context_length:
@@ -82,7 +93,7 @@ def context_warnings(cfg: StudioConfig, context_length: int | None) -> list[str]
     return out
 
 
-def check_target_modules(lora: LoraConfig, linear_modules: Iterable[str]) -> None:
+def check_target_modules(lora: Section, linear_modules: Iterable[str]) -> None:
     """The part of validation that needs the model: the target modules it has (``linear_modules``)."""
     if not isinstance(lora.target_modules, list):
         return
@@ -93,13 +104,13 @@ def check_target_modules(lora: LoraConfig, linear_modules: Iterable[str]) -> Non
                           code="config.modules_missing", missing=", ".join(missing), have=", ".join(have))
 
 
-def validate(cfg: StudioConfig, linear_modules: Iterable[str] | None = None) -> None:
+def validate(cfg: Config, linear_modules: Iterable[str] | None = None) -> None:
     """Raise ConfigError for the first setting that cannot work, with a fix the user can apply."""
     m, d, l, t, g = cfg.model, cfg.data, cfg.lora, cfg.training, cfg.generation
     if not m.source.strip():
         raise ConfigError("model.source is empty: choose a base model.", code="config.no_model")
-    for section in SECTIONS:
-        obj = getattr(cfg, section)
+    sections = _sections(cfg)
+    for section, obj in sections.items():
         for f in dataclasses.fields(obj):
             choices = f.metadata.get("choices")
             if choices:
@@ -110,12 +121,13 @@ def validate(cfg: StudioConfig, linear_modules: Iterable[str] | None = None) -> 
         raise ConfigError("With data.format 'mapping', say which column holds the prompt (data.prompt_column) and which "
                           "holds the answer (data.answer_column).", code="config.mapping_columns")
     _check_encoding(d.encoding)
-    # LIMITS' (0, 1) includes its ends, and a learning rate of 0 or 1 is no plan: said first, with the usual values.
+    # Its limits (0, 1) include their ends, and a learning rate of 0 or 1 is no plan: said first, with the usual values.
     if not 0 < t.learning_rate < 1:
         raise ConfigError("training.learning_rate is {value}, out of range; LoRA usually uses a learning rate of 1e-4 to 3e-4.",
                           code="config.learning_rate", value=t.learning_rate)
-    # Every range is LIMITS' (each field's limits and typical values); what follows are the rules a range cannot state.
-    _check_limits(cfg)
+    # Every range is its field's (limits and typical values); what follows are the rules a range cannot state.
+    for section, obj in sections.items():
+        _check_limits(section, obj)
     if d.validation >= 1 and not float(d.validation).is_integer():
         raise ConfigError("data.validation must be a fraction between 0 and 1 (e.g. 0.1) or a whole number of rows "
                           "(e.g. 20).", code="config.validation")

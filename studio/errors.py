@@ -54,8 +54,16 @@ class StudioError(Exception):
 
     def render(self, lang: str = "en") -> tuple[str, str]:
         """(message, hint) in ``lang`` (English where the catalogue has no translation)."""
-        from .catalogue import render
-        return render(self, lang)
+        from .catalogue import MESSAGES
+        entry = MESSAGES.get(self.code) or MESSAGES[_family_code(self, MESSAGES)]
+        zh, hint, zh_hint = entry
+        if self.code not in MESSAGES:
+            zh = ""     # a family's text would not match this particular message
+        if lang != "zh":
+            return self.message, fill(hint, self.params)
+        # An error inside another (the data problem a failed run reports) speaks the same language.
+        params = {k: v.render(lang)[0] if isinstance(v, StudioError) else v for k, v in self.params.items()}
+        return (fill(zh, params) if zh else self.message), fill(zh_hint or hint, params)
 
     def to_dict(self) -> dict:
         """What another process needs to say this error in any language (``from_dict``), JSON-safe."""
@@ -132,3 +140,12 @@ class EvalError(StudioError, ValueError):
 
 def _family(cls: type) -> list[type]:
     return [cls] + [sub for child in cls.__subclasses__() for sub in _family(child)]
+
+
+def _family_code(err: StudioError, messages: dict) -> str:
+    """The class-level code (``config``, ``data``...) whose hint stands in for a code with none."""
+    for cls in type(err).__mro__:
+        code = cls.__dict__.get("code")
+        if isinstance(code, str) and code in messages:
+            return code
+    return StudioError.code

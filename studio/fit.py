@@ -4,13 +4,17 @@ says fits a budget, keeping the global batch (micro-batch x accumulation) the us
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 from .config import StudioConfig
-from .models import estimate_from_facts
+from .models.size import estimate_from_facts
+
+StepTokens = Callable[[StudioConfig], int]     # the training method's answer: training.methods.step_tokens
 
 
-def _estimate(cfg: StudioConfig, facts: dict, budget_gb: float) -> dict:
-    return estimate_from_facts(cfg, facts, device={"device": "cuda", "free_gb": budget_gb})
+def _estimate(cfg: StudioConfig, facts: dict, budget_gb: float, step_tokens: StepTokens | None = None) -> dict:
+    return estimate_from_facts(cfg, facts, device={"device": "cuda", "free_gb": budget_gb},
+                               step_tokens=step_tokens(cfg) if step_tokens else None)
 
 
 def _with(cfg: StudioConfig, batch: int, accum: int, checkpointing: str) -> StudioConfig:
@@ -19,21 +23,23 @@ def _with(cfg: StudioConfig, batch: int, accum: int, checkpointing: str) -> Stud
     return dataclasses.replace(cfg, training=training)
 
 
-def fit_to_gpu(cfg: StudioConfig, facts: dict, budget_gb: float) -> tuple[StudioConfig, list[str], bool]:
+def fit_to_gpu(cfg: StudioConfig, facts: dict, budget_gb: float,
+               step_tokens: StepTokens | None = None) -> tuple[StudioConfig, list[str], bool]:
     """(settings, what changed in words, whether they fit). Tries every micro-batch that divides the
     global batch, largest first, without checkpointing and then with it ('auto', which checkpoints
-    only what the GPU needs at run time)."""
+    only what the GPU needs at run time). ``step_tokens`` says what one micro-batch of a candidate holds
+    (the training method's; without it, the estimate's own batch x max length)."""
     t = cfg.training
     global_batch = t.batch_size * t.grad_accum
     batches = [b for b in range(global_batch, 0, -1) if global_batch % b == 0]
     for batch in batches:
         for checkpointing in ("off", "auto"):
             candidate = _with(cfg, batch, global_batch // batch, checkpointing)
-            est = _estimate(candidate, facts, budget_gb)
+            est = _estimate(candidate, facts, budget_gb, step_tokens)
             if est["fits"]:
                 return candidate, _changes(cfg, candidate, est, budget_gb), True
     smallest = _with(cfg, 1, global_batch, "on")
-    est = _estimate(smallest, facts, budget_gb)
+    est = _estimate(smallest, facts, budget_gb, step_tokens)
     return cfg, [f"Even one example a step with gradient checkpointing needs about {est['total_gb']:.1f} GB of "
                  f"{budget_gb:.1f} GB: lower the max length (data.max_length) or load the model in 4-bit "
                  f"(model.quantization)."], False

@@ -32,7 +32,7 @@ from .device import DeviceLock
 # End-of-turn markers of common chat templates; generation stops at whichever the template uses.
 from .data.template_features import END_MARKERS as _END_MARKERS
 from .errors import ChatError, ConfigError, StudioError
-from .weights_check import check_adapter  # evaluation checks every run's adapter through here
+from .models.weights_check import check_adapter  # evaluation checks every run's adapter through here
 
 
 def _messages(history: Iterable | None) -> list[dict]:
@@ -337,11 +337,11 @@ def _generation_error(exc: BaseException) -> ChatError:
 
 
 def load_adapter_model(run_dir: str | Path, cfg: Any = None) -> tuple[Any, Any, str]:
-    """(PeftModel, tokenizer, chat template) from a run folder, on the device models.load_model picks."""
+    """(PeftModel, tokenizer, chat template) from a run folder, on the device models.load.load_model picks."""
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from . import models
+    from .models.load import load_model
     from .runs import RunFolder
 
     run = RunFolder(run_dir)
@@ -356,11 +356,11 @@ def load_adapter_model(run_dir: str | Path, cfg: Any = None) -> tuple[Any, Any, 
     template_file = adapter / "chat_template.jinja"
     template = template_file.read_text(encoding="utf-8") if template_file.is_file() else tokenizer.chat_template
     try:
-        base = models.load_model(cfg.model, for_training=False)
+        base = load_model(cfg.model, for_training=False)
     except StudioError:
         raise                       # the model's own message (not found, offline, out of memory...)
     except Exception as e:
-        from .weights_check import explain
+        from .models.weights_check import explain
         damaged = explain(e, cfg.model.source)
         if damaged:
             raise damaged from None

@@ -10,12 +10,12 @@ def _loss_and_grads(tiny_dir, compact: bool, monkeypatch):
     import trl.trainer.utils as tu
     from transformers import AutoModelForCausalLM
 
-    from studio.training import trainer
+    from studio.training.methods import sft
 
     original = tu._use_triton
     tu._use_triton = getattr(original, "original", original)   # TRL's rule, even if a training patched it
     if compact:
-        trainer.compact_lm_head_on_cpu()
+        sft.compact_lm_head_on_cpu()
     seen = []
     monkeypatch.undo()                       # the previous case's spy, if any
 

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from studio.weights_check import check_file, damaged_files
+from studio.models.weights_check import check_file, damaged_files
 from test_training_job import make_cfg, write_data
 
 

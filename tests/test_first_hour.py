@@ -144,9 +144,9 @@ def test_preset_descriptions_are_there_in_chinese():
 
 def test_the_memory_estimate_is_there_before_the_builtin_model_is_converted(tmp_path, monkeypatch):
     """No memory estimate on any tab until the first training had converted the built-in model."""
-    from studio import model_sources as ms
+    from studio.models import sources as ms
     from studio.config import StudioConfig
-    from studio.model_size import config_facts
+    from studio.models.size import config_facts
     from studio.ui.services import Services
 
     converted = ms.default_model_dir()

@@ -6,6 +6,8 @@ inside functions, so an import in a function body crosses a layer just as much a
 Inside the app one more rule holds (``UI_DOOR``): ``studio/ui/services.py`` is the app's one window onto
 the engine; the tabs, views, bindings and the rest of ``studio/ui`` import only the app's own modules and
 the foundation they share with the engine (``UI_FOUNDATION``).
+And there are no circles: no two modules import each other, directly or round a loop (``import_graph``,
+function bodies included), and no unit of the table may import one that may import it back.
 """
 
 from __future__ import annotations
@@ -22,32 +24,32 @@ PACKAGE = Path(studio.__file__).resolve().parent
 # Bottom of the table first. A unit is a top-level module (studio.jobs) or a package (studio.data).
 FOUNDATION = {"studio.config", "studio.config_checks", "studio.config_yaml", "studio.paths", "studio.offline", "studio.errors", "studio.catalogue",
               "studio.process_env"}
-MODELS = {"studio.models", "studio.model_sources", "studio.model_size", "studio.weights_check"}
 ALLOWED: dict[str, set[str]] = {
     "studio": set(),
     "studio.paths": {"studio.errors"},             # a workspace that is a file is said as a StudioError
     "studio.offline": set(),
-    "studio.errors": {"studio.catalogue"},          # the message catalogue renders an error in a language
-    "studio.catalogue": {"studio.errors"},
+    "studio.errors": {"studio.catalogue"},          # an error says itself in a language from the catalogue's words
+    "studio.catalogue": set(),
     "studio.process_env": set(),
     "studio.config": {"studio.errors", "studio.config_checks", "studio.config_yaml"},  # validate(), load()
     "studio.config_yaml": {"studio.errors"},
-    "studio.config_checks": {"studio.config", "studio.errors"},
+    "studio.config_checks": {"studio.errors"},      # it reads the fields of the config it is given
     "studio.presets": FOUNDATION,
     "studio.device": FOUNDATION,
     "studio.out_of_memory": set(),
     "studio.runs": FOUNDATION,
     "studio.data": FOUNDATION,
-    # the model files: sizes, sources and loading know each other, and nothing above them
-    **{m: FOUNDATION | MODELS for m in MODELS},
-    "studio.fit": FOUNDATION | MODELS,
+    # the model package: sources, loading, LoRA, sizes and the estimate, weight checks; nothing above it
+    "studio.models": FOUNDATION,
+    "studio.fit": FOUNDATION | {"studio.models"},
     # (training reads the device lock's holder: is a run still owned by a live process? see resume.live_owner;
     # the estimate of a run on several GPUs says what 'Fit to my GPU' would change: distributed.estimate_for)
-    "studio.training": FOUNDATION | MODELS | {"studio.data", "studio.runs", "studio.device", "studio.out_of_memory",
-                                              "studio.fit"},
-    "studio.inference": FOUNDATION | MODELS | {"studio.data", "studio.runs", "studio.device", "studio.out_of_memory"},
+    "studio.training": FOUNDATION | {"studio.models", "studio.data", "studio.runs", "studio.device",
+                                     "studio.out_of_memory", "studio.fit"},
+    "studio.inference": FOUNDATION | {"studio.models", "studio.data", "studio.runs", "studio.device",
+                                      "studio.out_of_memory"},
     # (export reads the run's recorded system prompt and its template's end markers for the Modelfile)
-    "studio.export": FOUNDATION | MODELS | {"studio.runs", "studio.data"},
+    "studio.export": FOUNDATION | {"studio.models", "studio.runs", "studio.data"},
     "studio.scoring": set(),                          # text against text: no model, no files
     "studio.base_answers": FOUNDATION,
     # the exported file asked in llama.cpp beside the trained model's own answers
@@ -66,7 +68,8 @@ ALLOWED["studio.ui"] = ENGINE                     # the UI uses the engine; noth
 UI_DOOR = "studio.ui.services"
 UI_FOUNDATION = {"studio.config", "studio.errors", "studio.paths"}   # settings, errors, where files are
 
-PACKAGES = {"studio.data", "studio.training", "studio.export", "studio.commands", "studio.ui", "studio.runs"}
+PACKAGES = {"studio.data", "studio.models", "studio.training", "studio.export", "studio.commands", "studio.ui",
+            "studio.runs", "studio.catalogue"}
 
 
 def unit(module: str) -> str:
@@ -140,6 +143,71 @@ def test_the_table_names_every_unit_that_exists():
     assert PACKAGES <= units
 
 
+# ---- no circles: between modules, and between the table's units ----------------------------------
+
+def import_graph() -> dict[str, set[str]]:
+    """Each module of studio/ and the studio modules it imports (function bodies included). A name that is
+    not a module of its own (``from . import load_model``) is the package's, and counts as that package."""
+    found = {module_name(p)[0]: p for p in modules()}
+    graph: dict[str, set[str]] = {}
+    for module, path in found.items():
+        package = module_name(path)[1]
+        targets = set()
+        for target in studio_imports(path.read_text(encoding="utf-8"), package):
+            while target not in found and "." in target:
+                target = target.rsplit(".", 1)[0]
+            if target != module:
+                targets.add(target)
+        graph[module] = targets
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle for each import that leads back to a module on the way there (``[a, b, a]``), none for a
+    graph without circles."""
+    out, done, path = [], set(), []
+
+    def visit(node: str) -> None:
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt in path:
+                out.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in done:
+                visit(nxt)
+        path.pop()
+        done.add(node)
+
+    for node in sorted(graph):
+        if node not in done:
+            visit(node)
+    return out
+
+
+def test_no_two_modules_import_each_other_directly_or_round_a_loop():
+    found = cycles(import_graph())
+    assert found == [], "\n".join(" -> ".join(c) for c in found)
+
+
+def test_the_table_itself_has_no_circle():
+    """No unit may import one that may import it back: the table is layers, a lower one never importing a higher."""
+    table = {u: {v for v in allowed if v != u} for u, allowed in ALLOWED.items()}
+    assert cycles(table) == []
+
+
+@pytest.mark.parametrize("graph, expected", [
+    ({"a": {"b"}, "b": {"a"}}, [["a", "b", "a"]]),
+    ({"a": {"b"}, "b": {"c"}, "c": {"a"}}, [["a", "b", "c", "a"]]),
+    ({"a": {"b", "c"}, "b": {"c"}, "c": set()}, []),
+])
+def test_a_circle_is_found(graph, expected):
+    assert cycles(graph) == expected
+
+
+def test_an_import_inside_a_function_is_in_the_graph():
+    # config.py imports config_checks only inside StudioConfig.validate()
+    assert "studio.config_checks" in import_graph()["studio.config"]
+
+
 @pytest.mark.parametrize("module, package, source, expected", [
     ("studio.inference", "studio", "from .jobs import get_manager", "studio.inference imports studio.jobs"),
     ("studio.inference", "studio", "def f():\n    from .training.failures import explain",
@@ -148,6 +216,10 @@ def test_the_table_names_every_unit_that_exists():
     ("studio.data.read", "studio.data", "from .. import models", "studio.data.read imports studio.models"),
     ("studio.jobs", "studio", "from studio.ui import app", "studio.jobs imports studio.ui"),
     ("studio.runs.folder", "studio.runs", "from studio import jobs", "studio.runs.folder imports studio.jobs"),
+    ("studio.models.size", "studio.models", "def f():\n    from ..training.methods import sft",
+     "studio.models.size imports studio.training.methods"),
+    ("studio.config_checks", "studio", "from .config import LIMITS", "studio.config_checks imports studio.config"),
+    ("studio.catalogue", "studio.catalogue", "from ..errors import fill", "studio.catalogue imports studio.errors"),
     # the app's sub-table: a tab, the views or the bindings reaching past the services
     ("studio.ui.tab_settings", "studio.ui", "def f():\n    from studio.fit import fit_to_gpu",
      "studio.ui.tab_settings imports studio.fit (the app reaches the engine through studio.ui.services)"),

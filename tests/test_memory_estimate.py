@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from studio import models
+from studio.models import load, size
 from studio.config import DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig
-from studio.model_size import config_facts, size_facts
+from studio.models.size import config_facts, size_facts
 
 # The architectures of the QLoRA articles' models (their config.json values that set the size).
 CONFIGS = {
@@ -107,9 +108,9 @@ def test_lora_parameters_are_counted_from_the_layer_shapes():
     facts = config_facts(config)
     r = 64
     per_layer = (8192 + 8192) * 2 + (8192 + 1024) * 2 + 3 * (8192 + 28672)     # q, o; k, v; gate, up, down
-    n = models._lora_params(LoraConfig(r=r, target_modules="all-linear"), 8192, 28672, 80, facts["lora_in_out"])
+    n = size._lora_params(LoraConfig(r=r, target_modules="all-linear"), 8192, 28672, 80, facts["lora_in_out"])
     assert n == r * per_layer * 80
-    only_q = models._lora_params(LoraConfig(r=r, target_modules=["q_proj"]), 8192, 28672, 80, facts["lora_in_out"])
+    only_q = size._lora_params(LoraConfig(r=r, target_modules=["q_proj"]), 8192, 28672, 80, facts["lora_in_out"])
     assert only_q == r * (8192 + 8192) * 80
 
 
@@ -164,7 +165,7 @@ def test_a_hub_models_size_comes_from_its_config_alone(monkeypatch, tmp_path):
     """Online, only config.json is fetched; offline there is no estimate and no waiting."""
     import huggingface_hub
 
-    from studio import model_sources as ms
+    from studio.models import sources as ms
 
     fetched = []
 
@@ -192,7 +193,7 @@ def test_a_hub_models_size_comes_from_its_config_alone(monkeypatch, tmp_path):
 def _services_with(monkeypatch, device: dict):
     """The app's Services for the Llama-2-13B shape (config alone) on a machine with ``device``."""
     from studio.ui.services import Services
-    monkeypatch.setattr(models, "device_info", lambda: device)
+    monkeypatch.setattr(load, "device_info", lambda: device)
     svc = Services()
     monkeypatch.setattr(svc, "facts", lambda model_cfg: config_facts(CONFIGS["Llama-2-13B"][0]))
     monkeypatch.setattr(svc, "gpus", lambda: [{"name": "GPU", "total_gb": device.get("total_gb", 0)}]

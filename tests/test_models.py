@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from studio import models
+from studio.models import load
 from studio.config import DataConfig, LoraConfig, ModelConfig, TrainingConfig
 from studio.errors import ConfigError, ModelError
 
@@ -102,7 +103,7 @@ def test_load_tokenizer_sets_a_pad_token_without_new_tokens(tmp_path, tiny_dir):
 
 @no_gpu
 def test_dtype_on_a_cpu_without_native_bf16_is_float32_with_a_note(monkeypatch):
-    monkeypatch.setattr(models, "_cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(load, "_cpu_has_bf16", lambda: False)
     assert models.resolve_dtype(ModelConfig(compute_dtype="auto")) == torch.float32
     dtype, note = models.dtype_and_note(ModelConfig(compute_dtype="bfloat16"))
     assert dtype == torch.float32 and "processor" in note
@@ -112,7 +113,7 @@ def test_dtype_on_a_cpu_without_native_bf16_is_float32_with_a_note(monkeypatch):
 
 @no_gpu
 def test_dtype_on_a_cpu_with_native_bf16_is_bfloat16_unless_float32_is_asked(monkeypatch):
-    monkeypatch.setattr(models, "_cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(load, "_cpu_has_bf16", lambda: True)
     assert models.dtype_and_note(ModelConfig(compute_dtype="auto")) == (torch.bfloat16, "")
     assert models.dtype_and_note(ModelConfig(compute_dtype="bfloat16")) == (torch.bfloat16, "")
     assert models.dtype_and_note(ModelConfig(compute_dtype="float32")) == (torch.float32, "")
@@ -203,3 +204,11 @@ def test_memory_estimate_moves_the_right_way():
     assert plain["fits"] and not _estimate(free_gb=8.0)["fits"]
     assert _estimate(optimizer="paged_adamw_8bit")["parts"]["adapters_and_optimizer"] < \
         plain["parts"]["adapters_and_optimizer"]
+
+
+def test_every_name_studio_models_offers_is_its_homes_own():
+    """``studio.models.NAME`` (loaded on first use) is the object of the module that owns it."""
+    import importlib
+    for name in models.__all__:
+        home = importlib.import_module(f"studio.models.{models._HOME_OF[name]}")
+        assert getattr(models, name) is getattr(home, name), name

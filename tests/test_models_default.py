@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from studio import model_sources as ms
+from studio.models import sources as ms
 from studio import models
 from studio.config import ModelConfig
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from studio import model_sources as ms
-from studio.model_sources import resolve_source
+from studio.models import sources as ms
+from studio.models.sources import resolve_source
 from studio.errors import ModelError
 
 
@@ -159,7 +159,7 @@ def test_missing_default_package_says_how_to_install(monkeypatch):
 def test_config_facts_reads_sizes_without_loading(tiny_dir):
     from tiny import tiny_model
 
-    from studio.model_size import config_facts
+    from studio.models.size import config_facts
     facts = config_facts(tiny_dir)
     model = tiny_model()
     assert facts["num_params"] == sum(p.numel() for p in model.parameters())

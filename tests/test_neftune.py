@@ -9,7 +9,7 @@ from transformers import TrainerCallback
 
 from studio.config import merge
 from studio.errors import ConfigError
-from studio.training.args import build_training_args
+from studio.training.methods import sft
 from test_training_job import run_job
 
 
@@ -17,7 +17,7 @@ def test_the_trainers_own_hook_is_never_used(tmp_path):
     """It scales by the whole batch tensor's length (a padding-free step's rows joined): the job adds its own."""
     from test_training_job import make_cfg
     cfg = merge(make_cfg(tmp_path / "x.jsonl"), {"training": {"neftune_noise_alpha": 5}})
-    assert build_training_args(cfg, str(tmp_path), False, torch.float32, False).args.neftune_noise_alpha is None
+    assert sft.training_args(cfg, str(tmp_path), False, torch.float32, False).args.neftune_noise_alpha is None
 
 
 def _noise_seen(model):

@@ -139,6 +139,19 @@ def test_resume_refuses_a_changed_setting_and_names_it(tmp_path):
     assert "logging_steps" not in msg
 
 
+def test_a_run_from_before_a_setting_existed_still_resumes(tmp_path):
+    """A run started before ``training.method`` existed trained with its default: nothing changed."""
+    from studio.runs import RunFolder
+    from studio.training.resume import plan_resume, read_fingerprint, write_fingerprint
+
+    tok = tiny_tokenizer()
+    _, job = _stopped_run(tmp_path, tok, at=3)
+    fp = read_fingerprint(job.run_dir)
+    del fp["settings"]["training.method"]
+    write_fingerprint(RunFolder(job.run_dir), fp)
+    assert plan_resume(job.run_dir, tokenizer=tok).step == job.progress.step
+
+
 def test_an_incomplete_checkpoint_is_skipped_with_a_note(tmp_path):
     from studio.training.resume import COMPLETE_MARK, plan_resume
 

@@ -86,7 +86,8 @@ def test_similarity_is_chrf_and_higher_for_closer_answers():
 
 def test_auto_epochs_read_a_small_data_set_three_times():
     from studio.config import StudioConfig
-    from studio.training.args import build_training_args, estimate_total_steps
+    from studio.training.args import estimate_total_steps
+    from studio.training.methods import sft
 
     cfg = StudioConfig()
     assert cfg.training.epochs == 0 and cfg.training.max_steps == 0          # the default is auto
@@ -96,5 +97,5 @@ def test_auto_epochs_read_a_small_data_set_three_times():
     cfg.training.epochs = 1.5
     assert estimate_total_steps(cfg, 284) == 107
     cfg.training.epochs = 0
-    resolved = build_training_args(cfg, "/tmp/unused", False, __import__("torch").float32, False, 284)
+    resolved = sft.training_args(cfg, "/tmp/unused", False, __import__("torch").float32, False, 284)
     assert resolved.args.num_train_epochs == 3 and any("auto, 3 passes" in n for n in resolved.notes)

@@ -79,21 +79,21 @@ def test_attention_choice_falls_back_where_the_kernel_cannot_run():
 
 def test_fused_kernels_need_a_gpu_and_say_so_when_missing():
     from studio.config import StudioConfig
-    from studio.training.args import build_training_args
+    from studio.training.methods import sft
 
     cfg = StudioConfig()
-    cpu = build_training_args(cfg, "/tmp/x", on_cuda=False, dtype=torch.float32, has_validation=False)
+    cpu = sft.training_args(cfg, "/tmp/x", on_cuda=False, dtype=torch.float32, has_validation=False)
     assert cpu.args.use_liger_kernel is False and not any("liger" in n for n in cpu.notes)
     assert cpu.args.padding_free is True and cpu.args.max_length is None
 
 
 def test_a_cpu_with_native_bf16_trains_with_bf16_autocast_and_float32_otherwise():
     from studio.config import StudioConfig
-    from studio.training.args import build_training_args
+    from studio.training.methods import sft
 
-    bf16 = build_training_args(StudioConfig(), "/tmp/x", on_cuda=False, dtype=torch.bfloat16, has_validation=False)
+    bf16 = sft.training_args(StudioConfig(), "/tmp/x", on_cuda=False, dtype=torch.bfloat16, has_validation=False)
     assert bf16.precision == "bf16" and bf16.args.bf16 and bf16.args.use_cpu and not bf16.args.fp16
-    f32 = build_training_args(StudioConfig(), "/tmp/x", on_cuda=False, dtype=torch.float32, has_validation=False)
+    f32 = sft.training_args(StudioConfig(), "/tmp/x", on_cuda=False, dtype=torch.float32, has_validation=False)
     assert f32.precision == "fp32" and not f32.args.bf16 and not f32.args.fp16
 
 
@@ -175,7 +175,7 @@ def test_auto_checkpointing_measures_the_longest_rows():
 
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from studio.training.checkpointing import worst_batch
+    from studio.training.methods.sft import worst_batch
     rows = [SimpleNamespace(input_ids=[5] * n, labels=[5] * n) for n in (3, 40, 7, 25, 1)]
     batch, tokens = worst_batch(rows, 2, DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True))
     assert tokens == 40 + 25 and batch["input_ids"].shape == (1, 65)

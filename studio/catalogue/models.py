@@ -1,5 +1,5 @@
-"""Base models: finding, downloading, converting and loading them (``studio/model_sources.py``,
-``studio/models.py``, ``studio/weights_check.py``)."""
+"""Base models: finding, downloading, converting and loading them (``studio/models/``: ``sources.py``,
+``load.py``, ``weights_check.py``)."""
 
 _SOURCE = ("Check model.source (a name, folder or file) and try again.", "检查 model.source（名称、文件夹或文件）后重试。")
 _OFFLINE = ("Use 'default' (the built-in model works offline), or download the model on a computer with internet and "

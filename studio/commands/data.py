@@ -44,7 +44,7 @@ def add_parser(sub):
 
 def _load_tokenizer(source: str):
     from ..config import ModelConfig
-    from ..models import load_tokenizer   # imported here: loading models is slow and not needed without --model
+    from ..models.load import load_tokenizer   # imported here: loading models is slow and not needed without --model
     return load_tokenizer(ModelConfig(source=source))
 
 

@@ -233,7 +233,7 @@ def _context_warnings(cfg) -> list[str]:
     """E.g. a maximum length past the model's context (the model is on disk by now: its config says)."""
     from ..config_checks import context_warnings
     try:
-        from ..model_size import facts_for
+        from ..models.size import facts_for
         facts = facts_for(cfg.model) or {}
     except Exception:  # a warning is optional; the run itself reports real problems
         return []

@@ -17,6 +17,7 @@ from .messages import BadRow as _Bad
 from .messages import parse_turns, tools_of
 from .messages import type_name as _type_name
 from .types import Conversation, Problem
+from ..config import DataConfig
 from ..errors import DataError
 
 # Shapes that are one family: a file may mix them, since the same reader takes both.
@@ -84,6 +85,12 @@ def suggest_mapping(columns: list[str]) -> dict:
                     found[part] = hit
                     break
     return found
+
+
+def mapping_of(cfg: DataConfig) -> dict:
+    """The columns ``data.prompt_column``, ``answer_column`` and ``system_column`` name,
+    as ``normalise`` takes them for the format 'mapping'."""
+    return {"prompt": cfg.prompt_column, "answer": cfg.answer_column, "system": cfg.system_column}
 
 
 # ---- values --------------------------------------------------------------------------------------

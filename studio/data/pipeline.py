@@ -17,7 +17,7 @@ import random
 from ..config import DataConfig
 from ..config_checks import context_warnings
 from . import system_prompt
-from .formats import columns_of, detect_format, normalise, suggest_mapping
+from .formats import columns_of, detect_format, mapping_of, normalise, suggest_mapping
 from .read import read_source
 from .render import FALLBACKS, IGNORE, RenderError, assistant_spans, encode_full, fit, render, resolve_template
 from .stats import token_stats
@@ -25,11 +25,7 @@ from .template_features import keep_supported_tools, place_reasoning
 from .types import Conversation, DataReport, EncodedRow, PreparedData, Problem
 from ..errors import DataError
 
-__all__ = ["inspect", "prepare", "validation_count", "mapping_of", "training_notes"]
-
-
-def mapping_of(cfg: DataConfig) -> dict:
-    return {"prompt": cfg.prompt_column, "answer": cfg.answer_column, "system": cfg.system_column}
+__all__ = ["inspect", "prepare", "validation_count", "training_notes"]
 
 
 def validation_count(n: int, validation: float) -> int:

@@ -83,8 +83,7 @@ def for_run(folder: str | Path) -> dict:
         return info
     try:
         from ..config import StudioConfig
-        from .formats import normalise
-        from .pipeline import mapping_of
+        from .formats import mapping_of, normalise
         from .read import read_source
 
         data = StudioConfig.load(Path(folder) / "config.yaml").data

@@ -26,7 +26,7 @@ DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 def base_hub_id(source: str) -> str | None:
     """The Hub id of a model source: the built-in default's, a Hub id itself, or one recorded in a
     local folder's config (``_name_or_path``); None when unknown."""
-    from ..model_sources import looks_like_hub_id
+    from ..models.sources import looks_like_hub_id
     if source == "default":
         return DEFAULT_HUB_ID
     if looks_like_hub_id(source) and not Path(source).expanduser().exists():
@@ -49,7 +49,7 @@ def base_record(run: RunFolder) -> dict:
 def check_adapter(run: RunFolder) -> None:
     """ExportError unless the run has a complete adapter: none yet, a run that failed before saving one,
     or a damaged or cut-short weights file (exported, it would only fail on the other machine)."""
-    from ..weights_check import check_adapter as check_weights
+    from ..models.weights_check import check_adapter as check_weights
     if not run.has_adapter():
         if (run.read_state() or {}).get("state") == "failed":
             raise ExportError("The run {name} failed before it saved an adapter, so there is nothing to export.",
@@ -85,3 +85,18 @@ def export_adapter_zip(run_dir: str | Path, final: Path) -> Path:
                 if f.is_file():
                     z.write(f, Path("adapter") / f.relative_to(folder))
     return final
+
+
+# ---- this export as run_export.FORMATS reads it ------------------------------------------------
+
+APP_CHOICES: tuple[str, ...] = ()     # the Runs tab zips the adapter with a button of its own
+
+
+def file_name(dtype: str = "auto") -> tuple[str, str]:
+    """This export's part of the file name, and its suffix."""
+    return "adapter", ".zip"
+
+
+def write(run_dir: str | Path, dest: Path, dtype: str = "auto", original: bool = False, progress=print) -> Path:
+    progress(f"Zipping the adapter of {Path(run_dir).name}...")
+    return export_adapter_zip(run_dir, dest)

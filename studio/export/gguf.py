@@ -200,7 +200,7 @@ def export_gguf(run_dir: str | Path, final: Path, kind: str = "f16", progress: C
     """The run merged and written as ``final`` (a .gguf of type ``kind``), with its Modelfile beside it
     (``modelfile.modelfile_path(final)``). A K-quant is the f16 file quantized by llama.cpp: the f16
     file is written beside as ``<final>.f16.partial`` and removed afterwards."""
-    from ..model_size import facts_for
+    from ..models.size import facts_for
     from ..runs import RunFolder
     from .merge import merged_model
     from .modelfile import modelfile_path, write_modelfile
@@ -237,3 +237,20 @@ def modelfile_lines(gguf_path: Path) -> list[str]:
     """The lines of the Modelfile written beside an export (what the CLI prints)."""
     from .modelfile import modelfile_path
     return modelfile_path(gguf_path).read_text(encoding="utf-8").splitlines()
+
+
+# ---- this export as run_export.FORMATS reads it ------------------------------------------------
+
+APP_CHOICES = tuple(f"gguf-{t}" for t in TYPES if t != "f32")   # f32: twice f16's file for the same answers
+
+
+def file_name(dtype: str = "auto") -> tuple[str, str]:
+    """This export's part of the file name, and its suffix. LM Studio reads the type from the name:
+    <model>-Q4_K_M.gguf. ``gguf_type`` refuses an unknown type (before, any other name was written as f16
+    without a word)."""
+    return label(gguf_type(dtype)), ".gguf"
+
+
+def write(run_dir: str | Path, dest: Path, dtype: str = "auto", original: bool = False,
+          progress: Callable[[str], None] = print) -> Path:
+    return export_gguf(run_dir, dest, gguf_type(dtype), progress)

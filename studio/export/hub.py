@@ -68,7 +68,7 @@ def _token(token: str | None) -> str:
 def push_run(run_dir: str | Path, what: str, repo_id: str, token: str | None = None, private: bool = True,
              progress: Callable[[str], None] = print) -> str:
     """Upload the run's portable adapter folder or its merged model to ``repo_id``; returns its URL."""
-    from ..model_sources import looks_like_hub_id
+    from ..models.sources import looks_like_hub_id
     if what not in ("adapter", "merged"):
         raise ExportError("Only the adapter or the merged model can be pushed to the Hub.", code="export.push_kind")
     if not looks_like_hub_id(repo_id):

@@ -43,20 +43,20 @@ def merged_model(run_dir: str | Path, dtype: torch.dtype, original: bool = False
     """(merged model, tokenizer, chat template) of a run, in memory."""
     from peft import PeftModel
 
-    from .. import models
+    from ..models.load import load_model
 
     run = RunFolder(run_dir)
     if not run.has_adapter():
         raise ExportError("The run {name} has no saved adapter yet; export it once it has finished or stopped.",
                           code="export.no_adapter", name=run.name)
-    from ..weights_check import check_adapter
+    from ..models.weights_check import check_adapter
     check_adapter(run.adapter_dir, run.name)
     cfg = run.config()
     quantized = cfg.model.quantization != "none"
     compute = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}[dtype]
     model_cfg = dataclasses.replace(cfg.model, compute_dtype=compute,
                                     quantization="none" if original else cfg.model.quantization)
-    base = models.load_model(model_cfg, for_training=False)
+    base = load_model(model_cfg, for_training=False)
     if quantized and not original:
         base = base.dequantize(dtype=dtype)     # the rounded weights the adapter learned against
     base = base.to(dtype)
@@ -74,7 +74,7 @@ def export_merged(run_dir: str | Path, final: Path, dtype_name: str = "auto", or
                   progress: Callable[[str], None] = print) -> Path:
     dtype = merge_dtype(dtype_name)
     run = RunFolder(run_dir)
-    from ..model_size import facts_for
+    from ..models.size import facts_for
     facts = facts_for(run.config().model) or {}     # unknown: the merge itself says what is wrong
     needed = int(facts.get("num_params") or 0) * torch.finfo(dtype).bits // 8
     check_free_space(final.parent, needed, "the merged model")
@@ -97,3 +97,18 @@ def save_merged(model: Any, tokenizer: Any, template: str, folder: Path, run: Ru
     from .adapter import base_record
     (folder / "studio_export.json").write_text(json.dumps({"run": run.name, "base": base_record(run)}, indent=2),
                                                encoding="utf-8")
+
+
+# ---- this export as run_export.FORMATS reads it ------------------------------------------------
+
+APP_CHOICES = ("merged",)
+
+
+def file_name(dtype: str = "auto") -> tuple[str, str]:
+    """This export's part of the file name, and its suffix (a merged model is a folder: none)."""
+    return "merged", ""
+
+
+def write(run_dir: str | Path, dest: Path, dtype: str = "auto", original: bool = False,
+          progress: Callable[[str], None] = print) -> Path:
+    return export_merged(run_dir, dest, dtype, original, progress)

@@ -1,19 +1,18 @@
-"""TRL's ``SFTConfig`` from the studio's ``TrainingConfig``, and the notes on what had to change.
+"""The trainer arguments from the studio's ``TrainingConfig`` that every training method shares, and the
+notes on what had to change for this device; how long a run is (epochs, steps, checkpoints).
 
-Kept apart from the job so the mapping can be read (and tested) in one place. The rows reach the
-trainer already rendered and tokenised, with their loss masks as ``labels`` (studio/data), so TRL
-only batches them: padding-free (a step's rows joined into one sequence, no padding) when
-``training.packing`` is on, padded to the longest row otherwise.
+Kept apart from the job so the mapping can be read (and tested) in one place. A method adds its own
+arguments and names its arguments class (``methods/sft.py``: TRL's ``SFTConfig``).
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from transformers.utils import is_liger_kernel_available
-from trl import SFTConfig
 
 from ..config import StudioConfig
 
@@ -23,17 +22,17 @@ _CUDA_ONLY_OPTIMIZERS = {"paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit"}
 
 @dataclass
 class ResolvedArgs:
-    args: SFTConfig
+    args: Any                           # the method's arguments (SFT: TRL's SFTConfig)
     optimizer: str
     precision: str                      # "bf16" | "fp16" | "fp32"
     notes: list[str] = field(default_factory=list)   # plain-language changes made for this device
 
 
-def _compatible(kwargs: dict) -> dict:
+def _compatible(config_class: type, kwargs: dict) -> dict:
     """Rename arguments for older transformers 5.x releases (5.17 is on many GPU images), which call
     activation checkpointing ``gradient_checkpointing`` and take a warmup ratio separately."""
     import dataclasses
-    fields = {f.name: f for f in dataclasses.fields(SFTConfig)}
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
     out = dict(kwargs)
     if "activation_checkpointing" not in fields:
         out["gradient_checkpointing"] = out.pop("activation_checkpointing")
@@ -85,7 +84,9 @@ def estimate_total_steps(cfg: StudioConfig, train_rows: int) -> int:
 
 
 def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype: torch.dtype,
-                        has_validation: bool, train_rows: int = 0) -> ResolvedArgs:
+                        has_validation: bool, train_rows: int, config_class: type, own: dict) -> ResolvedArgs:
+    """``config_class`` (a method's arguments class) made of the arguments every method shares and the
+    method's ``own``, with the optimizer and precision used and what had to change for this device."""
     t = cfg.training
     notes: list[str] = []
 
@@ -95,7 +96,7 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
         optimizer = "adamw_torch"
 
     precision = "fp32"
-    if dtype == torch.bfloat16:             # a GPU, or a CPU with native bf16 maths (models.dtype_and_note)
+    if dtype == torch.bfloat16:             # a GPU, or a CPU with native bf16 maths (models/load.py: dtype_and_note)
         precision = "bf16"
     elif on_cuda and dtype == torch.float16:
         precision = "fp16"
@@ -106,8 +107,6 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
         notes.append("Fused kernels are on but liger-kernel is not installed (`pip install liger-kernel`); "
                      "training uses the model's own layers.")
 
-    # One row a step has no padding anyway (and TRL warns that padding-free buys nothing there).
-    padding_free = t.packing and t.batch_size > 1
     evaluate = has_validation and t.eval_steps > 0
     steps = {"max_steps": t.max_steps} if t.max_steps > 0 else {"num_train_epochs": epochs_for(cfg, train_rows)}
     if t.max_steps == 0 and t.epochs == 0:
@@ -127,7 +126,7 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
         max_grad_norm=t.max_grad_norm,
         # NEFTune's noise is added by the job, scaled to each row (neftune.py), not by the trainer's hook.
         neftune_noise_alpha=None,
-        # The job enables checkpointing itself (models.apply_lora), layer by layer for 'auto'
+        # The job enables checkpointing itself (models/lora.py: apply_lora), layer by layer for 'auto'
         # (checkpointing.py); the trainer would switch it on for every layer.
         activation_checkpointing=False,
         activation_checkpointing_kwargs=None,
@@ -147,13 +146,6 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
         dataloader_num_workers=0,              # workers would fork a process holding the model
         dataloader_pin_memory=on_cuda,
         remove_unused_columns=False,           # our rows are already tokenised; keep every column
-        # Padding-free batches have no padding at all; padded batches count their attention mask.
-        include_num_input_tokens_seen="all" if padding_free else "non_padding",
-        # The rows are tokenised and cut to data.max_length already; TRL must not cut or pack again.
-        max_length=None,
-        padding_free=padding_free,
-        packing=False,
-        dataset_num_proc=None,
         # RMSNorm, RoPE and SwiGLU as fused Triton kernels; TRL computes the loss with its own chunked
         # LM head (the float32 logits of the whole vocabulary are never materialised).
         use_liger_kernel=liger,
@@ -163,11 +155,12 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
         save_only_model=False,
         log_level="info",
     )
+    kwargs.update(own)                         # the method's own (SFT: how it batches the rows)
     from .distributed import trainer_kwargs
     kwargs.update(trainer_kwargs(on_cuda))     # DDP / FSDP settings of a multi-process run (none for one)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)   # use_liger_kernel's deprecation note
-        args = SFTConfig(**_compatible(kwargs))
+        args = config_class(**_compatible(config_class, kwargs))
     one_gpu_per_process(args)
     return ResolvedArgs(args=args, optimizer=optimizer, precision=precision, notes=notes)
 

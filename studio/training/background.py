@@ -9,18 +9,11 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .states import ACTIVE_STATES, PENDING, STATE_KEYS
+
 if TYPE_CHECKING:          # for the annotations only
     from ..config import StudioConfig
     from ..runs import RunFolder
-
-PENDING, LOADING, TRAINING, SAVING, SCORING = "pending", "loading", "training", "saving", "scoring"
-DONE, STOPPED, FAILED = "done", "stopped", "failed"
-ACTIVE_STATES = (PENDING, LOADING, TRAINING, SAVING, SCORING)
-FINAL_STATES = (DONE, STOPPED, FAILED)
-# What ``_state_record`` writes of every run; anything else in state.json is the runner's ``info``.
-STATE_KEYS = frozenset({"state", "message", "hint", "error", "name", "started", "finished", "step", "total_steps",
-                        "epoch", "elapsed_s", "eta_s", "final_loss", "final_eval_loss", "model_source",
-                        "data_source", "adapter", "pid", "result", "failure", "message_key", "message_params"})
 
 
 class BackgroundRun:

@@ -1,9 +1,10 @@
 """Trainer callbacks: the metrics rows of a run and the stop button.
 
 ``MetricsCallback`` turns the trainer's log events into rows of a ``MetricsLog`` (step, epoch, loss,
-learning rate, grad norm, NON-padding tokens per second, elapsed and remaining time, GPU memory) and
-keeps the job's progress current. ``StopCallback`` ends training at the next optimizer step, or at the
-next micro-batch while gradients are being accumulated, without writing a checkpoint.
+learning rate, grad norm, NON-padding tokens per second, elapsed and remaining time, GPU memory, and
+what the training method logs besides: its ``METRICS``) and keeps the job's progress current.
+``StopCallback`` ends training at the next optimizer step, or at the next micro-batch while gradients
+are being accumulated, without writing a checkpoint.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ class Progress:
 class MetricsCallback(TrainerCallback):
     """Writes one row per log step and per evaluation; updates ``progress`` on every step."""
 
-    def __init__(self, log: MetricsLog, progress: Progress, on_row: Callable[[dict], None] | None = None):
+    def __init__(self, log: MetricsLog, progress: Progress, on_row: Callable[[dict], None] | None = None,
+                 extra_metrics: tuple[str, ...] = ()):
         self.log = log
+        self.extra_metrics = extra_metrics    # what the training method logs beyond these (its METRICS), kept too
         self.progress = progress
         self.on_row = on_row
         self.summary: dict = {}          # the trainer's closing numbers (train_runtime, mean train_loss…)
@@ -92,7 +95,8 @@ class MetricsCallback(TrainerCallback):
                    "tokens_per_sec": round((tokens - self._last_tokens) / dt, 1) if dt > 0 else None,
                    "tokens_seen": tokens,
                    "eta_s": self._eta(state.global_step, state.max_steps),
-                   "gpu_mem_gb": mem, "gpu_mem_peak_gb": peak}
+                   "gpu_mem_gb": mem, "gpu_mem_peak_gb": peak,
+                   **{k: float(logs[k]) for k in self.extra_metrics if logs.get(k) is not None}}
             self._last_time, self._last_tokens = now, tokens
             self.progress.last_loss = row["loss"]
             self._emit(row)

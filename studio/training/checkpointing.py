@@ -57,13 +57,6 @@ def memory_budget() -> int:
     return budget
 
 
-def worst_batch(rows: list, batch_size: int, collator: Any) -> tuple[dict, int]:
-    """The ``batch_size`` longest rows (``EncodedRow``s) as the collator batches them, and its tokens."""
-    longest = sorted(rows, key=lambda r: len(r.input_ids), reverse=True)[:batch_size]
-    batch = collator([{"input_ids": list(r.input_ids), "labels": list(r.labels)} for r in longest])
-    return batch, int(batch["input_ids"].numel())
-
-
 def _probe(trainer: Any, model: Any, batch: dict) -> tuple[int, int]:
     """(peak bytes, bytes held at the end of the forward pass), above the current allocation, of
     one forward and backward of ``batch``."""
@@ -91,14 +84,14 @@ def layers_to_checkpoint(total: int, peak_all: float, per_layer: float, room: fl
     return max(0, total - free_layers)
 
 
-def choose(trainer: Any, model: Any, rows: list, batch_size: int, optimizer_bytes: int, probe_layers: int = 2) -> Decision:
-    """Measure the largest micro-batch twice (every layer checkpointed; all but ``probe_layers``) and
-    keep checkpointing only on as many layers as the budget needs."""
+def choose(trainer: Any, model: Any, batch: dict, tokens: int, optimizer_bytes: int, probe_layers: int = 2) -> Decision:
+    """Measure the largest micro-batch, ``batch`` of ``tokens`` tokens (the training method's ``worst_batch``),
+    twice (every layer checkpointed; all but ``probe_layers``) and keep checkpointing only on as many layers
+    as the budget needs."""
     layers = decoder_layers(model)
     total = len(layers)
     if total == 0:
         return Decision(0, 0, "This model has no layers that can be checkpointed.")
-    batch, tokens = worst_batch(rows, batch_size, trainer.data_collator)
     model.train()
     base = torch.cuda.memory_allocated()
     room = memory_budget() * MARGIN - base - optimizer_bytes

@@ -80,7 +80,7 @@ def plan(cfg: StudioConfig, found: int | None = None, facts: dict | None = None,
          card_gb: float | None = None) -> Plan:
     """How ``cfg`` runs on this machine, or ``ConfigError`` saying what to change.
 
-    ``facts`` (model_size.config_facts) and ``card_gb`` (the smallest GPU's memory) let strategy
+    ``facts`` (models.size.config_facts) and ``card_gb`` (the smallest GPU's memory) let strategy
     'auto' choose: ddp when the estimate fits one card, fsdp otherwise; without them, ddp."""
     found = gpu_count() if found is None else found
     want = requested_gpus(cfg, found)
@@ -104,8 +104,9 @@ def plan(cfg: StudioConfig, found: int | None = None, facts: dict | None = None,
 def choose_strategy(cfg: StudioConfig, gpus: int, facts: dict | None, card_gb: float | None) -> tuple[str, str]:
     if facts is None or not card_gb:
         return "ddp", "Strategy auto: DDP (the model's size is not known before loading)."
-    from ..models import estimate_from_facts
-    one = estimate_from_facts(cfg, facts, {"device": "cuda", "free_gb": card_gb})
+    from ..models.size import estimate_from_facts
+    from .methods import step_tokens
+    one = estimate_from_facts(cfg, facts, {"device": "cuda", "free_gb": card_gb}, step_tokens(cfg))
     if one["total_gb"] <= card_gb * 0.9 or cfg.model.quantization == "8bit":
         return "ddp", (f"Strategy auto: DDP, a whole copy on each GPU (the estimate, {one['total_gb']:.1f} GB, fits "
                        f"one {card_gb:.0f} GB card).")
@@ -136,8 +137,9 @@ def estimate_per_gpu(cfg: StudioConfig, facts: dict, device: dict | None, gpus: 
     GPU gathers two layers' weights at a time (the one computing, the one prefetched), and the embedding
     and head stay whole on every GPU. A 4-bit model is first loaded whole on every GPU: the estimate is
     never below that (``whole_model_at_load_gb``)."""
-    from ..models import estimate_from_facts
-    est = estimate_from_facts(cfg, facts, device)
+    from ..models.size import estimate_from_facts
+    from .methods import step_tokens
+    est = estimate_from_facts(cfg, facts, device, step_tokens(cfg))
     if gpus <= 1 or strategy != "fsdp":
         return est
     parts = dict(est["parts"])
@@ -164,7 +166,7 @@ def estimate_per_gpu(cfg: StudioConfig, facts: dict, device: dict | None, gpus: 
 
 def estimate_for(cfg: StudioConfig, gpus: list[dict], facts: dict) -> dict:
     """The estimate the app shows for one GPU of ``cfg`` on this machine's ``gpus`` (``gpus_summary``),
-    with the strategy ``plan`` would choose; ``facts`` are ``model_size.config_facts``.
+    with the strategy ``plan`` would choose; ``facts`` are ``models.size.config_facts``.
 
     More GPUs asked for than found are estimated on those found (the Start button says the rest). Beside
     the estimate: ``gpus``, ``strategy``, ``gpu_total_gb`` (the same run on a GPU, for the common cards
@@ -184,7 +186,8 @@ def estimate_for(cfg: StudioConfig, gpus: list[dict], facts: dict) -> dict:
     advice: list[str] = []
     if not est["fits"] and est.get("device") == "cuda" and n == 1:
         from ..fit import fit_to_gpu
-        fitted, changes, fits = fit_to_gpu(cfg, facts, est["free_gb"])
+        from .methods import step_tokens
+        fitted, changes, fits = fit_to_gpu(cfg, facts, est["free_gb"], step_tokens)
         advice = changes[:-1] if fits else changes      # the last line of a fit restates the need
     return {**est, "gpus": n, "strategy": strategy, "gpu_total_gb": on_gpu, "advice": advice}
 
@@ -202,7 +205,7 @@ def fsdp_layer_units() -> bool:
 
 
 def trainer_kwargs(on_cuda: bool) -> dict:
-    """The SFTConfig arguments of a multi-process run (none for one process).
+    """The trainer arguments of a multi-process run (none for one process), whatever the method.
 
     FSDP follows the FSDP-QLoRA recipe of PEFT's and bitsandbytes' documentation: FSDP1 with the
     original parameters flattened (``use_orig_params=False``), module states synced from rank 0, and a
@@ -257,7 +260,7 @@ def check_fsdp_model(cfg: StudioConfig) -> None:
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
-    from ..model_sources import resolve_source
+    from ..models.sources import resolve_source
     folder = resolve_source(cfg.model.source, cfg.model.trust_remote_code)
     conf = AutoConfig.from_pretrained(folder, trust_remote_code=cfg.model.trust_remote_code)
     try:
@@ -295,12 +298,12 @@ def adjust_for_processes(cfg: StudioConfig) -> tuple[StudioConfig, list[str]]:
 
 def plan_for_start(cfg: StudioConfig) -> Plan:
     """``plan`` with what this machine can tell without loading anything: the GPUs found, and for
-    strategy 'auto' the model's size from its config.json (``model_size.facts_for``, as the app's
+    strategy 'auto' the model's size from its config.json (``models.size.facts_for``, as the app's
     estimate reads it) and the smallest GPU's memory."""
     found = gpu_count()
     facts = card_gb = None
     if requested_gpus(cfg, found) > 1 and cfg.training.strategy == "auto" and found > 1:
-        from ..model_size import facts_for
+        from ..models.size import facts_for
         try:
             facts = facts_for(cfg.model)
         except Exception:   # the worker reports a model that cannot be read; here it only decides ddp/fsdp

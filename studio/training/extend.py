@@ -27,7 +27,7 @@ def load_adapter_weights(peft_model: Any, adapter_dir: str | Path) -> None:
     if not path.is_file():
         raise ResumeError("There is no adapter to start from in {path}.", code="extend.no_adapter_file",
                           path=str(adapter_dir))
-    from ..weights_check import check_adapter
+    from ..models.weights_check import check_adapter
     check_adapter(adapter_dir)
     result = set_peft_model_state_dict(peft_model, load_file(str(path)))
     missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
@@ -44,7 +44,7 @@ def plan_extend(run_dir: str | Path, max_steps: int | None = None, epochs: float
         raise ResumeError("{path} is not a run folder (it has no config.yaml).", code="run.not_a_run", path=str(run.path))
     if not run.has_adapter():
         raise ResumeError("The run {name} has no saved adapter to extend.", code="extend.no_adapter", name=run.name)
-    from ..weights_check import check_adapter
+    from ..models.weights_check import check_adapter
     check_adapter(run.adapter_dir, run.name)
     if not max_steps and not epochs:
         raise ResumeError("Say how much longer to train: a number of steps (training.max_steps) or of epochs "

@@ -16,7 +16,7 @@ def _on_gpu(exc: BaseException) -> bool:
 
 def _damaged_weights(exc: BaseException, log_path: str) -> StudioError | None:
     """A damaged model file, named (the run's config.yaml, next to train.log, says which model)."""
-    from ..weights_check import explain as explain_weights, looks_like_damaged_weights
+    from ..models.weights_check import explain as explain_weights, looks_like_damaged_weights
     if not looks_like_damaged_weights(exc):
         return None
     source = ""

@@ -25,15 +25,16 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..config import StudioConfig
-from ..models import free_gpu
+from ..models.load import free_gpu
 from ..runs import MetricsLog, RunFolder
 from .args import estimate_total_steps
-from .background import (ACTIVE_STATES, DONE, FAILED, FINAL_STATES, LOADING, PENDING, SAVING,  # noqa: F401
-                         SCORING, STOPPED, TRAINING, BackgroundRun)
+from .background import BackgroundRun
+from .states import (ACTIVE_STATES, DONE, FAILED, FINAL_STATES, LOADING, PENDING, SAVING,  # noqa: F401
+                     SCORING, STOPPED, TRAINING)
 from .callbacks import MetricsCallback, Progress, StopCallback
 from .failures import explain
 from . import cpu_threads
-from .trainer import sft_trainer
+from . import methods
 from .gpu_memory import forget_optimizer_globals, gpu_memory_gb, gpu_snapshot
 
 _log = logging.getLogger("studio.training")
@@ -93,6 +94,11 @@ class TrainingJob(BackgroundRun):
         self._data_notes: list[str] = []       # rows left out, held back, read how (said before training)
         self._gpu_before: dict = {}
         self._write_state()
+
+    @property
+    def method(self) -> Any:
+        """How the run learns from its rows: the module of ``training.method`` (``methods/sft.py``...)."""
+        return methods.of(self.cfg)
 
     # ---- control ------------------------------------------------------------------------
     def stop(self) -> None:
@@ -204,7 +210,7 @@ class TrainingJob(BackgroundRun):
         if self._stop.is_set():
             self.model = None if self._owns_model else model
             return self._finish_stopped_early(log)
-        from ..models import check_vocabulary
+        from ..models.load import check_vocabulary
         check_vocabulary(model, [*data.train, *data.validation], self.cfg.model.source)
         on_cuda = torch.cuda.is_available()
         resolved = self._setup_model(model, data, on_cuda, log)
@@ -223,8 +229,8 @@ class TrainingJob(BackgroundRun):
 
     def _setup_tokenizer(self) -> None:
         if self.tokenizer is None:
-            from .. import models
-            self.tokenizer = models.load_tokenizer(self.cfg.model)
+            from ..models.load import load_tokenizer
+            self.tokenizer = load_tokenizer(self.cfg.model)
 
     def _setup_data(self, log) -> Any:
         """Read, render and mask the rows (unless passed in), and record what the run was trained on."""
@@ -253,8 +259,8 @@ class TrainingJob(BackgroundRun):
         """The base model: loaded from the config, or the one passed in without a previous run's LoRA."""
         self._set(message="Loading the model.", key="loading_model")
         if self.model is None:
-            from .. import models
-            return models.load_model(self.cfg.model, for_training=True)
+            from ..models.load import load_model
+            return load_model(self.cfg.model, for_training=True)
         from peft import PeftModel
         if isinstance(self.model, PeftModel):
             return self.model.unload()  # a previous run's model: start from its clean base
@@ -265,20 +271,20 @@ class TrainingJob(BackgroundRun):
         from an earlier adapter) and record what was chosen in ``self.info``. Returns the resolved args."""
         from transformers import set_seed
 
-        from .. import models
-        from .args import build_training_args
+        from ..models.load import resolve_dtype
+        from ..models.lora import apply_lora, parameter_counts
         from .attention import resolve_attention, set_attention
 
         cfg = self.cfg
         self._set(message="Adding the LoRA adapters.", key="adding_lora")
         set_seed(cfg.training.seed)     # LoRA's A matrices are random: the same seed gives the same run
         has_val = len(data.validation) > 0
-        resolved = build_training_args(cfg, str(self.run.checkpoints_dir), on_cuda,
-                                       models.resolve_dtype(cfg.model), has_val, len(data.train))
+        resolved = self.method.training_args(cfg, str(self.run.checkpoints_dir), on_cuda, resolve_dtype(cfg.model),
+                                             has_val, len(data.train))
         padding_free = resolved.args.padding_free
         attention = set_attention(model, resolve_attention(cfg.training.attention, on_cuda, padding_free,
                                                            getattr(model, "config", None)))
-        peft_model = models.apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing != "off")
+        peft_model = apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing != "off")
         self._peft_model = self.model = peft_model
         if self.init_adapter is not None:
             from .extend import load_adapter_weights
@@ -287,7 +293,7 @@ class TrainingJob(BackgroundRun):
 
         for note in resolved.notes:
             log.info(note)
-        counts = models.parameter_counts(peft_model)      # 4-bit packed weights counted as real weights
+        counts = parameter_counts(peft_model)      # 4-bit packed weights counted as real weights
         trainable, total = counts["trainable"], counts["total"]
         self.info = {"device": "cuda" if on_cuda else "cpu", "precision": resolved.precision,
                      "optimizer": resolved.optimizer, "attention": attention,
@@ -303,20 +309,20 @@ class TrainingJob(BackgroundRun):
         return resolved
 
     def _setup_trainer(self, data: Any, resolved: Any, log) -> tuple:
-        """The SFTTrainer with the studio's callbacks, and the layers to checkpoint decided.
-        Returns (trainer, metrics callback, stop callback)."""
+        """The method's trainer (SFT: TRL's SFTTrainer) over its dataset of the rows, with the studio's
+        callbacks, and the layers to checkpoint decided. Returns (trainer, metrics callback, stop callback)."""
         from transformers import PrinterCallback
 
-        from .collator import encoded_dataset
         from .resume import CompleteCheckpointMark
 
-        metrics_cb = MetricsCallback(self.metrics, self.progress, on_row=self._on_row)
+        method = self.method
+        metrics_cb = MetricsCallback(self.metrics, self.progress, on_row=self._on_row, extra_metrics=method.METRICS)
         stop_cb = StopCallback(self._stop)
         has_val = len(data.validation) > 0
-        trainer = sft_trainer(self._peft_model, resolved.args, self.tokenizer, encoded_dataset(data.train),
-                               encoded_dataset(data.validation) if has_val else None,
-                               [metrics_cb, stop_cb, CompleteCheckpointMark(), *self.extra_callbacks],
-                               resolved.precision)
+        trainer = method.trainer(self._peft_model, resolved.args, self.tokenizer, method.dataset(data.train),
+                                 method.dataset(data.validation) if has_val else None,
+                                 [metrics_cb, stop_cb, CompleteCheckpointMark(), *self.extra_callbacks],
+                                 resolved.precision, method.collator(resolved.args, self.tokenizer))
         self._checkpoint_layers(trainer, self._peft_model, data.train, resolved, log)
         if self.cfg.training.neftune_noise_alpha > 0:
             from .neftune import RowScaledNoise
@@ -424,8 +430,8 @@ class TrainingJob(BackgroundRun):
             from transformers.integrations.liger import apply_liger_kernel
             apply_liger_kernel(model, resolved.args.liger_kernel_config)
         state_bytes = 2 if "8bit" in resolved.optimizer else 8
-        decision = checkpointing.choose(trainer, model, rows, self.cfg.training.batch_size,
-                                        self.info["trainable_params"] * state_bytes)
+        batch, tokens = self.method.worst_batch(rows, self.cfg.training.batch_size, trainer.data_collator)
+        decision = checkpointing.choose(trainer, model, batch, tokens, self.info["trainable_params"] * state_bytes)
         self.info["checkpointed_layers"] = decision.layers
         self.info["notes"].append(decision.note)
         log.info(decision.note)

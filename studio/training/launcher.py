@@ -34,8 +34,8 @@ from typing import Any
 from ..config import StudioConfig
 from ..runs import MetricsFollower, RunFolder
 from .callbacks import Progress
-from .background import (DONE, FAILED, FINAL_STATES, LOADING, PENDING, SAVING, STATE_KEYS, STOPPED, TRAINING,
-                         BackgroundRun)
+from .background import BackgroundRun
+from .states import DONE, FAILED, FINAL_STATES, LOADING, PENDING, SAVING, STATE_KEYS, STOPPED, TRAINING
 
 STOP_GRACE_S = 120.0      # after a stop: time to finish the step and save before everything is killed
 LEFTOVER_GRACE_S = 5.0    # after the launcher has exited: time its children get to follow it

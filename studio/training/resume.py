@@ -168,7 +168,7 @@ REQUIRED_FILES = ("trainer_state.json",)
 def checkpoint_problem(folder: Path) -> str | None:
     """Why ``folder`` cannot be resumed from, or None when it can. ``INCOMPLETE`` when the trainer never
     finished writing it (no complete mark): only such a checkpoint may ever be removed."""
-    from ..weights_check import damaged_files
+    from ..models.weights_check import damaged_files
     if not (folder / COMPLETE_MARK).is_file():
         return INCOMPLETE
     missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
@@ -245,7 +245,7 @@ def live_owner(run: RunFolder) -> dict | None:
     """The process training ``run`` now (``{"pid": ...}``), or None: its state.json says it is going and
     the process that wrote it is alive, or another process holds the device lock for this run."""
     from ..device import DeviceLock
-    from .background import ACTIVE_STATES
+    from .states import ACTIVE_STATES
     state = run.read_state() or {}
     if state.get("state") in ACTIVE_STATES and _pid_alive(state.get("pid")):
         return {"pid": state["pid"]}
@@ -318,7 +318,9 @@ def plan_resume(run_dir: str | Path, tokenizer: Any = None, data: Any = None) ->
     if fp is None:
         raise ResumeError("The run {name} has no {file} (it was made before runs recorded their data and settings), so "
                           "a resume could not be checked.", code="resume.no_fingerprint", name=run.name, file=FINGERPRINT)
-    diffs = setting_differences(fp.get("settings", {}), relevant_settings(cfg))
+    # A setting added since the run started (training.method) had its default then: that is how it trained.
+    before = {**relevant_settings(StudioConfig()), **fp.get("settings", {})}
+    diffs = setting_differences(before, relevant_settings(cfg))
     if diffs:
         raise ResumeError("The settings of {name} changed since it started, so it cannot be resumed: {changes}.",
                           code="resume.settings_changed", name=run.name, changes="; ".join(diffs))
@@ -331,8 +333,8 @@ def plan_resume(run_dir: str | Path, tokenizer: Any = None, data: Any = None) ->
         raise ResumeError("The run {name} has no complete checkpoint to resume from{notes}.", code="resume.no_checkpoint",
                           name=run.name, notes=f" ({' '.join(notes)})" if notes else "")
     if tokenizer is None:
-        from .. import models
-        tokenizer = models.load_tokenizer(cfg.model)
+        from ..models.load import load_tokenizer
+        tokenizer = load_tokenizer(cfg.model)
     if data is None:
         from ..data.pipeline import prepare
         data = prepare(cfg.data, tokenizer, cfg.training.seed)

@@ -24,7 +24,7 @@ def _release_memory() -> None:
     """Collect a dropped model now and hand its GPU memory back."""
     import gc
     gc.collect()
-    from studio.models import free_gpu
+    from studio.models.load import free_gpu
     free_gpu()
 
 
@@ -65,23 +65,23 @@ class Services:
 
     # ---- device and model ---------------------------------------------------------------
     def device(self) -> dict:
-        from studio.models import device_info
+        from studio.models.load import device_info
         return device_info()
 
     def inspect_model(self, model_cfg: ModelConfig) -> dict:
         """Load the model once to describe it, then free it (training loads its own copy)."""
-        from studio import models
-        tok = models.load_tokenizer(model_cfg)
+        from studio.models.load import load_model, load_tokenizer, model_summary
+        tok = load_tokenizer(model_cfg)
         try:
-            model = models.load_model(model_cfg, for_training=False)
+            model = load_model(model_cfg, for_training=False)
         except Exception as e:
-            from studio.weights_check import explain
+            from studio.models.weights_check import explain
             damaged = explain(e, model_cfg.source)
             if damaged:
                 raise damaged from None
             raise
         try:
-            summary = models.model_summary(model, tok)
+            summary = model_summary(model, tok)
         finally:
             del model
             _release_memory()
@@ -102,7 +102,7 @@ class Services:
         """Sizes of the configured model without loading it (None when they cannot be known yet)."""
         key = (model_cfg.source, model_cfg.trust_remote_code)
         if key not in self._facts:
-            from studio.model_size import facts_for
+            from studio.models.size import facts_for
             try:
                 # Kept, None too (a Hub id is not asked again): each widget change redraws the estimate.
                 self._facts[key] = facts_for(model_cfg)
@@ -128,15 +128,17 @@ class Services:
     def tokenizer(self, model_cfg: ModelConfig) -> Any:
         key = (model_cfg.source, model_cfg.trust_remote_code)
         if key not in self._tokenizers:
-            from studio.models import load_tokenizer
+            from studio.models.load import load_tokenizer
             self._tokenizers[key] = load_tokenizer(model_cfg)
         return self._tokenizers[key]
 
     @staticmethod
     def fit_to_gpu(cfg: StudioConfig, facts: dict, budget_gb: float) -> tuple[StudioConfig, list[str], bool]:
-        """'Fit to my GPU': (settings, what changed in words, whether they fit) (``studio.fit.fit_to_gpu``)."""
+        """'Fit to my GPU': (settings, what changed in words, whether they fit) (``studio.fit.fit_to_gpu``, with
+        what one step of the run's training method holds)."""
         from studio.fit import fit_to_gpu
-        return fit_to_gpu(cfg, facts, budget_gb)
+        from studio.training.methods import step_tokens
+        return fit_to_gpu(cfg, facts, budget_gb, step_tokens)
 
     @staticmethod
     def requested_gpus(cfg: StudioConfig, found: int) -> int:

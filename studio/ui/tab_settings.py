@@ -90,6 +90,7 @@ def build(ctx) -> SimpleNamespace:
                 B.widget("training", "neftune_noise_alpha")
                 B.widget("training", "output_dir")
             with gr.Row():
+                B.widget("training", "method")
                 B.widget("training", "attention")
                 B.widget("training", "fused_kernels")
         with L.add(gr.Accordion(L("settings.yaml"), open=False, elem_id="settings-yaml-box"), label="settings.yaml"):

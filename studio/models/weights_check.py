@@ -13,7 +13,7 @@ import json
 import struct
 from pathlib import Path
 
-from .errors import ModelError
+from ..errors import ModelError
 
 _MARKERS = ("deserializing header", "incomplete metadata", "header too small", "header too large",
             "invalid json in header", "metadataincompletebuffer", "file not fully covered")
@@ -80,7 +80,7 @@ def check_adapter(folder: str | Path, run: str = "") -> None:
 
 def _local_folder(source: str) -> Path | None:
     """The model's folder on this computer, without downloading or converting anything."""
-    from . import model_sources as ms
+    from . import sources as ms
     s = (source or "").strip()
     if not s:
         return None

@@ -28,8 +28,9 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from . import paths
-from .offline import hub_offline
+from .. import paths
+from ..errors import ModelError
+from ..offline import hub_offline
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,6 @@ HUB_PROBE_SECONDS = 3.0
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "model*.bin", "*.pt", "*.pth")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
 _convert_lock = threading.Lock()     # the UI and a job may ask for the default model at the same time
-
-
-from .errors import ModelError
 
 
 # ---- the built-in default model -----------------------------------------------------------

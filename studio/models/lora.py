@@ -1,0 +1,104 @@
+"""LoRA on a loaded model: the linear layers it can adapt, the wrapping itself, and parameter counts
+(4-bit packed weights counted as the weights they stand for)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from ..config import ALL_LINEAR, LoraConfig
+from ..config_checks import check_target_modules
+from ..errors import ConfigError, ModelError
+
+
+def _linear_classes() -> tuple[type, ...]:
+    from transformers.pytorch_utils import Conv1D   # GPT-2 style "linear" layers
+
+    return (torch.nn.Linear, Conv1D)    # bnb Linear4bit / Linear8bitLt subclass nn.Linear
+
+
+def linear_module_names(model: Any) -> list[str]:
+    """Sorted unique leaf names of the linear layers LoRA can target (``q_proj``, ...), without the output head."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    names = set()
+    for full, module in base.named_modules():
+        if not isinstance(module, _linear_classes()) or module is head:
+            continue
+        parts = full.split(".")
+        if any(p.startswith("lora_") for p in parts):       # LoRA's own A/B matrices
+            continue
+        if parts[-1] == "base_layer" and len(parts) > 1:     # a layer already wrapped by LoRA
+            parts = parts[:-1]
+        if parts[-1] != "lm_head":
+            names.add(parts[-1])
+    return sorted(names)
+
+
+def _numel(p: torch.nn.Parameter) -> int:
+    if type(p).__name__ == "Params4bit":
+        # Two 4-bit values are packed per byte of storage, so numel() shows half (or less).
+        shape = getattr(getattr(p, "quant_state", None), "shape", None)
+        return int(shape.numel()) if shape is not None else p.numel() * 2 * p.element_size()
+    return p.numel()
+
+
+def parameter_counts(model: Any) -> dict:
+    """``total`` and ``trainable`` parameters (4-bit packed weights counted as real weights)."""
+    total = trainable = 0
+    for p in model.parameters():
+        n = _numel(p)
+        total += n
+        if p.requires_grad:
+            trainable += n
+    return {"total": total, "trainable": trainable}
+
+
+def _enable_checkpointing(model: Any) -> None:
+    # Non-reentrant checkpointing lets gradients reach LoRA weights without forcing input grads.
+    kwargs = {"use_reentrant": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def apply_lora(model: Any, lora_cfg: LoraConfig, gradient_checkpointing: bool = False) -> Any:
+    """Wrap ``model`` in LoRA adapters (a PeftModel); only the adapters are trainable.
+
+    Target modules are checked against the model first, so a typo gives a ConfigError naming the
+    layers that do exist.
+    """
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    names = linear_module_names(model)
+    if not names:
+        raise ModelError("This model has no linear layers that LoRA can adapt.", code="model.no_linear")
+    # The settings were validated when the run started; only the model can say which layers it has.
+    check_target_modules(lora_cfg, names)
+    # The base stays frozen and in its own dtype, 4-bit or not. peft's prepare_model_for_kbit_training
+    # (the QLoRA articles' recipe) would also cast every norm, the embedding and the output head to
+    # float32: measured, that costs memory and a dtype copy of the head on every step, and buys no
+    # accuracy under bf16 autocast (docs/BENCHMARKS.md). So only its freezing is kept.
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if gradient_checkpointing:
+        _enable_checkpointing(model)
+        model.config.use_cache = False
+    target = lora_cfg.target_modules
+    peft_cfg = PeftLoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
+                              target_modules=ALL_LINEAR if target == ALL_LINEAR else list(target),
+                              use_dora=lora_cfg.use_dora, use_rslora=lora_cfg.use_rslora, bias=lora_cfg.bias,
+                              task_type="CAUSAL_LM")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)   # transformers 5 renames inside peft
+            return get_peft_model(model, peft_cfg)
+    except ValueError as e:
+        raise ConfigError("LoRA cannot be applied with these settings: {detail}", code="config.lora_refused",
+                          detail=str(e).splitlines()[0]) from None
