@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from studio.models import load as models_load
 from test_training_job import make_cfg, prepared, run_job, write_data
 from tiny import tiny_model, tiny_tokenizer
 
@@ -31,6 +32,24 @@ def test_padding_free_batches_train_exactly_like_padded_ones(tmp_path):
     # ...and the adapter did move (a test of equality between two frozen runs would prove nothing).
     fresh = _adapter(run_job(tmp_path, "none", max_steps=1, batch_size=4, learning_rate=1e-9).model)
     assert any(not torch.allclose(fresh[k], b[k], atol=1e-4) for k in b)
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or not models_load._cpu_has_bf16(),
+                    reason="bfloat16 training on a CPU needs one with native bfloat16")
+def test_a_cpu_with_native_bf16_trains_in_bf16_and_learns(tmp_path):
+    """The CPU path 'auto' takes on such a processor: bf16 weights, float32 adapters, the trainer's autocast."""
+    from studio.config import merge
+    from studio.training import TrainingJob
+
+    tok = tiny_tokenizer()
+    cfg = merge(make_cfg(write_data(tmp_path), max_steps=12, batch_size=4), {"model": {"compute_dtype": "auto"}})
+    job = TrainingJob(cfg, tmp_path / "bf16", model=tiny_model(tok).to(torch.bfloat16), tokenizer=tok,
+                      data=prepared(cfg, tok)).run_sync()
+    assert job.state == "done" and job.info["precision"] == "bf16"
+    adapters = {n: p for n, p in job.model.named_parameters() if "lora_" in n}
+    assert adapters and all(p.dtype == torch.float32 for p in adapters.values())
+    losses = _losses(job)
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.5, losses
 
 
 def test_studio_losses_equal_the_plain_trainer_recipe(tmp_path):
