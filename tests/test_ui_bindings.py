@@ -1,7 +1,9 @@
 """Widgets <-> config: every field the studio draws turns back into the same config, with the
 config's help text and plain messages for wrong values; the label table is complete."""
 
+import ast
 import dataclasses
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from studio.config import SECTIONS, StudioConfig, field_help, merge
 from studio.errors import ConfigError
 from studio.ui import bindings as b
+from studio.ui import i18n_text
 from studio.ui.i18n import LANGS, Help, Labels, t
 from studio.ui.i18n_text import TEXT
 
@@ -125,6 +128,21 @@ def test_label_table_has_both_languages_and_no_duplicates():
     assert len(pairs) == len(set(pairs)), "the same words under two keys: reuse one key"
     # every field's help in both languages, beside the field (studio/config.py)
     assert all(field_help(s, f.name, "zh") for s, c in SECTIONS.items() for f in dataclasses.fields(c))
+
+
+def test_every_field_label_lives_only_in_the_config():
+    # A label in both languages beside each field (studio/config.py) ...
+    for s, c in SECTIONS.items():
+        for f in dataclasses.fields(c):
+            en, zh = f.metadata["label"]
+            assert en.strip() and zh.strip() and f.metadata.get("help_zh", "").strip(), f"{s}.{f.name}"
+            assert TEXT[f"field.{s}.{f.name}"] == (en, zh)
+    # ... and no second one in the table's source: its field.* keys name controls that are not config fields.
+    tree = ast.parse(Path(i18n_text.__file__).read_text(encoding="utf-8"))
+    table = next(n.value for n in tree.body if isinstance(n, ast.AnnAssign) and n.target.id == "TEXT")
+    keys = {k.value for k in table.keys}
+    in_config = {f"field.{s}.{f.name}" for s, c in SECTIONS.items() for f in dataclasses.fields(c)}
+    assert sorted(keys & in_config) == []
 
 
 def test_switching_language_relabels_every_component_but_no_value():

@@ -4,7 +4,8 @@
 remembers which attribute holds which key, so switching language is one event that returns
 ``Labels.updates(lang)`` for every registered component (values the user typed stay untouched).
 Help text of config fields comes from ``studio.config.field_help`` (every field carries it in English and
-Chinese); labels of fields that carry their own come from the config too.
+Chinese), and so do their labels: ``TEXT`` gets a ``field.<section>.<name>`` entry for each, built from
+the config, and the table itself holds only the labels of controls that are not config fields.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from studio.config import field_help, field_labels
 
 from .i18n_text import TEXT
 
-# A field may carry its own label (studio/config.py); the table then needs no line for it.
+# Every config field's label lives in its definition (studio/config.py); ``t("field.lora.r")`` finds it here.
 for _key, _words_of in field_labels().items():
-    TEXT.setdefault(f"field.{_key}", _words_of)
+    TEXT[f"field.{_key}"] = _words_of
 
 LANGS = {"en": "English", "zh": "简体中文"}
 DEFAULT_LANG = "en"
