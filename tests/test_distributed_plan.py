@@ -47,7 +47,7 @@ def test_fsdp_refusals_say_what_to_choose():
         cfg(gpus=2, strategy="fsdp", model={"quantization": "8bit"}).validate()
     assert "'4bit-nf4'" in err.value.hint
     with pytest.raises(ConfigError, match="NVIDIA GPUs; none was found"):
-        check_strategy(cfg(gpus=2, strategy="fsdp"), "fsdp", on_gpu=False)
+        check_strategy("fsdp", on_gpu=False)
 
 
 def test_auto_picks_fsdp_only_when_one_card_is_too_small():

@@ -97,7 +97,7 @@ def plan(cfg: StudioConfig, found: int | None = None, facts: dict | None = None,
     if strategy == "auto":
         strategy, note = choose_strategy(cfg, want, facts, card_gb)
         notes.append(note)
-    check_strategy(cfg, strategy, on_gpu=found > 0)
+    check_strategy(strategy, on_gpu=found > 0)
     return Plan(want, strategy, True, found, notes)
 
 
@@ -114,7 +114,7 @@ def choose_strategy(cfg: StudioConfig, gpus: int, facts: dict | None, card_gb: f
                     f"{one['total_gb']:.1f} GB, does not fit its {card_gb:.0f} GB).")
 
 
-def check_strategy(cfg: StudioConfig, strategy: str, on_gpu: bool) -> None:
+def check_strategy(strategy: str, on_gpu: bool) -> None:
     """What this machine decides about a strategy. FSDP with 8-bit weights is refused by the settings
     themselves (config_checks.validate, before any plan) and never chosen by 'auto'."""
     if strategy == "fsdp" and not on_gpu:
@@ -187,7 +187,7 @@ def estimate_for(cfg: StudioConfig, gpus: list[dict], facts: dict) -> dict:
     if not est["fits"] and est.get("device") == "cuda" and n == 1:
         from ..fit import fit_to_gpu
         from .methods import step_tokens
-        fitted, changes, fits = fit_to_gpu(cfg, facts, est["free_gb"], step_tokens)
+        _, changes, fits = fit_to_gpu(cfg, facts, est["free_gb"], step_tokens)
         advice = changes[:-1] if fits else changes      # the last line of a fit restates the need
     return {**est, "gpus": n, "strategy": strategy, "gpu_total_gb": on_gpu, "advice": advice}
 
