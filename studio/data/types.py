@@ -76,3 +76,43 @@ class PreparedData:
     system_prompt: dict = field(default_factory=dict)   # the system prompt the rows used (recorded in the run)
     # Validation rows of one question and one answer, as {"prompt", "reference"}: asked after training.
     held_out: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class EncodedPair:
+    """A preference row tokenised for DPO, ORPO and SimPO (``training.method``): the prompt both answers share (the
+    conversation rendered up to where the answer starts, generation prompt included), then each answer's tokens as
+    the chat template ends an answer. The loss is taken on the answers only."""
+    row: int
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+    text: str                 # the prompt and the chosen answer: the exact rendered text
+    rejected_text: str        # the prompt and the rejected answer
+    truncated: bool = False
+
+
+@dataclass
+class EncodedLabelled:
+    """A KTO row: a prompt and one answer marked desirable (``label`` True) or undesirable (False)."""
+    row: int
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    label: bool
+    text: str                 # the prompt and the answer: the exact rendered text
+    truncated: bool = False
+
+
+@dataclass
+class EncodedPrompt:
+    """A GRPO row: the prompt the model answers itself while training, and the reference answer its rewards are
+    scored against (the row's own answer)."""
+    row: int
+    prompt_ids: list[int]
+    prompt: str               # the rendered prompt text, generation prompt included
+    messages: list[dict]      # the conversation up to the answer
+    reference: str
+
+
+# What a training method reads from the data (a method module's ``DATA``), and the row type prepare() makes of it.
+DATA_SHAPES = {"conversation": EncodedRow, "pair": EncodedPair, "labelled": EncodedLabelled, "prompt": EncodedPrompt}

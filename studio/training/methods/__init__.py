@@ -3,6 +3,10 @@
 
 A method module supplies what the run's named steps (``TrainingJob``) ask of it:
 
+- ``DATA``: what it reads from the data, a key of ``data.types.DATA_SHAPES`` (``"conversation"``: whole
+  conversations with their loss masks; ``"pair"``: a prompt with a chosen and a rejected answer; ``"labelled"``:
+  a prompt with one answer marked desirable or not; ``"prompt"``: a prompt and a reference answer), which
+  ``data.pipeline.prepare(..., shape=DATA)`` makes its rows of;
 - ``COLUMNS``: the dataset columns its trainer reads;
 - ``METRICS``: what its trainer logs beyond the loss, learning rate and gradient norm every metrics row
   has, copied into the rows (``callbacks.MetricsCallback``);

@@ -18,6 +18,7 @@ import torch
 from ...config import StudioConfig
 from ..args import ResolvedArgs, build_training_args
 
+DATA = "conversation"
 COLUMNS = ("input_ids", "labels")
 METRICS: tuple[str, ...] = ()      # SFT's trainer logs nothing the rows do not already carry
 
