@@ -11,7 +11,7 @@ from studio.config import METHODS, StudioConfig, field_choices, merge
 from studio.errors import ConfigError
 from studio.training import methods
 
-INTERFACE = ("COLUMNS", "METRICS", "training_args", "dataset", "collator", "trainer", "step_tokens", "worst_batch")
+INTERFACE = ("DATA", "COLUMNS", "METRICS", "training_args", "dataset", "collator", "trainer", "step_tokens", "worst_batch")
 FACTS = {"num_params": 1_000_000_000, "hidden_size": 2048, "num_layers": 16, "vocab_size": 32000,
          "intermediate_size": 8192}
 
