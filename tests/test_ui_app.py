@@ -17,6 +17,7 @@ class FakeJob:
         self.run_dir = run_dir
         self.metrics = MetricsLog()
         self.state, self.step = "training", 0
+        self.cfg = StudioConfig()
 
     def status(self):
         return {"state": self.state, "message": "Training.", "hint": "", "name": "run-1", "run_dir": str(self.run_dir),
@@ -67,7 +68,7 @@ def points(fig) -> int:
 def test_no_job_shows_idle_once_then_skips(app):
     _, svc, fns = app
     svc.job = None
-    status, _, fig, _, _, track = fns["poll_training"]("en", {})
+    status, _, fig, _, _, _, track = fns["poll_training"]("en", {})
     assert "No training yet" in status and points(fig) == 0
     again = fns["poll_training"]("en", track)
     assert all(x == gr.skip() for x in again[:4])
@@ -78,7 +79,7 @@ def test_the_curve_grows_by_the_rows_since_the_cursor(app, tmp_path):
     svc.job = job = FakeJob(tmp_path)
     for s in (1, 2, 3):
         job.log(s, 3.0 - s * 0.1)
-    status, progress, fig, _, _, track = fns["poll_training"]("en", {})
+    status, progress, fig, _, _, _, track = fns["poll_training"]("en", {})
     assert track["cursor"] == 3 and points(fig) == 3 and "Training" in status and "3 / 10" in progress
 
     quiet = fns["poll_training"]("en", track)          # nothing new: nothing is redrawn
@@ -86,12 +87,12 @@ def test_the_curve_grows_by_the_rows_since_the_cursor(app, tmp_path):
 
     job.log(4, 2.5)
     job.log(5, 2.4)
-    _, _, fig, _, _, track = fns["poll_training"]("en", quiet[5])
+    _, _, fig, _, _, _, track = fns["poll_training"]("en", quiet[6])
     assert track["cursor"] == 5 and points(fig) == 5
     assert list(fig.data[0].y) == [2.9, 2.8, 2.7, 2.5, 2.4]
 
     # A reloaded page (empty state) draws the full curve at once.
-    _, _, fig, _, _, fresh = fns["poll_training"]("en", {})
+    _, _, fig, _, _, _, fresh = fns["poll_training"]("en", {})
     assert fresh["cursor"] == 5 and points(fig) == 5
 
 
@@ -101,7 +102,7 @@ def test_a_new_run_resets_the_curve(app, tmp_path):
     svc.job.log(1, 2.0)
     *_, track = fns["poll_training"]("en", {})
     svc.job = FakeJob(tmp_path / "b")
-    _, _, fig, _, _, track = fns["poll_training"]("en", track)
+    _, _, fig, _, _, _, track = fns["poll_training"]("en", track)
     assert track["cursor"] == 0 and points(fig) == 0
 
 

@@ -141,6 +141,12 @@ class Services:
         return fit_to_gpu(cfg, facts, budget_gb, step_tokens)
 
     @staticmethod
+    def method_metrics(method: str) -> tuple[str, ...]:
+        """What the training method ``method`` logs beyond the loss (its ``METRICS``): the method chart's lines."""
+        from studio.training.methods import get
+        return tuple(get(method).METRICS)
+
+    @staticmethod
     def requested_gpus(cfg: StudioConfig, found: int) -> int:
         """The GPUs a run of ``cfg`` asks for on a machine with ``found`` (``training.gpus`` 0: all of them)."""
         from studio.training.distributed import requested_gpus

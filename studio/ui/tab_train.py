@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from . import eval_table, plots, views
+from . import eval_table, method_plot, plots, views
 from .common import GPU, guarded, warn
 from .i18n import t
 
@@ -39,6 +39,8 @@ def build(ctx) -> SimpleNamespace:
         ui.progress = gr.HTML(views.progress_html(None, L.lang), elem_id="train-progress")
         ui.scores = gr.HTML("", elem_id="train-scores", max_height=520)
         ui.plot = L.make(gr.Plot, label="train.plot", elem_id="loss-plot")
+        # Rewards, margins and the share of pairs won: only for a method that logs more than the loss.
+        ui.method_plot = L.make(gr.Plot, label="train.method_plot", elem_id="method-plot", visible=False)
         with L.add(gr.Accordion(L("train.log"), open=False, elem_id="train-log-box"), label="train.log"):
             ui.log = gr.Textbox(lines=12, max_lines=12, interactive=False, show_label=False, elem_id="train-log",
                                 autoscroll=True)
@@ -77,16 +79,16 @@ def wire(ctx) -> None:
     # Not on the GPU slot: stopping must never wait behind the work it stops.
     ui.stop_btn.click(stop_training, ctx.lang, ui.status, api_name="stop_training", concurrency_limit=None)
 
-    @guarded(5)
+    @guarded(7)     # every output of poll_outputs, the cursor state included
     def poll_training(lang, track):
         """New metric rows of the current job since this page's cursor; the chart is redrawn only when
         something changed. Returns status, progress, chart, log tail and the updated cursor state."""
         job = svc.current_job()
         if job is None:
             if track.get("run") == "":
-                return (gr.skip(),) * 5 + (track,)
+                return (gr.skip(),) * 6 + (track,)
             return (t("train.idle", lang), views.progress_html(None, lang), plots.loss_figure([], lang),
-                    "", "", {"run": ""})
+                    gr.update(visible=False), "", "", {"run": ""})
         status = job.status()
         key = status["run_dir"]
         if track.get("run") != key or track.get("lang") != lang:
@@ -95,15 +97,24 @@ def wire(ctx) -> None:
         track = {**track, "cursor": cursor, "rows": track["rows"] + rows}
         sig = (status["state"], status["message"], status["progress"].get("step"), cursor)
         if sig == track["sig"]:
-            return (gr.skip(),) * 5 + (track,)
+            return (gr.skip(),) * 6 + (track,)
         track["sig"] = sig
         last = track["rows"][-1] if track["rows"] else None
         train_rows = [r for r in track["rows"] if r.get("type") == "train"]
-        plot = (plots.loss_figure(track["rows"], lang, status["progress"].get("total_steps"))
-                if rows or cursor == 0 else gr.skip())
+        redraw = bool(rows) or cursor == 0
+        total = status["progress"].get("total_steps")
+        plot = plots.loss_figure(track["rows"], lang, total) if redraw else gr.skip()
         return (views.job_status(status, lang),
                 views.progress_html(status, lang, train_rows[-1] if train_rows else last),
-                plot, svc.log_tail(key), scores_table(status, lang), track)
+                plot, method_chart(job, track["rows"], lang, total) if redraw else gr.skip(),
+                svc.log_tail(key), scores_table(status, lang), track)
+
+    def method_chart(job, rows: list, lang: str, total):
+        """The method's own curves (DPO's rewards and margins...), hidden for a method that logs only the loss."""
+        names = svc.method_metrics(job.cfg.training.method)
+        if not method_plot.plotted(rows, names):
+            return gr.update(visible=False)
+        return gr.update(value=method_plot.method_figure(rows, names, lang, total), visible=True)
 
     def scores_table(status: dict, lang: str) -> str:
         """The held-out questions the finished run was asked, scored (empty while it trains)."""
@@ -113,7 +124,7 @@ def wire(ctx) -> None:
         return (f'<details open><summary><b>{t("train.scores_box", lang)}</b></summary>'
                 f'{eval_table.table_html(rows, totals, lang)}</details>') if rows else ""
 
-    poll_outputs = [ui.status, ui.progress, ui.plot, ui.log, ui.scores, ui.track]
+    poll_outputs = [ui.status, ui.progress, ui.plot, ui.method_plot, ui.log, ui.scores, ui.track]
     ui.timer.tick(poll_training, [ctx.lang, ui.track], poll_outputs, api_name="poll_training",
                   show_progress="hidden", concurrency_limit=None)
     ctx.on_load.append((poll_training, [ctx.lang, ui.track], poll_outputs))

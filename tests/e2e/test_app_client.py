@@ -74,7 +74,7 @@ def test_train_watch_the_curve_grow_then_compare_and_export(client):
     counts, final = [], None
     deadline = time.time() + 180
     while time.time() < deadline:
-        status, _, plot, log, _scores = client.predict(api_name="/poll_training")  # (the cursor stays server-side)
+        status, _, plot, _method_plot, log, _scores = client.predict(api_name="/poll_training")  # (the cursor stays server-side)
         n = curve_points(plot)
         if n >= 0:
             counts.append(n)
