@@ -158,6 +158,8 @@ def _trainer_class():
 
         def _prepare_inputs(self, inputs):
             if isinstance(inputs, dict) and "completion_ids" in inputs:    # worst_batch's, measured as it is
+                if not hasattr(self, "current_gradient_accumulation_steps"):   # set by train(); before it, its value
+                    self.current_gradient_accumulation_steps = self.args.gradient_accumulation_steps
                 return super(GRPOTrainer, self)._prepare_inputs(inputs)
             return super()._prepare_inputs(inputs)
 
