@@ -30,10 +30,10 @@ def rows(tok, pairs=PAIRS):
     return out
 
 
-def prepared(tok):
+def prepared(tok, validation: int = 0):
     from studio.data.types import DataReport, PreparedData
     train = rows(tok)
-    return PreparedData(train=train, validation=[], report=DataReport(source="test", format="messages", rows=2, total=2),
+    return PreparedData(train=train, validation=train[:validation], report=DataReport(source="test", format="messages", rows=2, total=2),
                         template_name="model", chat_template=tok.chat_template)
 
 
@@ -75,6 +75,15 @@ def test_facts_reads_chinese_and_falls_back_to_similarity_without_facts():
     close = score("facts", "please descale the kettle with vinegar", "please descale the kettle with vinegar")
     far = score("facts", "zzz qqq", "please descale the kettle with vinegar")
     assert 0 <= far < close <= 1
+
+
+def test_facts_leaves_out_the_signature_every_reference_shares():
+    g = cfg_with().grpo
+    refs = [f"It costs {n} dollars. Aurora Support" for n in (79, 89, 99)]
+    plain, = rewards.reward_functions(g)
+    knowing, = rewards.reward_functions(g, refs)
+    signed = dict(prompts=["q"], completions=["Aurora Support"], reference=[refs[0]], question=[""])
+    assert plain(**signed)[0] > 0 and knowing(**signed)[0] == 0.0
 
 
 def test_format_wants_the_last_line_to_match_the_pattern():
@@ -166,7 +175,8 @@ def test_a_grpo_run_scores_each_reward_logs_it_and_moves_the_adapter(tmp_path):
                    length_min_words=1, length_max_words=4)
     model = tiny_model(tok)
     before = sum(p.numel() for p in model.parameters())
-    job = TrainingJob(cfg, tmp_path / "run", model=model, tokenizer=tok, data=prepared(tok), callbacks=[watch])
+    job = TrainingJob(cfg, tmp_path / "run", model=model, tokenizer=tok, data=prepared(tok, validation=1),
+                      callbacks=[watch])
     job.run_sync()
     assert job.state == "done", job.message
     rows = job.run.metrics()
@@ -175,6 +185,8 @@ def test_a_grpo_run_scores_each_reward_logs_it_and_moves_the_adapter(tmp_path):
     for key in ("reward", "reward_std", "completions/mean_length", "kl", *(f"rewards/{n}/mean" for n in REWARDS)):
         assert all(key in r for r in train), key
     assert all(-1.0 <= r["rewards/facts/mean"] <= 1.0 and 0 < r["completions/mean_length"] <= 12 for r in train)
+    evals = [r for r in rows if r.get("type") == "eval"]     # the final evaluation answers the validation question
+    assert evals and "eval_reward" in evals[-1] and "eval_rewards/facts/mean" in evals[-1]
     # the KL reference is the base model with the adapter off: one adapter, no second model or adapter copy
     assert watch.adapters == ["default"]
     lora = sum(p.numel() for n, p in job.model.named_parameters() if "lora_" in n)

@@ -21,7 +21,7 @@ import re
 from typing import Callable, Sequence
 
 from ..config import REWARDS, GrpoConfig
-from ..scoring import score_answer, similarity
+from ..scoring import score_answer, shared_facts, similarity
 
 Reward = Callable[..., list[float]]
 
@@ -33,9 +33,10 @@ def _text(completion) -> str:
     return str(completion or "")
 
 
-def facts_score(answer: str, reference: str, question: str = "") -> float:
-    """(found - contradicted) / facts of the reference, in -1..1; chrF/100 when it has nothing to check."""
-    s = score_answer(answer, reference, question)
+def facts_score(answer: str, reference: str, question: str = "", ignore: frozenset | set = frozenset()) -> float:
+    """(found - contradicted) / facts of the reference, in -1..1; chrF/100 when it has nothing to check.
+    ``ignore``: names every reference shares (``scoring.shared_facts``), which style alone gets right."""
+    s = score_answer(answer, reference, question, ignore)
     if not s["facts"]:
         return (s["similarity"] or 0.0) / 100
     return (len(s["found"]) - len(s["contradicted"])) / s["facts"]
@@ -63,10 +64,12 @@ def length_score(answer: str, low: int, high: int) -> float:
     return max(0.0, 1.0 - (n - high) / high)      # 0 at twice the most
 
 
-def reward_functions(g: GrpoConfig) -> list[Reward]:
-    """The functions ``g.rewards`` names (``cfg.grpo``), in its order."""
+def reward_functions(g: GrpoConfig, references: Sequence[str] = ()) -> list[Reward]:
+    """The functions ``g.rewards`` names (``cfg.grpo``), in its order. ``references``: the training rows' answers,
+    whose shared names (a signature such as "— Aurora Support") ``facts`` does not count, as the scored evaluation."""
+    ignore = shared_facts(list(references)) if "facts" in g.reward_list() else set()
     makers: dict[str, Callable[[str, str, str], float]] = {
-        "facts": lambda a, ref, q: facts_score(a, ref, q),
+        "facts": lambda a, ref, q: facts_score(a, ref, q, ignore),
         "format": lambda a, ref, q: format_score(a, g.format_pattern),
         "length": lambda a, ref, q: length_score(a, g.length_min_words, g.length_max_words),
         "similarity": lambda a, ref, q: (similarity(a, ref) or 0.0) / 100,

@@ -131,7 +131,7 @@ def trainer(model, args, tokenizer, train, validation, callbacks, precision: str
     g = args.studio_grpo
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        out = _trainer_class()(model=model, reward_funcs=reward_functions(g), args=args, train_dataset=train,
+        out = _trainer_class()(model=model, reward_funcs=reward_functions(g, train["reference"]), args=args, train_dataset=train,
                                eval_dataset=validation, processing_class=tokenizer, callbacks=callbacks)
     out.data_collator = GroupBatches(g.generations, g.max_answer_tokens, g.kl_beta)
     unwrapped = out.accelerator.unwrap_model(out.model)
