@@ -213,6 +213,24 @@ def test_the_largest_batch_is_what_grpo_s_loss_reads(tmp_path):
     assert any(p.grad is not None for n, p in model.named_parameters() if "lora_" in n)
 
 
+def test_generation_starts_from_the_rows_own_token_ids(tmp_path):
+    """The data pipeline's ids, not a new tokenisation of the prompt text (which may split it otherwise)."""
+    from studio.models.lora import apply_lora
+
+    tok = tiny_tokenizer()
+    cfg = cfg_with()
+    train = rows(tok)
+    piecewise = [i for ch in train[0].prompt for i in tok(ch, add_special_tokens=False)["input_ids"]]
+    assert piecewise != train[0].prompt_ids and tok.decode(piecewise) == train[0].prompt
+    train[0].prompt_ids = piecewise
+    resolved = grpo.training_args(cfg, str(tmp_path), False, torch.float32, False, 2)
+    trainer = grpo.trainer(apply_lora(tiny_model(tok), cfg.lora), resolved.args, tok, grpo.dataset(train), None, [],
+                           resolved.precision)
+    ids, _, _ = trainer._tokenize_prompts([train[0].prompt, train[1].prompt, "unseen"])
+    assert ids[:2] == [piecewise, train[1].prompt_ids]
+    assert ids[2] == tok("unseen", add_special_tokens=False)["input_ids"]
+
+
 def test_the_data_hash_of_prompt_rows_follows_the_reference():
     from studio.training.resume import data_hash
 

@@ -4,8 +4,9 @@ the answers that scored above their group's mean likelier. TRL's ``GRPOTrainer``
 generation (transformers ``generate``; no vLLM).
 
 The dataset holds each row's rendered prompt (``prompt``: the studio's chat template, system prompt and
-generation prompt included, as plain text so TRL renders nothing again), the row's own answer as
-``reference`` and its last question as ``question``; TRL passes both columns to every reward function.
+generation prompt included, as plain text so TRL renders nothing again) with its token ids (``prompt_ids``,
+where generation starts), the row's own answer as ``reference`` and its last question as ``question``; TRL
+passes these columns to every reward function.
 
 ``training.batch_size`` counts questions: TRL's micro-batch counts answers, so it is batch size x generations,
 and every batch TRL generates for then holds whole groups of one question's answers, the rule TRL checks
@@ -27,7 +28,7 @@ from ...config import REWARDS, StudioConfig
 from ..args import ResolvedArgs, build_training_args
 
 DATA = "prompt"
-COLUMNS = ("prompt", "reference", "question")
+COLUMNS = ("prompt", "prompt_ids", "reference", "question")
 # What TRL's GRPOTrainer logs each step, as it names them: the total reward (weighted sum) and its spread over
 # a question's answers, each reward's mean, the answers' length in tokens and the share cut at the limit, the KL
 # to the reference (logged when grpo.kl_beta > 0), the entropy and the share of clipped ratios.
@@ -67,10 +68,12 @@ def training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype: torc
 
 
 def dataset(rows: Sequence) -> Any:
-    """A ``datasets.Dataset`` of ``EncodedPrompt`` rows: the rendered prompt, the reference answer, the question."""
+    """A ``datasets.Dataset`` of ``EncodedPrompt`` rows: the rendered prompt and its token ids, the reference answer,
+    the question."""
     from datasets import Dataset
 
-    return Dataset.from_dict({"prompt": [r.prompt for r in rows], "reference": [r.reference for r in rows],
+    return Dataset.from_dict({"prompt": [r.prompt for r in rows], "prompt_ids": [list(r.prompt_ids) for r in rows],
+                              "reference": [r.reference for r in rows],
                               "question": [question_of(r.messages) for r in rows]})
 
 
@@ -134,6 +137,10 @@ def trainer(model, args, tokenizer, train, validation, callbacks, precision: str
         out = _trainer_class()(model=model, reward_funcs=reward_functions(g, train["reference"]), args=args, train_dataset=train,
                                eval_dataset=validation, processing_class=tokenizer, callbacks=callbacks)
     out.data_collator = GroupBatches(g.generations, g.max_answer_tokens, g.kl_beta)
+    out.prompt_ids_of = {}
+    for part in (train, validation):      # the generation starts from the very token ids the data pipeline made
+        if part is not None:
+            out.prompt_ids_of.update(zip(part["prompt"], part["prompt_ids"]))
     unwrapped = out.accelerator.unwrap_model(out.model)
     if "ref" in getattr(unwrapped, "peft_config", {}):     # the reference is the adapter switched off instead
         unwrapped.delete_adapter("ref")
@@ -148,12 +155,16 @@ def _trainer_class():
     from trl import GRPOTrainer
 
     class _StudioGRPOTrainer(GRPOTrainer):
-        """The prompts are the studio's rendered text, start token included where the template writes one:
-        tokenised without the tokenizer adding special tokens again (as data/render.py tokenises)."""
+        """The prompts are the studio's rendered text: generation starts from the rows' own token ids (the data
+        pipeline's, ``prompt_ids_of``), a text not among them tokenised as data/render.py does (no special tokens
+        added: the template writes its own)."""
 
         def _tokenize_prompts(self, prompts: list):
             if prompts and isinstance(prompts[0], str):
-                return self.processing_class(text=prompts, add_special_tokens=False)["input_ids"], None, {}
+                known = getattr(self, "prompt_ids_of", {})
+                ids = [known.get(p) or self.processing_class(text=p, add_special_tokens=False)["input_ids"]
+                       for p in prompts]
+                return [list(i) for i in ids], None, {}
             return super()._tokenize_prompts(prompts)
 
         def _prepare_inputs(self, inputs):
