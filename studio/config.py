@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 import yaml
 
@@ -54,7 +55,9 @@ STRATEGIES = ("auto", "ddp", "fsdp")
 OPTIMIZERS = ("adamw_torch", "paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit", "sgd", "adafactor")
 # training.method: how a run learns from its rows. Each name is a module of studio/training/methods/ (the
 # registry of methods: a new one adds its name here).
-METHODS = ("sft",)
+METHODS = ("sft", "grpo")
+# grpo.rewards: what a GRPO answer is scored by, each a function of studio/training/rewards.py of that name.
+REWARDS = ("facts", "format", "length", "similarity")
 
 
 @dataclass
@@ -176,8 +179,13 @@ class LoraConfig:
 @dataclass
 class TrainingConfig:
     method: str = _f("sft", "How the model learns from the rows. 'sft' (supervised fine-tuning): it learns to write each "
-                     "row's answer, the loss taken on the tokens data.train_on names.", METHODS,
-                     zh="模型如何从数据中学习。'sft'（监督微调）：学习写出每行的回答，损失按 data.train_on 所选的 token 计算。",
+                     "row's answer, the loss taken on the tokens data.train_on names. 'grpo': the model answers each "
+                     "question several times itself, the answers are scored by the rewards of the grpo section (the "
+                     "facts of the row's answer, a required last line, a length) and it learns to give the better "
+                     "ones; the batch size then counts questions.", METHODS,
+                     zh="模型如何从数据中学习。'sft'（监督微调）：学习写出每行的回答，损失按 data.train_on 所选的 token 计算。"
+                        "'grpo'：模型自己把每个问题回答多次，按 grpo 部分的奖励（是否说出该行回答中的事实、要求的最后一行、"
+                        "长度）给这些回答打分，并学着给出更好的回答；此时批大小按问题计数。",
                      label=("Training method", "训练方法"))
     epochs: float = _f(0.0, "How many times to go through the data; 0 = auto: 3 times for up to 2,000 rows, 2 for up "
                        "to 10,000, once above (a small data set must be read several times for its facts to stick). "
@@ -305,8 +313,79 @@ class GenerationConfig:
         label=("Repetition penalty", "重复惩罚"))
 
 
+@dataclass
+class GrpoConfig:
+    """Settings of ``training.method: grpo`` (studio/training/methods/grpo.py); other methods ignore them."""
+    REWARD_NAMES: ClassVar[tuple[str, ...]] = REWARDS     # what config_checks accepts in ``rewards``
+
+    rewards: str = _f("facts", "What a good answer is, as names separated by commas: 'facts' (it states the numbers, "
+                      "codes and names of the row's answer, and contradicts none), 'format' (its last line matches "
+                      "grpo.format_pattern), 'length' (its word count lies between grpo.length_min_words and "
+                      "grpo.length_max_words), 'similarity' (its wording is close to the row's answer).",
+                      zh="怎样才算好回答，用逗号分隔的名称：'facts'（说出该行回答中的数字、代码和名称，且不与之矛盾）、"
+                         "'format'（最后一行符合 grpo.format_pattern）、'length'（字数在 grpo.length_min_words 与 "
+                         "grpo.length_max_words 之间）、'similarity'（措辞接近该行的回答）。",
+                      label=("Rewards", "奖励"))
+    reward_weights: str = _f("", "How much each reward counts, numbers separated by commas in the order of "
+                             "grpo.rewards (e.g. '1, 0.5'). Empty = all count the same.",
+                             zh="每项奖励的权重，用逗号分隔的数字，顺序与 grpo.rewards 相同（如 '1, 0.5'）。留空 = 同等权重。",
+                             label=("Reward weights", "奖励权重"))
+    generations: int = _f(4, "Answers the model writes to each question per step; they are compared with each other, "
+                          "so at least 2. More compare better and cost proportionally more time: on a CPU (one core) "
+                          "one step of the built-in model, 1 question x 4 answers of 64 tokens, took 12-21 s "
+                          "(docs/GRPO.md).", limits=(2, 64), typical="4-16",
+                          zh="每一步模型对每个问题写出的回答数；这些回答相互比较，所以至少 2 个。越多比较越准，耗时也按比例增加。"
+                             "在 CPU（单核）上，内置模型每步 1 个问题 × 4 个 64 token 的回答需 12-21 秒（docs/GRPO.md）。",
+                          label=("Answers per question", "每个问题的回答数"))
+    max_answer_tokens: int = _f(128, "Longest answer the model writes while training, in tokens; longer ones are cut "
+                                "there.", limits=(1, 32_768), typical="64-512",
+                                zh="训练时模型写出的回答的最大 token 数；更长的会在此截断。",
+                                label=("Max answer tokens", "回答最大 token 数"))
+    format_pattern: str = _f(r"Answer: .+", "With the 'format' reward: the pattern (a Python regular expression) the "
+                             "answer's last line must match, e.g. 'Answer: .+'.",
+                             zh="使用 'format' 奖励时：回答最后一行必须匹配的模式（Python 正则表达式），如 'Answer: .+'。",
+                             label=("Required last line", "要求的最后一行"))
+    length_min_words: int = _f(5, "With the 'length' reward: the fewest words a full-score answer has (Chinese: "
+                               "characters count as words).", limits=(0, 100_000),
+                               zh="使用 'length' 奖励时：满分回答的最少字数（中文按字计）。",
+                               label=("Fewest words", "最少字数"))
+    length_max_words: int = _f(80, "With the 'length' reward: the most words a full-score answer has; the score falls "
+                               "off outside the range.", limits=(1, 100_000),
+                               zh="使用 'length' 奖励时：满分回答的最多字数；超出范围分数逐渐降低。",
+                               label=("Most words", "最多字数"))
+    kl_beta: float = _f(0.0, "How strongly answers are held near the base model's (the KL penalty). 0, the default of "
+                        "TRL and of recent GRPO work (DAPO, Dr. GRPO), skips it and the extra pass it costs; 0.001-0.04 "
+                        "keeps the tuned model from drifting far, the reference being the base model with the adapter "
+                        "switched off.", limits=(0, 10), typical="0-0.04",
+                        zh="让回答保持接近基础模型的程度（KL 惩罚）。0 是 TRL 和近来 GRPO 工作（DAPO、Dr. GRPO）的默认值，"
+                           "跳过它及其额外的计算；0.001-0.04 防止微调后的模型偏离太远，参照是关闭适配器的基础模型。",
+                        label=("KL penalty (beta)", "KL 惩罚（beta）"))
+
+    def reward_list(self) -> list[str]:
+        """The names of ``rewards`` (commas or spaces between them)."""
+        return split_names(self.rewards)
+
+    def weight_list(self) -> list[float] | None:
+        """The numbers of ``reward_weights`` (None: all equal); a word that is no number is refused."""
+        items = split_names(self.reward_weights)
+        if not items:
+            return None
+        try:
+            return [float(x) for x in items]
+        except ValueError:
+            raise ConfigError("grpo.reward_weights must be numbers separated by commas, not {value!r}.",
+                              code="config.reward_weights", value=self.reward_weights) from None
+
+
+def split_names(text: Any) -> list[str]:
+    """'facts, format' or [facts, format] as a list of its parts."""
+    if isinstance(text, (list, tuple)):
+        return [str(x).strip() for x in text if str(x).strip()]
+    return [p for p in re.split(r"[,\s]+", str(text or "").strip().strip("[]")) if p]
+
+
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "lora": LoraConfig,
-            "training": TrainingConfig, "generation": GenerationConfig}
+            "training": TrainingConfig, "generation": GenerationConfig, "grpo": GrpoConfig}
 
 # Bounds of numeric settings (each field's ``limits``): past them a value is a typo, not a plan (an ETA of
 # 1e20 s, a sequence longer than any model reads, a seed numpy refuses). The UI's number boxes use the same.
@@ -325,6 +404,7 @@ class StudioConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    grpo: GrpoConfig = field(default_factory=GrpoConfig)
     name: str = ""
 
     # ---- dict / YAML -------------------------------------------------------------------
@@ -443,6 +523,8 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
             return value.strip().lower()
         raise ConfigError("{key} must be auto, on or off, not {value!r}.", code="config.bad_checkpointing", key=where,
                           value=value)
+    if section == "grpo" and f.name in ("rewards", "reward_weights") and isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)      # a YAML list of names or weights: kept as the text it reads as
     if section == "training" and f.name == "gpus" and isinstance(value, str) and value.strip().lower() == "all":
         return 0
     if isinstance(default, bool):

@@ -141,3 +141,31 @@ def validate(cfg: Config, linear_modules: Iterable[str] | None = None) -> None:
         raise ConfigError("FSDP cannot split 8-bit weights across GPUs (training.strategy fsdp with model.quantization "
                           "8bit).", code="config.fsdp_8bit")
     check_generation(g)
+    if getattr(cfg, "grpo", None) is not None:
+        check_grpo(cfg.grpo)
+
+
+def check_grpo(g: Section) -> None:
+    """The rewards of ``training.method: grpo``: known names, one weight each, a pattern that compiles, a length
+    range that is one."""
+    import re
+
+    names = g.reward_list()
+    if not names:
+        raise ConfigError("grpo.rewards is empty: name at least one reward ({choices}).", code="config.no_rewards",
+                          choices=", ".join(g.REWARD_NAMES))
+    for name in names:
+        _choice("grpo.rewards", name, g.REWARD_NAMES)
+    weights = g.weight_list()
+    if weights is not None and len(weights) != len(names):
+        raise ConfigError("grpo.reward_weights has {weights} numbers but grpo.rewards names {rewards} rewards; give one "
+                          "weight a reward, or none.", code="config.reward_weights_count", weights=len(weights),
+                          rewards=len(names))
+    try:
+        re.compile(g.format_pattern)
+    except re.error as e:
+        raise ConfigError("grpo.format_pattern is not a pattern Python reads: {detail}.", code="config.format_pattern",
+                          detail=str(e)) from None
+    if g.length_min_words > g.length_max_words:
+        raise ConfigError("grpo.length_min_words ({low}) is more than grpo.length_max_words ({high}).",
+                          code="config.length_range", low=g.length_min_words, high=g.length_max_words)

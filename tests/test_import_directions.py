@@ -43,9 +43,10 @@ ALLOWED: dict[str, set[str]] = {
     "studio.models": FOUNDATION,
     "studio.fit": FOUNDATION | {"studio.models"},
     # (training reads the device lock's holder: is a run still owned by a live process? see resume.live_owner;
-    # the estimate of a run on several GPUs says what 'Fit to my GPU' would change: distributed.estimate_for)
+    # the estimate of a run on several GPUs says what 'Fit to my GPU' would change: distributed.estimate_for;
+    # GRPO's rewards score answers with the scored evaluation's facts: training/rewards.py)
     "studio.training": FOUNDATION | {"studio.models", "studio.data", "studio.runs", "studio.device",
-                                     "studio.out_of_memory", "studio.fit"},
+                                     "studio.out_of_memory", "studio.fit", "studio.scoring"},
     "studio.inference": FOUNDATION | {"studio.models", "studio.data", "studio.runs", "studio.device",
                                       "studio.out_of_memory"},
     # (export reads the run's recorded system prompt and its template's end markers for the Modelfile)

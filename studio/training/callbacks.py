@@ -102,7 +102,10 @@ class MetricsCallback(TrainerCallback):
             self._emit(row)
         elif "eval_loss" in logs:
             row = {"type": "eval", **common, "eval_loss": float(logs["eval_loss"]),
-                   "eval_runtime_s": logs.get("eval_runtime")}
+                   "eval_runtime_s": logs.get("eval_runtime"),
+                   # the method's metrics on the validation rows too (GRPO: the reward its answers there score)
+                   **{f"eval_{k}": float(logs[f"eval_{k}"]) for k in self.extra_metrics
+                      if logs.get(f"eval_{k}") is not None}}
             self.progress.last_eval_loss = row["eval_loss"]
             self._emit(row)
         elif "train_runtime" in logs:

@@ -281,7 +281,7 @@ class TrainingJob(BackgroundRun):
         has_val = len(data.validation) > 0
         resolved = self.method.training_args(cfg, str(self.run.checkpoints_dir), on_cuda, resolve_dtype(cfg.model),
                                              has_val, len(data.train))
-        padding_free = resolved.args.padding_free
+        padding_free = getattr(resolved.args, "padding_free", False)     # GRPO's batches are padded
         attention = set_attention(model, resolve_attention(cfg.training.attention, on_cuda, padding_free,
                                                            getattr(model, "config", None)))
         peft_model = apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing != "off")

@@ -58,8 +58,16 @@ def data_hash(data: Any) -> str:
     for part, rows in (("train", data.train), ("validation", data.validation)):
         h.update(part.encode())
         for r in rows:
-            h.update(json.dumps([list(r.input_ids), list(r.labels)], separators=(",", ":")).encode())
+            h.update(json.dumps(_row_content(r), separators=(",", ":"), ensure_ascii=False).encode())
     return h.hexdigest()
+
+
+def _row_content(r: Any) -> Any:
+    """What a row trains on: token ids and loss mask of a conversation row (as runs have always recorded), every
+    field but the row number of the other shapes (a GRPO prompt with its reference, a preference pair...)."""
+    if hasattr(r, "labels"):
+        return [list(r.input_ids), list(r.labels)]
+    return {k: v for k, v in sorted(vars(r).items()) if k != "row"}
 
 
 def relevant_settings(cfg: StudioConfig) -> dict:
