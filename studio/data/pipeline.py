@@ -16,24 +16,19 @@ import random
 
 from ..config import DataConfig
 from ..config_checks import context_warnings
-from . import system_prompt
+from . import pairs, shaped, system_prompt
 from .formats import columns_of, detect_format, mapping_of, normalise, suggest_mapping
 from .read import read_source
 from .render import FALLBACKS, IGNORE, RenderError, assistant_spans, encode_full, fit, render, resolve_template
 from .stats import token_stats
 from .template_features import keep_supported_tools, place_reasoning
+from .rules import check_validation, too_long, validation_count
+from .rules import nothing_usable as _nothing_usable
+from .rules import why_none as _why_none
 from .types import Conversation, DataReport, EncodedRow, PreparedData, Problem
 from ..errors import DataError
 
 __all__ = ["inspect", "prepare", "validation_count", "training_notes"]
-
-
-def validation_count(n: int, validation: float) -> int:
-    """Rows to hold back: a fraction (<1) or a count (>=1); always leaves at least one training row."""
-    if validation <= 0 or n < 2:
-        return 0
-    k = int(validation) if validation >= 1 else max(1, round(n * validation))
-    return min(k, n - 1)
 
 
 def training_notes(report: DataReport, shown: int = 5) -> list[str]:
@@ -111,13 +106,6 @@ def _lengths(tokenizer, convs: list[Conversation], jinja: str) -> tuple[list[Con
     return kept, lengths, problems
 
 
-def too_long(row: int, n: int, cfg: DataConfig) -> Problem:
-    """The problem of a row training leaves out for its length (the same words in the check and in training)."""
-    why = ("it will be left out" if cfg.overlong == "drop"
-           else "nothing of the answer is left after cutting, so it is left out")
-    return Problem(row, f"the row is {n} tokens, longer than the maximum of {cfg.max_length}; {why}")
-
-
 def length_rule(tokenizer, convs: list[Conversation], lengths: list[int], jinja: str, cfg: DataConfig
                 ) -> tuple[list[Conversation], list[Problem], int]:
     """The rows training keeps, the problems of those it leaves out, and how many it cuts. A row over the
@@ -187,9 +175,11 @@ def _template_rules(convs: list[Conversation], jinja: str, name: str) -> tuple[l
 
 
 def inspect(source: str, fmt: str = "auto", mapping: dict | None = None, tokenizer=None,
-            data_cfg: DataConfig | None = None, preview_rows: int = 3, context_length: int | None = None) -> DataReport:
+            data_cfg: DataConfig | None = None, preview_rows: int = 3, context_length: int | None = None,
+            shape: str = "conversation") -> DataReport:
     """Read and check a data source. Raises DataError only when the source cannot be read at all.
-    ``context_length``: the model's, to warn when the maximum length is longer."""
+    ``context_length``: the model's, to warn when the maximum length is longer. ``shape``: what the training
+    method reads (``types.DATA_SHAPES``); preference files read as conversations still preview their pairs."""
     cfg = data_cfg or DataConfig(file=source)
     if fmt == "auto" and data_cfg is not None:
         fmt = cfg.format
@@ -203,6 +193,8 @@ def inspect(source: str, fmt: str = "auto", mapping: dict | None = None, tokeniz
     if not read.records:
         report.message = "No usable rows: " + _why_none(report.problems)
         return report
+    if shape != "conversation":
+        return _inspect_shaped(report, read, shape, tokenizer, cfg, mapping, preview_rows, context_length)
     try:
         convs, problems, notes = _normalised(read, detected, mapping)
     except DataError as e:
@@ -238,6 +230,8 @@ def inspect(source: str, fmt: str = "auto", mapping: dict | None = None, tokeniz
         report.preview_marked.append(marks)
     report.problems.sort(key=lambda p: p.row)
     report.notes += _row_note(read.kind, report.problems)
+    if detected == "preference" and jinja:
+        _suggest_pairs(report, read.records, tokenizer, jinja, cfg, preview_rows)
     report.rows = len(convs)
     report.message = _summary(detected, report.rows, report.total, report.problems, name, report.token_stats, cfg,
                               report.cut, report.left_out_long)
@@ -251,21 +245,92 @@ def context_warnings_for(cfg: DataConfig, context_length: int | None) -> list[st
     return ["Warning: " + w for w in context_warnings(StudioConfig(data=cfg), context_length)]
 
 
-def _why_none(problems: list[Problem]) -> str:
-    return _nothing_usable(problems).message.removeprefix("No usable training rows: ")
+def _suggest_pairs(report: DataReport, records: list[dict], tokenizer, jinja: str, cfg: DataConfig,
+                   count: int) -> None:
+    """A preference file read as conversations: show its pairs too, and say a preference method uses both answers."""
+    try:
+        built = shaped.build([r for r in records if pairs.is_pair(r)][:max(count, 1) * 4], "pair", cfg, tokenizer,
+                             jinja, None)
+    except DataError:
+        return
+    report.preview_pairs = shaped.pair_previews(built, tokenizer, jinja, count)
+    if report.preview_pairs:
+        report.notes.append(shaped.SUGGEST_NOTE)
 
 
-def _nothing_usable(problems: list[Problem]) -> DataError:
-    if not problems:
-        return DataError("No usable training rows: the data holds no examples.", code="data.no_examples")
-    shown = "; ".join(f"row {p.row}: {p.message}" for p in problems[:3])
-    return DataError("No usable training rows: every row has a problem. {shown}{more}.", code="data.all_rows_bad",
-                     shown=shown, more=f" (and {len(problems) - 3} more)" if len(problems) > 3 else "",
-                     extra=max(0, len(problems) - 3))
+def _shaped_report(report: DataReport, built, shape: str, tokenizer, jinja: str, cfg: DataConfig,
+                   count: int) -> DataReport:
+    """The report of pair, labelled or prompt rows (``shaped.build``), filled into ``report``."""
+    rows = [r for unit in built.units for r in unit]
+    report.shape = shape
+    report.problems = sorted(report.problems + built.problems, key=lambda p: p.row)
+    report.notes += built.notes
+    if tokenizer is not None:
+        report.token_stats = token_stats(built.lengths, cfg.max_length)
+        report.rows = len(rows)
+    else:
+        report.rows = sum(len(unit) for unit in built.items.values())
+    report.cut, report.left_out_long = built.cut, built.left_out
+    if any(isinstance(u[0], pairs.Pair) for u in built.items.values()):
+        report.format = "preference"
+        report.preview_pairs = shaped.pair_previews(built, tokenizer, jinja, count)
+        if shape == "pair":
+            report.notes.append(shaped.PAIR_NOTE.format(rows=report.rows))
+    if shape == "labelled":
+        report.format = "preference"
+        report.labels = shaped.label_counts(rows if tokenizer is not None else
+                                            [i for unit in built.items.values() for i in unit])
+        report.notes.append(shaped.label_note(report.labels))
+    if tokenizer is not None:
+        report.preview, report.preview_marked = shaped.previews(built, tokenizer, jinja, count)
+    report.system_prompt = shaped.summary_prompt(built) if tokenizer is not None else system_prompt.summarise(
+        shaped.conversations(built.items))
+    report.notes += _row_note(report.kind, report.problems)
+    report.message = _summary(report.format, report.rows, report.total, report.problems, report.template,
+                              report.token_stats, cfg, report.cut, report.left_out_long)
+    if not report.rows:
+        report.message = "No usable rows: " + _why_none(report.problems)
+    return report
 
 
-def prepare(data_cfg: DataConfig, tokenizer, seed: int) -> PreparedData:
-    """Encoded, shuffled train/validation rows. Raises DataError when nothing usable is left."""
+def _inspect_shaped(report: DataReport, read, shape: str, tokenizer, cfg: DataConfig, mapping: dict | None,
+                    count: int, context_length: int | None) -> DataReport:
+    try:
+        name, jinja = resolve_template(tokenizer, cfg.template) if tokenizer is not None else ("chatml", FALLBACKS["chatml"])
+        built = shaped.build(read.records, shape, cfg, tokenizer, jinja, None, mapping)
+    except DataError as e:
+        report.message = str(e)
+        return report
+    report.template = name
+    report.notes += context_warnings_for(cfg, context_length)
+    return _shaped_report(report, built, shape, tokenizer, jinja, cfg, count)
+
+
+def _prepare_shaped(cfg: DataConfig, tokenizer, seed: int, shape: str) -> PreparedData:
+    mapping = mapping_of(cfg) if cfg.format == "mapping" else None
+    read, columns, detected = _load(cfg.file, cfg.format, cfg.encoding)
+    if not read.records:
+        raise _nothing_usable(read.problems)
+    name, jinja = resolve_template(tokenizer, cfg.template)
+    built = shaped.build(read.records, shape, cfg, tokenizer, jinja, seed, mapping)
+    built.problems = sorted(list(read.problems) + built.problems, key=lambda p: p.row)
+    train, val, val_rows = shaped.prepared_parts(built, cfg)
+    report = DataReport(source=cfg.file, format=detected, rows=0, total=len(read.records) + len(read.problems),
+                        columns=columns, suggested_mapping=suggest_mapping(columns), template=name, kind=read.kind,
+                        notes=list(read.notes), encoding=read.encoding, encoding_sample=read.sample)
+    _shaped_report(report, built, shape, tokenizer, jinja, cfg, 3)
+    if val and len(val) >= len(train):
+        report.notes.append(f"data.validation holds back {len(val)} of the {len(train) + len(val)} usable rows, so "
+                            f"only {len(train)} are trained on.")
+    return PreparedData(train=train, validation=val, report=report, template_name=name, chat_template=jinja,
+                        system_prompt=report.system_prompt, held_out=shaped.questions(built.items, val_rows))
+
+
+def prepare(data_cfg: DataConfig, tokenizer, seed: int, shape: str = "conversation") -> PreparedData:
+    """Encoded, shuffled train/validation rows of ``shape`` (a key of ``types.DATA_SHAPES``: what the training
+    method reads). Raises DataError when nothing usable is left."""
+    if shape != "conversation":
+        return _prepare_shaped(data_cfg, tokenizer, seed, shape)
     cfg = data_cfg
     mapping = mapping_of(cfg) if cfg.format == "mapping" else None
     read, columns, detected = _load(cfg.file, cfg.format, cfg.encoding)
@@ -302,11 +367,7 @@ def prepare(data_cfg: DataConfig, tokenizer, seed: int) -> PreparedData:
     total = len(read.records) + len(read.problems)
     if not rows:
         raise _nothing_usable(problems)
-    if cfg.validation >= 1 and int(cfg.validation) >= len(rows):
-        # Granted as asked, it would leave a single row to train on, without a word.
-        raise DataError("data.validation asks for {asked} validation rows, but the data has only {rows} usable "
-                        "row{s}; at least one must be left to train on.", code="data.validation_too_many",
-                        asked=int(cfg.validation), rows=len(rows), s="" if len(rows) == 1 else "s")
+    check_validation(cfg.validation, len(rows))
     k = validation_count(len(rows), cfg.validation)
     train, val = rows[k:], rows[:k]        # rows are already in seeded random order
     stats = token_stats(lengths, cfg.max_length)
