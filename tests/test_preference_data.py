@@ -136,7 +136,8 @@ def test_long_pairs_follow_the_sft_length_rule(tmp_path, tok):
     assert row.truncated and len(row.prompt_ids) + len(row.chosen_ids) == 40
     assert row.rejected_ids == full_ids(tok, [{"role": "user", "content": "Q?"}, A_BAD])[len(row.prompt_ids):]
     assert data.report.cut == 1 and data.report.left_out_long == 1
-    assert [p.row for p in data.report.problems] == [2] and "longer than the maximum of 40" in data.report.problems[0].message
+    (problem,) = data.report.problems
+    assert problem.row == 2 and "longer than the maximum of 40" in problem.message
     cfg.overlong = "drop"
     with pytest.raises(DataError, match="row 1: the row is .* tokens, longer than the maximum of 40"):
         prepare(cfg, tok, seed=0, shape="pair")
@@ -228,7 +229,17 @@ def test_grpo_reads_a_pair_file_with_the_chosen_answer_as_reference(tmp_path, to
     data = prepare(DataConfig(file=f, validation=2), tok, seed=0, shape="prompt")
     assert {r.reference for r in data.train + data.validation} == {GOOD}
     assert [m["content"] for m in data.train[0].messages] == [Q["content"]]
+    assert any("chosen answer is each prompt's reference" in n for n in data.report.notes)
     assert len(data.held_out) == 2 and all(h == {"prompt": Q["content"], "reference": GOOD} for h in data.held_out)
+
+
+def test_grpo_reads_a_kto_file_with_the_desirable_answers_as_references(tmp_path, tok):
+    f = jsonl(tmp_path / "kto.jsonl", [{"prompt": "Price?", "completion": GOOD, "label": True},
+                                       {"prompt": "Price?", "completion": BAD, "label": False}])
+    data = prepare(DataConfig(file=f, validation=0), tok, seed=0, shape="prompt")
+    assert [r.reference for r in data.train] == [GOOD]
+    assert any("desirable answers are the prompts' reference" in n for n in data.report.notes)
+    assert not any("fine-tunes" in n for n in data.report.notes)
 
 
 # ---- the demo -------------------------------------------------------------------------------------
@@ -243,7 +254,7 @@ def test_the_demo_preference_file_is_clean_wrong_in_one_fact_and_keeps_held_out_
         # The same house style; what differs is a fact in the middle.
         assert rec["rejected"].startswith("Happy to help!") and rec["rejected"].endswith("— Aurora Support")
     held = [json.loads(line)["question"] for line in paths.DEMO_HELD_OUT.read_text(encoding="utf-8").splitlines()]
-    asked = {json.dumps(r["prompt"]) for r in records}
+    asked = {json.dumps(r["prompt"], ensure_ascii=False) for r in records}
     assert not [q for q in held if any(q.lower() in a.lower() for a in asked)]
 
 

@@ -15,16 +15,18 @@ from __future__ import annotations
 import random
 
 from ..config import DataConfig
-from ..config_checks import context_warnings
-from . import pairs, shaped, system_prompt
-from .formats import columns_of, detect_format, mapping_of, normalise, suggest_mapping
-from .read import read_source
+from . import shaped_pipeline, system_prompt
+from .formats import mapping_of, normalise, suggest_mapping
 from .render import FALLBACKS, IGNORE, RenderError, assistant_spans, encode_full, fit, render, resolve_template
 from .stats import token_stats
 from .template_features import keep_supported_tools, place_reasoning
 from .rules import check_validation, too_long, validation_count
 from .rules import nothing_usable as _nothing_usable
 from .rules import why_none as _why_none
+from .summary import ROW_NOTE, context_warnings_for
+from .summary import load as _load
+from .summary import row_note as _row_note
+from .summary import summary as _summary
 from .types import Conversation, DataReport, EncodedRow, PreparedData, Problem
 from ..errors import DataError
 
@@ -129,38 +131,6 @@ def length_rule(tokenizer, convs: list[Conversation], lengths: list[int], jinja:
     return kept, problems, cut
 
 
-def _load(source: str, fmt: str, encoding: str = "auto") -> tuple:
-    read = read_source(source, encoding=encoding)
-    columns = columns_of(read.records)
-    detected = detect_format(read.records) if fmt == "auto" else fmt
-    return read, columns, detected
-
-
-ROW_NOTE = "Row numbers count data rows: row 1 is the first row under the header."
-
-
-def _row_note(kind: str, problems: list[Problem]) -> list[str]:
-    return [ROW_NOTE] if problems and kind in ("csv", "tsv") else []
-
-
-def _summary(fmt: str, rows: int, total: int, problems: list[Problem], template: str, stats: dict | None,
-             cfg: DataConfig, cut: int = 0, left_out_long: int = 0) -> str:
-    bad = len({p.row for p in problems})
-    parts = [f"{rows} usable row{'s' if rows != 1 else ''} of {total} ({fmt} format)"]
-    if bad:
-        parts.append(f"{bad} row{'s' if bad != 1 else ''} with problems (listed below)")
-    if template:
-        parts.append(f"template: {template}")
-    if stats and stats["count"]:
-        parts.append(f"tokens per row: median {stats['median']:g}, 95% under {stats['p95']}, longest {stats['max']}")
-    if cut:
-        parts.append(f"{cut} longer than {cfg.max_length} tokens will be cut to {cfg.max_length}")
-    if left_out_long:
-        parts.append(f"{left_out_long} longer than {cfg.max_length} tokens will be left out "
-                     f"({'overlong rows are dropped' if cfg.overlong == 'drop' else 'nothing of the answer survives the cut'})")
-    return "; ".join(parts) + "."
-
-
 def _normalised(read, detected: str, mapping: dict | None) -> tuple[list[Conversation], list[Problem], list[str]]:
     notes: list[str] = []
     convs, problems = normalise(read.records, detected, mapping, notes)
@@ -194,7 +164,7 @@ def inspect(source: str, fmt: str = "auto", mapping: dict | None = None, tokeniz
         report.message = "No usable rows: " + _why_none(report.problems)
         return report
     if shape != "conversation":
-        return _inspect_shaped(report, read, shape, tokenizer, cfg, mapping, preview_rows, context_length)
+        return shaped_pipeline.inspect_shaped(report, read, shape, tokenizer, cfg, mapping, preview_rows, context_length)
     try:
         convs, problems, notes = _normalised(read, detected, mapping)
     except DataError as e:
@@ -231,7 +201,7 @@ def inspect(source: str, fmt: str = "auto", mapping: dict | None = None, tokeniz
     report.problems.sort(key=lambda p: p.row)
     report.notes += _row_note(read.kind, report.problems)
     if detected == "preference" and jinja:
-        _suggest_pairs(report, read.records, tokenizer, jinja, cfg, preview_rows)
+        shaped_pipeline.suggest_pairs(report, read.records, tokenizer, jinja, cfg, preview_rows)
     report.rows = len(convs)
     report.message = _summary(detected, report.rows, report.total, report.problems, name, report.token_stats, cfg,
                               report.cut, report.left_out_long)
@@ -240,97 +210,11 @@ def inspect(source: str, fmt: str = "auto", mapping: dict | None = None, tokeniz
     return report
 
 
-def context_warnings_for(cfg: DataConfig, context_length: int | None) -> list[str]:
-    from ..config import StudioConfig
-    return ["Warning: " + w for w in context_warnings(StudioConfig(data=cfg), context_length)]
-
-
-def _suggest_pairs(report: DataReport, records: list[dict], tokenizer, jinja: str, cfg: DataConfig,
-                   count: int) -> None:
-    """A preference file read as conversations: show its pairs too, and say a preference method uses both answers."""
-    try:
-        built = shaped.build([r for r in records if pairs.is_pair(r)][:max(count, 1) * 4], "pair", cfg, tokenizer,
-                             jinja, None)
-    except DataError:
-        return
-    report.preview_pairs = shaped.pair_previews(built, tokenizer, jinja, count)
-    if report.preview_pairs:
-        report.notes.append(shaped.SUGGEST_NOTE)
-
-
-def _shaped_report(report: DataReport, built, shape: str, tokenizer, jinja: str, cfg: DataConfig,
-                   count: int) -> DataReport:
-    """The report of pair, labelled or prompt rows (``shaped.build``), filled into ``report``."""
-    rows = [r for unit in built.units for r in unit]
-    report.shape = shape
-    report.problems = sorted(report.problems + built.problems, key=lambda p: p.row)
-    report.notes += built.notes
-    if tokenizer is not None:
-        report.token_stats = token_stats(built.lengths, cfg.max_length)
-        report.rows = len(rows)
-    else:
-        report.rows = sum(len(unit) for unit in built.items.values())
-    report.cut, report.left_out_long = built.cut, built.left_out
-    if any(isinstance(u[0], pairs.Pair) for u in built.items.values()):
-        report.format = "preference"
-        report.preview_pairs = shaped.pair_previews(built, tokenizer, jinja, count)
-        if shape == "pair":
-            report.notes.append(shaped.PAIR_NOTE.format(rows=report.rows))
-    if shape == "labelled":
-        report.format = "preference"
-        report.labels = shaped.label_counts(rows if tokenizer is not None else
-                                            [i for unit in built.items.values() for i in unit])
-        report.notes.append(shaped.label_note(report.labels))
-    if tokenizer is not None:
-        report.preview, report.preview_marked = shaped.previews(built, tokenizer, jinja, count)
-    report.system_prompt = shaped.summary_prompt(built) if tokenizer is not None else system_prompt.summarise(
-        shaped.conversations(built.items))
-    report.notes += _row_note(report.kind, report.problems)
-    report.message = _summary(report.format, report.rows, report.total, report.problems, report.template,
-                              report.token_stats, cfg, report.cut, report.left_out_long)
-    if not report.rows:
-        report.message = "No usable rows: " + _why_none(report.problems)
-    return report
-
-
-def _inspect_shaped(report: DataReport, read, shape: str, tokenizer, cfg: DataConfig, mapping: dict | None,
-                    count: int, context_length: int | None) -> DataReport:
-    try:
-        name, jinja = resolve_template(tokenizer, cfg.template) if tokenizer is not None else ("chatml", FALLBACKS["chatml"])
-        built = shaped.build(read.records, shape, cfg, tokenizer, jinja, None, mapping)
-    except DataError as e:
-        report.message = str(e)
-        return report
-    report.template = name
-    report.notes += context_warnings_for(cfg, context_length)
-    return _shaped_report(report, built, shape, tokenizer, jinja, cfg, count)
-
-
-def _prepare_shaped(cfg: DataConfig, tokenizer, seed: int, shape: str) -> PreparedData:
-    mapping = mapping_of(cfg) if cfg.format == "mapping" else None
-    read, columns, detected = _load(cfg.file, cfg.format, cfg.encoding)
-    if not read.records:
-        raise _nothing_usable(read.problems)
-    name, jinja = resolve_template(tokenizer, cfg.template)
-    built = shaped.build(read.records, shape, cfg, tokenizer, jinja, seed, mapping)
-    built.problems = sorted(list(read.problems) + built.problems, key=lambda p: p.row)
-    train, val, val_rows = shaped.prepared_parts(built, cfg)
-    report = DataReport(source=cfg.file, format=detected, rows=0, total=len(read.records) + len(read.problems),
-                        columns=columns, suggested_mapping=suggest_mapping(columns), template=name, kind=read.kind,
-                        notes=list(read.notes), encoding=read.encoding, encoding_sample=read.sample)
-    _shaped_report(report, built, shape, tokenizer, jinja, cfg, 3)
-    if val and len(val) >= len(train):
-        report.notes.append(f"data.validation holds back {len(val)} of the {len(train) + len(val)} usable rows, so "
-                            f"only {len(train)} are trained on.")
-    return PreparedData(train=train, validation=val, report=report, template_name=name, chat_template=jinja,
-                        system_prompt=report.system_prompt, held_out=shaped.questions(built.items, val_rows))
-
-
 def prepare(data_cfg: DataConfig, tokenizer, seed: int, shape: str = "conversation") -> PreparedData:
     """Encoded, shuffled train/validation rows of ``shape`` (a key of ``types.DATA_SHAPES``: what the training
     method reads). Raises DataError when nothing usable is left."""
     if shape != "conversation":
-        return _prepare_shaped(data_cfg, tokenizer, seed, shape)
+        return shaped_pipeline.prepare_shaped(data_cfg, tokenizer, seed, shape)
     cfg = data_cfg
     mapping = mapping_of(cfg) if cfg.format == "mapping" else None
     read, columns, detected = _load(cfg.file, cfg.format, cfg.encoding)

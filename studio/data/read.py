@@ -3,7 +3,8 @@
 Each record is a dict with the key ``"__row__"`` (its 1-based line number in JSONL, element number in
 a JSON array, data row in CSV/TSV/Parquet/Hub). Broken JSON lines become ``Problem``s, not errors;
 a file that cannot be read at all raises ``DataError`` with a message a person can act on.
-``"demo"`` is the built-in support FAQ, ``"demo-preference"`` the same as preference pairs, ``"chatterbot"`` the English chatterbot corpus.
+``"demo"`` is the built-in support FAQ, ``"demo-preference"`` the same as preference pairs, ``"chatterbot"``
+the English chatterbot corpus.
 """
 
 from __future__ import annotations

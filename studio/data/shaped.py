@@ -19,7 +19,6 @@ from .messages import BadRow
 from .pair_encode import TooLong, encode_labelled, encode_pair, encode_prompt
 from .render import RenderError, format_prompt, render
 from .rules import check_validation, nothing_usable, too_long, validation_count
-from .stats import token_stats
 from .types import Conversation, EncodedPrompt, Problem
 
 PAIR_NOTE = ("This is preference data: a chosen and a rejected answer for each prompt ({rows} pairs), usable by "
@@ -28,6 +27,8 @@ SUGGEST_NOTE = ("This file holds preference pairs (a chosen and a rejected answe
                 "SimPO or KTO in training.method) learns from both answers.")
 UNPAIR_NOTE = ("Each of the {pairs} preference pairs gives KTO two rows: the chosen answer as desirable and the "
                "rejected one as undesirable.")
+KTO_AS_PROMPT_NOTE = ("The rows are answers labelled desirable or not (KTO): the desirable answers are the prompts' "
+                      "reference answers, and the rows marked undesirable are left out.")
 PAIR_AS_PROMPT_NOTE = "The rows are preference pairs: the chosen answer is each prompt's reference answer."
 
 
@@ -103,7 +104,10 @@ def read_units(records: list[dict], shape: str, fmt: str = "auto", mapping: dict
         notes.append(PAIR_AS_PROMPT_NOTE)
     elif shape == "prompt":
         detected = detect_format(records) if fmt == "auto" else fmt
-        convs, problems = normalise(records, detected, mapping, notes)
+        read_notes: list[str] = []
+        convs, problems = normalise(records, detected, mapping, read_notes)
+        # normalise's notes on preference data speak of fine-tuning on the chosen answers; here they are references.
+        notes += [KTO_AS_PROMPT_NOTE] if detected == "preference" else read_notes
         for conv in convs:
             try:
                 units.append([_asked(conv.row, conv.messages[:-1], conv.messages[-1])])
@@ -188,8 +192,8 @@ def label_note(counts: dict) -> str:
     if not good or not bad:
         note += " KTO learns from both kinds; with only one of them it has nothing to contrast."
     elif max(good, bad) > 4 * min(good, bad):
-        note += (" The two kinds are far from balanced; training.method's KTO weighs them, but more of the rarer "
-                 "kind helps.")
+        note += (" The two kinds are far from balanced: KTO can weigh the rarer kind up, but more rows of it "
+                 "help more.")
     return note
 
 
