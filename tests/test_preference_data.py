@@ -262,3 +262,24 @@ def test_the_demo_preference_file_still_trains_sft_on_its_chosen_answers(tok):
     data = prepare(DataConfig(file="demo-preference", validation=0), tok, seed=0)
     assert len(data.train) == 300 and data.report.problems == []
     assert any("chosen answers" in n for n in data.report.notes)
+
+
+def test_a_run_on_the_demo_pairs_is_scored_on_the_demo_held_out_questions(tok):
+    from studio.config import StudioConfig
+    from studio.evaluation import load_prompts, prompts_after_training
+    cfg = StudioConfig(data=DataConfig(file="demo-preference"))
+    data = prepare(cfg.data, tok, seed=0, shape="pair")
+    assert prompts_after_training(cfg, data) == load_prompts(None) != data.held_out[:len(load_prompts(None))]
+
+
+def test_pairs_split_by_the_seed_as_conversations_do_and_preview_without_a_model(tmp_path, tok):
+    rows = [{"prompt": f"Question {i}?", "chosen": f"Answer {i}.", "rejected": f"Wrong {i}."} for i in range(10)]
+    f = jsonl(tmp_path / "pairs.jsonl", rows)
+    a, b = (prepare(DataConfig(file=f, validation=0.2), tok, seed=3, shape="pair") for _ in range(2))
+    assert [r.row for r in a.validation] == [r.row for r in b.validation] and len(a.validation) == 2
+    assert {r.row for r in a.train}.isdisjoint(r.row for r in a.validation)
+    assert sorted(h["prompt"] for h in a.held_out) == sorted(f"Question {r.row - 1}?" for r in a.validation)
+    other = prepare(DataConfig(file=f, validation=0.2), tok, seed=4, shape="pair")
+    assert [r.row for r in other.train] != [r.row for r in a.train]
+    report = inspect(f, shape="pair")           # no model chosen yet: the fallback template's text
+    assert report.rows == 10 and report.preview_pairs[0]["chosen"][0][0].startswith("Answer 0.")
