@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 
 from .messages import BadRow, check_turns, parse_turns, type_name
-from .preference import _hh_turns
+from .preference import hh_turns
 
 PAIR_COLUMNS = ("a 'chosen' and a 'rejected' answer in every row, and the question as 'prompt' (text or messages), "
                 "as 'conversations' (sharegpt), or inside both answers (full conversations)")
@@ -112,7 +112,7 @@ def _is_conversation(value) -> bool:
 
 
 def _hh(rec: dict, chosen) -> bool:
-    return (isinstance(chosen, str) and not _prompt_given(rec) and _hh_turns(chosen) is not None)
+    return (isinstance(chosen, str) and not _prompt_given(rec) and hh_turns(chosen) is not None)
 
 
 def _prompt_given(rec: dict) -> bool:
@@ -130,7 +130,7 @@ def _system(rec: dict, messages: list[dict]) -> list[dict]:
 def _whole(rec: dict, value, key: str) -> list[dict]:
     """A full conversation: a list of messages or HH text, checked."""
     if isinstance(value, str):
-        turns = _hh_turns(value)
+        turns = hh_turns(value)
         if turns is None:
             raise BadRow(f"the {key} answer is text, but the other is a conversation; give both the same shape")
         return check_turns(_system(rec, turns))
@@ -161,7 +161,7 @@ def _prompt(rec: dict) -> list[dict]:
     if isinstance(value, str):
         if not value.strip():
             raise BadRow("the prompt ('prompt') is empty")
-        turns = _hh_turns(value)
+        turns = hh_turns(value)
         if turns is not None and turns[-1]["role"] == "assistant" and not turns[-1]["content"]:
             turns = turns[:-1]        # HH prompts end with the 'Assistant:' the answer follows
         messages = turns if turns is not None and turns[-1]["role"] == "user" else [{"role": "user", "content": value}]
