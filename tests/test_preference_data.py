@@ -283,3 +283,15 @@ def test_pairs_split_by_the_seed_as_conversations_do_and_preview_without_a_model
     assert [r.row for r in other.train] != [r.row for r in a.train]
     report = inspect(f, shape="pair")           # no model chosen yet: the fallback template's text
     assert report.rows == 10 and report.preview_pairs[0]["chosen"][0][0].startswith("Answer 0.")
+
+
+def test_studio_data_reads_a_file_as_a_preference_method_does(capsys):
+    from studio.cli import main
+    assert main(["data", "demo-preference", "--shape", "pair", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["shape"] == "pair" and out["rows"] == 300 and len(out["preview_pairs"]) == 3
+    assert main(["data", "demo-preference", "--shape", "pair", "--rows", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "[chosen]" in text and "[rejected]" in text and "DPO, ORPO, SimPO and KTO" in text
+    assert main(["data", "demo", "--shape", "pair"]) == 1
+    assert "'rejected'" in capsys.readouterr().out
