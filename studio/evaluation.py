@@ -91,8 +91,8 @@ def prompts_after_training(cfg, data) -> list[dict]:
         return []
     if choice.lower() != "auto":
         return load_prompts(choice)
-    if cfg.data.file in ("demo", str(paths.DEMO_DATA)):
-        return load_prompts(None)
+    if cfg.data.file in ("demo", "demo-preference", str(paths.DEMO_DATA), str(paths.DEMO_PREFERENCE)):
+        return load_prompts(None)      # the demo's held-out questions, in neither demo file
     return list(getattr(data, "held_out", []) or [])[:MAX_AFTER_TRAINING]
 
 

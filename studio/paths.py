@@ -15,6 +15,8 @@ PRESETS_DIR = REPO_DIR / "presets"
 ASSETS_DIR = REPO_DIR / "assets"
 DEMO_DATA = ASSETS_DIR / "demo" / "support_faq.jsonl"
 DEMO_HELD_OUT = ASSETS_DIR / "demo" / "held_out.jsonl"
+# The demo FAQ as preference pairs (a wrong fact in each rejected answer): scripts/make_demo_preference.py
+DEMO_PREFERENCE = ASSETS_DIR / "demo" / "support_faq_preference.jsonl"
 
 
 def workspace() -> Path:

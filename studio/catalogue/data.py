@@ -39,6 +39,17 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "data.missing_columns": ("数据中没有这些列：{missing}。数据的列有：{columns}。",
                              "Choose columns the data has (data.prompt_column, data.answer_column).",
                              "选择数据中存在的列（data.prompt_column、data.answer_column）。"),
+    "data.not_preference": ("这份数据中没有偏好对（它的列：{columns}）。DPO、ORPO 和 SimPO 需要每行都有 'chosen' 和 "
+                            "'rejected' 两个回答，问题写在 'prompt'（文本或消息列表）、'conversations'（sharegpt）中，"
+                            "或包含在两个回答里（完整对话）。",
+                            "Choose a preference file (the built-in one is 'demo-preference'), or train this file with "
+                            "training.method 'sft'.",
+                            "选择一个偏好数据文件（内置的是 'demo-preference'），或用 training.method 'sft' 训练这份文件。"),
+    "data.not_labelled": ("这份数据中没有带标签的回答（它的列：{columns}）。KTO 需要每行都有 'prompt'、'completion' 和 "
+                          "'label'（true 或 false），或者一个每行都有 'chosen' 和 'rejected' 的偏好文件。",
+                          "Add a true/false 'label' to each answer, choose a preference file, or train this file with "
+                          "training.method 'sft'.",
+                          "为每个回答加上 true/false 的 'label'，或选择偏好数据文件，或用 training.method 'sft' 训练。"),
     "data.no_examples": ("没有可用的训练行：数据中没有样本。", *_FIX),
     "data.all_rows_bad": ("没有可用的训练行：每一行都有问题。{shown}{more}。",
                           "Fix the rows named above (or choose another file); `studio data FILE` lists every problem.",

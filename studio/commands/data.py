@@ -5,6 +5,7 @@
     studio data my.csv --preset cpu-demo      ... checked with the preset's model and data settings (max length)
     studio data my.csv --format mapping --prompt-column q --answer-column a
     studio data demo --json                   one JSON object (format, rows, problems, preview, ...)
+    studio data demo-preference --shape pair  ... read as a preference method reads it, pairs side by side
 
 Exits 1 when nothing usable was found (the reason is printed), 2 when the model cannot be loaded.
 """
@@ -15,7 +16,7 @@ import dataclasses
 import json
 
 from ..config import DataConfig
-from ..data.types import DataReport
+from ..data.types import DATA_SHAPES, DataReport
 from ..errors import StudioError
 from . import cli_lang
 from .fields import HelpFormatter, add_field_option
@@ -37,6 +38,10 @@ def add_parser(sub):
     # The data settings training uses, with the help, defaults and choices of studio/config.py.
     for name in DATA_OPTIONS:
         add_field_option(p, "data", name, "--" + name.replace("_", "-"))
+    p.add_argument("--shape", choices=tuple(DATA_SHAPES), default="conversation",
+                   help="read the rows as a training method does: 'conversation' (SFT), 'pair' (DPO, ORPO, SimPO: a "
+                        "chosen and a rejected answer), 'labelled' (KTO: answers labelled desirable or not), 'prompt' "
+                        "(GRPO: prompts with a reference answer)")
     p.add_argument("--rows", type=int, default=3, help="how many formatted examples to show (default 3)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     return p
@@ -71,8 +76,14 @@ def _print_text(report: DataReport, show_lengths: bool) -> None:
         print(f"\nTokens per row: min {s['min']}, median {s['median']:g}, 95% {s['p95']}, max {s['max']}; "
               f"{s['over_max']} over the maximum of {s['max_length']}")
     which = report.template if show_lengths else f"{report.template}; give --model to see the model's own"
-    for i, text in enumerate(report.preview, 1):
-        print(f"\n--- example {i} (template: {which}) ---\n{text}")
+    if report.shape == "pair":
+        for i, pair in enumerate(report.preview_pairs, 1):
+            prompt, chosen, rejected = ("".join(t for t, _ in pair[k]) for k in ("prompt", "chosen", "rejected"))
+            print(f"\n--- pair {i}, row {pair['row']} (template: {which}) ---\n{prompt}"
+                  f"\n[chosen]\n{chosen}\n[rejected]\n{rejected}")
+    else:
+        for i, text in enumerate(report.preview, 1):
+            print(f"\n--- example {i} (template: {which}) ---\n{text}")
     print(f"\n{report.message}")
 
 
@@ -104,7 +115,8 @@ def run(args) -> int:
     cfg = DataConfig(**{**dataclasses.asdict(base), "file": args.file, **given})
     cfg.max_length = max(16, cfg.max_length)
     try:
-        report = inspect(args.file, tokenizer=tokenizer, data_cfg=cfg, preview_rows=max(0, args.rows))
+        report = inspect(args.file, tokenizer=tokenizer, data_cfg=cfg, preview_rows=max(0, args.rows),
+                         shape=args.shape)
     except StudioError as e:    # the file cannot be read at all (DataError), or a setting is wrong
         message, hint = e.render(cli_lang())
         if args.json:

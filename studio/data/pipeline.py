@@ -15,25 +15,22 @@ from __future__ import annotations
 import random
 
 from ..config import DataConfig
-from ..config_checks import context_warnings
-from . import system_prompt
-from .formats import columns_of, detect_format, mapping_of, normalise, suggest_mapping
-from .read import read_source
+from . import shaped_pipeline, system_prompt
+from .formats import mapping_of, normalise, suggest_mapping
 from .render import FALLBACKS, IGNORE, RenderError, assistant_spans, encode_full, fit, render, resolve_template
 from .stats import token_stats
 from .template_features import keep_supported_tools, place_reasoning
+from .rules import check_validation, too_long, validation_count
+from .rules import nothing_usable as _nothing_usable
+from .rules import why_none as _why_none
+from .summary import ROW_NOTE, context_warnings_for
+from .summary import load as _load
+from .summary import row_note as _row_note
+from .summary import summary as _summary
 from .types import Conversation, DataReport, EncodedRow, PreparedData, Problem
 from ..errors import DataError
 
 __all__ = ["inspect", "prepare", "validation_count", "training_notes"]
-
-
-def validation_count(n: int, validation: float) -> int:
-    """Rows to hold back: a fraction (<1) or a count (>=1); always leaves at least one training row."""
-    if validation <= 0 or n < 2:
-        return 0
-    k = int(validation) if validation >= 1 else max(1, round(n * validation))
-    return min(k, n - 1)
 
 
 def training_notes(report: DataReport, shown: int = 5) -> list[str]:
@@ -111,13 +108,6 @@ def _lengths(tokenizer, convs: list[Conversation], jinja: str) -> tuple[list[Con
     return kept, lengths, problems
 
 
-def too_long(row: int, n: int, cfg: DataConfig) -> Problem:
-    """The problem of a row training leaves out for its length (the same words in the check and in training)."""
-    why = ("it will be left out" if cfg.overlong == "drop"
-           else "nothing of the answer is left after cutting, so it is left out")
-    return Problem(row, f"the row is {n} tokens, longer than the maximum of {cfg.max_length}; {why}")
-
-
 def length_rule(tokenizer, convs: list[Conversation], lengths: list[int], jinja: str, cfg: DataConfig
                 ) -> tuple[list[Conversation], list[Problem], int]:
     """The rows training keeps, the problems of those it leaves out, and how many it cuts. A row over the
@@ -141,38 +131,6 @@ def length_rule(tokenizer, convs: list[Conversation], lengths: list[int], jinja:
     return kept, problems, cut
 
 
-def _load(source: str, fmt: str, encoding: str = "auto") -> tuple:
-    read = read_source(source, encoding=encoding)
-    columns = columns_of(read.records)
-    detected = detect_format(read.records) if fmt == "auto" else fmt
-    return read, columns, detected
-
-
-ROW_NOTE = "Row numbers count data rows: row 1 is the first row under the header."
-
-
-def _row_note(kind: str, problems: list[Problem]) -> list[str]:
-    return [ROW_NOTE] if problems and kind in ("csv", "tsv") else []
-
-
-def _summary(fmt: str, rows: int, total: int, problems: list[Problem], template: str, stats: dict | None,
-             cfg: DataConfig, cut: int = 0, left_out_long: int = 0) -> str:
-    bad = len({p.row for p in problems})
-    parts = [f"{rows} usable row{'s' if rows != 1 else ''} of {total} ({fmt} format)"]
-    if bad:
-        parts.append(f"{bad} row{'s' if bad != 1 else ''} with problems (listed below)")
-    if template:
-        parts.append(f"template: {template}")
-    if stats and stats["count"]:
-        parts.append(f"tokens per row: median {stats['median']:g}, 95% under {stats['p95']}, longest {stats['max']}")
-    if cut:
-        parts.append(f"{cut} longer than {cfg.max_length} tokens will be cut to {cfg.max_length}")
-    if left_out_long:
-        parts.append(f"{left_out_long} longer than {cfg.max_length} tokens will be left out "
-                     f"({'overlong rows are dropped' if cfg.overlong == 'drop' else 'nothing of the answer survives the cut'})")
-    return "; ".join(parts) + "."
-
-
 def _normalised(read, detected: str, mapping: dict | None) -> tuple[list[Conversation], list[Problem], list[str]]:
     notes: list[str] = []
     convs, problems = normalise(read.records, detected, mapping, notes)
@@ -187,9 +145,11 @@ def _template_rules(convs: list[Conversation], jinja: str, name: str) -> tuple[l
 
 
 def inspect(source: str, fmt: str = "auto", mapping: dict | None = None, tokenizer=None,
-            data_cfg: DataConfig | None = None, preview_rows: int = 3, context_length: int | None = None) -> DataReport:
+            data_cfg: DataConfig | None = None, preview_rows: int = 3, context_length: int | None = None,
+            shape: str = "conversation") -> DataReport:
     """Read and check a data source. Raises DataError only when the source cannot be read at all.
-    ``context_length``: the model's, to warn when the maximum length is longer."""
+    ``context_length``: the model's, to warn when the maximum length is longer. ``shape``: what the training
+    method reads (``types.DATA_SHAPES``); preference files read as conversations still preview their pairs."""
     cfg = data_cfg or DataConfig(file=source)
     if fmt == "auto" and data_cfg is not None:
         fmt = cfg.format
@@ -203,6 +163,8 @@ def inspect(source: str, fmt: str = "auto", mapping: dict | None = None, tokeniz
     if not read.records:
         report.message = "No usable rows: " + _why_none(report.problems)
         return report
+    if shape != "conversation":
+        return shaped_pipeline.inspect_shaped(report, read, shape, tokenizer, cfg, mapping, preview_rows, context_length)
     try:
         convs, problems, notes = _normalised(read, detected, mapping)
     except DataError as e:
@@ -238,6 +200,8 @@ def inspect(source: str, fmt: str = "auto", mapping: dict | None = None, tokeniz
         report.preview_marked.append(marks)
     report.problems.sort(key=lambda p: p.row)
     report.notes += _row_note(read.kind, report.problems)
+    if detected == "preference" and jinja:
+        shaped_pipeline.suggest_pairs(report, read.records, tokenizer, jinja, cfg, preview_rows)
     report.rows = len(convs)
     report.message = _summary(detected, report.rows, report.total, report.problems, name, report.token_stats, cfg,
                               report.cut, report.left_out_long)
@@ -246,26 +210,11 @@ def inspect(source: str, fmt: str = "auto", mapping: dict | None = None, tokeniz
     return report
 
 
-def context_warnings_for(cfg: DataConfig, context_length: int | None) -> list[str]:
-    from ..config import StudioConfig
-    return ["Warning: " + w for w in context_warnings(StudioConfig(data=cfg), context_length)]
-
-
-def _why_none(problems: list[Problem]) -> str:
-    return _nothing_usable(problems).message.removeprefix("No usable training rows: ")
-
-
-def _nothing_usable(problems: list[Problem]) -> DataError:
-    if not problems:
-        return DataError("No usable training rows: the data holds no examples.", code="data.no_examples")
-    shown = "; ".join(f"row {p.row}: {p.message}" for p in problems[:3])
-    return DataError("No usable training rows: every row has a problem. {shown}{more}.", code="data.all_rows_bad",
-                     shown=shown, more=f" (and {len(problems) - 3} more)" if len(problems) > 3 else "",
-                     extra=max(0, len(problems) - 3))
-
-
-def prepare(data_cfg: DataConfig, tokenizer, seed: int) -> PreparedData:
-    """Encoded, shuffled train/validation rows. Raises DataError when nothing usable is left."""
+def prepare(data_cfg: DataConfig, tokenizer, seed: int, shape: str = "conversation") -> PreparedData:
+    """Encoded, shuffled train/validation rows of ``shape`` (a key of ``types.DATA_SHAPES``: what the training
+    method reads). Raises DataError when nothing usable is left."""
+    if shape != "conversation":
+        return shaped_pipeline.prepare_shaped(data_cfg, tokenizer, seed, shape)
     cfg = data_cfg
     mapping = mapping_of(cfg) if cfg.format == "mapping" else None
     read, columns, detected = _load(cfg.file, cfg.format, cfg.encoding)
@@ -302,11 +251,7 @@ def prepare(data_cfg: DataConfig, tokenizer, seed: int) -> PreparedData:
     total = len(read.records) + len(read.problems)
     if not rows:
         raise _nothing_usable(problems)
-    if cfg.validation >= 1 and int(cfg.validation) >= len(rows):
-        # Granted as asked, it would leave a single row to train on, without a word.
-        raise DataError("data.validation asks for {asked} validation rows, but the data has only {rows} usable "
-                        "row{s}; at least one must be left to train on.", code="data.validation_too_many",
-                        asked=int(cfg.validation), rows=len(rows), s="" if len(rows) == 1 else "s")
+    check_validation(cfg.validation, len(rows))
     k = validation_count(len(rows), cfg.validation)
     train, val = rows[k:], rows[:k]        # rows are already in seeded random order
     stats = token_stats(lengths, cfg.max_length)

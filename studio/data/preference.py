@@ -62,7 +62,7 @@ def _join(prompt, answer, key: str, rec: dict) -> list[dict]:
     if not isinstance(answer, str) or not answer.strip():
         raise BadRow(f"the {key} answer ('{key}') is {'empty' if isinstance(answer, str) else 'missing'}")
     if prompt is None or prompt == "":
-        turns = _hh_turns(answer)
+        turns = hh_turns(answer)
         if turns is None:
             raise BadRow(f"there is no 'prompt', and the {key} text is not a 'Human: … Assistant: …' conversation")
         return check_turns(head + turns)
@@ -73,7 +73,7 @@ def _join(prompt, answer, key: str, rec: dict) -> list[dict]:
     return check_turns(head + [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}])
 
 
-def _hh_turns(text: str) -> list[dict] | None:
+def hh_turns(text: str) -> list[dict] | None:
     """Anthropic HH style: '\\n\\nHuman: hi\\n\\nAssistant: hello' as messages, or None."""
     parts = _HH_TURN.split(text)
     if len(parts) < 3:

@@ -3,7 +3,8 @@
 Each record is a dict with the key ``"__row__"`` (its 1-based line number in JSONL, element number in
 a JSON array, data row in CSV/TSV/Parquet/Hub). Broken JSON lines become ``Problem``s, not errors;
 a file that cannot be read at all raises ``DataError`` with a message a person can act on.
-``"demo"`` is the built-in support FAQ, ``"chatterbot"`` the English chatterbot corpus.
+``"demo"`` is the built-in support FAQ, ``"demo-preference"`` the same as preference pairs, ``"chatterbot"``
+the English chatterbot corpus.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", 
 # and .txt, whose content tells which it is (JSON lines, JSON or a table).
 EXTENSIONS = tuple(KINDS) + (".txt",)
 # owner/name or a bare dataset name: letters, digits, - _ . only, no file extension we know of
+# Built-in data by name (looked up when read, so a test may move the paths).
+DEMOS = {"demo": lambda: paths.DEMO_DATA, "demo-preference": lambda: paths.DEMO_PREFERENCE}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
 
@@ -61,8 +64,8 @@ def read_source(source: str, max_bytes: int = DEFAULT_MAX_BYTES, encoding: str =
     source = (source or "").strip()
     if not source:
         raise DataError("No data chosen: give a file, 'demo', or a Hugging Face dataset id.", code="data.none_chosen")
-    if source == "demo":
-        path = paths.DEMO_DATA
+    if source in DEMOS:
+        path = DEMOS[source]()
         if not path.is_file():
             raise DataError("The built-in demo data is missing ({path}); reinstall the studio or choose a file.",
                             code="data.no_demo", path=str(path))

@@ -55,6 +55,10 @@ class DataReport:
     cut: int = 0                                  # rows training will cut to the maximum length
     left_out_long: int = 0                        # rows training will leave out for their length
     system_prompt: dict = field(default_factory=dict)   # see studio.data.system_prompt.summarise
+    shape: str = "conversation"                   # what the rows were read as: a key of DATA_SHAPES
+    # preference pairs side by side: {"row", "prompt", "chosen", "rejected"}, each [[text, carries_loss], ...]
+    preview_pairs: list[dict] = field(default_factory=list)
+    labels: dict = field(default_factory=dict)    # KTO: {"desirable": n, "undesirable": m}
 
     def to_dict(self) -> dict:
         return {"source": self.source, "format": self.format, "rows": self.rows, "total": self.total,
@@ -63,7 +67,8 @@ class DataReport:
                 "preview": self.preview, "token_stats": self.token_stats, "message": self.message,
                 "kind": self.kind, "notes": self.notes, "preview_marked": self.preview_marked,
                 "encoding": self.encoding, "encoding_sample": self.encoding_sample, "cut": self.cut,
-                "left_out_long": self.left_out_long, "system_prompt": self.system_prompt}
+                "left_out_long": self.left_out_long, "system_prompt": self.system_prompt,
+                "shape": self.shape, "preview_pairs": self.preview_pairs, "labels": self.labels}
 
 
 @dataclass
