@@ -221,12 +221,17 @@ def check_vocabulary(model: Any, rows: Any, name: str) -> None:
     the model (another model's, or added tokens the model was never resized for) would otherwise stop the
     first step on a GPU with "device-side assert triggered", which names neither the row nor the cause."""
     size = model.get_input_embeddings().num_embeddings
-    beyond = [(r.row, top) for r in rows if (top := max(r.input_ids, default=0)) >= size]
+    beyond = [(r.row, top) for r in rows if (top := _top_id(r)) >= size]
     if beyond:
         row, top = min(beyond)        # the first such row of the file
         raise ModelError("Row {row} has token id {token}, but {name} has only {size} token embeddings: the "
                          "tokenizer does not belong to this model.", code="model.tokenizer_mismatch",
                          row=row, token=top, size=size, name=name)
+
+
+def _top_id(row: Any) -> int:
+    """The largest token id of a prepared row of any shape (its ``input_ids``, or a preference row's lists)."""
+    return max((max(v, default=0) for k, v in vars(row).items() if k.endswith("_ids")), default=0)
 
 
 # ---- summary --------------------------------------------------------------------------------------

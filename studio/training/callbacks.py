@@ -102,7 +102,8 @@ class MetricsCallback(TrainerCallback):
             self._emit(row)
         elif "eval_loss" in logs:
             row = {"type": "eval", **common, "eval_loss": float(logs["eval_loss"]),
-                   "eval_runtime_s": logs.get("eval_runtime")}
+                   "eval_runtime_s": logs.get("eval_runtime"),
+                   **{k: float(logs[k]) for k in self.extra_metrics if k.startswith("eval_") and logs.get(k) is not None}}
             self.progress.last_eval_loss = row["eval_loss"]
             self._emit(row)
         elif "train_runtime" in logs:

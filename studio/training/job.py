@@ -239,7 +239,11 @@ class TrainingJob(BackgroundRun):
         if self.data is None:
             from ..data.pipeline import prepare
             self._set(message="Reading and preparing the training data.", key="preparing_data")
-            self.data = prepare(self.cfg.data, self.tokenizer, self.cfg.training.seed)
+            shape = self.method.DATA
+            if shape == "conversation":
+                self.data = prepare(self.cfg.data, self.tokenizer, self.cfg.training.seed)
+            else:    # preference rows: pairs or labelled answers (data.types.DATA_SHAPES)
+                self.data = prepare(self.cfg.data, self.tokenizer, self.cfg.training.seed, shape=shape)
         data = self.data
         self.chat_template = data.chat_template
         record_system_prompt(self.run.path, data)    # chat sends the system prompt the rows were trained with

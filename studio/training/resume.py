@@ -58,8 +58,17 @@ def data_hash(data: Any) -> str:
     for part, rows in (("train", data.train), ("validation", data.validation)):
         h.update(part.encode())
         for r in rows:
-            h.update(json.dumps([list(r.input_ids), list(r.labels)], separators=(",", ":")).encode())
+            h.update(json.dumps(_row_content(r), separators=(",", ":")).encode())
     return h.hexdigest()
+
+
+def _row_content(r: Any) -> list:
+    """What a prepared row trains on: an SFT row's tokens and loss mask (as runs have always hashed them), a
+    preference row's token lists in their order (and a KTO row's label)."""
+    if hasattr(r, "input_ids"):
+        return [list(r.input_ids), list(r.labels)]
+    out = [list(v) for k, v in vars(r).items() if k.endswith("_ids")]
+    return out + ([bool(r.label)] if hasattr(r, "label") else [])
 
 
 def relevant_settings(cfg: StudioConfig) -> dict:
