@@ -373,6 +373,8 @@ class TrainingJob(BackgroundRun):
         self._save_adapter(peft_model, self.tokenizer, self.data.chat_template)
         peft_model.config.use_cache = True   # the trainer turned the cache off; chat wants it
         self.result = self._result(metrics_cb, stopped)
+        if self.method.DATA != "conversation":
+            self._summarise_preference(log)
         if on_cuda:
             import torch
             self.info["gpu_mem_peak_reserved_gb"] = gpu_memory_gb()[1]
@@ -388,6 +390,15 @@ class TrainingJob(BackgroundRun):
             log.info("Finished %d steps.", p.step)
             self._set(DONE, f"Finished {p.step} steps (loss {loss}). The adapter is in {self.run.adapter_dir}.", key="done",
                       steps=p.step, loss=loss, adapter=str(self.run.adapter_dir))
+
+    def _summarise_preference(self, log) -> None:
+        """A preference run's figures on its held-back rows, before and after (``result["preference"]``)."""
+        from .methods.preference_summary import preference_summary
+
+        summary = preference_summary(self.metrics.rows("eval"), len(self.data.validation), self.cfg.training.method)
+        if summary:
+            self.result["preference"] = summary
+            log.info("Preference: %s", summary["sentence"])
 
     def _score(self, log) -> None:
         """Ask the held-out questions; a failure here is logged and leaves the trained run as it is."""

@@ -44,7 +44,7 @@ def training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype: torc
 
     loss_type, weights = losses(cfg)
     return build_training_args(cfg, output_dir, on_cuda, dtype, has_validation, train_rows, DPOConfig, dict(
-        **pairs.own_args(cfg), beta=pairs.beta(cfg, USUAL_BETA), loss_type=loss_type, loss_weights=weights,
+        **pairs.own_args(cfg, has_validation), beta=pairs.beta(cfg, USUAL_BETA), loss_type=loss_type, loss_weights=weights,
         padding_free=False, precompute_ref_log_probs=False,
         include_num_input_tokens_seen="non_padding"))
 

@@ -51,7 +51,7 @@ def training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype: torc
 
     p = cfg.preference
     resolved = build_training_args(cfg, output_dir, on_cuda, dtype, has_validation, train_rows, KTOConfig, dict(
-        **pairs.own_args(cfg), beta=pairs.beta(cfg, USUAL_BETA), precompute_ref_log_probs=False,
+        **pairs.own_args(cfg, has_validation), beta=pairs.beta(cfg, USUAL_BETA), precompute_ref_log_probs=False,
         desirable_weight=p.desirable_weight, undesirable_weight=p.undesirable_weight,
         include_num_input_tokens_seen="no"))
     resolved.args.padding_free = False

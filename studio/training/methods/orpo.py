@@ -28,7 +28,7 @@ def training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype: torc
                   train_rows: int = 0) -> ResolvedArgs:
     from trl.experimental.orpo import ORPOConfig
 
-    own = {k: v for k, v in pairs.own_args(cfg).items() if k != "max_length"}
+    own = {k: v for k, v in pairs.own_args(cfg, has_validation).items() if k != "max_length"}
     resolved = build_training_args(cfg, output_dir, on_cuda, dtype, has_validation, train_rows, ORPOConfig, dict(
         **own, beta=pairs.beta(cfg, USUAL_BETA), max_length=cfg.data.max_length * 2,
         include_num_input_tokens_seen="no"))

@@ -49,9 +49,11 @@ def beta(cfg: StudioConfig, usual: float) -> float:
     return cfg.preference.beta or usual
 
 
-def own_args(cfg: StudioConfig) -> dict:
-    """What every preference method's arguments class is told: the rows are tokenised and cut already."""
-    return dict(max_length=None, dataset_num_proc=None, disable_dropout=True)
+def own_args(cfg: StudioConfig, has_validation: bool) -> dict:
+    """What every preference method's arguments class is told: the rows are tokenised and cut already, and the
+    held-back rows are measured once before training too, so the run can say how far the preference moved
+    (``preference_summary``)."""
+    return dict(max_length=None, dataset_num_proc=None, disable_dropout=True, eval_on_start=has_validation)
 
 
 def separate_row(feature: dict, *_: Any) -> dict:
