@@ -453,7 +453,10 @@ class TrainingJob(BackgroundRun):
 
     def _save_adapter(self, peft_model, tokenizer, chat_template: str) -> None:
         """Write adapter/ atomically: to a side folder first, renamed when complete."""
-        self.run.write_adapter(lambda folder: peft_model.save_pretrained(str(folder), safe_serialization=True),
+        # Only the trained adapter: DPO and KTO may hold a frozen copy of the adapter they started from as their
+        # reference ("ref", methods/reference.py), which is not part of the result.
+        self.run.write_adapter(lambda folder: peft_model.save_pretrained(str(folder), safe_serialization=True,
+                                                                         selected_adapters=["default"]),
                                tokenizer, chat_template)
 
     def _result(self, metrics_cb: MetricsCallback, stopped: bool) -> dict:
