@@ -346,7 +346,10 @@ def plan_resume(run_dir: str | Path, tokenizer: Any = None, data: Any = None) ->
         tokenizer = load_tokenizer(cfg.model)
     if data is None:
         from ..data.pipeline import prepare
-        data = prepare(cfg.data, tokenizer, cfg.training.seed)
+        from .methods import of
+        shape = of(cfg).DATA
+        data = (prepare(cfg.data, tokenizer, cfg.training.seed) if shape == "conversation"
+                else prepare(cfg.data, tokenizer, cfg.training.seed, shape=shape))
     now = data_hash(data)
     if now != fp.get("data_hash"):
         counts = (f"{fp.get('train_rows')} training and {fp.get('validation_rows')} validation rows then, "
