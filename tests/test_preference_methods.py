@@ -242,3 +242,13 @@ def test_the_summary_counts_pairs_and_says_it_plainly():
     assert s["sentence"] == ("On 12 held-back pairs the model now prefers the right answer 11 times (it did 6 "
                              "before training); the average margin rose from 0.0 to 3.4.")
     assert preference_summary([{"type": "eval", "step": 3, "eval_loss": 1.0}], 4) == {}
+
+
+def test_kto_with_one_row_a_batch_is_refused_in_words():
+    from studio.config import merge
+    from studio.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="batch_size of at least 2") as e:
+        merge(cfg_for("kto"), {"training": {"batch_size": 1}}).validate()
+    assert e.value.code == "config.kto_batch"
+    merge(cfg_for("dpo"), {"training": {"batch_size": 1}}).validate()
