@@ -189,12 +189,14 @@ def test_a_stopped_dpo_run_resumes_and_a_changed_beta_is_refused(tmp_path):
         plan_resume(stopped2.run_dir, tokenizer=tok, data=data)
 
 
-def test_dpo_starts_from_an_sft_runs_adapter(tmp_path):
+def test_dpo_starts_from_an_sft_runs_adapter_which_stays_its_reference_on_resume(tmp_path):
     from peft import get_peft_model_state_dict
     from safetensors.torch import load_file
 
     from test_training_job import make_cfg, prepared, write_data
+    from studio.training import TrainingJob
     from studio.training.extend import plan_from_run
+    from studio.training.resume import plan_resume
 
     tok = tiny_tokenizer()
     sft_cfg = make_cfg(write_data(tmp_path), max_steps=5)
@@ -203,25 +205,36 @@ def test_dpo_starts_from_an_sft_runs_adapter(tmp_path):
     saved = load_file(sft.run.adapter_dir / "adapter_model.safetensors")
 
     class AtStart(TrainerCallback):
-        seen: dict = {}
-
         def on_train_begin(self, args, state, control, model=None, **kw):
-            AtStart.seen = {k: v.clone() for k, v in get_peft_model_state_dict(model, adapter_name="default").items()}
-            AtStart.adapters = list(model.peft_config)
+            self.default = {k: v.clone() for k, v in get_peft_model_state_dict(model, adapter_name="default").items()}
+            self.ref = {k: v.clone() for k, v in get_peft_model_state_dict(model, adapter_name="ref").items()}
 
     cfg, origin = plan_from_run(sft.run_dir, cfg_for("dpo"))
     assert cfg.training.method == "dpo" and cfg.model == sft_cfg.model and cfg.lora == sft_cfg.lora
-    dpo = run(cfg, tmp_path / "dpo", tok, pair_data(tok), callbacks=[AtStart()],
-              init_adapter=origin["started_from"]["adapter"], origin=origin)
-    assert dpo.state == "done", dpo.message
-    assert AtStart.seen.keys() == saved.keys()
-    for k in saved:
-        torch.testing.assert_close(AtStart.seen[k], saved[k])
-    assert AtStart.adapters == ["default", "ref"]      # the reference: the SFT adapter, frozen
+    cfg.training.save_steps = 100
+    first, ref = AtStart(), []
+    dpo = TrainingJob(cfg, tmp_path / "dpo", model=tiny_model(tok), tokenizer=tok, data=pair_data(tok),
+                      callbacks=[first, StopAt(ref, 3)], init_adapter=origin["started_from"]["adapter"], origin=origin)
+    ref.append(dpo)
+    dpo.run_sync()
+    assert dpo.state == "stopped", dpo.message
+    assert first.default.keys() == saved.keys()
+    for k in saved:        # DPO began where SFT ended, and measures against the SFT model (the frozen "ref" copy)
+        torch.testing.assert_close(first.default[k], saved[k])
+        torch.testing.assert_close(first.ref[k], saved[k])
     fp = json.loads((dpo.run_dir / "fingerprint.json").read_text())
     assert fp["started_from"]["method"] == "sft" and fp["started_from"]["run_dir"] == str(sft.run_dir.resolve())
     assert not (dpo.run.adapter_dir / "ref").exists()
-    after = load_file(dpo.run.adapter_dir / "adapter_model.safetensors")
+
+    plan = plan_resume(dpo.run_dir, tokenizer=tok, data=pair_data(tok))
+    assert plan.start_kwargs()["init_adapter"] == sft.run.adapter_dir.resolve()
+    again = AtStart()
+    resumed = run(plan.cfg, dpo.run_dir, tok, plan.data, callbacks=[again], resume_from=plan.checkpoint,
+                  init_adapter=plan.init_adapter)
+    assert resumed.state == "done", resumed.message
+    for k in saved:        # the reference is the SFT adapter again, not the base
+        torch.testing.assert_close(again.ref[k], saved[k])
+    after = load_file(resumed.run.adapter_dir / "adapter_model.safetensors")
     assert max((after[k] - saved[k]).abs().max().item() for k in saved) > 1e-4
 
 
