@@ -133,22 +133,6 @@ def test_one_preference_step_holds_twice_an_sft_step():
         assert methods.step_tokens(cfg) == 2 * 3 * 256
 
 
-@pytest.mark.parametrize("method", ["dpo", "simpo"])
-def test_the_worst_batch_is_the_longest_pairs_through_the_collator(method):
-    from studio.training import methods
-
-    tok = tiny_tokenizer()
-    data = pair_data(tok)
-    m = methods.get(method)
-    collator = m.collator(None, tok)
-    if collator is None:
-        from trl.experimental.utils import DPODataCollatorWithPadding
-        collator = DPODataCollatorWithPadding(pad_token_id=tok.pad_token_id)
-    batch, tokens = m.worst_batch(data.train, 2, collator)
-    longest = max(len(r.prompt_ids) + max(len(r.chosen_ids), len(r.rejected_ids)) for r in data.train)
-    assert tokens >= 2 * longest
-
-
 class StopAt(TrainerCallback):
     def __init__(self, job_ref, step):
         self.job_ref, self.step = job_ref, step
@@ -265,3 +249,25 @@ def test_kto_with_one_row_a_batch_is_refused_in_words():
         merge(cfg_for("kto"), {"training": {"batch_size": 1}}).validate()
     assert e.value.code == "config.kto_batch"
     merge(cfg_for("dpo"), {"training": {"batch_size": 1}}).validate()
+
+
+@pytest.mark.parametrize("method", ["dpo", "kto", "orpo", "simpo"])
+def test_the_worst_batch_goes_through_the_trainers_loss_as_checkpointing_auto_measures_it(tmp_path, method):
+    from studio.models.lora import apply_lora
+    from studio.training import methods
+
+    tok = tiny_tokenizer()
+    cfg = cfg_for(method)
+    data = labelled_data(tok) if method == "kto" else pair_data(tok)
+    m = methods.get(method)
+    model = apply_lora(tiny_model(tok), cfg.lora)
+    resolved = m.training_args(cfg, str(tmp_path / "out"), False, torch.float32, False, len(data.train))
+    trainer = m.trainer(model, resolved.args, tok, m.dataset(data.train), None, [], "fp32",
+                        m.collator(resolved.args, tok))
+    batch, tokens = m.worst_batch(data.train, 2, trainer.data_collator)
+    longest = max(len(r.prompt_ids) + len(getattr(r, "completion_ids", None) or r.chosen_ids) for r in data.train)
+    assert tokens >= 2 * longest            # both sequences of each row (chosen and rejected, or the KL twin)
+    loss = trainer.compute_loss(model, trainer._prepare_inputs(batch))
+    loss.backward()
+    assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0
+                                        for n, p in model.named_parameters() if "lora_" in n)
