@@ -280,6 +280,8 @@ def _summary(job, wall: float) -> None:
         tuned, base = scores["tuned"], scores["base"]
         print(f"  facts right    {tuned['right']} of {tuned['scored']} held-out questions "
               f"(base {base['right']} of {base['scored']}); answers in {job.run_dir / 'eval.jsonl'}")
+    if (r.get("preference") or {}).get("sentence"):
+        print(f"  preference     {r['preference']['sentence']}")
     print(f"  adapter        {r.get('adapter_dir') or 'none (nothing was saved)'}")
     print(f"  run folder     {job.run_dir}")
     for line in next_steps(job):

@@ -53,7 +53,7 @@ def training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype: torc
     resolved = build_training_args(cfg, output_dir, on_cuda, dtype, has_validation, train_rows, KTOConfig, dict(
         **pairs.own_args(cfg, has_validation), beta=pairs.beta(cfg, USUAL_BETA), precompute_ref_log_probs=False,
         desirable_weight=p.desirable_weight, undesirable_weight=p.undesirable_weight,
-        include_num_input_tokens_seen="no"))
+        include_num_input_tokens_seen="non_padding"))      # the rows' own tokens (the KL twins not counted)
     resolved.args.padding_free = False
     resolved.args.studio_balance = p.balance     # the trainer balances the weights from the rows' labels
     return resolved
