@@ -55,7 +55,9 @@ STRATEGIES = ("auto", "ddp", "fsdp")
 OPTIMIZERS = ("adamw_torch", "paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit", "sgd", "adafactor")
 # training.method: how a run learns from its rows. Each name is a module of studio/training/methods/ (the
 # registry of methods: a new one adds its name here).
-METHODS = ("sft", "grpo")
+METHODS = ("sft", "dpo", "kto", "orpo", "simpo", "grpo")
+# preference.loss: DPO's losses (TRL's DPOConfig.loss_type) that need no further setting.
+DPO_LOSSES = ("sigmoid", "ipo", "hinge", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down")
 # grpo.rewards: what a GRPO answer is scored by, each a function of studio/training/rewards.py of that name.
 REWARDS = ("facts", "format", "length", "similarity")
 
@@ -178,14 +180,25 @@ class LoraConfig:
 
 @dataclass
 class TrainingConfig:
-    method: str = _f("sft", "How the model learns from the rows. 'sft' (supervised fine-tuning): it learns to write each "
-                     "row's answer, the loss taken on the tokens data.train_on names. 'grpo': the model answers each "
-                     "question several times itself, the answers are scored by the rewards of the grpo section (the "
-                     "facts of the row's answer, a required last line, a length) and it learns to give the better "
-                     "ones; the batch size then counts questions.", METHODS,
-                     zh="模型如何从数据中学习。'sft'（监督微调）：学习写出每行的回答，损失按 data.train_on 所选的 token 计算。"
-                        "'grpo'：模型自己把每个问题回答多次，按 grpo 部分的奖励（是否说出该行回答中的事实、要求的最后一行、"
-                        "长度）给这些回答打分，并学着给出更好的回答；此时批大小按问题计数。",
+    method: str = _f("sft", "How the model learns from the rows. 'sft' (supervised fine-tuning): it learns to write "
+                     "each row's answer (conversation data). 'dpo', 'orpo', 'simpo' and 'kto' learn from preferences and "
+                     "need preference data: 'dpo' compares a chosen and a rejected answer to the same prompt and moves "
+                     "the model towards the chosen one, measured against the model as it started; 'orpo' does the same "
+                     "with no starting model to compare with, and also learns to write the chosen answer (can start "
+                     "from a base model); 'simpo' compares the two answers by their average word likelihood, with no "
+                     "starting model either (light on memory); 'kto' needs only one answer per prompt, marked good or "
+                     "bad. Preference methods are usually run after an SFT run ('studio train --from-run'). 'grpo': the "
+                     "model answers each question several times itself, the answers are scored by the rewards of the "
+                     "grpo section (the facts of the row's answer, a required last line, a length) and it learns to "
+                     "give the better ones; the batch size then counts questions.",
+                     METHODS,
+                     zh="模型如何从数据中学习。'sft'（监督微调）：学习写出每行的回答（对话数据）。'dpo'、'orpo'、'simpo' 和 "
+                        "'kto' 从偏好中学习，需要偏好数据：'dpo' 比较同一提示下被选中和被拒绝的两个回答，让模型偏向被选中的"
+                        "回答，并以训练开始时的模型为参照；'orpo' 做同样的比较但不需要参照模型，同时学习写出被选中的回答（可"
+                        "直接从基础模型开始）；'simpo' 按两个回答的平均词概率比较，也不需要参照模型（省显存）；'kto' 每个提示"
+                        "只需一个回答，标为好或坏。偏好方法通常在一次 SFT 运行之后进行（'studio train --from-run'）。'grpo'："
+                        "模型自己把每个问题回答多次，按 grpo 部分的奖励（是否说出该行回答中的事实、要求的最后一行、长度）给这"
+                        "些回答打分，并学着给出更好的回答；此时批大小按问题计数。",
                      label=("Training method", "训练方法"))
     epochs: float = _f(0.0, "How many times to go through the data; 0 = auto: 3 times for up to 2,000 rows, 2 for up "
                        "to 10,000, once above (a small data set must be read several times for its facts to stick). "
@@ -292,6 +305,48 @@ class TrainingConfig:
 
 
 @dataclass
+class PreferenceConfig:
+    """Settings of the preference methods (training.method dpo, kto, orpo, simpo); SFT ignores them."""
+    beta: float = _f(0.0, "How strongly to prefer the chosen answer over the rejected one (how far the model may "
+                     "move from where it started). 0 = the method's usual value: 0.1 for DPO, KTO and ORPO, 2.0 for "
+                     "SimPO. Higher keeps the model closer to its start.", limits=(0, 100), typical="0.1",
+                     zh="偏向被选中回答的力度（模型可以离开起点多远）。0 = 该方法的常用值：DPO、KTO、ORPO 为 0.1，"
+                        "SimPO 为 2.0。越大越贴近起点。",
+                     label=("Preference strength (beta)", "偏好强度（beta）"))
+    loss: str = _f("sigmoid", "DPO only: how the preference is scored. 'sigmoid' is the DPO paper's loss; 'ipo' "
+                   "(IPO) does not push the margin without end, so it overfits less on small or noisy data; 'hinge' "
+                   "stops once the margin is large enough (SLiC); 'bco_pair', 'sppo_hard', 'nca_pair', 'apo_zero' and "
+                   "'apo_down' are variants from later papers.", DPO_LOSSES,
+                   zh="仅 DPO：如何给偏好打分。'sigmoid' 是 DPO 论文的损失；'ipo'（IPO）不会无限拉大差距，在小数据或噪声数据上"
+                      "更不易过拟合；'hinge' 在差距足够大后停止（SLiC）；'bco_pair'、'sppo_hard'、'nca_pair'、'apo_zero'、"
+                      "'apo_down' 是后续论文的变体。",
+                   label=("DPO loss", "DPO 损失"))
+    sft_weight: float = _f(0.0, "DPO only: also learn to write the chosen answer, with this weight (RPO; 1.0 is "
+                           "typical). Helps keep facts learned earlier. 0 = off.", limits=(0, 100),
+                           zh="仅 DPO：同时学习写出被选中的回答，权重为此值（RPO；常用 1.0）。有助于保留之前学到的事实。"
+                              "0 = 关闭。",
+                           label=("Keep writing the chosen answer (weight)", "同时学习被选中回答（权重）"))
+    simpo_gamma: float = _f(0.5, "SimPO only: the margin the chosen answer should win by (the paper used 0.5 to 1.5 "
+                            "with beta 2.0).", limits=(0, 100),
+                            zh="仅 SimPO：被选中回答应领先的目标差距（论文在 beta 为 2.0 时用 0.5 到 1.5）。",
+                            label=("SimPO target margin", "SimPO 目标差距"))
+    balance: str = _f("auto", "KTO only: how good and bad answers are weighed. 'auto' weighs the rarer kind up so "
+                      "both kinds count about equally (as the KTO paper advises for unbalanced data); 'manual' uses "
+                      "the two weights below.", ("auto", "manual"),
+                      zh="仅 KTO：如何给好回答和坏回答加权。“自动”提高较少一类的权重，使两类的影响大致相当（KTO 论文对不"
+                         "平衡数据的建议）；“手动”使用下面两个权重。",
+                      label=("KTO balance", "KTO 平衡"))
+    desirable_weight: float = _f(1.0, "KTO only, with balance 'manual': the weight of the answers marked good.",
+                                 limits=(0, 100),
+                                 zh="仅 KTO，平衡为“手动”时：标为好的回答的权重。",
+                                 label=("Weight of good answers", "好回答的权重"))
+    undesirable_weight: float = _f(1.0, "KTO only, with balance 'manual': the weight of the answers marked bad.",
+                                   limits=(0, 100),
+                                   zh="仅 KTO，平衡为“手动”时：标为坏的回答的权重。",
+                                   label=("Weight of bad answers", "坏回答的权重"))
+
+
+@dataclass
 class GenerationConfig:
     max_new_tokens: int = _f(200, "Longest answer in tokens.", limits=(1, 32_768),
                              zh="回答的最大 token 数。",
@@ -385,7 +440,8 @@ def split_names(text: Any) -> list[str]:
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "lora": LoraConfig,
-            "training": TrainingConfig, "generation": GenerationConfig, "grpo": GrpoConfig}
+            "training": TrainingConfig, "preference": PreferenceConfig, "generation": GenerationConfig,
+            "grpo": GrpoConfig}
 
 # Bounds of numeric settings (each field's ``limits``): past them a value is a typo, not a plan (an ETA of
 # 1e20 s, a sequence longer than any model reads, a seed numpy refuses). The UI's number boxes use the same.
@@ -403,6 +459,7 @@ class StudioConfig:
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     grpo: GrpoConfig = field(default_factory=GrpoConfig)
     name: str = ""

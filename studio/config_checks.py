@@ -140,6 +140,10 @@ def validate(cfg: Config, linear_modules: Iterable[str] | None = None) -> None:
     if t.strategy == "fsdp" and m.quantization == "8bit":
         raise ConfigError("FSDP cannot split 8-bit weights across GPUs (training.strategy fsdp with model.quantization "
                           "8bit).", code="config.fsdp_8bit")
+    if t.method == "kto" and t.batch_size < 2:
+        # KTO's KL term pairs each prompt with another row's answer of the same batch (TRL refuses batch size 1).
+        raise ConfigError("training.method kto needs training.batch_size of at least 2: it compares each prompt with "
+                          "another answer of the same batch.", code="config.kto_batch")
     check_generation(g)
     if getattr(cfg, "grpo", None) is not None:
         check_grpo(cfg.grpo)

@@ -85,6 +85,9 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "config.fsdp_no_gpu": ("FSDP（training.strategy）把模型分到多块 NVIDIA GPU 上；但没有找到 GPU。",
                            "Set training.strategy to 'ddp', or train on one GPU.",
                            "把 training.strategy 设为 'ddp'，或只用一块 GPU 训练。"),
+    "config.kto_batch": ("training.method 为 kto 时 training.batch_size 至少为 2：它要把每个提示与同一批中的另一个回答比较。",
+                         "Set training.batch_size to 2 or more (lower data.max_length if memory is short).",
+                         "请把 training.batch_size 设为 2 或以上（显存不足时调小 data.max_length）。"),
     "config.fsdp_8bit": ("FSDP 无法把 8 位权重分到多块 GPU 上（training.strategy 为 fsdp，model.quantization 为 8bit）。",
                          "Choose model.quantization '4bit-nf4' (QLoRA) or 'none' with FSDP, or training.strategy "
                          "'ddp' to keep 8-bit.",

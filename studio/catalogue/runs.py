@@ -88,6 +88,10 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
                                 "Extend with the run's own LoRA settings.", "请使用该运行自己的 LoRA 设置进行扩展。"),
     "extend.no_adapter": ("运行 {name} 没有已保存的适配器，无法扩展。", "Resume it instead, or start a new run.",
                           "请改为继续它，或开始一次新的运行。"),
+    "from_run.no_adapter": ("运行 {name} 没有已保存的适配器，无法从它开始。", "Pick a finished run (one with an adapter).",
+                            "请选择一个已完成的运行（有适配器的）。"),
+    "from_run.with_resume": ("--from-run 从另一个运行的适配器开始一次新的运行；它不能与 --resume 或 --extend 一起使用。",
+                             "Use --from-run alone with the new run's settings.", "请单独使用 --from-run，并给出新运行的设置。"),
     "extend.no_length": ("请说明还要训练多久：步数（training.max_steps）或轮数（training.epochs）。",
                          "Give training.max_steps or training.epochs.", "请设置 training.max_steps 或 training.epochs。"),
     # chat

@@ -61,6 +61,9 @@ def add_parser(sub):
     src.add_argument("--extend", metavar="RUN_DIR",
                      help="train a finished run further: a new run folder that starts from its adapter "
                           "(say how long with --max-steps or --epochs)")
+    p.add_argument("--from-run", metavar="RUN_DIR",
+                   help="start from a finished run's adapter (e.g. an SFT run's, then --training.method dpo on "
+                        "preference data): its base model, LoRA settings and template are kept")
     p.add_argument("--epochs", type=float, help="train this many epochs (the same as training.epochs=N; with --extend: "
                                                 "this many more)")
     # Short forms of the settings used most (kept from before the settings were generated).
@@ -74,7 +77,7 @@ def add_parser(sub):
 
 
 # flag -> setting; ``--max-steps`` with ``--extend`` says how many more steps to train.
-SHORT_FLAGS = {"--model": "model.source", "--data": "data.file", "--max-steps": "training.max_steps",
+SHORT_FLAGS = {"--method": "training.method", "--model": "model.source", "--data": "data.file", "--max-steps": "training.max_steps",
                "--output": "training.output_dir", "--gpus": "training.gpus", "--strategy": "training.strategy"}
 
 
@@ -120,6 +123,9 @@ def _resume_or_extend(args) -> tuple[StudioConfig, dict]:
     """The config and the job's extra arguments for --resume / --extend (ResumeError when refused)."""
     from ..errors import ResumeError
     settings = _settings(args)
+    if getattr(args, "from_run", None):
+        raise ResumeError("--from-run starts a new run from another run's adapter; it does not go with --resume or "
+                          "--extend.", code="from_run.with_resume")
     if args.resume:
         if settings or args.epochs is not None:
             raise ResumeError("--resume continues the run exactly as it was set up; it takes no other settings.",
@@ -274,6 +280,8 @@ def _summary(job, wall: float) -> None:
         tuned, base = scores["tuned"], scores["base"]
         print(f"  facts right    {tuned['right']} of {tuned['scored']} held-out questions "
               f"(base {base['right']} of {base['scored']}); answers in {job.run_dir / 'eval.jsonl'}")
+    if (r.get("preference") or {}).get("sentence"):
+        print(f"  preference     {r['preference']['sentence']}")
     print(f"  adapter        {r.get('adapter_dir') or 'none (nothing was saved)'}")
     print(f"  run folder     {job.run_dir}")
     for line in next_steps(job):
@@ -306,6 +314,10 @@ def run(args) -> int:
             cfg, start_kwargs = _resume_or_extend(args)
         else:
             cfg = build_config(args)
+            if getattr(args, "from_run", None):
+                from ..training.extend import plan_from_run
+                cfg, origin = plan_from_run(find_run(args.from_run), cfg)
+                start_kwargs = {"init_adapter": origin["started_from"]["adapter"], "origin": origin}
     except StudioError as e:     # a setting, a run that cannot resume, data that cannot be read any more...
         report(e)
         return 2

@@ -230,9 +230,8 @@ def check_vocabulary(model: Any, rows: Any, name: str) -> None:
 
 
 def _top_id(row: Any) -> int:
-    """The largest token id of a prepared row of any shape (``input_ids``, or ``prompt_ids``, ``chosen_ids``...)."""
-    lists = [v for k, v in vars(row).items() if k == "input_ids" or k.endswith("_ids")]
-    return max((max(v, default=0) for v in lists), default=0)
+    """The largest token id of a prepared row of any shape (its ``input_ids``, or a preference row's lists)."""
+    return max((max(v, default=0) for k, v in vars(row).items() if k.endswith("_ids")), default=0)
 
 
 # ---- summary --------------------------------------------------------------------------------------

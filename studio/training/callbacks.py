@@ -103,9 +103,10 @@ class MetricsCallback(TrainerCallback):
         elif "eval_loss" in logs:
             row = {"type": "eval", **common, "eval_loss": float(logs["eval_loss"]),
                    "eval_runtime_s": logs.get("eval_runtime"),
-                   # the method's metrics on the validation rows too (GRPO: the reward its answers there score)
-                   **{f"eval_{k}": float(logs[f"eval_{k}"]) for k in self.extra_metrics
-                      if logs.get(f"eval_{k}") is not None}}
+                   # the method's metrics on the validation rows too (DPO's margins there, GRPO's reward): a name
+                   # of METRICS with or without its eval_ prefix
+                   **{e: float(logs[e]) for e in {k if k.startswith("eval_") else f"eval_{k}" for k in self.extra_metrics}
+                      if logs.get(e) is not None}}
             self.progress.last_eval_loss = row["eval_loss"]
             self._emit(row)
         elif "train_runtime" in logs:

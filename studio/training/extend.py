@@ -59,3 +59,27 @@ def plan_extend(run_dir: str | Path, max_steps: int | None = None, epochs: float
     origin = {"extended_from": {"run_dir": str(run.path.resolve()), "name": run.name,
                                 "steps": state.get("step"), "adapter": str(run.adapter_dir.resolve())}}
     return cfg, origin
+
+
+def plan_from_run(run_dir: str | Path, cfg: StudioConfig) -> tuple[StudioConfig, dict]:
+    """A new run of ``cfg`` (its method, data and training settings: e.g. DPO on preference data) that starts
+    from a finished run's adapter (e.g. an SFT run's): the earlier run's base model, LoRA shape and template are
+    kept, since the adapter only fits them; the origin record names the run it started from."""
+    run = RunFolder(run_dir)
+    if not run.config_path.is_file():
+        raise ResumeError("{path} is not a run folder (it has no config.yaml).", code="run.not_a_run", path=str(run.path))
+    if not run.has_adapter():
+        raise ResumeError("The run {name} has no saved adapter to start from.", code="from_run.no_adapter",
+                          name=run.name)
+    from ..models.weights_check import check_adapter
+    check_adapter(run.adapter_dir, run.name)
+    before = run.config()
+    out = merge(cfg, {"model": before.to_dict()["model"], "lora": before.to_dict()["lora"],
+                      "data": {"template": before.data.template}})
+    if not cfg.name:
+        out = merge(out, {"name": f"{before.name or run.name}-{cfg.training.method}"})
+    state = run.read_state() or {}
+    origin = {"started_from": {"run_dir": str(run.path.resolve()), "name": run.name,
+                               "method": before.training.method, "steps": state.get("step"),
+                               "adapter": str(run.adapter_dir.resolve())}}
+    return out, origin

@@ -239,7 +239,11 @@ class TrainingJob(BackgroundRun):
         if self.data is None:
             from ..data.pipeline import prepare
             self._set(message="Reading and preparing the training data.", key="preparing_data")
-            self.data = prepare(self.cfg.data, self.tokenizer, self.cfg.training.seed)
+            shape = self.method.DATA
+            if shape == "conversation":
+                self.data = prepare(self.cfg.data, self.tokenizer, self.cfg.training.seed)
+            else:    # preference rows: pairs or labelled answers (data.types.DATA_SHAPES)
+                self.data = prepare(self.cfg.data, self.tokenizer, self.cfg.training.seed, shape=shape)
         data = self.data
         self.chat_template = data.chat_template
         record_system_prompt(self.run.path, data)    # chat sends the system prompt the rows were trained with
@@ -369,6 +373,8 @@ class TrainingJob(BackgroundRun):
         self._save_adapter(peft_model, self.tokenizer, self.data.chat_template)
         peft_model.config.use_cache = True   # the trainer turned the cache off; chat wants it
         self.result = self._result(metrics_cb, stopped)
+        if self.method.DATA != "conversation":
+            self._summarise_preference(log)
         if on_cuda:
             import torch
             self.info["gpu_mem_peak_reserved_gb"] = gpu_memory_gb()[1]
@@ -384,6 +390,15 @@ class TrainingJob(BackgroundRun):
             log.info("Finished %d steps.", p.step)
             self._set(DONE, f"Finished {p.step} steps (loss {loss}). The adapter is in {self.run.adapter_dir}.", key="done",
                       steps=p.step, loss=loss, adapter=str(self.run.adapter_dir))
+
+    def _summarise_preference(self, log) -> None:
+        """A preference run's figures on its held-back rows, before and after (``result["preference"]``)."""
+        from .methods.preference_summary import preference_summary
+
+        summary = preference_summary(self.metrics.rows("eval"), len(self.data.validation), self.cfg.training.method)
+        if summary:
+            self.result["preference"] = summary
+            log.info("Preference: %s", summary["sentence"])
 
     def _score(self, log) -> None:
         """Ask the held-out questions; a failure here is logged and leaves the trained run as it is."""
@@ -438,7 +453,10 @@ class TrainingJob(BackgroundRun):
 
     def _save_adapter(self, peft_model, tokenizer, chat_template: str) -> None:
         """Write adapter/ atomically: to a side folder first, renamed when complete."""
-        self.run.write_adapter(lambda folder: peft_model.save_pretrained(str(folder), safe_serialization=True),
+        # Only the trained adapter: DPO and KTO may hold a frozen copy of the adapter they started from as their
+        # reference ("ref", methods/reference.py), which is not part of the result.
+        self.run.write_adapter(lambda folder: peft_model.save_pretrained(str(folder), safe_serialization=True,
+                                                                         selected_adapters=["default"]),
                                tokenizer, chat_template)
 
     def _result(self, metrics_cb: MetricsCallback, stopped: bool) -> dict:

@@ -297,12 +297,17 @@ class ResumePlan:
     tokenizer: Any
     data: Any
     notes: list[str] = field(default_factory=list)
+    # The adapter a run started from (``--from-run``): loaded again before the checkpoint, so DPO's and KTO's
+    # reference is that adapter again, not the base (methods/reference.py).
+    init_adapter: Path | None = None
 
     def start_kwargs(self) -> dict:
         """``JobManager.start``'s arguments for this resume. A run in processes of its own (several GPUs,
         or isolated) loads its tokenizer and data there: what was prepared here only checked them."""
         from .distributed import plan_for_start
         kw: dict = {"run_dir": self.run.path, "resume_from": self.checkpoint}
+        if self.init_adapter is not None:
+            kw["init_adapter"] = self.init_adapter
         if not plan_for_start(self.cfg).subprocess:
             kw.update(tokenizer=self.tokenizer, data=self.data)
         return kw
@@ -345,7 +350,10 @@ def plan_resume(run_dir: str | Path, tokenizer: Any = None, data: Any = None) ->
         tokenizer = load_tokenizer(cfg.model)
     if data is None:
         from ..data.pipeline import prepare
-        data = prepare(cfg.data, tokenizer, cfg.training.seed)
+        from .methods import of
+        shape = of(cfg).DATA
+        data = (prepare(cfg.data, tokenizer, cfg.training.seed) if shape == "conversation"
+                else prepare(cfg.data, tokenizer, cfg.training.seed, shape=shape))
     now = data_hash(data)
     if now != fp.get("data_hash"):
         counts = (f"{fp.get('train_rows')} training and {fp.get('validation_rows')} validation rows then, "
@@ -353,7 +361,9 @@ def plan_resume(run_dir: str | Path, tokenizer: Any = None, data: Any = None) ->
         raise ResumeError("The training data of {name} ({file}) is not what the run started with ({counts}; the "
                           "prepared text or tokens differ). Resuming would continue on other data.",
                           code="resume.data_changed", name=run.name, file=cfg.data.file, counts=counts)
-    return ResumePlan(run, cfg, folder, checkpoint_step(folder), tokenizer, data, notes)
+    start = (fp.get("started_from") or {}).get("adapter")
+    init_adapter = Path(start) if start and Path(start).is_dir() else None
+    return ResumePlan(run, cfg, folder, checkpoint_step(folder), tokenizer, data, notes, init_adapter)
 
 
 def trim_metrics(run: RunFolder, step: int) -> None:
