@@ -39,3 +39,21 @@ def test_the_pair_shows_its_text_escaped_and_marks_the_answers_only():
     assert out.count("background:#bbf7d0") == 2          # $129 and $99; the prompt and <end> carry no loss
     assert out.index("$129") < out.index("$99")          # chosen on the left
     assert pair_html(None, "en") == ""
+
+
+def test_the_data_tab_previews_the_demo_pairs_as_dpo_reads_them():
+    from studio.config import StudioConfig, merge
+    from studio.ui.bindings import data_kind, source_value
+    from studio.ui.services import Services
+
+    assert data_kind("demo-preference") == "demo-preference" == source_value("data", "demo-preference", "x")
+    cfg = merge(StudioConfig(), {"data": {"file": "demo-preference"}, "training": {"method": "dpo"},
+                                 "model": {"source": "/no/model/here"}})      # no tokenizer: the fallback template
+    svc = Services()
+    assert svc.inspect_data(cfg).shape == "pair"
+    pair = svc.pair_example(cfg, 0)
+    chosen, rejected = "".join(p[0] for p in pair["chosen"]), "".join(p[0] for p in pair["rejected"])
+    assert chosen != rejected and "304" in chosen and "304" not in rejected       # one wrong fact in the rejected
+    assert all(not on for _, on in pair["prompt"]) and all(on for _, on in pair["chosen"])
+    sft = merge(cfg, {"training": {"method": "sft"}})
+    assert svc.inspect_data(sft).shape == "conversation" and svc.pair_example(sft, 0) is not None   # still shown

@@ -138,7 +138,9 @@ for _s in SPECS:
 
 # Where a model or data set comes from: a radio for the kind, a textbox for the path or id.
 MODEL_KINDS = ("default", "hub", "folder", "gguf")
-DATA_KINDS = ("demo", "file", "hub")
+DATA_KINDS = ("demo", "demo-preference", "file", "hub")
+# The kinds that name a built-in source by themselves (no path to type): the config value is the kind.
+BUILT_IN = ("default", "demo", "demo-preference")
 
 
 def model_kind(source: str) -> str:
@@ -156,6 +158,8 @@ def data_kind(file: str) -> str:
     s = (file or "").strip()
     if s in ("", "demo"):
         return "demo"
+    if s == "demo-preference":
+        return s
     if s.startswith(("/", ".", "~")) or Path(s).suffix.lower() in Services.data_extensions():
         return "file"
     return "hub"
@@ -163,9 +167,8 @@ def data_kind(file: str) -> str:
 
 def source_value(section: str, kind: str, text: str) -> str:
     """The config value for a (kind, text) pair: the built-in choice needs no text."""
-    builtin = "default" if section == "model" else "demo"
-    if kind == builtin:
-        return builtin
+    if kind in BUILT_IN:
+        return kind
     return (text or "").strip()
 
 
@@ -211,14 +214,13 @@ class Bindings:
         label = f"field.{spec.key}"
         common = dict(elem_id=kw.pop("elem_id", elem), label=label, info=info, **kw)
         if spec.kind == "source":
-            builtin = "default" if spec.section == "model" else "demo"
             kinds = MODEL_KINDS if spec.section == "model" else DATA_KINDS
             kind = (model_kind if spec.section == "model" else data_kind)(value)
             radio = L.make(gr.Radio, choices=[(f"choice.{spec.section}_kind.{k}", k) for k in kinds], value=kind,
                            label=f"field.{spec.key}.kind", info=info, elem_id=elem + "-kind", **kw)
-            text = L.make(gr.Textbox, value="" if kind == builtin else value, label=label,
-                          placeholder=f"placeholder.{spec.key}", elem_id=elem, visible=kind != builtin, **kw)
-            radio.change(lambda k: gr.update(visible=k != builtin), radio, text, queue=False,
+            text = L.make(gr.Textbox, value="" if kind in BUILT_IN else value, label=label,
+                          placeholder=f"placeholder.{spec.key}", elem_id=elem, visible=kind not in BUILT_IN, **kw)
+            radio.change(lambda k: gr.update(visible=k not in BUILT_IN), radio, text, queue=False,
                          show_progress="hidden", api_visibility="private")
             return radio, text
         if spec.kind == "bool":
@@ -312,7 +314,7 @@ class Bindings:
             value = _get(cfg, spec)
             if spec.kind == "source":
                 kind = (model_kind if spec.section == "model" else data_kind)(value)
-                builtin = kind in ("default", "demo")
+                builtin = kind in BUILT_IN
                 out += [gr.update(value=kind), gr.update(value="" if builtin else value, visible=not builtin)]
             elif spec.kind == "modules":
                 sel = module_selection(value)

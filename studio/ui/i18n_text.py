@@ -35,6 +35,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "choice.model_kind.folder": ("Folder on this computer", "本机文件夹"),
     "choice.model_kind.gguf": (".gguf file", ".gguf 文件"),
     "choice.data_kind.demo": ("Demo data (support FAQ)", "演示数据（客服问答）"),
+    "choice.data_kind.demo-preference": ("Demo preference pairs (right vs wrong answer)", "演示偏好对（正确与错误回答）"),
     "choice.data_kind.file": ("My file", "我的文件"),
     "choice.data_kind.hub": ("Hugging Face dataset", "Hugging Face 数据集"),
     "choice.quant.nf4": ("4-bit QLoRA (NF4)", "4 位 QLoRA（NF4）"),
@@ -154,6 +155,32 @@ TEXT: dict[str, tuple[str, str]] = {
     "settings.preset_info": ("Fills every setting below; your model and data stay as chosen.",
                              "一键填写下面所有参数；已选的模型和数据保持不变。"),
     "settings.no_preset": ("No preset: the settings below are your own.", "未使用预设：以下为自定义参数。"),
+    "settings.method": ("How the model learns", "模型的学习方式"),
+    "method.note.sft": ("**Supervised fine-tuning**: the model learns to write each row's answer. Needs conversation "
+                        "data (questions and answers, messages, …): the demo FAQ is such a file.",
+                        "**监督微调**：模型学习写出每行的回答。需要对话数据（问答、消息列表等）：演示客服问答就是这样的文件。"),
+    "method.note.dpo": ("**DPO**: each row has a prompt, a *chosen* and a *rejected* answer; the model learns to prefer "
+                        "the chosen one, measured against itself as it started. Best run after an SFT run (Runs tab: "
+                        "**Continue with preference data**). Try it on *Demo preference pairs* in the Data tab.",
+                        "**DPO**：每行有一个提示、一个*选中*回答和一个*被拒*回答；模型学习更偏好选中的回答，以训练开始时的自己"
+                        "为参照。最好在一次 SFT 运行之后进行（历史记录页：**用偏好数据继续训练**）。可在数据页选择*演示偏好对*试用。"),
+    "method.note.orpo": ("**ORPO**: chosen/rejected pairs like DPO, but with no starting model to compare with: it learns "
+                         "to write the chosen answer and to prefer it in one go, so it can start from a base model.",
+                         "**ORPO**：与 DPO 一样使用选中/被拒回答对，但不需要参照模型：一次同时学习写出选中回答并偏好它，"
+                         "因此可以直接从基础模型开始。"),
+    "method.note.simpo": ("**SimPO**: chosen/rejected pairs, compared by each answer's average word likelihood, with no "
+                          "starting model kept for comparison (the lightest on memory of the preference methods).",
+                          "**SimPO**：使用选中/被拒回答对，按每个回答的平均词概率比较，不保留参照模型（偏好方法中最省显存）。"),
+    "method.note.kto": ("**KTO**: one answer per prompt, marked good or bad (a `label` of true or false); a pair file "
+                        "works too (its chosen answer counts as good, its rejected one as bad).",
+                        "**KTO**：每个提示一个回答，标为好或坏（`label` 为 true 或 false）；回答对文件也可以（选中的算好，"
+                        "被拒的算坏）。"),
+    "method.note.grpo": ("**GRPO**: the model answers each question several times itself, and learns from the answers "
+                         "the rewards you pick score best (the facts of the row's answer, a required last line, a "
+                         "length). Each step writes answers, so it is much slower than SFT: the Train tab says how long "
+                         "the run will take after its first steps.",
+                         "**GRPO**：模型自己把每个问题回答多次，并从你选择的奖励打分最高的回答中学习（是否说出该行回答中的事实、"
+                         "要求的最后一行、长度）。每一步都要生成回答，因此比 SFT 慢得多：训练页会在前几步后给出整个运行所需的时间。"),
     "settings.lora": ("LoRA", "LoRA"),
     "settings.training": ("Training", "训练"),
     "settings.advanced": ("More", "更多"),

@@ -202,7 +202,7 @@ class Services:
 
     @staticmethod
     def _stamp(source: str) -> tuple:
-        p = paths.DEMO_DATA if source == "demo" else Path(source)
+        p = {"demo": paths.DEMO_DATA, "demo-preference": paths.DEMO_PREFERENCE}.get(source) or Path(source)
         try:
             st = p.stat()
             return (source, st.st_mtime_ns, st.st_size)
@@ -222,9 +222,11 @@ class Services:
         """A DataReport for the configured data, rendered with the configured model's tokenizer (and
         warned about a maximum length past the model's context, when the model's size is known)."""
         from studio.data.pipeline import inspect
+        from studio.training.methods import get
         d = cfg.data
+        shape = get(cfg.training.method).DATA      # read as the picked method will read it (pairs for DPO...)
         key = (self._stamp(d.file), d.format, d.prompt_column, d.answer_column, d.system_column, d.template,
-               d.max_length, d.train_on, d.overlong, d.encoding, cfg.model.source, preview_rows)
+               d.max_length, d.train_on, d.overlong, d.encoding, cfg.model.source, preview_rows, shape)
         if key in self._reports:
             return self._reports[key]
         try:
@@ -233,9 +235,15 @@ class Services:
             tok = None
         facts = self.facts(cfg.model) or {}
         report = inspect(d.file, fmt=d.format, tokenizer=tok, data_cfg=d, preview_rows=preview_rows,
-                         context_length=facts.get("context_length"))
+                         context_length=facts.get("context_length"), shape=shape)
         self._reports = {key: report}
         return report
+
+    def pair_example(self, cfg: StudioConfig, index: int) -> dict | None:
+        """One preference pair of the data as the report previews it (prompt, chosen, rejected pieces), or None
+        when the data has no pairs."""
+        pairs = getattr(self.inspect_data(cfg), "preview_pairs", None) or []
+        return pairs[max(0, min(index, len(pairs) - 1))] if pairs else None
 
     def formatted_example(self, cfg: StudioConfig, index: int) -> dict | None:
         """One example's exact training text as (piece, "loss"|None) segments for highlighting."""

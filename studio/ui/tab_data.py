@@ -15,7 +15,7 @@ import pandas as pd
 from studio.config import merge
 from studio.errors import DataError
 
-from . import plots, views
+from . import pair_view, plots, views
 from .common import guarded
 from .i18n import TEXT, t
 from .services import Services
@@ -63,6 +63,8 @@ def build(ctx) -> SimpleNamespace:
             ui.formatted = L.make(gr.HighlightedText, label="data.formatted_label", elem_id="data-formatted",
                                   color_map={"loss": "#bbf7d0"}, combine_adjacent=True, show_legend=True,
                                   show_inline_category=False)
+            # A preference file: the example's prompt with its chosen and rejected answers side by side.
+            ui.pair = gr.HTML("", elem_id="data-pair", visible=False)
         with L.add(gr.Accordion(L("data.raw"), open=False, elem_id="data-raw-box"), label="data.raw"):
             with gr.Row():
                 ui.prev_btn = L.make(gr.Button, text="data.prev", size="sm", scale=0, min_width=90)
@@ -87,7 +89,7 @@ def wire(ctx) -> None:
     ctx.on_lang.append((not_checked_words, [ui.summary, ctx.lang], ui.summary))
     cols = [ui.prompt_col, ui.answer_col, ui.system_col]
     outputs = [ui.summary, ui.problems, ui.hist, ui.rows, ui.page, ui.page_info, ui.mapping,
-               *cols, ui.format, ui.example, ui.example_info, ui.formatted]
+               *cols, ui.format, ui.example, ui.example_info, ui.formatted, ui.pair]
 
     def report_outputs(cfg, lang):
         report = svc.inspect_data(cfg)
@@ -114,10 +116,16 @@ def wire(ctx) -> None:
         col_updates = [gr.update(choices=col_choices, value=current[k] or mapping.get(k, "") or "")
                        for k in ("prompt", "answer", "system")]
         segments, info = _example(cfg, 1, lang)
+        shown = max(len(report.preview_marked), len(getattr(report, "preview_pairs", None) or []))
         return (views.data_summary(report, cfg.data, lang),
                 gr.update(value=views.problems_frame(report.problems, lang), visible=bool(report.problems)),
                 hist, table, pg, page_text, gr.update(open=not known), *col_updates, fmt_update,
-                gr.update(value=1, maximum=max(1, len(report.preview_marked))), info, segments)
+                gr.update(value=1, maximum=max(1, shown)), info, segments, _pair(cfg, 1, lang))
+
+    def _pair(cfg, n, lang):
+        """The n-th previewed pair as HTML, hidden when the data has none."""
+        pair = svc.pair_example(cfg, int(n or 1) - 1)
+        return gr.update(value=pair_view.pair_html(pair, lang), visible=pair is not None)
 
     def _example(cfg, n, lang):
         try:
@@ -159,13 +167,14 @@ def wire(ctx) -> None:
     ui.upload.upload(upload_data, [ui.upload, ctx.lang] + B.inputs, [ui.kind, ui.file] + outputs,
                      api_name="upload_data")
 
-    @guarded(2)
+    @guarded(3)
     def show_example(n, lang, *values):
-        segments, info = _example(B.to_config(values), n, lang)
-        return segments, info
+        cfg = B.to_config(values)
+        segments, info = _example(cfg, n, lang)
+        return segments, info, _pair(cfg, n, lang)
 
     B.named(show_example, "example", "lang")
-    ui.example.change(show_example, [ui.example, ctx.lang] + B.inputs, [ui.formatted, ui.example_info],
+    ui.example.change(show_example, [ui.example, ctx.lang] + B.inputs, [ui.formatted, ui.example_info, ui.pair],
                       api_name="show_example", trigger_mode="always_last", show_progress="hidden")
 
     @guarded(3)

@@ -20,6 +20,7 @@ from .i18n import t
 from .services import Services
 
 KEEP_ON_PRESET = ("model.source", "data.file")   # chosen in the Model and Data tabs, not by a recipe
+PREFERENCE_METHODS = ("dpo", "kto", "orpo", "simpo")    # the methods the preference section's settings are for
 
 
 def preset_choices() -> list[str]:
@@ -48,6 +49,37 @@ def build(ctx) -> SimpleNamespace:
             with gr.Column(scale=1, min_width=200, visible=bool(ctx.svc.gpus())):   # a GPU's button
                 ui.fit_btn = L.make(gr.Button, text="settings.fit", size="sm", elem_id="settings-fit-btn")
                 ui.fit_note = gr.Markdown("", elem_id="settings-fit-note")
+        with L.add(gr.Accordion(L("settings.method"), open=True, elem_id="settings-method-box"),
+                   label="settings.method"):
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2, min_width=240):
+                    ui.method = B.widget("training", "method")
+                with gr.Column(scale=3):
+                    ui.method_note = gr.Markdown(views.method_note(ctx.initial.training.method, L.lang),
+                                                 elem_id="settings-method-note")
+            # Each method's own settings, shown only while that method is picked.
+            with gr.Group(visible=ctx.initial.training.method in PREFERENCE_METHODS,
+                          elem_id="settings-preference") as ui.preference:
+                with gr.Row():
+                    B.widget("preference", "beta")
+                    B.widget("preference", "loss")
+                    B.widget("preference", "sft_weight")
+                    B.widget("preference", "simpo_gamma")
+                with gr.Row():
+                    B.widget("preference", "balance")
+                    B.widget("preference", "desirable_weight")
+                    B.widget("preference", "undesirable_weight")
+            with gr.Group(visible=ctx.initial.training.method == "grpo", elem_id="settings-grpo") as ui.grpo:
+                with gr.Row():
+                    B.widget("grpo", "rewards")
+                    B.widget("grpo", "reward_weights")
+                    B.widget("grpo", "generations")
+                    B.widget("grpo", "max_answer_tokens")
+                with gr.Row():
+                    B.widget("grpo", "format_pattern")
+                    B.widget("grpo", "length_min_words")
+                    B.widget("grpo", "length_max_words")
+                    B.widget("grpo", "kl_beta")
         with L.add(gr.Accordion(L("settings.lora"), open=True), label="settings.lora"):
             with gr.Row():
                 B.widget("lora", "r")
@@ -90,7 +122,6 @@ def build(ctx) -> SimpleNamespace:
                 B.widget("training", "neftune_noise_alpha")
                 B.widget("training", "output_dir")
             with gr.Row():
-                B.widget("training", "method")
                 B.widget("training", "attention")
                 B.widget("training", "fused_kernels")
         with L.add(gr.Accordion(L("settings.yaml"), open=False, elem_id="settings-yaml-box"), label="settings.yaml"):
@@ -152,6 +183,15 @@ def wire(ctx) -> None:
           trigger_mode="always_last", show_progress="hidden", api_visibility="private", queue=False)
 
     ctx.on_load.append((show_config, [ctx.lang] + B.inputs, shown))
+
+    def show_method(method, lang):
+        """What the picked method learns from, and only its own settings."""
+        return (views.method_note(method, lang), gr.update(visible=method in PREFERENCE_METHODS),
+                gr.update(visible=method == "grpo"))
+
+    ui.method.change(show_method, [ui.method, ctx.lang], [ui.method_note, ui.preference, ui.grpo],
+                     api_visibility="private", show_progress="hidden", queue=False)
+    ctx.on_lang.append((lambda m, lang: views.method_note(m, lang), [ui.method, ctx.lang], [ui.method_note]))
 
     @guarded(len(B.inputs) + 1)
     def fit_to_my_gpu(lang, modules, *values):

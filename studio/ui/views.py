@@ -182,6 +182,11 @@ def preset_summary(name: str | None, lang: str) -> str:
     return ""
 
 
+def method_note(method: str, lang: str) -> str:
+    """What the training method learns from and what data it needs, in words (the Settings tab)."""
+    return t(f"method.note.{method}", lang) if f"method.note.{method}" in TEXT else ""
+
+
 def command_text(lang: str) -> str:
     """The command that repeats the settings headless, from the YAML the Settings tab shows."""
     return "\n".join([f"# {t('settings.command_help', lang)}", command_for()])
