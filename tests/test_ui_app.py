@@ -43,6 +43,10 @@ class FakeServices(Services):
             raise self.start_error
         return self.job
 
+    def continue_with(self, path, cfg):
+        self.continued = (path, cfg)
+        return self.job
+
     def device(self):
         return {"device": "cpu", "name": "CPU (2 cores)", "free_gb": 4.0, "total_gb": 8.0}
 
@@ -181,3 +185,15 @@ def test_chat_during_training_is_refused_before_any_model_loads(tmp_path):
     with pytest.raises(DeviceBusy) as e:
         Busy().chat_session(str(tmp_path), "zh")
     assert "正在训练" in e.value.render("zh")[0]         # the app shows engine errors in its language
+
+
+def test_continue_with_preference_data_trains_the_picked_method_from_the_chosen_run(app, tmp_path):
+    demo, svc, fns = app
+    svc.job = FakeJob(tmp_path / "dpo-run")
+    event = next(f for f in demo.fns.values() if f.api_name == "continue_run")
+    values = [c.value for c in event.inputs[3:]]       # the settings widgets as the page starts
+    said = fns["continue_run"]("/runs/sft-1", "orpo", "en", *values)
+    path, cfg = svc.continued
+    assert path == "/runs/sft-1" and cfg.training.method == "orpo"
+    assert said.startswith("orpo from sft-1 started as run-1") and "Train tab" in said
+    assert fns["continue_run"](None, "dpo", "en", *values) == "Pick a run above first."

@@ -283,6 +283,13 @@ TEXT: dict[str, tuple[str, str]] = {
                      "从第 {step} 步继续训练 {name}。请在“训练”页查看进度。"),
     "runs.extend_steps": ("More steps (Extend)", "追加步数（扩展）"),
     "runs.extend": ("Extend", "扩展训练"),
+    "runs.continue_method": ("Method", "方法"),
+    "runs.continue": ("Continue with preference data", "用偏好数据继续训练"),
+    "runs.continued": ("{method} from {name} started as {new}: the data and settings of the Data and Settings tabs, "
+                       "starting from {name}'s adapter. Follow it on the Train tab.",
+                       "已从 {name} 开始 {method} 训练，新运行为 {new}：使用数据页和参数页的数据与设置，从 {name} 的适配器开始。"
+                       "可在训练页查看进度。"),
+    "runs.pick_first": ("Pick a run above first.", "请先在上方选择一个运行。"),
     "runs.extended": ("Extending {name} in a new run. Follow it on the Train tab.",
                       "已在新的运行中扩展 {name}。请在“训练”页查看进度。"),
     "runs.use_settings": ("Use these settings", "使用这些设置"),

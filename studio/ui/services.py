@@ -429,6 +429,17 @@ class Services:
         self.release_chat()
         return self.manager().start(plan.cfg, **plan.start_kwargs()), plan
 
+    def continue_with(self, path: str, cfg: StudioConfig) -> Any:
+        """A new run of ``cfg`` (its method, e.g. DPO, its data and settings) that starts from the finished run at
+        ``path``'s adapter, on that run's base model, LoRA shape and template (``extend.plan_from_run``)."""
+        from studio.training.extend import plan_from_run
+        from studio.jobs import workspace_output_dir
+        cfg, origin = plan_from_run(path, cfg)
+        cfg.training.output_dir = workspace_output_dir("")
+        cfg.validate()
+        self.release_chat()
+        return self.manager().start(cfg, init_adapter=origin["started_from"]["adapter"], origin=origin)
+
     def extend_run(self, path: str, steps: int) -> Any:
         from studio.training.extend import plan_extend
         from studio.jobs import workspace_output_dir

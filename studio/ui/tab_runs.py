@@ -10,10 +10,14 @@ from types import SimpleNamespace
 import gradio as gr
 import pandas as pd
 
+from studio.config import METHODS
+
 from . import eval_table, plots, views
 from .common import GPU, guarded
 from .i18n import t
 from .services import Services
+
+CONTINUE_METHODS = tuple(m for m in METHODS if m != "sft")    # what a finished run may be trained further with
 
 
 def export_choices() -> list[tuple]:
@@ -62,6 +66,13 @@ def build(ctx) -> SimpleNamespace:
                     ui.extend_steps = L.make(gr.Number, label="runs.extend_steps", value=30, precision=0, minimum=1,
                                              elem_id="runs-extend-steps")
                     ui.extend_btn = L.make(gr.Button, text="runs.extend", elem_id="runs-extend-btn")
+                # SFT, then preference training: the data and settings of the Data and Settings tabs, the method
+                # picked here, starting from the chosen run's adapter.
+                with gr.Row():
+                    ui.continue_method = L.make(gr.Dropdown, label="runs.continue_method", value="dpo",
+                                                choices=list(CONTINUE_METHODS), elem_id="runs-continue-method",
+                                                scale=1, min_width=120)
+                    ui.continue_btn = L.make(gr.Button, text="runs.continue", elem_id="runs-continue-btn", scale=2)
                 ui.action_status = gr.Markdown("", elem_id="runs-action-status")
                 ui.export_btn = L.make(gr.Button, text="runs.export", elem_id="runs-export-btn")
                 with gr.Row():
@@ -159,6 +170,20 @@ def wire(ctx) -> None:
 
     ui.extend_btn.click(extend, [ui.open, ui.extend_steps, ctx.lang], ui.action_status, api_name="extend_run",
                         **GPU)
+
+    @guarded(1)
+    def continue_with(path, method, lang, *values):
+        """Train the chosen run further with another method (DPO on preference data...), from its adapter."""
+        from studio.config import merge
+        if not path:
+            return t("runs.pick_first", lang)
+        cfg = merge(B.to_config(values), {"training": {"method": method}})
+        job = svc.continue_with(path, cfg)
+        return t("runs.continued", lang, name=svc.run_name(path), method=method, new=job.status()["name"])
+
+    B.named(continue_with, "path", "method", "lang")
+    ui.continue_btn.click(continue_with, [ui.open, ui.continue_method, ctx.lang] + B.inputs, ui.action_status,
+                          api_name="continue_run", **GPU)
 
     @guarded(len(B.inputs) + 1)
     def use_settings(path, lang, module_choices=None):
