@@ -132,6 +132,11 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     # export
     "export": ("", "Check the run and the destination, then export again.", "检查运行和保存位置后重新导出。"),
     "export.no_adapter": ("运行 {name} 还没有已保存的适配器；完成或停止后才能导出。", *_FINISHED),
+    "export.not_mergeable": ("运行 {name} 训练的是 '{adapter}' 适配器：模型在文本前读取的已学习虚拟 token，而不是对权重的修改，"
+                             "所以无法合并进模型（合并模型和 GGUF 文件都不行）。",
+                             "Chat with the run, or export the adapter itself (studio export --to adapter); a "
+                             "merged model or GGUF needs lora, loha, lokr or ia3.",
+                             "与该运行对话，或导出适配器本身（studio export --to adapter）；合并模型或 GGUF 需要 lora、loha、lokr 或 ia3。"),
     "export.unknown_dtype": ("未知的数据类型 '{name}'；请从以下选择：{choices}。", "Pick one of those.", "从中选择一个。"),
     "export.exists": ("{path} 已存在；导出永远不会覆盖之前的文件。", *_DEST),
     "export.no_space": ("磁盘空间不足，无法保存 {what}：大约需要 {needed:.2f} GB，而 {folder} 只剩 {free:.2f} GB。",

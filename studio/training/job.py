@@ -286,6 +286,10 @@ class TrainingJob(BackgroundRun):
                                                            getattr(model, "config", None)))
         peft_model = apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing != "off")
         self._peft_model = self.model = peft_model
+        from ..models.lora import converts_on_save
+        if converts_on_save(cfg.lora):
+            from .initial_adapter import save_initial
+            save_initial(peft_model, self.run.path)
         if self.init_adapter is not None:
             from .extend import load_adapter_weights
             load_adapter_weights(peft_model, self.init_adapter)
@@ -437,9 +441,19 @@ class TrainingJob(BackgroundRun):
         log.info(decision.note)
 
     def _save_adapter(self, peft_model, tokenizer, chat_template: str) -> None:
-        """Write adapter/ atomically: to a side folder first, renamed when complete."""
-        self.run.write_adapter(lambda folder: peft_model.save_pretrained(str(folder), safe_serialization=True),
-                               tokenizer, chat_template)
+        """Write adapter/ atomically: to a side folder first, renamed when complete. A PiSSA / OLoRA
+        adapter is saved converted (a plain LoRA of twice the rank on the original base), and the model
+        kept for chat becomes that original base with the converted adapter, so 'adapter off' is the base."""
+        from ..models.lora import converts_on_save
+
+        if not converts_on_save(self.cfg.lora):
+            self.run.write_adapter(lambda folder: peft_model.save_pretrained(str(folder), safe_serialization=True),
+                                   tokenizer, chat_template)
+            return
+        from .initial_adapter import restore_original, save_converted
+        self.run.write_adapter(lambda folder: save_converted(peft_model, folder, self.run.path), tokenizer,
+                               chat_template)
+        self._peft_model = self.model = restore_original(peft_model, self.run.adapter_dir, self.run.path)
 
     def _result(self, metrics_cb: MetricsCallback, stopped: bool) -> dict:
         p = self.progress
