@@ -229,3 +229,13 @@ def test_resume_compares_the_adapter_and_its_start(tmp_path):
     now.lora.adapter, now.lora.init = "loha", "pissa"
     diffs = setting_differences(relevant_settings(before), relevant_settings(now))
     assert any(d.startswith("lora.adapter") for d in diffs) and any(d.startswith("lora.init") for d in diffs)
+
+
+def test_prefix_tuning_refuses_gradient_checkpointing_on_and_trains_without_it_on_auto(tmp_path):
+    cfg = make_cfg(write_data(tmp_path))
+    cfg.lora.adapter, cfg.training.gradient_checkpointing = "prefix", "on"
+    with pytest.raises(ConfigError) as e:
+        cfg.validate()
+    assert e.value.code == "config.prefix_checkpointing"
+    cfg.training.gradient_checkpointing = "auto"
+    cfg.validate()

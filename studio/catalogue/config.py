@@ -9,6 +9,11 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "config.lora_only": ("lora.{setting} 只适用于 LoRA 适配器，不适用于 lora.adapter '{adapter}'。",
                          "Set lora.adapter to lora, or put that setting back to its default.",
                          "把 lora.adapter 设为 lora，或把这项设置恢复为默认值。"),
+    "config.prefix_checkpointing": ("前缀微调（lora.adapter prefix）不能与梯度检查点（training.gradient_checkpointing on）同用："
+                                    "peft 把它的键和值作为缓存交给每一层，而做检查点的层无法接收。",
+                                    "Set training.gradient_checkpointing to auto or off (prefix tuning then trains "
+                                    "without it), or choose another adapter.",
+                                    "把 training.gradient_checkpointing 设为 auto 或 off（前缀微调会在不做检查点的情况下训练），或选择另一种适配器。"),
     "config.init_dora": ("lora.init '{init}' 不能与 DoRA（lora.use_dora）同用：保存时无法把它的适配器转换为适用于原始基座的形式。",
                          "Turn DoRA off, or set lora.init to default.", "关闭 DoRA，或把 lora.init 设为 default。"),
     "config.adapter_quantized": ("lora.adapter '{adapter}' 不能在量化基座上训练（model.quantization {quant}）：peft 没有适用于 4 位或 8 位权重的 {adapter} 层。",

@@ -88,7 +88,8 @@ def apply_lora(model: Any, lora_cfg: LoraConfig, gradient_checkpointing: bool = 
     # accuracy under bf16 autocast (docs/BENCHMARKS.md). So only its freezing is kept.
     for p in model.parameters():
         p.requires_grad_(False)
-    if gradient_checkpointing:
+    # peft's prefix tuning hands its keys and values in as a cache, which checkpointed layers cannot take.
+    if gradient_checkpointing and lora_cfg.adapter != "prefix":
         _enable_checkpointing(model)
         model.config.use_cache = False
     peft_cfg = peft_config(model, lora_cfg)
@@ -155,6 +156,14 @@ def peft_config(model: Any, lora_cfg: LoraConfig) -> Any:
     wanted = lora_cfg.adapter_layers or layers
     return peft.AdaptionPromptConfig(adapter_len=lora_cfg.virtual_tokens, adapter_layers=min(wanted, layers) or wanted,
                                      **common)
+
+
+def follow_patched_forward(peft_model: Any) -> None:
+    """LLaMA-Adapter's wrapper copies the model's ``forward`` when it is made; a trainer that patches the
+    model's forward afterwards (TRL's chunked LM head) must be followed, or the wrapper calls the old one."""
+    inner = getattr(peft_model, "base_model", None)
+    if type(inner).__name__ == "AdaptionPromptModel":
+        inner.forward = inner.model.forward
 
 
 def is_prompt_adapter(lora_cfg: LoraConfig) -> bool:

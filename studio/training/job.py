@@ -327,6 +327,8 @@ class TrainingJob(BackgroundRun):
                                  method.dataset(data.validation) if has_val else None,
                                  [metrics_cb, stop_cb, CompleteCheckpointMark(), *self.extra_callbacks],
                                  resolved.precision, method.collator(resolved.args, self.tokenizer))
+        from ..models.lora import follow_patched_forward
+        follow_patched_forward(self._peft_model)
         self._checkpoint_layers(trainer, self._peft_model, data.train, resolved, log)
         if self.cfg.training.neftune_noise_alpha > 0:
             from .neftune import RowScaledNoise
@@ -422,6 +424,11 @@ class TrainingJob(BackgroundRun):
         from . import checkpointing
 
         setting = self.cfg.training.gradient_checkpointing
+        if self.cfg.lora.adapter == "prefix":       # its cache of keys and values cannot pass checkpointed layers
+            self.info["checkpointed_layers"] = 0
+            if setting == "auto" and self.info["device"] == "cuda":
+                self.info["notes"].append("Gradient checkpointing is off: prefix tuning does not work with it.")
+            return
         if setting != "auto":
             self.info["checkpointed_layers"] = "all" if setting == "on" else 0
             return
