@@ -44,7 +44,7 @@ def runs(tmp_path_factory, tiny_dir):
     data = write_data(tmp, n=8, pairs=PAIRS[:2])
     out = {}
     for kind in KINDS:
-        job = TrainingJob(_cfg(data, tiny_dir, kind), tmp / kind)
+        job = TrainingJob(_cfg(data, tiny_dir, kind), tmp / f"run-{kind}")   # (an evaluation row has a key "prompt")
         job.run_sync()
         assert job.state == "done", (kind, job.message)
         out[kind] = job
@@ -239,3 +239,45 @@ def test_prefix_tuning_refuses_gradient_checkpointing_on_and_trains_without_it_o
     assert e.value.code == "config.prefix_checkpointing"
     cfg.training.gradient_checkpointing = "auto"
     cfg.validate()
+
+
+def test_an_evaluation_of_runs_with_different_adapter_kinds_says_so(runs):
+    from studio.device import DeviceLock
+    from studio.errors import EvalError
+    from studio.evaluation import evaluate
+
+    with pytest.raises(EvalError) as e:
+        list(evaluate([runs["loha"].run_dir, runs["ia3"].run_dir], [{"prompt": QUESTION}], device_lock=DeviceLock()))
+    assert e.value.code == "eval.mixed_adapters" and "ia3, loha" in e.value.message
+
+
+def test_an_evaluation_holds_two_runs_of_one_prompt_based_kind(runs, tmp_path, tiny_dir):
+    from studio.device import DeviceLock
+    from studio.evaluation import evaluate
+    from studio.training import TrainingJob
+
+    cfg = _cfg(write_data(tmp_path, n=8, pairs=PAIRS[2:4]), tiny_dir, "prompt", steps=2)
+    job = TrainingJob(cfg, tmp_path / "prompt-2", keep_model=False)
+    job.run_sync()
+    assert job.state == "done", job.message
+    rows = list(evaluate([runs["prompt"].run_dir, job.run_dir], [{"prompt": QUESTION}], device_lock=DeviceLock(),
+                         max_new_tokens=4))
+    row = next(r for r in rows if r.get("prompt") == QUESTION)
+    plain = _plain_reply(tiny_dir, runs["prompt"].run_dir)
+    assert row["base"] == plain                            # the base column: both adapters switched off
+    assert {runs["prompt"].run_dir.name, job.run_dir.name} <= set(row)        # each run answered with its own virtual tokens
+
+
+def _plain_reply(tiny_dir, run_dir):
+    """The tiny base itself asked as the run asks (its template, system prompt, settings; 4 tokens)."""
+    from transformers import AutoModelForCausalLM
+
+    from studio.device import DeviceLock
+    from studio.inference import ChatSession
+
+    import dataclasses
+
+    chat = ChatSession.from_run(run_dir, device_lock=DeviceLock())
+    gen = dataclasses.replace(chat.generation, max_new_tokens=4)
+    return ChatSession(AutoModelForCausalLM.from_pretrained(str(tiny_dir)), chat.tokenizer, chat.chat_template,
+                       gen, device_lock=DeviceLock(), system_prompt=chat.system_prompt).reply([], QUESTION)

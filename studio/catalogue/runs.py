@@ -127,6 +127,8 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "eval.same_name": ("所选运行中有两个文件夹名称相同；每个运行请只选一次。", "Choose each run once.", "每个运行只选一次。"),
     "eval.mixed_bases": ("所选运行基于不同的基础模型（{models}）；一次评估只对比同一个基础模型的运行。",
                          "Choose runs of the same model.", "请选择同一个模型的运行。"),
+    "eval.mixed_adapters": ("所选运行训练的是不同种类的适配器（{kinds}）；一次评估在同一个基座上只能放同一种适配器。",
+                            "Evaluate the runs of each adapter kind separately.", "按适配器种类分别评估这些运行。"),
     "eval.no_adapter": ("运行 {name} 还没有适配器；完成或停止后才能评估。", *_FINISHED),
     "eval.nothing_to_save": ("还没有可以保存的回答。", "Run the evaluation first.", "请先运行评估。"),
     # export
