@@ -124,6 +124,12 @@ def _check_adapter(l: Section, quantization: str) -> None:
         raise ConfigError("lora.adapter '{adapter}' cannot train on a quantized base (model.quantization {quant}): "
                           "peft has no {adapter} layers for 4-bit or 8-bit weights.", code="config.adapter_quantized",
                           adapter=adapter, quant=quantization)
+    if adapter == "llama-adapter":
+        # Its gated attention takes keys and values from the 4-bit layers in their compute format and
+        # multiplies them with its own (measured with peft 0.21: "expected m1 and m2 to have the same dtype").
+        raise ConfigError("lora.adapter 'llama-adapter' cannot train on a quantized base (model.quantization {quant}): "
+                          "peft's LLaMA-Adapter mixes number formats with 4-bit and 8-bit layers and fails on the "
+                          "first step.", code="config.adapter_quantized_mix", quant=quantization)
     if init != "default":
         raise ConfigError("lora.init '{init}' cannot start from a quantized base (model.quantization {quant}): it "
                           "decomposes the full-precision weights and writes the rest back into them.",

@@ -168,6 +168,7 @@ def test_prompt_based_adapters_refuse_merging_and_say_what_works(runs, kind, tmp
     ({"init": "olora", "use_dora": True}, "config.init_dora", "DoRA"),
     ({"adapter": "lokr", "quantization": "4bit-nf4"}, "config.adapter_quantized", "lokr"),
     ({"init": "pissa", "quantization": "8bit"}, "config.init_quantized", "pissa"),
+    ({"adapter": "llama-adapter", "quantization": "4bit-nf4"}, "config.adapter_quantized_mix", "llama-adapter"),
 ])
 def test_combinations_peft_cannot_train_are_refused_by_name(changes, code, words, tmp_path):
     cfg = make_cfg(write_data(tmp_path))
@@ -180,7 +181,7 @@ def test_combinations_peft_cannot_train_are_refused_by_name(changes, code, words
 
 
 def test_quantized_bases_keep_the_adapters_peft_supports_there(tmp_path):
-    for adapter in ("lora", "ia3", "prefix", "prompt", "llama-adapter"):
+    for adapter in ("lora", "ia3", "prefix", "prompt"):
         cfg = make_cfg(write_data(tmp_path))
         cfg.model.quantization, cfg.lora.adapter = "4bit-nf4", adapter
         cfg.validate()
@@ -281,3 +282,22 @@ def _plain_reply(tiny_dir, run_dir):
     gen = dataclasses.replace(chat.generation, max_new_tokens=4)
     return ChatSession(AutoModelForCausalLM.from_pretrained(str(tiny_dir)), chat.tokenizer, chat.chat_template,
                        gen, device_lock=DeviceLock(), system_prompt=chat.system_prompt).reply([], QUESTION)
+
+
+@pytest.mark.parametrize("kind", ["ia3", "prefix", "prompt"])
+def test_the_adapters_peft_has_for_4bit_weights_train_on_a_quantized_base(kind, tmp_path, tiny_dir):
+    pytest.importorskip("bitsandbytes")
+    from studio.device import DeviceLock
+    from studio.inference import ChatSession
+    from studio.training import TrainingJob
+
+    cfg = _cfg(write_data(tmp_path, n=8, pairs=PAIRS[:2]), tiny_dir, kind, steps=6)
+    cfg.model.quantization = "4bit-nf4"
+    job = TrainingJob(cfg, tmp_path / "run", keep_model=False)
+    job.run_sync()
+    assert job.state == "done", job.message
+    losses = [r["loss"] for r in job.metrics.rows("train")]
+    assert sum(losses[-2:]) < sum(losses[:2]), losses
+    chat = ChatSession.from_run(job.run_dir, generation=GEN, device_lock=DeviceLock())
+    assert not torch.allclose(_last_logits(chat.model, chat.tokenizer),
+                              _last_logits(chat.model, chat.tokenizer, use_adapter=False), atol=1e-4)

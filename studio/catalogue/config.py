@@ -19,6 +19,11 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "config.adapter_quantized": ("lora.adapter '{adapter}' 不能在量化基座上训练（model.quantization {quant}）：peft 没有适用于 4 位或 8 位权重的 {adapter} 层。",
                                  "Load the base in 16-bit (model.quantization none), or use lora, ia3 or a prompt-based adapter.",
                                  "以 16 位加载基座（model.quantization none），或使用 lora、ia3 或基于提示的适配器。"),
+    "config.adapter_quantized_mix": ("lora.adapter 'llama-adapter' 不能在量化基座上训练（model.quantization {quant}）："
+                                     "peft 的 LLaMA-Adapter 与 4 位和 8 位层混用数值格式，第一步就会失败。",
+                                     "Load the base in 16-bit (model.quantization none), or use prefix or prompt "
+                                     "tuning, ia3 or lora on the quantized base.",
+                                     "以 16 位加载基座（model.quantization none），或在量化基座上使用 prefix、prompt、ia3 或 lora。"),
     "config.init_quantized": ("lora.init '{init}' 不能从量化基座开始（model.quantization {quant}）：它要分解全精度权重，并把剩余部分写回权重。",
                               "Load the base in 16-bit (model.quantization none), or set lora.init to default.",
                               "以 16 位加载基座（model.quantization none），或把 lora.init 设为 default。"),
