@@ -181,7 +181,7 @@ class LoraConfig:
                       "scale per channel of the k, v and down projections (tiny, r and alpha unused); merges and "
                       "exports. 'prefix', 'prompt', 'llama-adapter': learn extra virtual tokens (lora.virtual_tokens) "
                       "the model reads before the text (prefix: at every layer; prompt: at the input only; "
-                      "llama-adapter: gated, at the top lora.adapter_layers layers); very small, but they cannot be "
+                      "llama-adapter: gated, at the top lora.adapter_layers layers; prefix trains without gradient checkpointing); very small, but they cannot be "
                       "merged into the model: chat and the adapter export work, merged and GGUF exports do not, "
                       "and each batch is padded (no packing). On a 4-bit / 8-bit base: lora, ia3, prefix and prompt.", ADAPTERS,
                       zh="训练哪种适配器。'lora'：每个目标层两个小矩阵（大小由 r 决定）；可合并进模型，所有导出都可用。"
@@ -189,7 +189,7 @@ class LoraConfig:
                          "LoKr 小得多）；可像 LoRA 一样合并和导出，仅限 16 位基座。'ia3'：为 k、v 和 down 投影的每个通道"
                          "学一个缩放（极小，不用 r 和 alpha）；可合并和导出。'prefix'、'prompt'、'llama-adapter'：学习模型"
                          "在文本前读取的虚拟 token（lora.virtual_tokens；prefix 在每一层，prompt 只在输入处，llama-adapter "
-                         "带门控、在最上面 lora.adapter_layers 层）；非常小，但无法合并进模型：对话和适配器导出可用，"
+                         "带门控、在最上面 lora.adapter_layers 层；prefix 训练时不做梯度检查点）；非常小，但无法合并进模型：对话和适配器导出可用，"
                          "合并与 GGUF 导出不可用，且每批数据会填充（不打包）。4 位 / 8 位基座上可用：lora、ia3、prefix 和 prompt。",
                       label=("Adapter type", "适配器类型"))
     init: str = _f("default", "How a LoRA adapter starts (lora.adapter 'lora' only). 'default': from zero, so training "

@@ -301,3 +301,16 @@ def test_the_adapters_peft_has_for_4bit_weights_train_on_a_quantized_base(kind, 
     chat = ChatSession.from_run(job.run_dir, generation=GEN, device_lock=DeviceLock())
     assert not torch.allclose(_last_logits(chat.model, chat.tokenizer),
                               _last_logits(chat.model, chat.tokenizer, use_adapter=False), atol=1e-4)
+
+
+def test_the_estimate_keeps_every_activation_for_prefix_tuning():
+    from studio.config import StudioConfig
+    from studio.models.size import config_facts, estimate_from_facts
+
+    facts = config_facts(tiny_model(tiny_tokenizer()).config.to_dict())
+    cfg = StudioConfig()
+    cfg.training.gradient_checkpointing = "auto"
+    gpu = {"device": "cuda", "free_gb": 80.0}
+    lora = estimate_from_facts(cfg, facts, device=gpu)["parts"]["activations"]
+    cfg.lora.adapter = "prefix"
+    assert estimate_from_facts(cfg, facts, device=gpu)["parts"]["activations"] > lora

@@ -196,7 +196,8 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
     tokens = step_tokens if step_tokens is not None else training_cfg.batch_size * data_cfg.max_length
     per_layer = (12 * hidden_size + 4 * (kv_width or hidden_size) + 6 * inter) * (
         _ACT_SCALE.get(quant, 1.0) if on_gpu else 2.0)
-    if training_cfg.gradient_checkpointing != "off":     # 'auto' needs at least this much
+    # 'auto' needs at least this much; prefix tuning never checkpoints (its cache cannot pass checkpointed layers)
+    if training_cfg.gradient_checkpointing != "off" and lora_cfg.adapter != "prefix":
         kept = _CKPT_BYTES.get(quant, 2.0) if on_gpu else 4.0
         activations = tokens * (num_layers * hidden_size * kept + per_layer)
     else:
