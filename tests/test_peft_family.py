@@ -314,3 +314,39 @@ def test_the_estimate_keeps_every_activation_for_prefix_tuning():
     lora = estimate_from_facts(cfg, facts, device=gpu)["parts"]["activations"]
     cfg.lora.adapter = "prefix"
     assert estimate_from_facts(cfg, facts, device=gpu)["parts"]["activations"] > lora
+
+
+@pytest.mark.parametrize("first", ["prompt", "llama-adapter"])
+def test_a_new_run_starts_from_the_clean_base_under_a_prompt_based_adapter(first, tmp_path, tiny_dir):
+    from transformers import AutoModelForCausalLM
+
+    from studio.training import TrainingJob
+
+    data = write_data(tmp_path, n=8, pairs=PAIRS[:2])
+    job = TrainingJob(_cfg(data, tiny_dir, first, steps=2), tmp_path / "first")
+    job.run_sync()
+    assert job.state == "done", job.message
+    second = TrainingJob(_cfg(data, tiny_dir, "loha", steps=2), tmp_path / "second", model=job.model,
+                         tokenizer=job.tokenizer)
+    second.run_sync()
+    assert second.state == "done", second.message
+    names = {type(m).__name__ for m in second.model.modules()}
+    assert "AdaptedAttention" not in names and "PromptEmbedding" not in names
+    plain = AutoModelForCausalLM.from_pretrained(str(tiny_dir))
+    assert torch.allclose(_last_logits(second.model, job.tokenizer, use_adapter=False),
+                          _last_logits(plain, job.tokenizer), atol=1e-5)
+
+
+def test_pissa_starts_the_same_twice_from_one_seed_so_a_resume_rebuilds_its_base():
+    from transformers import set_seed
+
+    from studio.models.lora import apply_lora
+
+    cfg = make_cfg("x.jsonl").lora
+    cfg.r, cfg.init = 4, "pissa"
+    weights = []
+    for _ in range(2):
+        set_seed(0)
+        model = apply_lora(tiny_model(tiny_tokenizer()), cfg)
+        weights.append({k: v.clone() for k, v in model.state_dict().items()})
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

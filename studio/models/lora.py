@@ -166,6 +166,17 @@ def follow_patched_forward(peft_model: Any) -> None:
         inner.forward = inner.model.forward
 
 
+def clean_base(peft_model: Any) -> Any:
+    """The base model under a previous run's adapter, with that adapter taken off, whatever its kind."""
+    if peft_model.active_peft_config.is_prompt_learning:
+        return peft_model.get_base_model()            # the virtual tokens live beside the model, not in it
+    inner = peft_model.base_model
+    if type(inner).__name__ == "AdaptionPromptModel":
+        inner.disable_adapter_layers()                # the original attention modules back in their places
+        return inner.model
+    return peft_model.unload()
+
+
 def is_prompt_adapter(lora_cfg: LoraConfig) -> bool:
     """Learned virtual tokens rather than weight changes: nothing to merge into the model."""
     return lora_cfg.adapter in PROMPT_ADAPTERS

@@ -263,7 +263,8 @@ class TrainingJob(BackgroundRun):
             return load_model(self.cfg.model, for_training=True)
         from peft import PeftModel
         if isinstance(self.model, PeftModel):
-            return self.model.unload()  # a previous run's model: start from its clean base
+            from ..models.lora import clean_base
+            return clean_base(self.model)  # a previous run's model: start from its clean base
         return self.model
 
     def _setup_model(self, model: Any, data: Any, on_cuda: bool, log) -> Any:
