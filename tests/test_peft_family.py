@@ -350,3 +350,31 @@ def test_pissa_starts_the_same_twice_from_one_seed_so_a_resume_rebuilds_its_base
         model = apply_lora(tiny_model(tiny_tokenizer()), cfg)
         weights.append({k: v.clone() for k, v in model.state_dict().items()})
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_an_adapter_saved_from_files_is_converted_as_peft_converts_it(tmp_path):
+    """FSDP's adapter comes from the trainer's checkpoint files: converted there as peft converts the model's."""
+    import json
+
+    from safetensors.torch import load_file
+    from transformers import set_seed
+
+    from studio.models.lora import apply_lora
+    from studio.training.initial_adapter import convert_folder, save_converted, save_initial
+
+    cfg = make_cfg("x.jsonl").lora
+    cfg.r, cfg.init = 4, "olora"
+    set_seed(0)
+    model = apply_lora(tiny_model(tiny_tokenizer()), cfg)
+    save_initial(model, tmp_path)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if p.requires_grad:
+                p.add_(0.01 * torch.randn_like(p))       # "trained"
+    save_converted(model, tmp_path / "by-peft", tmp_path)
+    model.save_pretrained(str(tmp_path / "by-files"))     # what a checkpoint holds
+    convert_folder(tmp_path / "by-files", tmp_path)
+    ours, peft_own = (load_file(str(tmp_path / d / "adapter_model.safetensors")) for d in ("by-files", "by-peft"))
+    assert set(ours) == set(peft_own) and all(torch.allclose(ours[k], peft_own[k]) for k in ours)
+    conf = [json.loads((tmp_path / d / "adapter_config.json").read_text()) for d in ("by-files", "by-peft")]
+    assert [(c["r"], c["lora_alpha"], c["init_lora_weights"]) for c in conf] == [(8, 2 * cfg.alpha, True)] * 2

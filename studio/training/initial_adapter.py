@@ -51,3 +51,33 @@ def restore_original(peft_model: Any, adapter_dir: str | Path, run_dir: str | Pa
         residual = peft_model.unload()
         original = PeftModel.from_pretrained(residual, str(initial_dir(run_dir))).merge_and_unload()
         return PeftModel.from_pretrained(original, str(adapter_dir))
+
+
+def convert_folder(folder: str | Path, run_dir: str | Path) -> None:
+    """Convert a saved, unconverted PiSSA / OLoRA adapter in ``folder`` in place, the way peft's
+    ``save_pretrained(path_initial_model_for_weight_conversion=...)`` does: A' = [A; A0], B' = [B, -B0],
+    twice the rank, alpha scaled to keep alpha/r (alpha/sqrt(r) with rsLoRA), initialised as plain LoRA.
+    For an adapter that was saved from files rather than from the model (FSDP's gathered checkpoint)."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    folder = Path(folder)
+    trained = load_file(str(folder / "adapter_model.safetensors"))
+    initial = load_file(str(initial_dir(run_dir) / "adapter_model.safetensors"))
+    out = {}
+    for key, value in trained.items():
+        if "lora_A" in key:
+            out[key] = torch.cat([value, initial[key]], dim=0).contiguous()
+        elif "lora_B" in key:
+            out[key] = torch.cat([value, -initial[key]], dim=1).contiguous()
+        else:
+            out[key] = value
+    save_file(out, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
+    config_path = folder / "adapter_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["r"] *= 2
+    config["lora_alpha"] *= 2 ** 0.5 if config.get("use_rslora") else 2
+    config["init_lora_weights"] = True
+    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")

@@ -26,6 +26,7 @@ from typing import Any, Iterable
 
 from ..config import StudioConfig
 from ..models.load import free_gpu
+from ..process_env import rank
 from ..runs import MetricsLog, RunFolder
 from .args import estimate_total_steps
 from .background import BackgroundRun
@@ -288,7 +289,7 @@ class TrainingJob(BackgroundRun):
         peft_model = apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing != "off")
         self._peft_model = self.model = peft_model
         from ..models.lora import converts_on_save
-        if converts_on_save(cfg.lora):
+        if converts_on_save(cfg.lora) and rank() == 0:     # one process writes the run folder
             from .initial_adapter import save_initial
             save_initial(peft_model, self.run.path)
         if self.init_adapter is not None:
