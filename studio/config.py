@@ -60,6 +60,9 @@ METHODS = ("sft", "dpo", "kto", "orpo", "simpo", "grpo")
 DPO_LOSSES = ("sigmoid", "ipo", "hinge", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down")
 # grpo.rewards: what a GRPO answer is scored by, each a function of studio/training/rewards.py of that name.
 REWARDS = ("facts", "format", "length", "similarity")
+ADAPTERS = ("lora", "loha", "lokr", "ia3", "prefix", "prompt", "llama-adapter")   # lora.adapter, peft's family
+PROMPT_ADAPTERS = ("prefix", "prompt", "llama-adapter")   # learned tokens, not weight changes: nothing to merge
+LORA_INITS = ("default", "pissa", "olora")
 
 
 @dataclass
@@ -176,6 +179,45 @@ class LoraConfig:
     bias: str = _f("none", "Whether bias terms are trained too.", ("none", "lora_only", "all"),
                    zh="是否同时训练偏置项。",
                    label=("Train biases", "训练偏置"))
+    adapter: str = _f("lora", "What kind of adapter is trained. 'lora': two small matrices per target layer "
+                      "(size set by r); merges into the model, every export works. 'loha' / 'lokr': LoRA's cousins "
+                      "from Stable Diffusion (Hadamard / Kronecker products; LoHa about twice LoRA's size at the same "
+                      "r, LoKr much smaller); they merge and export like LoRA, 16-bit base only. 'ia3': learns one "
+                      "scale per channel of the k, v and down projections (tiny, r and alpha unused); merges and "
+                      "exports. 'prefix', 'prompt', 'llama-adapter': learn extra virtual tokens (lora.virtual_tokens) "
+                      "the model reads before the text (prefix: at every layer; prompt: at the input only; "
+                      "llama-adapter: gated, at the top lora.adapter_layers layers; prefix trains without gradient checkpointing); very small, but they cannot be "
+                      "merged into the model: chat and the adapter export work, merged and GGUF exports do not, "
+                      "and each batch is padded (no packing). On a 4-bit / 8-bit base: lora, ia3, prefix and prompt.", ADAPTERS,
+                      zh="训练哪种适配器。'lora'：每个目标层两个小矩阵（大小由 r 决定）；可合并进模型，所有导出都可用。"
+                         "'loha' / 'lokr'：LoRA 的近亲（Hadamard / Kronecker 积；同样的 r 下 LoHa 约为 LoRA 的两倍，"
+                         "LoKr 小得多）；可像 LoRA 一样合并和导出，仅限 16 位基座。'ia3'：为 k、v 和 down 投影的每个通道"
+                         "学一个缩放（极小，不用 r 和 alpha）；可合并和导出。'prefix'、'prompt'、'llama-adapter'：学习模型"
+                         "在文本前读取的虚拟 token（lora.virtual_tokens；prefix 在每一层，prompt 只在输入处，llama-adapter "
+                         "带门控、在最上面 lora.adapter_layers 层；prefix 训练时不做梯度检查点）；非常小，但无法合并进模型：对话和适配器导出可用，"
+                         "合并与 GGUF 导出不可用，且每批数据会填充（不打包）。4 位 / 8 位基座上可用：lora、ia3、prefix 和 prompt。",
+                      label=("Adapter type", "适配器类型"))
+    init: str = _f("default", "How a LoRA adapter starts (lora.adapter 'lora' only). 'default': from zero, so training "
+                   "starts at the base's answers. 'pissa' / 'olora': from the main directions of each weight (a fast "
+                   "SVD / a QR decomposition), which often learns faster; they move those directions out of the base "
+                   "weights while training, so the studio saves the adapter converted to a plain LoRA of twice the rank "
+                   "that works on the original base: chat, merge and every export use the original model as usual. "
+                   "16-bit base only, not with DoRA.", LORA_INITS,
+                   zh="LoRA 适配器如何初始化（仅 lora.adapter 为 'lora' 时）。'default'：从零开始，训练从基座的回答出发。"
+                      "'pissa' / 'olora'：从每个权重的主方向开始（快速 SVD / QR 分解），往往学得更快；训练时这些方向会从"
+                      "基座权重中移出，所以工作室保存时把适配器转换为秩加倍的普通 LoRA，可直接用于原始基座：对话、合并和"
+                      "所有导出照常使用原始模型。仅限 16 位基座，不能与 DoRA 同用。",
+                   label=("LoRA initialisation", "LoRA 初始化"))
+    virtual_tokens: int = _f(20, "For 'prefix', 'prompt' and 'llama-adapter' adapters: how many virtual tokens are "
+                             "learned (their size; r is not used by them). 10-30 is typical.", limits=(1, 1024),
+                             typical="10-30",
+                             zh="用于 'prefix'、'prompt' 和 'llama-adapter' 适配器：学习多少个虚拟 token（它们的大小；"
+                                "不使用 r）。常用 10-30。",
+                             label=("Virtual tokens", "虚拟 token 数"))
+    adapter_layers: int = _f(0, "For 'llama-adapter': how many of the top layers get the gated adapter tokens "
+                             "(0 = every layer).", limits=(0, 1024),
+                             zh="用于 'llama-adapter'：最上面多少层加入带门控的适配器 token（0 = 所有层）。",
+                             label=("Adapter layers", "适配器层数"))
 
 
 @dataclass

@@ -104,6 +104,38 @@ def check_target_modules(lora: Section, linear_modules: Iterable[str]) -> None:
                           code="config.modules_missing", missing=", ".join(missing), have=", ".join(have))
 
 
+def _check_adapter(l: Section, quantization: str) -> None:
+    """The combinations of lora.adapter, lora.init and the base that peft cannot train, each said by name."""
+    adapter = getattr(l, "adapter", "lora")
+    init = getattr(l, "init", "default")
+    if adapter != "lora":
+        used = [n for n, on in (("use_dora", l.use_dora), ("use_rslora", l.use_rslora), ("bias", l.bias != "none"),
+                                ("init", init != "default")) if on]
+        if used:
+            raise ConfigError("lora.{setting} works with LoRA adapters only, not with lora.adapter '{adapter}'.",
+                              code="config.lora_only", setting=used[0], adapter=adapter)
+    if init != "default" and l.use_dora:
+        raise ConfigError("lora.init '{init}' cannot be combined with DoRA (lora.use_dora): its adapter could not be "
+                          "converted for the original base when saved.", code="config.init_dora", init=init)
+    if quantization == "none":
+        return
+    if adapter in ("loha", "lokr"):
+        # peft has LoHa/LoKr layers for plain Linear and Conv only, none for bitsandbytes' 4/8-bit layers.
+        raise ConfigError("lora.adapter '{adapter}' cannot train on a quantized base (model.quantization {quant}): "
+                          "peft has no {adapter} layers for 4-bit or 8-bit weights.", code="config.adapter_quantized",
+                          adapter=adapter, quant=quantization)
+    if adapter == "llama-adapter":
+        # Its gated attention takes keys and values from the 4-bit layers in their compute format and
+        # multiplies them with its own (measured with peft 0.21: "expected m1 and m2 to have the same dtype").
+        raise ConfigError("lora.adapter 'llama-adapter' cannot train on a quantized base (model.quantization {quant}): "
+                          "peft's LLaMA-Adapter mixes number formats with 4-bit and 8-bit layers and fails on the "
+                          "first step.", code="config.adapter_quantized_mix", quant=quantization)
+    if init != "default":
+        raise ConfigError("lora.init '{init}' cannot start from a quantized base (model.quantization {quant}): it "
+                          "decomposes the full-precision weights and writes the rest back into them.",
+                          code="config.init_quantized", init=init, quant=quantization)
+
+
 def validate(cfg: Config, linear_modules: Iterable[str] | None = None) -> None:
     """Raise ConfigError for the first setting that cannot work, with a fix the user can apply."""
     m, d, l, t, g = cfg.model, cfg.data, cfg.lora, cfg.training, cfg.generation
@@ -137,6 +169,11 @@ def validate(cfg: Config, linear_modules: Iterable[str] | None = None) -> None:
                               code="config.no_modules")
         if linear_modules is not None:
             check_target_modules(l, linear_modules)
+    _check_adapter(l, m.quantization)
+    if getattr(l, "adapter", "lora") == "prefix" and t.gradient_checkpointing == "on":
+        raise ConfigError("Prefix tuning (lora.adapter prefix) does not work with gradient checkpointing "
+                          "(training.gradient_checkpointing on): peft hands its keys and values to every layer as a "
+                          "cache, which checkpointed layers cannot take.", code="config.prefix_checkpointing")
     if t.strategy == "fsdp" and m.quantization == "8bit":
         raise ConfigError("FSDP cannot split 8-bit weights across GPUs (training.strategy fsdp with model.quantization "
                           "8bit).", code="config.fsdp_8bit")

@@ -153,6 +153,12 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
     if len(sources) > 1:
         raise EvalError("The chosen runs were trained on different base models ({models}); an evaluation compares runs "
                         "of one base.", code="eval.mixed_bases", models=", ".join(sorted(sources)))
+    # peft holds adapters of one kind on one model (LoRA with LoRA, LoHa with LoHa...): PiSSA / OLoRA runs
+    # saved plain LoRA adapters, so they count as LoRA.
+    kinds = {r.config().lora.adapter for r in runs if r.config_path.is_file()}
+    if len(kinds) > 1:
+        raise EvalError("The chosen runs trained different kinds of adapter ({kinds}); one evaluation holds adapters "
+                        "of one kind on its one base.", code="eval.mixed_adapters", kinds=", ".join(sorted(kinds)))
     for r in runs:
         if not r.config_path.is_file():
             raise EvalError("{path} is not a run folder (it has no config.yaml).", code="run.not_a_run", path=str(r.path))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from studio import models
-from studio.models import load, size
+from studio.models import adapter_size, load, size
 from studio.config import DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig
 from studio.models.size import config_facts, size_facts
 
@@ -108,9 +108,9 @@ def test_lora_parameters_are_counted_from_the_layer_shapes():
     facts = config_facts(config)
     r = 64
     per_layer = (8192 + 8192) * 2 + (8192 + 1024) * 2 + 3 * (8192 + 28672)     # q, o; k, v; gate, up, down
-    n = size._lora_params(LoraConfig(r=r, target_modules="all-linear"), 8192, 28672, 80, facts["lora_in_out"])
+    n = adapter_size._lora_params(LoraConfig(r=r, target_modules="all-linear"), 8192, 28672, 80, facts["lora_in_out"])
     assert n == r * per_layer * 80
-    only_q = size._lora_params(LoraConfig(r=r, target_modules=["q_proj"]), 8192, 28672, 80, facts["lora_in_out"])
+    only_q = adapter_size._lora_params(LoraConfig(r=r, target_modules=["q_proj"]), 8192, 28672, 80, facts["lora_in_out"])
     assert only_q == r * (8192 + 8192) * 80
 
 

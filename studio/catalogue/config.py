@@ -6,6 +6,30 @@ _FILE = ("Fix the config file (or choose another one), then try again.", "修改
 MESSAGES: dict[str, tuple[str, str, str]] = {
     "studio": ("", "Try again; if it happens again, the log says more.", "请重试；如果再次出现，日志中有更多信息。"),
     "config": ("", *_FIX),
+    "config.lora_only": ("lora.{setting} 只适用于 LoRA 适配器，不适用于 lora.adapter '{adapter}'。",
+                         "Set lora.adapter to lora, or put that setting back to its default.",
+                         "把 lora.adapter 设为 lora，或把这项设置恢复为默认值。"),
+    "config.prefix_checkpointing": ("前缀微调（lora.adapter prefix）不能与梯度检查点（training.gradient_checkpointing on）同用："
+                                    "peft 把它的键和值作为缓存交给每一层，而做检查点的层无法接收。",
+                                    "Set training.gradient_checkpointing to auto or off (prefix tuning then trains "
+                                    "without it), or choose another adapter.",
+                                    "把 training.gradient_checkpointing 设为 auto 或 off（前缀微调会在不做检查点的情况下训练），或选择另一种适配器。"),
+    "config.init_dora": ("lora.init '{init}' 不能与 DoRA（lora.use_dora）同用：保存时无法把它的适配器转换为适用于原始基座的形式。",
+                         "Turn DoRA off, or set lora.init to default.", "关闭 DoRA，或把 lora.init 设为 default。"),
+    "config.adapter_quantized": ("lora.adapter '{adapter}' 不能在量化基座上训练（model.quantization {quant}）：peft 没有适用于 4 位或 8 位权重的 {adapter} 层。",
+                                 "Load the base in 16-bit (model.quantization none), or use lora, ia3 or a prompt-based adapter.",
+                                 "以 16 位加载基座（model.quantization none），或使用 lora、ia3 或基于提示的适配器。"),
+    "config.adapter_quantized_mix": ("lora.adapter 'llama-adapter' 不能在量化基座上训练（model.quantization {quant}）："
+                                     "peft 的 LLaMA-Adapter 与 4 位和 8 位层混用数值格式，第一步就会失败。",
+                                     "Load the base in 16-bit (model.quantization none), or use prefix or prompt "
+                                     "tuning, ia3 or lora on the quantized base.",
+                                     "以 16 位加载基座（model.quantization none），或在量化基座上使用 prefix、prompt、ia3 或 lora。"),
+    "config.init_quantized": ("lora.init '{init}' 不能从量化基座开始（model.quantization {quant}）：它要分解全精度权重，并把剩余部分写回权重。",
+                              "Load the base in 16-bit (model.quantization none), or set lora.init to default.",
+                              "以 16 位加载基座（model.quantization none），或把 lora.init 设为 default。"),
+    "config.adapter_unsupported": ("lora.adapter '{adapter}' 不适用于这个模型（{architecture}）：{reason}",
+                                   "Choose another adapter type (lora works with every model).",
+                                   "选择另一种适配器类型（lora 适用于所有模型）。"),
     "config.not_yaml": ("配置不是有效的 YAML：{detail}", *_FILE),
     "config.yaml_recursive": ("在 {where} 中，第 {line} 行的别名 *{anchor} 位于它所指的 &{anchor} 之内：该值引用了自身，永远不会结束。",
                               "Write the value out instead of the alias, or point the alias at another anchor.",

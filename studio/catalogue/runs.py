@@ -131,11 +131,18 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "eval.same_name": ("所选运行中有两个文件夹名称相同；每个运行请只选一次。", "Choose each run once.", "每个运行只选一次。"),
     "eval.mixed_bases": ("所选运行基于不同的基础模型（{models}）；一次评估只对比同一个基础模型的运行。",
                          "Choose runs of the same model.", "请选择同一个模型的运行。"),
+    "eval.mixed_adapters": ("所选运行训练的是不同种类的适配器（{kinds}）；一次评估在同一个基座上只能放同一种适配器。",
+                            "Evaluate the runs of each adapter kind separately.", "按适配器种类分别评估这些运行。"),
     "eval.no_adapter": ("运行 {name} 还没有适配器；完成或停止后才能评估。", *_FINISHED),
     "eval.nothing_to_save": ("还没有可以保存的回答。", "Run the evaluation first.", "请先运行评估。"),
     # export
     "export": ("", "Check the run and the destination, then export again.", "检查运行和保存位置后重新导出。"),
     "export.no_adapter": ("运行 {name} 还没有已保存的适配器；完成或停止后才能导出。", *_FINISHED),
+    "export.not_mergeable": ("运行 {name} 训练的是 '{adapter}' 适配器：模型在文本前读取的已学习虚拟 token，而不是对权重的修改，"
+                             "所以无法合并进模型（合并模型和 GGUF 文件都不行）。",
+                             "Chat with the run, or export the adapter itself (studio export --to adapter); a "
+                             "merged model or GGUF needs lora, loha, lokr or ia3.",
+                             "与该运行对话，或导出适配器本身（studio export --to adapter）；合并模型或 GGUF 需要 lora、loha、lokr 或 ia3。"),
     "export.unknown_dtype": ("未知的数据类型 '{name}'；请从以下选择：{choices}。", "Pick one of those.", "从中选择一个。"),
     "export.exists": ("{path} 已存在；导出永远不会覆盖之前的文件。", *_DEST),
     "export.no_space": ("磁盘空间不足，无法保存 {what}：大约需要 {needed:.2f} GB，而 {folder} 只剩 {free:.2f} GB。",

@@ -202,10 +202,11 @@ def export_gguf(run_dir: str | Path, final: Path, kind: str = "f16", progress: C
     file is written beside as ``<final>.f16.partial`` and removed afterwards."""
     from ..models.size import facts_for
     from ..runs import RunFolder
-    from .merge import merged_model
+    from .merge import check_mergeable, merged_model
     from .modelfile import modelfile_path, write_modelfile
 
     kind = gguf_type(kind)
+    check_mergeable(run_dir, "a GGUF file")
     if kind in QUANTIZED:
         from .quantize import llama_cpp
         llama_cpp()                       # said before minutes of merging, not after

@@ -39,12 +39,27 @@ def merge_dtype(name: str = "auto") -> torch.dtype:
     return torch.float32
 
 
+def check_mergeable(run_dir: str | Path, what: str = "a merged model") -> None:
+    """A prompt-based adapter (prefix / prompt tuning, LLaMA-Adapter) is extra tokens the model reads, not a
+    change of its weights: there is nothing to merge, so neither a merged model nor a GGUF can hold it."""
+    from ..config import PROMPT_ADAPTERS
+
+    run = RunFolder(run_dir)
+    adapter = run.config().lora.adapter
+    if adapter in PROMPT_ADAPTERS:
+        raise ExportError("The run {name} trained a '{adapter}' adapter: learned virtual tokens the model reads "
+                          "before the text, not a change of its weights, so it cannot be merged into {what}. "
+                          "Chat with the run, or export the adapter itself (--to adapter), which peft loads on "
+                          "the base.", code="export.not_mergeable", name=run.name, adapter=adapter, what=what)
+
+
 def merged_model(run_dir: str | Path, dtype: torch.dtype, original: bool = False) -> tuple[Any, Any, str]:
     """(merged model, tokenizer, chat template) of a run, in memory."""
     from peft import PeftModel
 
     from ..models.load import load_model
 
+    check_mergeable(run_dir)
     run = RunFolder(run_dir)
     if not run.has_adapter():
         raise ExportError("The run {name} has no saved adapter yet; export it once it has finished or stopped.",
@@ -73,6 +88,7 @@ def merged_model(run_dir: str | Path, dtype: torch.dtype, original: bool = False
 def export_merged(run_dir: str | Path, final: Path, dtype_name: str = "auto", original: bool = False,
                   progress: Callable[[str], None] = print) -> Path:
     dtype = merge_dtype(dtype_name)
+    check_mergeable(run_dir)
     run = RunFolder(run_dir)
     from ..models.size import facts_for
     facts = facts_for(run.config().model) or {}     # unknown: the merge itself says what is wrong

@@ -1,5 +1,6 @@
-"""LoRA on a loaded model: the linear layers it can adapt, the wrapping itself, and parameter counts
-(4-bit packed weights counted as the weights they stand for)."""
+"""LoRA and the rest of peft's family on a loaded model: the linear layers they can adapt, the wrapping
+itself (``lora.adapter``: LoRA, LoHa, LoKr, IA3, prefix / prompt tuning, LLaMA-Adapter; ``lora.init``: PiSSA,
+OLoRA), and parameter counts (4-bit packed weights counted as the weights they stand for)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..config import ALL_LINEAR, LoraConfig
+from ..config import ALL_LINEAR, PROMPT_ADAPTERS, LoraConfig
 from ..config_checks import check_target_modules
 from ..errors import ConfigError, ModelError
 
@@ -68,14 +69,14 @@ def _enable_checkpointing(model: Any) -> None:
 
 
 def apply_lora(model: Any, lora_cfg: LoraConfig, gradient_checkpointing: bool = False) -> Any:
-    """Wrap ``model`` in LoRA adapters (a PeftModel); only the adapters are trainable.
+    """Wrap ``model`` in the adapter ``lora_cfg.adapter`` names (a PeftModel); only the adapter is trainable.
 
     Target modules are checked against the model first, so a typo gives a ConfigError naming the
     layers that do exist.
     """
-    from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
+    check_adapter_fits(model, lora_cfg.adapter)
     names = linear_module_names(model)
     if not names:
         raise ModelError("This model has no linear layers that LoRA can adapt.", code="model.no_linear")
@@ -87,14 +88,11 @@ def apply_lora(model: Any, lora_cfg: LoraConfig, gradient_checkpointing: bool = 
     # accuracy under bf16 autocast (docs/BENCHMARKS.md). So only its freezing is kept.
     for p in model.parameters():
         p.requires_grad_(False)
-    if gradient_checkpointing:
+    # peft's prefix tuning hands its keys and values in as a cache, which checkpointed layers cannot take.
+    if gradient_checkpointing and lora_cfg.adapter != "prefix":
         _enable_checkpointing(model)
         model.config.use_cache = False
-    target = lora_cfg.target_modules
-    peft_cfg = PeftLoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
-                              target_modules=ALL_LINEAR if target == ALL_LINEAR else list(target),
-                              use_dora=lora_cfg.use_dora, use_rslora=lora_cfg.use_rslora, bias=lora_cfg.bias,
-                              task_type="CAUSAL_LM")
+    peft_cfg = peft_config(model, lora_cfg)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)   # transformers 5 renames inside peft
@@ -102,3 +100,88 @@ def apply_lora(model: Any, lora_cfg: LoraConfig, gradient_checkpointing: bool = 
     except ValueError as e:
         raise ConfigError("LoRA cannot be applied with these settings: {detail}", code="config.lora_refused",
                           detail=str(e).splitlines()[0]) from None
+
+
+# IA3 scales the input of feed-forward layers and the output of the others; these are the layers that
+# take the MLP's wide activations in (peft's own per-model table names the same for Llama-style models).
+_FEEDFORWARD = ("down_proj", "fc2", "w2", "c_proj", "dense_4h_to_h", "fc_out")
+# The model types peft's adaption prompt (LLaMA-Adapter) knows how to recompute the queries of.
+_ADAPTION_PROMPT_TYPES = ("llama", "mistral", "gpt2")
+
+
+def check_adapter_fits(model: Any, adapter: str) -> None:
+    """Refuse by name an adapter peft cannot put on this model's architecture."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    model_type = getattr(getattr(base, "config", None), "model_type", "")
+    if adapter == "llama-adapter" and model_type not in _ADAPTION_PROMPT_TYPES:
+        raise ConfigError("lora.adapter '{adapter}' does not work with this model ({architecture}): {reason}",
+                          code="config.adapter_unsupported", adapter=adapter, architecture=model_type or "unknown",
+                          reason="peft's LLaMA-Adapter recomputes the attention queries of Llama, Mistral and "
+                                 "GPT-2 models only.")
+
+
+def _targets(lora_cfg: LoraConfig) -> Any:
+    target = lora_cfg.target_modules
+    return ALL_LINEAR if target == ALL_LINEAR else list(target)
+
+
+def peft_config(model: Any, lora_cfg: LoraConfig) -> Any:
+    """The peft config of ``lora_cfg.adapter``. The size settings are shared: r (and alpha) for the
+    weight adapters, ``virtual_tokens`` for the prompt-based ones."""
+    import peft
+
+    adapter, common = lora_cfg.adapter, {"task_type": "CAUSAL_LM"}
+    if adapter == "lora":
+        init = {"default": True, "pissa": "pissa_niter_4", "olora": "olora"}[lora_cfg.init]   # niter: fast SVD
+        return peft.LoraConfig(r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
+                               target_modules=_targets(lora_cfg), use_dora=lora_cfg.use_dora,
+                               use_rslora=lora_cfg.use_rslora, bias=lora_cfg.bias, init_lora_weights=init, **common)
+    if adapter == "loha":
+        return peft.LoHaConfig(r=lora_cfg.r, alpha=lora_cfg.alpha, module_dropout=lora_cfg.dropout,
+                               target_modules=_targets(lora_cfg), **common)
+    if adapter == "lokr":
+        return peft.LoKrConfig(r=lora_cfg.r, alpha=lora_cfg.alpha, module_dropout=lora_cfg.dropout,
+                               target_modules=_targets(lora_cfg), **common)
+    if adapter == "ia3":
+        if lora_cfg.target_modules == ALL_LINEAR:
+            return peft.IA3Config(**common)     # peft's own table for the model type (Llama: k, v, down_proj)
+        targets = list(lora_cfg.target_modules)
+        return peft.IA3Config(target_modules=targets, feedforward_modules=[t for t in targets if t in _FEEDFORWARD],
+                              **common)
+    if adapter == "prefix":
+        return peft.PrefixTuningConfig(num_virtual_tokens=lora_cfg.virtual_tokens, **common)
+    if adapter == "prompt":
+        return peft.PromptTuningConfig(num_virtual_tokens=lora_cfg.virtual_tokens, **common)
+    layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+    wanted = lora_cfg.adapter_layers or layers
+    return peft.AdaptionPromptConfig(adapter_len=lora_cfg.virtual_tokens, adapter_layers=min(wanted, layers) or wanted,
+                                     **common)
+
+
+def follow_patched_forward(peft_model: Any) -> None:
+    """LLaMA-Adapter's wrapper copies the model's ``forward`` when it is made; a trainer that patches the
+    model's forward afterwards (TRL's chunked LM head) must be followed, or the wrapper calls the old one."""
+    inner = getattr(peft_model, "base_model", None)
+    if type(inner).__name__ == "AdaptionPromptModel":
+        inner.forward = inner.model.forward
+
+
+def clean_base(peft_model: Any) -> Any:
+    """The base model under a previous run's adapter, with that adapter taken off, whatever its kind."""
+    if peft_model.active_peft_config.is_prompt_learning:
+        return peft_model.get_base_model()            # the virtual tokens live beside the model, not in it
+    inner = peft_model.base_model
+    if type(inner).__name__ == "AdaptionPromptModel":
+        inner.disable_adapter_layers()                # the original attention modules back in their places
+        return inner.model
+    return peft_model.unload()
+
+
+def is_prompt_adapter(lora_cfg: LoraConfig) -> bool:
+    """Learned virtual tokens rather than weight changes: nothing to merge into the model."""
+    return lora_cfg.adapter in PROMPT_ADAPTERS
+
+
+def converts_on_save(lora_cfg: LoraConfig) -> bool:
+    """PiSSA and OLoRA move the weights' main directions into the adapter: saved, it is converted back."""
+    return lora_cfg.adapter == "lora" and lora_cfg.init != "default"

@@ -14,7 +14,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..config import ALL_LINEAR, DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig
+from .adapter_size import adapter_params
+from ..config import DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig
 
 
 def meta_model(config: dict) -> Any:
@@ -56,12 +57,14 @@ def size_facts(config: dict) -> dict | None:
     head_params = 0 if (head is None or tied) else head.weight.numel()
     names = linear_module_names(model)
     in_out = dict.fromkeys(names, 0)
+    dims: dict[str, list] = {n: [] for n in names}
     for full, module in model.named_modules():
         leaf = full.rsplit(".", 1)[-1]
         if leaf in in_out and module is not head and hasattr(module, "in_features"):
             in_out[leaf] += module.in_features + module.out_features
+            dims[leaf].append((module.in_features, module.out_features))
     return {"total": total, "embedding": embedding, "head": head_params, "tied": tied,
-            "linear_modules": names, "lora_in_out": in_out}
+            "linear_modules": names, "lora_in_out": in_out, "linear_dims": dims}
 
 
 def _safetensors_params(folder: Path) -> int:
@@ -106,7 +109,7 @@ def config_facts(folder: Path | dict) -> dict:
             "intermediate_size": inter, "kv_width": kv_width,
             "context_length": pick("max_position_embeddings", "n_positions"),
             "tied_embeddings": tied, "linear_modules": (size or {}).get("linear_modules", []),
-            "lora_in_out": (size or {}).get("lora_in_out", {})}
+            "lora_in_out": (size or {}).get("lora_in_out", {}), "linear_dims": (size or {}).get("linear_dims", {})}
 
 
 def facts_for(model_cfg: Any) -> dict | None:
@@ -133,21 +136,6 @@ def facts_for(model_cfg: Any) -> dict | None:
 # Bytes of optimizer state per trainable parameter (Adam keeps two moments).
 _OPTIMIZER_BYTES = {"adamw_torch": 8, "paged_adamw_32bit": 8, "adamw_8bit": 2, "paged_adamw_8bit": 2,
                     "sgd": 0, "adafactor": 1}
-_ATTN = ("q_proj", "k_proj", "v_proj", "o_proj", "query", "key", "value", "dense", "c_attn", "qkv_proj", "out_proj")
-
-
-def _lora_params(lora_cfg: LoraConfig, hidden: int, inter: int, layers: int, in_out: dict | None = None) -> int:
-    """LoRA adds r x (in + out) per adapted layer. ``in_out`` (``size_facts``: in + out summed per
-    layer name) makes it exact; without it, attention layers count as h->h and MLP layers as h<->i."""
-    targets = lora_cfg.target_modules
-    if in_out:
-        names = in_out if targets == ALL_LINEAR else [t for t in targets if t in in_out]
-        return lora_cfg.r * sum(in_out[n] for n in names)
-    if targets == ALL_LINEAR:
-        per_layer = 4 * 2 * hidden + 3 * (hidden + inter)
-    else:
-        per_layer = sum(2 * hidden if t in _ATTN else hidden + inter for t in targets)
-    return lora_cfg.r * per_layer * layers
 
 
 # Activation bytes a layer that is not checkpointed keeps per token: 12h + 4kv + 6i (h hidden, kv the
@@ -168,7 +156,8 @@ _ALLOCATOR_SLACK = 0.25
 def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfig, training_cfg: TrainingConfig,
                     data_cfg: DataConfig, hidden_size: int, num_layers: int, *, vocab_size: int = 0,
                     intermediate_size: int = 0, tied_embeddings: bool = False, kv_width: int = 0,
-                    lora_in_out: dict | None = None, device: dict | None = None, step_tokens: int | None = None) -> dict:
+                    lora_in_out: dict | None = None, device: dict | None = None, step_tokens: int | None = None,
+                    linear_dims: dict | None = None) -> dict:
     """A rough but honest estimate (GB) of the memory a LoRA run needs on the card, and whether it fits.
 
     P parameters, E = vocab x hidden (times 2 unless tied: embeddings and head), h hidden, kv the width of
@@ -176,7 +165,8 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
     method says (``step_tokens``; without it batch x max length, every row at full length, as SFT holds):
     - weights: 16-bit P x 2 bytes (float32 on a CPU: x 4); 8-bit (P-E) x 1 + E x 2; 4-bit (P-E) x 4.13
       bits (4.5 without double quantization) + E x 2 (embedding and head stay 16-bit, never upcast);
-    - adapters: N = r x sum(in + out) over the target layers (exact from ``lora_in_out``), x (weight +
+    - adapters: N = r x sum(in + out) over the target layers for LoRA (exact from ``lora_in_out``; each other
+      adapter its own shapes, ``adapter_size.adapter_params``), x (weight +
       gradient + optimizer state) bytes: 2 + 2 for a quantized base (TRL keeps its adapters in bf16),
       4 + 4 otherwise; plus 8 for Adam, 2 for 8-bit Adam;
     - activations without checkpointing: T x L x (12h + 4kv + 6i) bytes x _ACT_SCALE (4 per value on a
@@ -200,13 +190,14 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
         bits = 4 + (0.127 if model_cfg.double_quant else 0.5)
         weights = (num_params - embed) * bits / 8 + embed * 2
     inter = intermediate_size or 4 * hidden_size
-    n_lora = _lora_params(lora_cfg, hidden_size, inter, num_layers, lora_in_out)
+    n_lora = adapter_params(lora_cfg, hidden_size, inter, num_layers, kv_width, lora_in_out, linear_dims)
     adapter_bytes = 4 if quant != "none" else 8
     adapters = n_lora * (adapter_bytes + _OPTIMIZER_BYTES.get(training_cfg.optimizer, 8))
     tokens = step_tokens if step_tokens is not None else training_cfg.batch_size * data_cfg.max_length
     per_layer = (12 * hidden_size + 4 * (kv_width or hidden_size) + 6 * inter) * (
         _ACT_SCALE.get(quant, 1.0) if on_gpu else 2.0)
-    if training_cfg.gradient_checkpointing != "off":     # 'auto' needs at least this much
+    # 'auto' needs at least this much; prefix tuning never checkpoints (its cache cannot pass checkpointed layers)
+    if training_cfg.gradient_checkpointing != "off" and lora_cfg.adapter != "prefix":
         kept = _CKPT_BYTES.get(quant, 2.0) if on_gpu else 4.0
         activations = tokens * (num_layers * hidden_size * kept + per_layer)
     else:
@@ -231,7 +222,7 @@ def estimate_from_facts(cfg: StudioConfig, facts: dict, device: dict | None = No
                            intermediate_size=facts["intermediate_size"],
                            tied_embeddings=bool(facts.get("tied_embeddings", False)),
                            kv_width=facts.get("kv_width", 0), lora_in_out=facts.get("lora_in_out"), device=device,
-                           step_tokens=step_tokens)
+                           step_tokens=step_tokens, linear_dims=facts.get("linear_dims"))
 
 
 def _this_device() -> dict:

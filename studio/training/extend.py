@@ -30,7 +30,9 @@ def load_adapter_weights(peft_model: Any, adapter_dir: str | Path) -> None:
     from ..models.weights_check import check_adapter
     check_adapter(adapter_dir)
     result = set_peft_model_state_dict(peft_model, load_file(str(path)))
-    missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    # A layer's key the model lacks. The virtual tokens of prompt / prefix tuning are loaded into their own
+    # encoder (strictly, a wrong size raises there) and listed as unexpected by the model's own load.
+    missing = [k for k in getattr(result, "unexpected_keys", []) if k.startswith("base_model.")]
     if missing:
         raise ResumeError("The adapter in {path} does not fit this model's LoRA layers (for example {example}).",
                           code="extend.adapter_mismatch", path=str(adapter_dir), example=missing[0])
@@ -54,7 +56,13 @@ def plan_extend(run_dir: str | Path, max_steps: int | None = None, epochs: float
     if epochs:
         training["epochs"] = float(epochs)
     name = f"{cfg.name or run.name}-extended"
-    cfg = merge(cfg, {"training": training, "name": name})     # validated when the run starts (jobs.py)
+    changes: dict[str, Any] = {"training": training, "name": name}
+    if cfg.lora.init != "default":
+        # A PiSSA / OLoRA run saved its adapter as a plain LoRA of twice the rank on the original base
+        # (training/initial_adapter.py): the extension goes on from that LoRA, on that base.
+        changes["lora"] = {"init": "default", "r": cfg.lora.r * 2,
+                           "alpha": round(cfg.lora.alpha * (2 ** 0.5 if cfg.lora.use_rslora else 2))}  # peft keeps the scale
+    cfg = merge(cfg, changes)     # validated when the run starts (jobs.py)
     state = run.read_state() or {}
     origin = {"extended_from": {"run_dir": str(run.path.resolve()), "name": run.name,
                                 "steps": state.get("step"), "adapter": str(run.adapter_dir.resolve())}}

@@ -26,6 +26,7 @@ from typing import Any, Iterable
 
 from ..config import StudioConfig
 from ..models.load import free_gpu
+from ..process_env import rank
 from ..runs import MetricsLog, RunFolder
 from .args import estimate_total_steps
 from .background import BackgroundRun
@@ -267,7 +268,8 @@ class TrainingJob(BackgroundRun):
             return load_model(self.cfg.model, for_training=True)
         from peft import PeftModel
         if isinstance(self.model, PeftModel):
-            return self.model.unload()  # a previous run's model: start from its clean base
+            from ..models.lora import clean_base
+            return clean_base(self.model)  # a previous run's model: start from its clean base
         return self.model
 
     def _setup_model(self, model: Any, data: Any, on_cuda: bool, log) -> Any:
@@ -290,6 +292,10 @@ class TrainingJob(BackgroundRun):
                                                            getattr(model, "config", None)))
         peft_model = apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing != "off")
         self._peft_model = self.model = peft_model
+        from ..models.lora import converts_on_save
+        if converts_on_save(cfg.lora) and rank() == 0:     # one process writes the run folder
+            from .initial_adapter import save_initial
+            save_initial(peft_model, self.run.path)
         if self.init_adapter is not None:
             from .extend import load_adapter_weights
             load_adapter_weights(peft_model, self.init_adapter)
@@ -327,6 +333,8 @@ class TrainingJob(BackgroundRun):
                                  method.dataset(data.validation) if has_val else None,
                                  [metrics_cb, stop_cb, CompleteCheckpointMark(), *self.extra_callbacks],
                                  resolved.precision, method.collator(resolved.args, self.tokenizer))
+        from ..models.lora import follow_patched_forward
+        follow_patched_forward(self._peft_model)
         self._checkpoint_layers(trainer, self._peft_model, data.train, resolved, log)
         if self.cfg.training.neftune_noise_alpha > 0:
             from .neftune import RowScaledNoise
@@ -433,6 +441,11 @@ class TrainingJob(BackgroundRun):
         from . import checkpointing
 
         setting = self.cfg.training.gradient_checkpointing
+        if self.cfg.lora.adapter == "prefix":       # its cache of keys and values cannot pass checkpointed layers
+            self.info["checkpointed_layers"] = 0
+            if setting == "auto" and self.info["device"] == "cuda":
+                self.info["notes"].append("Gradient checkpointing is off: prefix tuning does not work with it.")
+            return
         if setting != "auto":
             self.info["checkpointed_layers"] = "all" if setting == "on" else 0
             return
@@ -452,12 +465,21 @@ class TrainingJob(BackgroundRun):
         log.info(decision.note)
 
     def _save_adapter(self, peft_model, tokenizer, chat_template: str) -> None:
-        """Write adapter/ atomically: to a side folder first, renamed when complete."""
-        # Only the trained adapter: DPO and KTO may hold a frozen copy of the adapter they started from as their
-        # reference ("ref", methods/reference.py), which is not part of the result.
-        self.run.write_adapter(lambda folder: peft_model.save_pretrained(str(folder), safe_serialization=True,
-                                                                         selected_adapters=["default"]),
-                               tokenizer, chat_template)
+        """Write adapter/ atomically: to a side folder first, renamed when complete. A PiSSA / OLoRA
+        adapter is saved converted (a plain LoRA of twice the rank on the original base), and the model
+        kept for chat becomes that original base with the converted adapter, so 'adapter off' is the base."""
+        from ..models.lora import converts_on_save
+
+        if not converts_on_save(self.cfg.lora):
+            # Only the trained adapter: DPO and KTO may hold a frozen copy of the adapter they started from as
+            # their reference ("ref", methods/reference.py), which is not part of the result.
+            self.run.write_adapter(lambda folder: peft_model.save_pretrained(
+                str(folder), safe_serialization=True, selected_adapters=["default"]), tokenizer, chat_template)
+            return
+        from .initial_adapter import restore_original, save_converted
+        self.run.write_adapter(lambda folder: save_converted(peft_model, folder, self.run.path), tokenizer,
+                               chat_template)
+        self._peft_model = self.model = restore_original(peft_model, self.run.adapter_dir, self.run.path)
 
     def _result(self, metrics_cb: MetricsCallback, stopped: bool) -> dict:
         p = self.progress

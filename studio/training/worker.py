@@ -152,9 +152,14 @@ def save_adapter_from_checkpoint(run: RunFolder, tokenizer, chat_template: str) 
     if not found:
         raise RuntimeError("The trainer wrote no checkpoint with the adapter, so there is no adapter to save.")
 
+    from ..models.lora import converts_on_save
+
     def fill(folder: Path) -> None:
         for name in ("adapter_model.safetensors", "adapter_config.json"):
             shutil.copy2(found[-1] / name, folder / name)
+        if converts_on_save(run.config().lora):      # PiSSA / OLoRA: for the original base, as a one-GPU run saves
+            from .initial_adapter import convert_folder
+            convert_folder(folder, run.path)
     run.write_adapter(fill, tokenizer, chat_template)
 
 

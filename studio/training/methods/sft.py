@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ...config import StudioConfig
+from ...config import PROMPT_ADAPTERS, StudioConfig
 from ..args import ResolvedArgs, build_training_args
 
 DATA = "conversation"
@@ -30,8 +30,12 @@ def training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype: torc
 
     t = cfg.training
     # One row a step has no padding anyway (and TRL warns that padding-free buys nothing there).
-    padding_free = t.packing and t.batch_size > 1
-    return build_training_args(cfg, output_dir, on_cuda, dtype, has_validation, train_rows, SFTConfig, dict(
+    wanted = t.packing and t.batch_size > 1
+    # Prefix / prompt tuning and LLaMA-Adapter put virtual tokens before the sequence: in a padding-free
+    # batch they would stand before the first row only (and the positions restart mid-sequence).
+    prompt_based = cfg.lora.adapter in PROMPT_ADAPTERS
+    padding_free = wanted and not prompt_based
+    resolved = build_training_args(cfg, output_dir, on_cuda, dtype, has_validation, train_rows, SFTConfig, dict(
         # Padding-free batches have no padding at all; padded batches count their attention mask.
         include_num_input_tokens_seen="all" if padding_free else "non_padding",
         # The rows are tokenised and cut to data.max_length already; TRL must not cut or pack again.
@@ -40,6 +44,10 @@ def training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype: torc
         packing=False,
         dataset_num_proc=None,
     ))
+    if wanted and prompt_based:
+        resolved.notes.append(f"Packing is off: lora.adapter '{cfg.lora.adapter}' puts its virtual tokens before "
+                              "every row, so each batch is padded.")
+    return resolved
 
 
 def dataset(rows: Sequence) -> Any:
