@@ -181,7 +181,7 @@ TEXT: dict[str, tuple[str, str]] = {
                          "the run will take after its first steps.",
                          "**GRPO**：模型自己把每个问题回答多次，并从你选择的奖励打分最高的回答中学习（是否说出该行回答中的事实、"
                          "要求的最后一行、长度）。每一步都要生成回答，因此比 SFT 慢得多：训练页会在前几步后给出整个运行所需的时间。"),
-    "settings.lora": ("LoRA", "LoRA"),
+    "settings.lora": ("Adapter: LoRA and its family", "适配器：LoRA 及其同类方法"),
     "settings.training": ("Training", "训练"),
     "settings.advanced": ("More", "更多"),
     "settings.yaml": ("As YAML", "YAML 配置"),

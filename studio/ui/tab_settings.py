@@ -82,6 +82,11 @@ def build(ctx) -> SimpleNamespace:
                     B.widget("grpo", "kl_beta")
         with L.add(gr.Accordion(L("settings.lora"), open=True), label="settings.lora"):
             with gr.Row():
+                B.widget("lora", "adapter")
+                B.widget("lora", "init")
+                B.widget("lora", "virtual_tokens")
+                B.widget("lora", "adapter_layers")
+            with gr.Row():
                 B.widget("lora", "r")
                 B.widget("lora", "alpha")
                 B.widget("lora", "dropout")
