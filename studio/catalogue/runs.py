@@ -145,6 +145,20 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
                                  "export f16, then run llama.cpp's llama-quantize on the file.",
                                  "从中选择一个（通常选 Q4_K_M）。要得到其他类型（IQ2_XXS、Q3_K_M……），先导出 f16，"
                                  "再用 llama.cpp 的 llama-quantize 转换该文件。"),
+    "export.unknown_lora_type": ("未知的 GGUF 适配器类型 '{kind}'；请从以下选择：{choices}。",
+                                 "F16 is the usual choice.", "通常选 F16。"),
+    "export.lora_not_lora": ("该运行的适配器是 {kind} 适配器；llama.cpp 的适配器文件只能保存 LoRA。", *_MERGED),
+    "export.lora_dora": ("该运行的适配器使用了 DoRA；llama.cpp 的适配器文件无法保存 DoRA 的幅度向量。", *_MERGED),
+    "export.lora_full_modules": ("该运行的适配器训练了 {modules} 的完整副本（modules_to_save）；llama.cpp 的适配器文件"
+                                 "只能保存低秩变化。", *_MERGED),
+    "export.lora_bias": ("该运行的适配器训练了偏置（bias '{bias}'）；llama.cpp 的适配器文件不保存偏置。", *_MERGED),
+    "export.lora_tensor": ("适配器包含 {tensor}，llama.cpp 的适配器文件无法保存它（只支持线性层上的 LoRA，"
+                           "不支持嵌入层或输出层）。", *_MERGED),
+    "export.lora_empty": ("该运行的适配器不含任何 LoRA 层。", "Check the run's lora.target_modules and train again.",
+                          "检查该运行的 lora.target_modules 后重新训练。"),
+    "export.check_no_base": ("{path} 是 LoRA 适配器；它的基础模型 GGUF（{modelfile} 中 FROM 指定的文件）不在它旁边。",
+                             "Export the adapter again (it writes the base beside it), or put the base file back.",
+                             "重新导出适配器（会在旁边写出基础模型），或把基础模型文件放回去。"),
     "export.no_llama_cpp": ("这种导出需要 llama.cpp 的 Python 包（llama-cpp-python），但它没有安装。安装命令：{install}",
                             "Run that command in the terminal where you start the studio (it builds llama.cpp, a few "
                             "minutes), then export again. f16 and Q8_0 exports work without it.",

@@ -263,6 +263,7 @@ TEXT: dict[str, tuple[str, str]] = {
                              "该运行的设置已载入“模型”“数据”“设置”页。"),
     "runs.export_kind": ("Export as", "导出为"),
     "runs.export_merged": ("merged model (transformers)", "合并后的模型（transformers）"),
+    "runs.export_gguf-lora": ("GGUF LoRA adapter (with an f16 base GGUF)", "GGUF LoRA 适配器（附 f16 基础模型 GGUF）"),
     "runs.export_gguf": ("GGUF {type}", "GGUF {type}"),     # the type as llama.cpp names it, in either language
     "runs.col_setting": ("setting", "设置项"),
     "runs.export_done": ("Written: {path}", "已写入：{path}"),
