@@ -72,6 +72,9 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "config.fsdp_no_gpu": ("FSDP（training.strategy）把模型分到多块 NVIDIA GPU 上；但没有找到 GPU。",
                            "Set training.strategy to 'ddp', or train on one GPU.",
                            "把 training.strategy 设为 'ddp'，或只用一块 GPU 训练。"),
+    "config.report_to_missing": ("training.report_to 是 '{tracker}'，但它的包没有安装。安装命令：{install}",
+                                 "Run that command where you start the studio, or set training.report_to to 'none'.",
+                                 "在启动工作室的地方运行该命令，或把 training.report_to 设为 'none'。"),
     "config.fsdp_8bit": ("FSDP 无法把 8 位权重分到多块 GPU 上（training.strategy 为 fsdp，model.quantization 为 8bit）。",
                          "Choose model.quantization '4bit-nf4' (QLoRA) or 'none' with FSDP, or training.strategy "
                          "'ddp' to keep 8-bit.",
