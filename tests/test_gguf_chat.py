@@ -100,3 +100,43 @@ def test_in_llama_cpp_the_session_streams_the_greedy_answer(tmp_path_factory, ti
     finally:
         asker.close()
         chat.close()
+
+
+def test_the_chat_tab_asks_a_gguf_and_says_what_to_install_without_llama_cpp(no_llama_cpp, tmp_path, studio_home):
+    """The tab's source choice: the GGUF's answer goes in the tuned chat only; without llama-cpp-python the
+    choice shows the pip line at once, and a question asked anyway gets it as its status, typed text kept."""
+    from studio.config import StudioConfig
+    from studio.ui.app import AppOptions, build_app
+    from studio.ui.services import Services
+
+    asked: list[tuple] = []
+
+    class Session:
+        has_adapter = False
+
+        def using(self, generation=None, system_prompt=None):
+            return self
+
+        def stream(self, history, prompt, use_adapter=True):
+            asked.append((prompt, use_adapter))
+            yield "from llama.cpp"
+
+    demo = build_app(AppOptions(config=StudioConfig()), services=Services())
+    ctx = demo.studio_ctx
+    fns = {f.api_name: f.fn for f in demo.fns.values() if f.api_name}
+    values = [w.value for w in ctx.bind.inputs]
+    *_, last = fns["chat"]("Hi", [], [], None, "compare", "", "en", *values, "gguf", str(tmp_path / "m.gguf"))
+    assert last[2] == "Hi" and "finetune-studio[gguf]" in last[3] and "Traceback" not in last[3]
+    chosen = [f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "gguf_choices"][0]
+    picker, note, mode = chosen("gguf", None, None, "en")
+    assert picker["visible"] and "finetune-studio[gguf]" in note and mode["value"] == "tuned"
+
+    class Svc(Services):
+        def gguf_chat_session(self, path, run_dir=None):
+            return Session()
+
+    demo = build_app(AppOptions(config=StudioConfig()), services=Svc())
+    fns = {f.api_name: f.fn for f in demo.fns.values() if f.api_name}
+    *_, last = fns["chat"]("Hi", [], [], None, "compare", "", "en", *values, "gguf", "/x/m.gguf")
+    base, tuned = last[0], last[1]
+    assert base == [] and tuned[-1]["content"] == "from llama.cpp" and asked == [("Hi", True)]

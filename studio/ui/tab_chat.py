@@ -155,10 +155,14 @@ def wire(ctx) -> None:
     ui.run.change(run_settings, [ui.run, ctx.lang], [ui.scored, *gen_widgets], api_name="run_generation",
                   show_progress="hidden")
 
-    def chat(message, base_hist, tuned_hist, run, mode, system_prompt, lang, source, gguf, *values):
+    def chat(message, base_hist, tuned_hist, run, mode, system_prompt, lang, *rest):
         """Answer ``message`` with the tuned model, and with the base model too in side-by-side mode.
         Streams; returns (base chat, tuned chat, cleared input, status). On any error the chats go
         back to how they were and the message returns to the input box, with the reason shown."""
+        # the settings' values, then the source and the GGUF file (last, so callers that send no source
+        # ask the run, as before)
+        values, extra = rest[:len(B.inputs)], list(rest[len(B.inputs):]) + ["run", None]
+        source, gguf = extra[0] or "run", extra[1]
         try:
             yield from answer(message, base_hist, tuned_hist, run, mode, system_prompt, lang, source, gguf, *values)
         except Exception as e:  # noqa: BLE001 - never a traceback; nothing typed is lost
@@ -208,10 +212,13 @@ def wire(ctx) -> None:
                 if getattr(gen, k) != getattr(own, k)]
         return "ⓘ " + t("chat.settings_differ", lang, diff=", ".join(diff)) if diff else ""
 
-    inputs = [ui.input, ui.base, ui.tuned, ui.run, ui.mode, ui.system, ctx.lang, ui.source, ui.gguf] + B.inputs
+    inputs = [ui.input, ui.base, ui.tuned, ui.run, ui.mode, ui.system, ctx.lang] + B.inputs + [ui.source, ui.gguf]
     outputs = [ui.base, ui.tuned, ui.input, ui.status]
-    B.named(chat, "message", "base_history", "tuned_history", "run", "mode", "system_prompt", "lang", "source",
-            "gguf")
+    B.named(chat, "message", "base_history", "tuned_history", "run", "mode", "system_prompt", "lang")
+    import inspect
+    sig = inspect.signature(chat)           # the API names the two last inputs too
+    chat.__signature__ = sig.replace(parameters=[*sig.parameters.values(), *(
+        inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ("source", "gguf_file"))])
     ui.send.click(chat, inputs, outputs, api_name="chat", **GPU)
     ui.input.submit(chat, inputs, outputs, api_visibility="private", **GPU)
     if getattr(ui, "examples", None) is not None:    # clicking an example asks it (it only filled the box)
