@@ -52,6 +52,7 @@ SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_wi
 CHECKPOINTING = ("auto", "on", "off")
 ATTENTIONS = ("auto", "sdpa", "flex_attention", "varlen")
 STRATEGIES = ("auto", "ddp", "fsdp")
+REPORT_TO = ("none", "tensorboard", "wandb", "mlflow")
 OPTIMIZERS = ("adamw_torch", "paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit", "sgd", "adafactor")
 # training.method: how a run learns from its rows. Each name is a module of studio/training/methods/ (the
 # registry of methods: a new one adds its name here).
@@ -319,6 +320,15 @@ class TrainingConfig:
                              zh="安装了 liger-kernel 时使用 Liger 的融合 GPU 内核（RMSNorm、RoPE、SwiGLU）。CPU 上忽"
                                 "略。",
                              label=("Fused GPU kernels (Liger)", "融合 GPU 内核（Liger）"))
+    report_to: str = _f("none", "Also send the training curves to an experiment tracker: 'tensorboard' (event files in "
+                        "the run folder's tensorboard/ folder: `tensorboard --logdir <run>/tensorboard`), 'wandb' "
+                        "(Weights & Biases, your account or its offline mode) or 'mlflow' (its tracking server, or "
+                        "./mlruns). The tracker's package must be installed. The studio's own chart works either way.",
+                        REPORT_TO,
+                        zh="把训练曲线同时发送到实验跟踪工具：'tensorboard'（事件文件写在运行文件夹的 tensorboard/ 里："
+                           "`tensorboard --logdir <运行>/tensorboard`）、'wandb'（Weights & Biases，你的账户或其离线"
+                           "模式）或 'mlflow'（它的跟踪服务器，或 ./mlruns）。需要安装该工具的包。工作室自己的图表不受影响。",
+                        label=("Report to", "发送训练曲线到"))
     gpus: int = _f(1, "How many GPUs of this computer train the run together (0 = all of them). With more than "
                    "one, each GPU trains on its own share of every step's rows: the global batch is batch size x "
                    "accumulation x GPUs.", limits=(0, 64),

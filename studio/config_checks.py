@@ -174,6 +174,7 @@ def validate(cfg: Config, linear_modules: Iterable[str] | None = None) -> None:
         raise ConfigError("Prefix tuning (lora.adapter prefix) does not work with gradient checkpointing "
                           "(training.gradient_checkpointing on): peft hands its keys and values to every layer as a "
                           "cache, which checkpointed layers cannot take.", code="config.prefix_checkpointing")
+    check_report_to(t.report_to)
     if t.strategy == "fsdp" and m.quantization == "8bit":
         raise ConfigError("FSDP cannot split 8-bit weights across GPUs (training.strategy fsdp with model.quantization "
                           "8bit).", code="config.fsdp_8bit")
@@ -210,3 +211,21 @@ def check_grpo(g: Section) -> None:
     if g.length_min_words > g.length_max_words:
         raise ConfigError("grpo.length_min_words ({low}) is more than grpo.length_max_words ({high}).",
                           code="config.length_range", low=g.length_min_words, high=g.length_max_words)
+
+
+# what training.report_to needs installed: the module the trainer's callback imports, and the pip line
+TRACKERS = {"tensorboard": ("tensorboard", "pip install tensorboard"), "wandb": ("wandb", "pip install wandb"),
+            "mlflow": ("mlflow", "pip install mlflow")}
+
+
+def check_report_to(choice: str) -> None:
+    """ConfigError naming the pip line when the tracker training.report_to names is not installed (the
+    trainer would fail only once the model had loaded)."""
+    import importlib.util
+
+    if choice not in TRACKERS:
+        return                            # 'none'; an unknown name is refused by its choices
+    module, install = TRACKERS[choice]
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError("training.report_to is '{tracker}', but its package is not installed. Install it with: "
+                          "{install}", code="config.report_to_missing", tracker=choice, install=install)

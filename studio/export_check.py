@@ -82,14 +82,16 @@ class GGUFAnswerer:
     """Greedy answers from a GGUF file in llama.cpp (CPU), asked as llama.cpp-based programs ask."""
 
     def __init__(self, gguf_path: Path, system_prompt: str, stop: list[str], repetition_penalty: float,
-                 max_new_tokens: int, n_ctx: int = 2048, threads: int | None = None):
+                 max_new_tokens: int, n_ctx: int = 2048, threads: int | None = None, lora_path: Path | None = None):
         from .export.quantize import llama_cpp
         lib = llama_cpp()
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.lib = lib
+        # lora_path: a LoRA adapter GGUF applied to the model file (llama.cpp's --lora)
         self.llm = lib.Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_threads=threads or max(1, os.cpu_count() or 1),
-                             n_gpu_layers=0, verbose=False, logits_all=False)
+                             n_gpu_layers=0, verbose=False, logits_all=False,
+                             lora_path=str(lora_path) if lora_path else None)
         meta = self.llm.metadata
         template = meta.get("tokenizer.chat_template")
         if not template:
@@ -180,8 +182,10 @@ def check_gguf(run_dir: str | Path, gguf_path: str | Path, prompts: list[dict] |
     prompts = prompts if prompts is not None else _default_prompts(run_dir)
     system, stop, gen = asking_settings(run_dir, gguf_path)
     trained = _trained_rows(run_dir, prompts, gen, device_lock, progress)
+    model_path, lora = adapter_base(gguf_path)
     progress(f"Loading {gguf_path.name} in llama.cpp (CPU)...")
-    asker = GGUFAnswerer(gguf_path, system, stop, gen.repetition_penalty, gen.max_new_tokens, threads=threads)
+    asker = GGUFAnswerer(model_path, system, stop, gen.repetition_penalty, gen.max_new_tokens, threads=threads,
+                         lora_path=lora)
     try:
         style = shared_facts([p.get("reference", "") for p in prompts])
         result = CheckResult(gguf=str(gguf_path))
@@ -200,6 +204,22 @@ def check_gguf(run_dir: str | Path, gguf_path: str | Path, prompts: list[dict] |
     result.export = totals([r["export_score"] for r in result.rows])
     verdict(result)
     return result
+
+
+def adapter_base(gguf_path: Path) -> tuple[Path, Path | None]:
+    """(model file, adapter file or None): an adapter GGUF is asked on the base its Modelfile names (FROM)."""
+    from .export.gguf_lora import is_adapter
+    from .export.modelfile import modelfile_path, read_modelfile
+
+    if not is_adapter(gguf_path):
+        return gguf_path, None
+    mf = modelfile_path(gguf_path)
+    base = read_modelfile(mf).get("from") if mf.is_file() else None
+    base_path = (gguf_path.parent / base) if base else None
+    if base_path is None or not base_path.is_file():
+        raise ExportError("{path} is a LoRA adapter; its base GGUF (named by FROM in {modelfile}) is not beside it.",
+                          code="export.check_no_base", path=str(gguf_path), modelfile=str(mf))
+    return base_path, gguf_path
 
 
 def _default_prompts(run_dir: Path) -> list[dict]:

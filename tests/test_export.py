@@ -219,7 +219,8 @@ def test_one_table_of_exports_for_the_cli_the_app_and_its_api():
     to = next(a for a in add_parser(argparse.ArgumentParser().add_subparsers())._actions if a.dest == "to")
     assert tuple(to.choices) == KINDS
     assert [v for _, v in export_choices()] == list(choices())
-    assert {parse_choice(c) for c in choices()} == {("merged", "auto")} | {("gguf", t) for t in TYPES if t != "f32"}
+    assert {parse_choice(c) for c in choices()} == ({("merged", "auto"), ("gguf-lora", "auto")}
+                                                    | {("gguf", t) for t in TYPES if t != "f32"})
     assert parse_choice("adapter") == ("adapter", "auto")
     en, zh = _words(export_choices(), "en"), _words(export_choices(), "zh")
     assert ("GGUF F16", "gguf-f16") in en and ("GGUF Q4_K_M", "gguf-q4_k_m") in zh

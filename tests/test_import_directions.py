@@ -57,6 +57,8 @@ ALLOWED: dict[str, set[str]] = {
     "studio.export_check": FOUNDATION | {"studio.device", "studio.runs", "studio.data", "studio.scoring",
                                          "studio.evaluation", "studio.export"},
     "studio.jobs": FOUNDATION | {"studio.device", "studio.runs", "studio.training", "studio.evaluation"},
+    # chat with an exported GGUF in llama.cpp: the adapter's base from its Modelfile, the run's settings
+    "studio.gguf_chat": FOUNDATION | {"studio.export", "studio.data", "studio.runs", "studio.inference"},
     "studio.evaluation": FOUNDATION | {"studio.device", "studio.runs", "studio.inference", "studio.scoring",
                                        "studio.base_answers", "studio.data"},
 }

@@ -239,6 +239,11 @@ def test_the_summary_counts_pairs_and_says_it_plainly():
     assert s["sentence"] == ("On 12 held-back pairs the model now prefers the right answer 11 times (it did 6 "
                              "before training); the average margin rose from 0.0 to 3.4.")
     assert preference_summary([{"type": "eval", "step": 3, "eval_loss": 1.0}], 4) == {}
+    # DPO at step 0 is its own reference (every margin 0, no pair won): no "before" count is claimed.
+    rows[1]["eval_rewards/accuracies"] = 0.0
+    assert preference_summary(rows, 12, "dpo")["sentence"] == (
+        "On 12 held-back pairs the model now favours the right answer more than it did when it started on 11 of "
+        "them; measured against the model as it started, the average margin rose from 0.0 to 3.4.")
 
 
 def test_kto_with_one_row_a_batch_is_refused_in_words():

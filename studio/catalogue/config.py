@@ -112,6 +112,9 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "config.kto_batch": ("training.method 为 kto 时 training.batch_size 至少为 2：它要把每个提示与同一批中的另一个回答比较。",
                          "Set training.batch_size to 2 or more (lower data.max_length if memory is short).",
                          "请把 training.batch_size 设为 2 或以上（显存不足时调小 data.max_length）。"),
+    "config.report_to_missing": ("training.report_to 是 '{tracker}'，但它的包没有安装。安装命令：{install}",
+                                 "Run that command where you start the studio, or set training.report_to to 'none'.",
+                                 "在启动工作室的地方运行该命令，或把 training.report_to 设为 'none'。"),
     "config.fsdp_8bit": ("FSDP 无法把 8 位权重分到多块 GPU 上（training.strategy 为 fsdp，model.quantization 为 8bit）。",
                          "Choose model.quantization '4bit-nf4' (QLoRA) or 'none' with FSDP, or training.strategy "
                          "'ddp' to keep 8-bit.",

@@ -77,7 +77,7 @@ def _export(args) -> int:
             return 2
         print(f"Pushed: {url}")
         return 0
-    if args.check and args.to != "gguf":
+    if args.check and args.to not in ("gguf", "gguf-lora"):
         print("--check is for GGUF exports (--to gguf).", file=sys.stderr)
         return 2
     try:
@@ -92,13 +92,14 @@ def _export(args) -> int:
     except StudioError as e:
         report(e)
         return 2
-    if args.to != "gguf":
+    if args.to not in ("gguf", "gguf-lora"):
         print(f"Written: {path}")
         return 0
     from ..export.gguf import modelfile_lines
     from ..export.modelfile import modelfile_path
     print(f"Written: {path} ({_size(path.stat().st_size)})")
-    print(PICK)
+    if args.to == "gguf":
+        print(PICK)
     print(f"Modelfile for Ollama: {modelfile_path(path)}  (`ollama create my-model -f {modelfile_path(path)}`):")
     for line in modelfile_lines(path):
         print("    " + line)

@@ -57,6 +57,16 @@ def merged_model(run_dir: str | Path, dtype: torch.dtype, original: bool = False
     """(merged model, tokenizer, chat template) of a run, in memory."""
     from peft import PeftModel
 
+    base, tokenizer, template = run_base(run_dir, dtype, original)
+    model = PeftModel.from_pretrained(base, str(RunFolder(run_dir).adapter_dir))
+    merged = model.merge_and_unload()
+    merged.eval()
+    return merged, tokenizer, template
+
+
+def run_base(run_dir: str | Path, dtype: torch.dtype, original: bool = False) -> tuple[Any, Any, str]:
+    """(base model, tokenizer, chat template) of a run: the weights its adapter applies to (a QLoRA run's
+    dequantized 4-bit weights unless ``original``), in ``dtype``, without the adapter."""
     from ..models.load import load_model
 
     check_mergeable(run_dir)
@@ -75,14 +85,12 @@ def merged_model(run_dir: str | Path, dtype: torch.dtype, original: bool = False
     if quantized and not original:
         base = base.dequantize(dtype=dtype)     # the rounded weights the adapter learned against
     base = base.to(dtype)
-    model = PeftModel.from_pretrained(base, str(run.adapter_dir))
-    merged = model.merge_and_unload()
-    merged.eval()
+    base.eval()
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(str(run.adapter_dir))
     template_file = run.adapter_dir / "chat_template.jinja"
     template = template_file.read_text(encoding="utf-8") if template_file.is_file() else tokenizer.chat_template
-    return merged, tokenizer, template
+    return base, tokenizer, template
 
 
 def export_merged(run_dir: str | Path, final: Path, dtype_name: str = "auto", original: bool = False,

@@ -77,14 +77,19 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
-def modelfile_text(gguf_path: Path, run_dir: str | Path, tokenizer: Any, template: str) -> str:
+def modelfile_text(gguf_path: Path, run_dir: str | Path, tokenizer: Any, template: str,
+                   base: Path | None = None) -> str:
+    """``base``: ``gguf_path`` is a LoRA adapter GGUF and ``base`` the model GGUF it applies to (FROM the
+    base, ADAPTER the adapter; both beside the Modelfile)."""
     from ..data.system_prompt import for_run
     from ..runs import RunFolder
 
     gen = RunFolder(run_dir).config().generation
     system = for_run(run_dir).get("system_prompt", "")
     lines = [f"# Ollama: ollama create my-model -f {modelfile_path(gguf_path).name}",
-             f"FROM ./{Path(gguf_path).name}"]
+             f"FROM ./{Path(base or gguf_path).name}"]
+    if base is not None:
+        lines.append(f"ADAPTER ./{Path(gguf_path).name}")
     go_template = ollama_template(tokenizer, template, system)
     if go_template:
         lines.append(f"TEMPLATE {_quoted(go_template)}")
@@ -102,17 +107,19 @@ def modelfile_text(gguf_path: Path, run_dir: str | Path, tokenizer: Any, templat
     return "\n".join(lines) + "\n"
 
 
-def write_modelfile(gguf_path: Path, run_dir: str | Path, tokenizer: Any, template: str) -> Path:
+def write_modelfile(gguf_path: Path, run_dir: str | Path, tokenizer: Any, template: str,
+                    base: Path | None = None) -> Path:
     path = modelfile_path(gguf_path)
-    path.write_text(modelfile_text(gguf_path, run_dir, tokenizer, template), encoding="utf-8")
+    path.write_text(modelfile_text(gguf_path, run_dir, tokenizer, template, base), encoding="utf-8")
     return path
 
 
 def read_modelfile(path: Path) -> dict:
-    """What a Modelfile says: ``system``, ``stop`` (list), ``parameters`` (name -> text), ``template``.
+    """What a Modelfile says: ``system``, ``stop`` (list), ``parameters`` (name -> text), ``template``,
+    ``from`` and ``adapter`` (the file names, relative to the Modelfile).
     The export check asks llama.cpp with these, so it tests what Ollama will be told."""
     text = Path(path).read_text(encoding="utf-8")
-    out: dict = {"system": "", "stop": [], "parameters": {}, "template": None}
+    out: dict = {"system": "", "stop": [], "parameters": {}, "template": None, "from": None, "adapter": None}
     i = 0
     while i < len(text):
         end = text.find("\n", i)
@@ -124,6 +131,8 @@ def read_modelfile(path: Path) -> dict:
             out[word.lower()] = text[i + len(word) + 4:close]
             end = text.find("\n", close)
             end = len(text) if end < 0 else end
+        elif word in ("FROM", "ADAPTER"):
+            out[word.lower()] = rest.strip()
         elif word == "PARAMETER":
             name, _, value = rest.partition(" ")
             if name == "stop":

@@ -1,6 +1,6 @@
 """One entry point for every export of a run (the CLI's `studio export` and the Runs tab).
 
-    export_run(run_dir, "adapter" | "merged" | "gguf", dtype="auto", output=None, progress=print) -> Path
+    export_run(run_dir, "adapter" | "merged" | "gguf" | "gguf-lora", dtype="auto", output=None, progress=print) -> Path
     free_destination(run_dir, "adapter" | "merged" | "gguf", dtype="auto") -> Path   (the app's numbered names)
 
 ``FORMATS`` is the one table of them: each kind and the module of studio/export/ that writes it. Such a
@@ -20,7 +20,7 @@ from .files import destination
 from ..errors import ExportError
 
 # kind -> its module here, imported when it is used (two of them import torch; `studio export --help` need not)
-FORMATS = {"adapter": "adapter", "merged": "merge", "gguf": "gguf"}
+FORMATS = {"adapter": "adapter", "merged": "merge", "gguf": "gguf", "gguf-lora": "gguf_lora"}
 KINDS = tuple(FORMATS)
 
 
@@ -38,7 +38,11 @@ def choices() -> tuple[str, ...]:
 
 
 def parse_choice(choice: str) -> tuple[str, str]:
-    """An app choice (or a bare kind) as ``export_run``'s (to, dtype): 'gguf-q4_k_m' -> ('gguf', 'q4_k_m')."""
+    """An app choice (or a bare kind) as ``export_run``'s (to, dtype): 'gguf-q4_k_m' -> ('gguf', 'q4_k_m'),
+    'gguf-lora' -> ('gguf-lora', 'auto') (the longest kind the choice starts with: a kind may hold a '-')."""
+    for to in sorted(KINDS, key=len, reverse=True):
+        if choice == to or choice.startswith(to + "-"):
+            return to, choice[len(to) + 1:] or "auto"
     to, _, dtype = choice.partition("-")
     return to, dtype or "auto"
 

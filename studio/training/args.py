@@ -141,7 +141,7 @@ def build_training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype
         save_total_limit=2,                    # checkpoints carry optimizer state; keep the last two
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        report_to="none",
+        report_to=t.report_to,                 # 'none' or one tracker; TensorBoard's folder: the job's _setup_trainer
         disable_tqdm=True,
         dataloader_num_workers=0,              # workers would fork a process holding the model
         dataloader_pin_memory=on_cuda,

@@ -335,6 +335,7 @@ class TrainingJob(BackgroundRun):
                                  resolved.precision, method.collator(resolved.args, self.tokenizer))
         from ..models.lora import follow_patched_forward
         follow_patched_forward(self._peft_model)
+        self._tensorboard_into_run(trainer)
         self._checkpoint_layers(trainer, self._peft_model, data.train, resolved, log)
         if self.cfg.training.neftune_noise_alpha > 0:
             from .neftune import RowScaledNoise
@@ -343,6 +344,14 @@ class TrainingJob(BackgroundRun):
         # metrics.jsonl and train.log instead.
         trainer.remove_callback(PrinterCallback)
         return trainer, metrics_cb, stop_cb
+
+    def _tensorboard_into_run(self, trainer: Any) -> None:
+        """TensorBoard's event files in ``<run>/tensorboard`` (transformers would put them under the
+        checkpoints folder, in a dated folder of its own, and reads no logging_dir argument any more)."""
+        from transformers.integrations import TensorBoardCallback
+        for callback in trainer.callback_handler.callbacks:
+            if isinstance(callback, TensorBoardCallback):
+                callback.logging_dir = str(self.run.path / "tensorboard")
 
     def _run(self, trainer: Any, stop_cb: StopCallback, data: Any, on_cuda: bool, log) -> None:
         """Train (from the checkpoint when resuming), then the one evaluation when ``eval_steps`` is 0."""

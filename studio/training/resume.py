@@ -43,7 +43,7 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # which kernels compute the same maths, how answers are generated afterwards).
 IGNORED_SETTINGS = {"name", "training.output_dir", "training.logging_steps", "training.eval_steps",
                     "training.save_steps", "training.gradient_checkpointing", "training.attention",
-                    "training.fused_kernels", "model.trust_remote_code"}
+                    "training.fused_kernels", "model.trust_remote_code", "training.report_to"}
 IGNORED_SECTIONS = {"generation"}
 
 

@@ -98,6 +98,7 @@ SPECS: list[Spec] = [
     Spec("training", "packing", "bool"),
     Spec("training", "attention", "dropdown"),
     Spec("training", "fused_kernels", "bool"),
+    Spec("training", "report_to", "dropdown"),
     Spec("training", "eval_steps", "int"),
     Spec("training", "save_steps", "int"),
     Spec("training", "logging_steps", "int"),

@@ -240,6 +240,19 @@ TEXT: dict[str, tuple[str, str]] = {
     "chat.run_info": ("Runs with a saved adapter, newest first.", "已保存适配器的运行，最新的在前。"),
     "common.refresh": ("↻ Refresh", "↻ 刷新"),
     "chat.mode": ("Mode", "模式"),
+    "chat.source": ("Answer with", "回答来源"),
+    "chat.source.run": ("The run (transformers)", "运行本身（transformers）"),
+    "chat.source.gguf": ("An exported GGUF (llama.cpp)", "导出的 GGUF（llama.cpp）"),
+    "chat.gguf": ("GGUF file", "GGUF 文件"),
+    "chat.gguf_info": ("The run's exported .gguf files (a LoRA adapter opens on its base), or type the path of any "
+                       ".gguf. Answered by llama.cpp on the CPU, with the file's own chat template: what Ollama and "
+                       "LM Studio will say. No base answer beside it.",
+                       "该运行导出的 .gguf 文件（LoRA 适配器会加载到其基础模型上），或输入任意 .gguf 的路径。由 CPU 上的 "
+                       "llama.cpp 回答，使用文件自带的聊天模板：即 Ollama 和 LM Studio 会给出的回答。没有基础模型对比。"),
+    "chat.gguf_missing": ("Chatting with a GGUF file needs llama-cpp-python: `pip install \"finetune-studio[gguf]\"`, "
+                          "then restart the studio.",
+                          "与 GGUF 文件对话需要 llama-cpp-python：`pip install \"finetune-studio[gguf]\"`，然后重启工作室。"),
+    "chat.no_gguf": ("Choose a GGUF file first (export one on the Runs tab).", "请先选择 GGUF 文件（可在运行页导出）。"),
     "chat.system": ("System prompt", "系统提示"),
     "chat.system_info": ("Sent before the conversation, to the base and the tuned model alike. It starts as the one the "
                          "run was trained with, so questions are asked the way training asked them; empty = that one.",
@@ -297,6 +310,7 @@ TEXT: dict[str, tuple[str, str]] = {
                              "该运行的设置已载入“模型”“数据”“设置”页。"),
     "runs.export_kind": ("Export as", "导出为"),
     "runs.export_merged": ("merged model (transformers)", "合并后的模型（transformers）"),
+    "runs.export_gguf-lora": ("GGUF LoRA adapter (with an f16 base GGUF)", "GGUF LoRA 适配器（附 f16 基础模型 GGUF）"),
     "runs.export_gguf": ("GGUF {type}", "GGUF {type}"),     # the type as llama.cpp names it, in either language
     "runs.col_setting": ("setting", "设置项"),
     "runs.export_done": ("Written: {path}", "已写入：{path}"),

@@ -499,6 +499,36 @@ class Services:
         from studio.data.system_prompt import for_run
         return for_run(run_dir).get("system_prompt", "") if run_dir else ""
 
+    @staticmethod
+    def chat_ggufs(run_dir: str | None) -> list[str]:
+        """The .gguf files exported from a run (newest first), adapters included, their base files not."""
+        from studio.export.files import exports_dir
+        if not run_dir:
+            return []
+        name = Path(run_dir).name
+        files = [f for f in exports_dir().glob(f"{name}-*.gguf") if f.is_file()]
+        return [str(f) for f in sorted(files, key=lambda f: f.stat().st_mtime, reverse=True)]
+
+    @staticmethod
+    def gguf_chat_available() -> bool:
+        from studio.gguf_chat import available
+        return available()
+
+    def gguf_chat_session(self, path: str, run_dir: str | None = None) -> Any:
+        """A GgufChatSession for a .gguf file (llama.cpp, CPU), with the run's system prompt and settings.
+        Kept like the run's chat model: one model in memory at a time. ChatError naming the pip line when
+        llama-cpp-python is not installed."""
+        from studio.gguf_chat import GgufChatSession, llama_cpp
+        llama_cpp()                      # said before anything is released or loaded
+        key = f"gguf:{Path(path).expanduser()}"
+        with self._lock:
+            if self._chat is not None and self._chat[0] == key:
+                return self._chat[1]
+            self.release_chat()
+            session = GgufChatSession.open(path, run_dir=run_dir or None)
+            self._chat = (key, session)
+            return session
+
     def chat_session(self, run_dir: str, lang: str = "en") -> Any:
         """A ChatSession for a run: the just-finished job's model when it is still in memory,
         else loaded from the run folder. One session is kept; choosing another run replaces it.

@@ -3,6 +3,8 @@
 Side by side, one question goes to both: the base answer (adapter switched off) streams into the
 left chat, then the tuned answer into the right one, from ONE loaded model. Single mode talks to
 the tuned model only. Each side keeps its own history. The held-out demo questions are examples.
+'Answer with: an exported GGUF' asks a .gguf file of the run (or any path) in llama.cpp instead
+(``gguf_chat.GgufChatSession`` through the Services), tuned side only.
 """
 
 from __future__ import annotations
@@ -54,6 +56,13 @@ def build(ctx) -> SimpleNamespace:
             ui.mode = L.make(gr.Radio, label="chat.mode", choices=[("chat.mode.compare", "compare"),
                                                                    ("chat.mode.tuned", "tuned")],
                              value="compare", elem_id="chat-mode", scale=2)
+        with gr.Row(equal_height=False):
+            ui.source = L.make(gr.Radio, label="chat.source", choices=[("chat.source.run", "run"),
+                                                                       ("chat.source.gguf", "gguf")],
+                               value="run", elem_id="chat-source", scale=2)
+            ui.gguf = L.make(gr.Dropdown, label="chat.gguf", info="chat.gguf_info", choices=[], value=None,
+                             allow_custom_value=True, visible=False, elem_id="chat-gguf", scale=3)
+        ui.gguf_note = gr.Markdown("", elem_id="chat-gguf-note")
         ui.scored = gr.Markdown("", elem_id="chat-scored")     # the run's check after training, when it had one
         ui.system = L.make(gr.Textbox, value="", label="chat.system", info="chat.system_info", lines=1, max_lines=4,
                            placeholder="chat.system_placeholder", elem_id="chat-system")
@@ -107,6 +116,22 @@ def wire(ctx) -> None:
     ui.mode.change(lambda m: gr.update(visible=m == "compare"), ui.mode, ui.base, queue=False,
                    show_progress="hidden", api_visibility="private")
 
+    @guarded(3)
+    def gguf_choices(source, run, current, lang):
+        """The GGUF picker shown for source 'gguf', with the run's exported files; what to install when
+        llama-cpp-python is missing (said here, before anyone asks a question)."""
+        if source != "gguf":
+            return gr.update(visible=False), "", gr.update(visible=True)
+        # (the mode goes to 'tuned only': a GGUF has no base to answer beside it, and the base chat hides)
+        files = svc.chat_ggufs(run)
+        value = current if current and (current in files or not run) else (files[0] if files else current)
+        note = "" if svc.gguf_chat_available() else "⚠ " + t("chat.gguf_missing", lang)
+        return gr.update(visible=True, choices=files, value=value), note, gr.update(visible=False, value="tuned")
+
+    for event in (ui.source.change, ui.run.change):
+        event(gguf_choices, [ui.source, ui.run, ui.gguf, ctx.lang], [ui.gguf, ui.gguf_note, ui.mode],
+              api_visibility="private", show_progress="hidden")
+
     @guarded(1)
     def training_prompt(run):
         """The system prompt the chosen run was trained with (what the chat sends unless changed)."""
@@ -130,31 +155,41 @@ def wire(ctx) -> None:
     ui.run.change(run_settings, [ui.run, ctx.lang], [ui.scored, *gen_widgets], api_name="run_generation",
                   show_progress="hidden")
 
-    def chat(message, base_hist, tuned_hist, run, mode, system_prompt, lang, *values):
+    def chat(message, base_hist, tuned_hist, run, mode, system_prompt, lang, *rest):
         """Answer ``message`` with the tuned model, and with the base model too in side-by-side mode.
         Streams; returns (base chat, tuned chat, cleared input, status). On any error the chats go
         back to how they were and the message returns to the input box, with the reason shown."""
+        # the settings' values, then the source and the GGUF file (last, so callers that send no source
+        # ask the run, as before)
+        values, extra = rest[:len(B.inputs)], list(rest[len(B.inputs):]) + ["run", None]
+        source, gguf = extra[0] or "run", extra[1]
         try:
-            yield from answer(message, base_hist, tuned_hist, run, mode, system_prompt, lang, *values)
+            yield from answer(message, base_hist, tuned_hist, run, mode, system_prompt, lang, source, gguf, *values)
         except Exception as e:  # noqa: BLE001 - never a traceback; nothing typed is lost
             msg = warn(e, lang)
             yield list(base_hist or []), list(tuned_hist or []), message, "✗ " + msg
 
-    def answer(message, base_hist, tuned_hist, run, mode, system_prompt, lang, *values):
+    def answer(message, base_hist, tuned_hist, run, mode, system_prompt, lang, source, gguf, *values):
         message = (message or "").strip()
         if not message:
             yield gr.skip(), gr.skip(), gr.skip(), t("chat.empty", lang)
             return
-        if not run:
+        from_gguf = source == "gguf"
+        if from_gguf and not (gguf or "").strip():
+            yield gr.skip(), gr.skip(), gr.skip(), t("chat.no_gguf", lang)
+            return
+        if not run and not from_gguf:
             yield gr.skip(), gr.skip(), gr.skip(), t("chat.no_run", lang)
             return
         gen = B.to_config(values).generation
         yield gr.skip(), gr.skip(), gr.skip(), t("chat.loading", lang)
         # The loaded model is shared by every browser session; these settings are this request's only.
         # Empty system prompt: the one the run was trained with (also for API callers that leave it out).
-        session = svc.chat_session(run, lang).using(   # the question stays in the box until this worked
-            gen, (system_prompt or "").strip() or svc.training_system_prompt(run))
-        sides = [("tuned", True)] if mode == "tuned" else [("base", False), ("tuned", True)]
+        loaded = svc.gguf_chat_session(gguf.strip(), run) if from_gguf else svc.chat_session(run, lang)
+        session = loaded.using(   # the question stays in the box until this worked
+            gen, (system_prompt or "").strip() or (svc.training_system_prompt(run) if run else None))
+        # a GGUF has no base beside it: its answer goes in the tuned chat
+        sides = [("tuned", True)] if mode == "tuned" or from_gguf else [("base", False), ("tuned", True)]
         hist = {"base": list(base_hist or []), "tuned": list(tuned_hist or [])}
         prior = {k: history_to_messages(v) for k, v in hist.items()}
         for side, _ in sides:
@@ -168,7 +203,7 @@ def wire(ctx) -> None:
                 yield hist["base"], hist["tuned"], gr.skip(), gr.skip()
             if not text.strip():
                 hist[side][-1] = {"role": "assistant", "content": t("chat.no_answer", lang)}
-        yield hist["base"], hist["tuned"], gr.skip(), settings_note(gen, run, lang)
+        yield hist["base"], hist["tuned"], gr.skip(), settings_note(gen, run, lang) if run else ""
 
     def settings_note(gen, run, lang) -> str:
         """'' when the answer used the run's own settings, else which ones differ (Evaluate uses the run's)."""
@@ -177,9 +212,13 @@ def wire(ctx) -> None:
                 if getattr(gen, k) != getattr(own, k)]
         return "ⓘ " + t("chat.settings_differ", lang, diff=", ".join(diff)) if diff else ""
 
-    inputs = [ui.input, ui.base, ui.tuned, ui.run, ui.mode, ui.system, ctx.lang] + B.inputs
+    inputs = [ui.input, ui.base, ui.tuned, ui.run, ui.mode, ui.system, ctx.lang] + B.inputs + [ui.source, ui.gguf]
     outputs = [ui.base, ui.tuned, ui.input, ui.status]
     B.named(chat, "message", "base_history", "tuned_history", "run", "mode", "system_prompt", "lang")
+    import inspect
+    sig = inspect.signature(chat)           # the API names the two last inputs too
+    chat.__signature__ = sig.replace(parameters=[*sig.parameters.values(), *(
+        inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ("source", "gguf_file"))])
     ui.send.click(chat, inputs, outputs, api_name="chat", **GPU)
     ui.input.submit(chat, inputs, outputs, api_visibility="private", **GPU)
     if getattr(ui, "examples", None) is not None:    # clicking an example asks it (it only filled the box)

@@ -129,6 +129,7 @@ def build(ctx) -> SimpleNamespace:
             with gr.Row():
                 B.widget("training", "attention")
                 B.widget("training", "fused_kernels")
+                B.widget("training", "report_to")
         with L.add(gr.Accordion(L("settings.yaml"), open=False, elem_id="settings-yaml-box"), label="settings.yaml"):
             ui.yaml = L.make(gr.Code, label="settings.yaml", value=ctx.initial.to_yaml(), language="yaml",
                              interactive=True, lines=12, max_lines=24, elem_id="settings-yaml")

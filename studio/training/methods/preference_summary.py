@@ -36,6 +36,12 @@ def _sentence(s: dict, method: str) -> str:
     if s["accuracy_after"] is None:        # KTO: no pairs, only labelled answers
         where = f"On {s['pairs']} held-back answers" if s["pairs"] else "On the held-back answers"
         return f"{where},{rel} {margin}"
+    if s["pairs"] and method in AGAINST_START and s["steps_before"] == 0:
+        # At step 0 the model is its own reference: every reward and margin is 0 and no pair counts as won, so a
+        # "before" count would read as "it never preferred the right answer", which was not measured.
+        now = round(s["accuracy_after"] * s["pairs"])
+        return (f"On {s['pairs']} held-back pairs the model now favours the right answer more than it did when it "
+                f"started on {now} of them;{rel} {margin}")
     if s["pairs"]:
         now, before = round(s["accuracy_after"] * s["pairs"]), round(s["accuracy_before"] * s["pairs"])
         return (f"On {s['pairs']} held-back pairs the model now prefers the right answer {now} times (it did "
