@@ -25,6 +25,15 @@ def test_only_the_metrics_the_rows_carry_are_drawn_and_held_back_rows_are_dotted
     assert by_name["pairs where the chosen answer wins"].yaxis == "y2" and fig.layout.yaxis2.range == (0, 1.02)
 
 
+def test_log_probabilities_and_eval_names_are_not_drawn_on_the_rewards_scale():
+    rows = [{"type": "train", "step": 1, "rewards/margins": 0.2, "logps/chosen": -150.0},
+            {"type": "eval", "step": 1, "eval_rewards/margins": 0.1, "eval_logps/chosen": -149.0}]
+    names = ["rewards/margins", "logps/chosen", "eval_rewards/margins", "eval_logps/chosen"]
+    assert plotted(rows, names) == ["rewards/margins"]
+    assert [d.name for d in method_figure(rows, names, "en").data] == ["margin (chosen − rejected)",
+                                                                       "margin (chosen − rejected) · eval"]
+
+
 def test_a_metric_without_words_keeps_its_name_and_chinese_labels_are_used():
     fig = method_figure([{"step": 1, "rewards/facts/mean": 0.2}], ["rewards/facts/mean"], "zh")
     assert [d.name for d in fig.data] == ["rewards/facts/mean"]

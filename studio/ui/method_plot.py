@@ -22,9 +22,16 @@ def metric_label(name: str, lang: str) -> str:
     return t(key, lang) if key in TEXT else name
 
 
+def charted(name: str) -> bool:
+    """Whether the chart draws a logged metric: the rewards, margins, shares won and the KL term, which share one
+    scale. Log-probabilities (about -150 a row), answer lengths and the like stay in metrics.jsonl: drawn here they
+    flatten every reward into one line. ``eval_`` names are drawn as their training name's dotted twin."""
+    return not name.startswith("eval_") and (name.startswith("rewards/") or name in ("reward", "reward_std", "kl"))
+
+
 def plotted(rows: Sequence[dict], names: Sequence[str]) -> list[str]:
-    """The metric names that have at least one number in the rows, train or held-back, in the method's order."""
-    return [n for n in names if any(isinstance(r.get(n), (int, float)) or isinstance(r.get(f"eval_{n}"), (int, float))
+    """The charted metric names that have a number in the rows, train or held-back, in the method's order."""
+    return [n for n in names if charted(n) and any(isinstance(r.get(n), (int, float)) or isinstance(r.get(f"eval_{n}"), (int, float))
                                     for r in rows)]
 
 
