@@ -67,7 +67,8 @@ def test_the_loss_falls_and_the_held_back_margin_rises(tmp_path, method, prefere
     summary = job.result["preference"]
     assert summary["pairs"] == 4 and summary["steps_before"] == 0 and summary["steps_after"] == 12
     assert summary["margin_after"] > summary["margin_before"]
-    assert summary["sentence"].startswith("On 4 held-back pairs the model now prefers the right answer")
+    assert summary["sentence"].startswith("On 4 held-back pairs the model now "
+                                          + ("favours the right answer" if method == "dpo" else "prefers the right answer"))
     assert summary["sentence"] in job.run.log_path.read_text()
 
 

@@ -218,7 +218,8 @@ def wire(ctx) -> None:
     import inspect
     sig = inspect.signature(chat)           # the API names the two last inputs too
     chat.__signature__ = sig.replace(parameters=[*sig.parameters.values(), *(
-        inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ("source", "gguf_file"))])
+        inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d)    # not required: the run answers
+        for n, d in (("source", "run"), ("gguf_file", None)))])
     ui.send.click(chat, inputs, outputs, api_name="chat", **GPU)
     ui.input.submit(chat, inputs, outputs, api_visibility="private", **GPU)
     if getattr(ui, "examples", None) is not None:    # clicking an example asks it (it only filled the box)

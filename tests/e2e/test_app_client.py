@@ -39,8 +39,9 @@ def test_data_check_and_a_broken_file(client, tmp_path):
     out = client.predict(api_name="/check_data")
     assert "usable rows of 300" in out[0] and "messages" in out[0]
     assert out[2] and "max length" in out[2]["plot"]                     # the histogram with its cut line
-    highlighted = out[-1]
+    highlighted, pair = out[-2], out[-1]
     assert any(seg["class_or_confidence"] == "loss" for seg in highlighted)
+    assert pair["visible"] is False and not pair["value"]  # the demo FAQ has no pairs to show side by side
 
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"instruction": "Hi", "output": "Hello!"}\n'
