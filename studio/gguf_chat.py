@@ -19,7 +19,6 @@ makes). It runs on the CPU, so it takes no device lock and works while a run tra
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
 import threading
@@ -28,6 +27,7 @@ from typing import Any, Iterable, Iterator
 
 from .config import GenerationConfig
 from .errors import ChatError
+from .inference import PerCallerSettings
 
 INSTALL = 'pip install "finetune-studio[gguf]"   (or: pip install llama-cpp-python)'
 
@@ -97,7 +97,7 @@ def run_settings(path: Path, run_dir: str | Path | None) -> tuple[str, Generatio
     return system, gen, stop
 
 
-class GgufChatSession:
+class GgufChatSession(PerCallerSettings):
     """A GGUF file loaded in llama.cpp, answering with its own chat template."""
 
     has_adapter = False                # nothing to switch off: no base answer beside it
@@ -129,15 +129,6 @@ class GgufChatSession:
             raise ChatError("The GGUF file {path} has no chat template, so a conversation cannot be formatted.",
                             code="chat.gguf_no_template", path=str(model_path))
         return cls(llm, path, gen, system, stop)
-
-    def using(self, generation: GenerationConfig | None = None, system_prompt: str | None = None) -> "GgufChatSession":
-        """This loaded file with one caller's settings (the model and its lock are shared)."""
-        other = copy.copy(self)
-        if generation is not None:
-            other.generation = generation
-        if system_prompt is not None:
-            other.system_prompt = system_prompt
-        return other
 
     def messages(self, history: Iterable | None, prompt: str) -> list[dict]:
         from .inference import _messages       # the same history shapes the other chat accepts

@@ -63,7 +63,26 @@ class _Cancelled:
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-class ChatSession:
+class PerCallerSettings:
+    """``using``: a chat session's loaded model shared, its ``generation`` and ``system_prompt`` its caller's own
+    (the studio's model sessions and an exported GGUF's alike)."""
+
+    generation: GenerationConfig
+    system_prompt: str
+
+    def using(self, generation: GenerationConfig | None = None, system_prompt: str | None = None):
+        """This session with other generation settings and system prompt, for one caller: the model,
+        tokenizer and device lock are shared, the settings are not (several people may chat with one
+        loaded model, each with their own). None keeps this session's."""
+        other = copy.copy(self)
+        if generation is not None:
+            other.generation = generation
+        if system_prompt is not None:
+            other.system_prompt = system_prompt
+        return other
+
+
+class ChatSession(PerCallerSettings):
     """A loaded model (a ``PeftModel`` for base vs tuned) with its tokenizer and chat template."""
 
     def __init__(self, model: Any, tokenizer: Any, chat_template: str | None = None,
@@ -147,17 +166,6 @@ class ChatSession:
         if job is not None and Path(job.run_dir).resolve() == Path(run_dir).resolve():
             return cls.from_job(job, generation, device_lock, system_prompt)
         return cls.from_run(run_dir, generation, device_lock=device_lock, system_prompt=system_prompt)
-
-    def using(self, generation: GenerationConfig | None = None, system_prompt: str | None = None) -> "ChatSession":
-        """This session with other generation settings and system prompt, for one caller: the model,
-        tokenizer and device lock are shared, the settings are not (several people may chat with one
-        loaded model, each with their own). None keeps this session's."""
-        other = copy.copy(self)
-        if generation is not None:
-            other.generation = generation
-        if system_prompt is not None:
-            other.system_prompt = system_prompt
-        return other
 
     def as_run(self, run_dir: str | Path) -> "ChatSession":
         """This session (its loaded model shared) asking as the run in ``run_dir`` was trained: that run's
