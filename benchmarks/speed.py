@@ -60,7 +60,8 @@ def matmul_params(model_dir: Path | dict) -> int:
     return layers * per_layer + h * vocab
 
 
-def run_case(case: str, spec_path: Path, out: Path, timeout: int) -> dict:
+def run_case(case: str, spec_path: Path, out: Path, timeout: int, script: Path = HERE / "speed_case.py") -> dict:
+    """Run one case in its own process (``script`` for every case but Unsloth's) and read its result."""
     name, _, over = case.partition(":")
     if name == "unsloth":
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -68,7 +69,7 @@ def run_case(case: str, spec_path: Path, out: Path, timeout: int) -> dict:
         cmd = [sys.executable, str(HERE / "speed_unsloth.py"), "--spec", str(spec_path), "--case", "unsloth"]
     else:
         env = dict(os.environ)
-        cmd = [sys.executable, str(HERE / "speed_case.py"), "--spec", str(spec_path), "--case", name]
+        cmd = [sys.executable, str(script), "--spec", str(spec_path), "--case", name]
     cmd += ["--out", str(out)] + ([x for x in over.split("+") if x] if over else [])
     t0 = time.monotonic()
     try:

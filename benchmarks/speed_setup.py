@@ -30,6 +30,9 @@ SHAPES = {
     # vocabulary of the tokenizer the benchmarks use (SmolLM2's), whose ids Llama-2's 32,000 rows lack
     "13b": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,
                 num_key_value_heads=40, head_dim=128, vocab_size=49152, tie_word_embeddings=False),
+    # the built-in model's shape (SmolLM2-135M) with random weights: its step time without its GGUF file
+    "135m-random": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                        num_key_value_heads=3, head_dim=64, vocab_size=49152, tie_word_embeddings=True),
     # for a dry run of a benchmark on a CPU: the code paths, not the numbers
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, head_dim=16, vocab_size=49152, tie_word_embeddings=True),
