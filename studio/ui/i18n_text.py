@@ -106,6 +106,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "mem.activations": ("activations", "激活值"),
     "mem.logits": ("loss", "损失计算"),
     "mem.overhead": ("overhead", "其他开销"),
+    "mem.reference": ("reference (adapter off)", "参照模型（关闭适配器）"),
     # data tab
     "data.upload": ("Upload a data file (.jsonl .json .csv .tsv .parquet)", "上传数据文件（.jsonl .json .csv .tsv .parquet）"),
     "data.mapping": ("Column mapping (for tables in an unknown format)", "列映射（用于未知格式的表格）"),
