@@ -57,6 +57,9 @@ OPTIMIZERS = ("adamw_torch", "paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bi
 # training.method: how a run learns from its rows. Each name is a module of studio/training/methods/ (the
 # registry of methods: a new one adds its name here).
 METHODS = ("sft", "dpo", "kto", "orpo", "simpo", "grpo")
+# The methods whose every step also runs the reference (the base with the adapter off) over the step's rows, without
+# gradients, while the trained forward's activations wait for the backward: the memory estimate adds its loss tile.
+REFERENCE_METHODS = ("dpo", "kto")
 # preference.loss: DPO's losses (TRL's DPOConfig.loss_type) that need no further setting.
 DPO_LOSSES = ("sigmoid", "ipo", "hinge", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down")
 # grpo.rewards: what a GRPO answer is scored by, each a function of studio/training/rewards.py of that name.

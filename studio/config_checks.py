@@ -178,6 +178,12 @@ def validate(cfg: Config, linear_modules: Iterable[str] | None = None) -> None:
     if t.strategy == "fsdp" and m.quantization == "8bit":
         raise ConfigError("FSDP cannot split 8-bit weights across GPUs (training.strategy fsdp with model.quantization "
                           "8bit).", code="config.fsdp_8bit")
+    if getattr(l, "adapter", "lora") == "prompt" and t.method in ("orpo", "simpo"):
+        # TRL's experimental ORPO and CPO trainers compare the logits with the labels as they are, and prompt
+        # tuning's logits hold its virtual tokens too (DPO's and KTO's trainers cut them off): the first step fails.
+        raise ConfigError("Prompt tuning (lora.adapter prompt) cannot train with training.method {method}: TRL's "
+                          "{method} trainer does not skip the virtual tokens prompt tuning puts before every sequence, "
+                          "and fails on its first step.", code="config.prompt_tuning_method", method=t.method)
     if t.method == "kto" and t.batch_size < 2:
         # KTO's KL term pairs each prompt with another row's answer of the same batch (TRL refuses batch size 1).
         raise ConfigError("training.method kto needs training.batch_size of at least 2: it compares each prompt with "

@@ -151,7 +151,7 @@ def test_the_batch_counts_questions_so_every_batch_holds_whole_groups(tmp_path):
 
 
 def test_the_time_note_says_the_rest_of_the_run():
-    assert grpo.time_note(20.0, 3, 93) == "One step takes about 20 s; the 90 steps left take about 30 min."
+    assert grpo.time_note(20.0, 3, 93) == "Training. One step takes about 20 s; the 90 steps left take about 30 min."
     assert "2.0 h" in grpo.time_note(72.0, 0, 100)
 
 
@@ -194,6 +194,52 @@ def test_a_grpo_run_scores_each_reward_logs_it_and_moves_the_adapter(tmp_path):
     after = {n: p.detach() for n, p in job.model.named_parameters() if "lora_B" in n}
     assert any(not torch.equal(watch.before[n], after[n]) for n in after), "the adapter did not move"
     assert not (job.run.adapter_dir / "ref").exists()
+
+
+class StatusAtLog(TrainerCallback):
+    """The job's status and its state.json after each training row (the metrics callback has run before it)."""
+
+    def __init__(self):
+        self.job, self.seen = None, []
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if logs and "loss" in logs:
+            self.seen.append((state.global_step, self.job.status(), self.job.run.read_state()))
+
+
+def test_the_train_tab_s_status_line_says_how_long_the_rest_of_a_grpo_run_takes(tmp_path):
+    from studio.training import TrainingJob
+    from studio.ui import views
+
+    tok = tiny_tokenizer()
+    watch = StatusAtLog()
+    job = TrainingJob(merge(cfg_with(), {"training": {"max_steps": 3}}), tmp_path / "run", model=tiny_model(tok),
+                      tokenizer=tok, data=prepared(tok), callbacks=[watch])
+    watch.job = job
+    job.run_sync()
+    assert job.state == "done", job.message
+    assert [step for step, _, _ in watch.seen] == [1, 2, 3]
+    for step, status, written in watch.seen[:2]:
+        params = status["message_params"]
+        assert status["message_key"] == "time_left" and params["left"] == 3 - step and params["step_s"] > 0
+        assert params["rest_s"] == pytest.approx(params["step_s"] * params["left"], abs=0.2)
+        assert status["message"] == grpo.time_note(params["step_s"], step, 3)
+        # state.json says it too: a run in its own process (launcher.py) is shown from that file
+        assert written["message_key"] == "time_left" and written["message_params"] == params
+        en, zh = views.job_status(status, "en"), views.job_status(status, "zh")
+        assert f"the {3 - step} steps left take about" in en and " s" in en
+        assert f"剩下的 {3 - step} 步约需" in zh and "秒" in zh and "steps" not in zh
+    assert watch.seen[2][1]["message_key"] == "training"        # the last step leaves nothing to wait for
+    assert job.status()["message_key"] == "done"
+
+
+@pytest.mark.parametrize("seconds", [20.0, 89.0, 600.0, 5399.0, 7200.0])
+def test_the_app_words_a_duration_as_the_engine_s_note_does(seconds):
+    from studio.ui import views
+
+    note = grpo.time_note(seconds, 0, 1)
+    assert f"about {views.duration_words(seconds, 'en')};" in note
+    assert views.duration_words(seconds, "zh").split()[1] in ("秒", "分钟", "小时")
 
 
 def test_the_largest_batch_is_what_grpo_s_loss_reads(tmp_path):

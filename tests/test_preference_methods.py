@@ -58,6 +58,12 @@ def test_the_loss_falls_and_the_held_back_margin_rises(tmp_path, method, prefere
     assert job.state == "done", job.message
     after = margins(job.model, data.validation)
     assert after.mean() > before.mean() + 0.5, (before, after)
+    # Tokens/s as the Train tab shows it: every method counts each pair's real tokens, prompt twice (chosen and
+    # rejected) and both answers, over the 6 epochs of 12 steps of 4 of the 8 pairs (no padding counted).
+    rows = job.metrics.rows("train")
+    per_epoch = sum(2 * len(r.prompt_ids) + len(r.chosen_ids) + len(r.rejected_ids) for r in data.train)
+    assert rows[-1]["tokens_seen"] == 6 * per_epoch, (method, rows[-1]["tokens_seen"], per_epoch)
+    assert all(r["tokens_per_sec"] > 0 for r in rows), [r["tokens_per_sec"] for r in rows]
     first, last = losses(job)[:3], losses(job)[-3:]
     assert sum(last) < sum(first)
     row = job.metrics.rows("train")[-1]
@@ -132,6 +138,43 @@ def test_one_preference_step_holds_twice_an_sft_step():
     for method in ("dpo", "kto", "orpo", "simpo"):
         cfg = merge(cfg_for(method), {"training": {"batch_size": 3}, "data": {"max_length": 256}})
         assert methods.step_tokens(cfg) == 2 * 3 * 256
+
+
+def test_dpo_and_kto_estimate_their_reference_forward_and_orpo_simpo_none():
+    """At the same rows the DPO/KTO estimate is SFT's at twice the tokens plus the no-gradient reference's loss tile
+    and hidden states; ORPO's and SimPO's are the same step without that part; 'Fit to my GPU' counts it."""
+    from studio.config import merge
+    from studio.fit import fit_to_gpu
+    from studio.models.size import estimate_from_facts
+    from studio.training import methods
+
+    facts = {"num_params": 1_235_814_400, "hidden_size": 2048, "num_layers": 16, "vocab_size": 128256,
+             "intermediate_size": 8192, "kv_width": 512, "tied_embeddings": True}
+    gpu = {"device": "cuda", "free_gb": 80.0}
+
+    def estimate(method, batch=4):
+        cfg = merge(cfg_for(method), {"training": {"batch_size": batch, "gradient_checkpointing": "on"},
+                                      "data": {"max_length": 1024}, "model": {"quantization": "4bit-nf4"}})
+        return cfg, estimate_from_facts(cfg, facts, gpu, methods.step_tokens(cfg))
+
+    _, sft = estimate("sft", batch=8)               # the same sequences: 8 rows, as 4 pairs hold chosen + rejected
+    tokens = 2 * 4 * 1024
+    reference = (4096 * 32768 + tokens * 2048) * 2 / 1e9          # the tile and the hidden states, 16-bit
+    assert "reference" not in sft["parts"]
+    for method in ("dpo", "kto"):
+        _, est = estimate(method)
+        assert est["parts"]["reference"] == pytest.approx(reference, abs=1e-3)
+        assert {k: v for k, v in est["parts"].items() if k != "reference"} == sft["parts"]
+        assert est["total_gb"] == pytest.approx(sft["total_gb"] + reference, abs=0.011)
+    for method in ("orpo", "simpo"):
+        _, est = estimate(method)
+        assert "reference" not in est["parts"] and est["parts"] == sft["parts"]
+    cfg, dpo = estimate("dpo")
+    _, orpo = estimate("orpo")
+    budget = (dpo["total_gb"] + orpo["total_gb"]) / 2       # ORPO's step fits, DPO's does not
+    assert fit_to_gpu(merge(cfg, {"training": {"method": "orpo"}}), facts, budget, methods.step_tokens)[2]
+    fitted, changes, fits = fit_to_gpu(cfg, facts, budget, methods.step_tokens)
+    assert changes and fitted.training.batch_size < 4
 
 
 class StopAt(TrainerCallback):

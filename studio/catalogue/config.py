@@ -109,6 +109,12 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "config.fsdp_no_gpu": ("FSDP（training.strategy）把模型分到多块 NVIDIA GPU 上；但没有找到 GPU。",
                            "Set training.strategy to 'ddp', or train on one GPU.",
                            "把 training.strategy 设为 'ddp'，或只用一块 GPU 训练。"),
+    "config.prompt_tuning_method": ("提示微调（lora.adapter prompt）不能与 training.method {method} 同用：TRL 的 {method} "
+                                    "训练器不会跳过提示微调放在每个序列前的虚拟词元，第一步就会失败。",
+                                    "For prompt tuning pick training.method dpo or kto; to keep {method}, pick "
+                                    "lora.adapter prefix, llama-adapter or a weight adapter such as lora.",
+                                    "提示微调请选择 training.method dpo 或 kto；若要保留 {method}，请把 lora.adapter 设为 "
+                                    "prefix、llama-adapter 或 lora 等权重适配器。"),
     "config.kto_batch": ("training.method 为 kto 时 training.batch_size 至少为 2：它要把每个提示与同一批中的另一个回答比较。",
                          "Set training.batch_size to 2 or more (lower data.max_length if memory is short).",
                          "请把 training.batch_size 设为 2 或以上（显存不足时调小 data.max_length）。"),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .adapter_size import adapter_params
-from ..config import DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig
+from ..config import REFERENCE_METHODS, DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig
 
 
 def meta_model(config: dict) -> Any:
@@ -174,6 +174,10 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
       plus one layer being recomputed;
     - loss: TRL's chunked LM head never builds the logits of the whole vocabulary: one tile of
       4,096 tokens x 32,768 columns in 16-bit, and the answer tokens' hidden states and their gradient;
+    - reference (DPO and KTO only, ``config.REFERENCE_METHODS``): their reference forward over the same T tokens
+      runs without gradients after the trained forward, whose activations wait for the backward; a no-gradient
+      forward frees each layer's values as it goes, so what it adds is its own loss tile and the T hidden states
+      the head reads (one tile of the loss term; ORPO, SimPO and SFT have no such part);
     - overhead: on a GPU the CUDA context (0.9 GB) and the allocator's reserve (a quarter of the
       activations); 0.5 GB on a CPU.
     Checked against measured peaks in tests/test_memory_estimate.py.
@@ -203,10 +207,13 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
     else:
         activations = tokens * num_layers * per_layer
     value_bytes = 2 if on_gpu else 4
-    logits = (min(tokens, _LOSS_TILE[0]) * min(vocab_size, _LOSS_TILE[1]) + 2 * tokens * hidden_size) * value_bytes
+    tile = min(tokens, _LOSS_TILE[0]) * min(vocab_size, _LOSS_TILE[1])
+    logits = (tile + 2 * tokens * hidden_size) * value_bytes
     overhead = _GPU_CONTEXT + _ALLOCATOR_SLACK * activations if on_gpu else 0.5e9
     parts = {"weights": weights, "adapters_and_optimizer": adapters, "activations": activations,
              "logits": logits, "overhead": overhead}
+    if getattr(training_cfg, "method", "sft") in REFERENCE_METHODS:
+        parts["reference"] = (tile + tokens * hidden_size) * value_bytes
     total = sum(parts.values()) / 1e9
     free = float(dev.get("free_gb") or 0.0)
     return {"parts": {k: round(v / 1e9, 3) for k, v in parts.items()}, "total_gb": round(total, 2),

@@ -132,7 +132,21 @@ class TrainingJob(BackgroundRun):
 
     def _on_row(self, row: dict) -> None:
         _log.info("%s", MetricsCallback.describe(row, self.progress.total_steps))
+        self._say_pace(row)
         self._write_state()
+
+    def _say_pace(self, row: dict) -> None:
+        """A method whose steps are slow and steady (GRPO: ``pace`` and ``time_note``) says, as the run's message
+        while it trains, how long a step and the rest of the run take."""
+        pace = getattr(self.method, "pace", None)
+        if pace is None or self.state != TRAINING or row.get("type") != "train":
+            return
+        figures = pace(row, self.progress.total_steps)
+        if figures:
+            self._set(message=self.method.time_note(figures["step_s"], row["step"], self.progress.total_steps),
+                      key="time_left", write=False, **figures)
+        elif self.message_key == "time_left":      # the last step: nothing left to wait for
+            self._set(message="Training.", key="training", write=False)
 
     # ---- the run ------------------------------------------------------------------------
     def run_sync(self) -> "TrainingJob":

@@ -297,8 +297,11 @@ class ResumePlan:
     tokenizer: Any
     data: Any
     notes: list[str] = field(default_factory=list)
-    # The adapter a run started from (``--from-run``): loaded again before the checkpoint, so DPO's and KTO's
-    # reference is that adapter again, not the base (methods/reference.py).
+    # The adapter a run started from (``--from-run``): loaded again before the checkpoint, in this process or in
+    # the worker (``--init-adapter``), as when the run started. DPO's and KTO's reference (that adapter, frozen as
+    # "ref", methods/reference.py) does not depend on it: the checkpoint holds "ref" in its own subfolder, which the
+    # Trainer loads back with the trained adapter, so a resume still measures against the SFT model when the other
+    # run's folder is gone (None then; tests/test_worker_resume.py).
     init_adapter: Path | None = None
 
     def start_kwargs(self) -> dict:

@@ -214,6 +214,24 @@ def scores_line(summary: dict | None, lang: str, key: str = "train.scores") -> s
              base_scored=base.get("scored", 0))
 
 
+def duration_words(seconds: float, lang: str) -> str:
+    """'20 s', '30 min', '2.0 h' (秒, 分钟, 小时): a time the way the engine's notes say it (grpo.time_note)."""
+    if seconds < 90:
+        return t("time.seconds", lang, n=f"{seconds:.0f}")
+    if seconds < 5400:
+        return t("time.minutes", lang, n=f"{seconds / 60:.0f}")
+    return t("time.hours", lang, n=f"{seconds / 3600:.1f}")
+
+
+def in_words(params: dict, lang: str) -> dict:
+    """A message's parameters, each ``<name>_s`` (seconds) also as ``<name>``, a duration in words."""
+    out = dict(params)
+    for k, v in params.items():
+        if k.endswith("_s") and isinstance(v, (int, float)):
+            out[k[:-2]] = duration_words(v, lang)
+    return out
+
+
 def job_status(status: dict, lang: str) -> str:
     state = status.get("state", "")
     head = f"{STATE_ICONS.get(state, '')} **{t('state.' + state, lang)}** · `{status.get('name', '')}`"
@@ -221,7 +239,7 @@ def job_status(status: dict, lang: str) -> str:
     key = status.get("message_key")
     if key and f"job.{key}" in TEXT:          # the engine's own words, in the user's language
         try:
-            message = t(f"job.{key}", lang, **(status.get("message_params") or {}))
+            message = t(f"job.{key}", lang, **in_words(status.get("message_params") or {}, lang))
         except (KeyError, IndexError, ValueError):
             pass
     if isinstance(status.get("failure"), StudioError):     # a failed run: its words in the user's language

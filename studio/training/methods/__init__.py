@@ -20,6 +20,9 @@ A method module supplies what the run's named steps (``TrainingJob``) ask of it:
 - ``worst_batch(rows, batch_size, collator) -> (batch, tokens)``: that micro-batch made of the longest
   rows, which gradient checkpointing 'auto' measures (``checkpointing.choose``).
 
+A method may also have ``pace(row, total_steps) -> dict | None`` and ``time_note(seconds_per_step, done, total)``
+(GRPO's): the job's message while training then says how long the rest of the run takes.
+
 ``sft.py`` is supervised fine-tuning, the default.
 """
 

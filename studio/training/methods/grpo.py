@@ -181,8 +181,20 @@ def time_note(seconds_per_step: float, steps_done: int, total_steps: int) -> str
     """How long the rest of a run takes at the pace of its steps so far, in words the app shows after the first
     steps (a GRPO step is mostly generation, so its pace is steady and the first steps tell it)."""
     left = max(0, total_steps - steps_done)
-    return (f"One step takes about {_duration(seconds_per_step)}; the {left} steps left take about "
+    return (f"Training. One step takes about {_duration(seconds_per_step)}; the {left} steps left take about "
             f"{_duration(seconds_per_step * left)}.")
+
+
+def pace(row: dict, total_steps: int) -> dict | None:
+    """The figures of ``time_note`` after a training metrics row (its step and the time left at the pace of this
+    session's steps, ``eta_s``): ``step_s`` (one step), ``left`` (steps), ``rest_s`` (their time); None at the last
+    step or before the pace is known. The job shows them as its message while training (``TrainingJob._on_row``),
+    which the Train tab's status line says in the user's language."""
+    left = total_steps - int(row.get("step") or 0)
+    eta = row.get("eta_s")
+    if row.get("type") != "train" or left <= 0 or not eta:
+        return None
+    return {"step_s": round(eta / left, 1), "left": left, "rest_s": round(eta, 1)}
 
 
 def _duration(seconds: float) -> str:

@@ -4,7 +4,10 @@ Given a ``PeftModel`` and no reference model, TRL 1.16 adds an adapter named "re
 one, and computes the reference through it (``trl.trainer.utils.use_adapter``); with no "ref" adapter it switches
 every adapter off, which is the base. A fresh LoRA adapter adds nothing (its B matrices are zero), so there the
 copy is dropped again: the reference is the base with the adapter off. An adapter that already learned something
-(a run started from an SFT run's adapter) keeps its copy: the reference is then the SFT model, as DPO intends."""
+(a run started from an SFT run's adapter) keeps its copy: the reference is then the SFT model, as DPO intends.
+A prompt-based adapter (prefix, prompt tuning, LLaMA-Adapter) has no ``lora_B`` and keeps its copy too: its reference
+is the model as the run started, with the starting virtual tokens (a few thousand numbers; prefix and prompt tuning
+start from random ones, which the base with the adapter off would not match at the first step)."""
 
 from __future__ import annotations
 
