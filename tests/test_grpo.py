@@ -151,7 +151,7 @@ def test_the_batch_counts_questions_so_every_batch_holds_whole_groups(tmp_path):
 
 
 def test_the_time_note_says_the_rest_of_the_run():
-    assert grpo.time_note(20.0, 3, 93) == "Training. One step takes about 20 s; the 90 steps left take about 30 min."
+    assert grpo.time_note(20.0, 3, 93) == "Training. One step takes about 20 s; the run needs about 30 min more (90 to go)."
     assert "2.0 h" in grpo.time_note(72.0, 0, 100)
 
 
@@ -227,7 +227,7 @@ def test_the_train_tab_s_status_line_says_how_long_the_rest_of_a_grpo_run_takes(
         # state.json says it too: a run in its own process (launcher.py) is shown from that file
         assert written["message_key"] == "time_left" and written["message_params"] == params
         en, zh = views.job_status(status, "en"), views.job_status(status, "zh")
-        assert f"the {3 - step} steps left take about" in en and " s" in en
+        assert f"more ({3 - step} to go)" in en and " s" in en
         assert f"剩下的 {3 - step} 步约需" in zh and "秒" in zh and "steps" not in zh
     assert watch.seen[2][1]["message_key"] == "training"        # the last step leaves nothing to wait for
     assert job.status()["message_key"] == "done"

@@ -227,7 +227,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "job.measuring_memory": ("Measuring the memory of the largest batch.", "正在测量最大批次所需的显存。"),
     "job.training": ("Training.", "正在训练。"),
     "job.resuming": ("Resuming from {checkpoint}.", "正在从 {checkpoint} 继续训练。"),
-    "job.time_left": ("Training. One step takes about {step}; the {left} steps left take about {rest}.",
+    "job.time_left": ("Training. One step takes about {step}; the run needs about {rest} more ({left} to go).",
                       "正在训练。每一步约需 {step}；剩下的 {left} 步约需 {rest}。"),
     "time.seconds": ("{n} s", "{n} 秒"),
     "time.minutes": ("{n} min", "{n} 分钟"),

@@ -181,8 +181,8 @@ def time_note(seconds_per_step: float, steps_done: int, total_steps: int) -> str
     """How long the rest of a run takes at the pace of its steps so far, in words the app shows after the first
     steps (a GRPO step is mostly generation, so its pace is steady and the first steps tell it)."""
     left = max(0, total_steps - steps_done)
-    return (f"Training. One step takes about {_duration(seconds_per_step)}; the {left} steps left take about "
-            f"{_duration(seconds_per_step * left)}.")
+    return (f"Training. One step takes about {_duration(seconds_per_step)}; the run needs about "
+            f"{_duration(seconds_per_step * left)} more ({left} to go).")
 
 
 def pace(row: dict, total_steps: int) -> dict | None:
