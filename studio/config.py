@@ -308,6 +308,12 @@ class TrainingConfig:
                        zh="把每一步的样本首尾相接成一条序列，不补齐（每个样本仍只看到自己）。结果相同，更快、更省显存"
                           "；关闭则把样本补齐到本批最长的长度。",
                        label=("Padding-free batches", "无填充批次"))
+    group_by_length: bool = _f(True, "DPO: put pairs of similar length in the same batch, so less padding is "
+                               "computed (DPO's batches are padded: chosen and rejected to the longest of the batch). "
+                               "The same pairs, the same passes, in a less random order; off = fully shuffled.",
+                               zh="DPO：把长度相近的样本对放进同一批，少算填充（DPO 的批次要把选中和拒绝的回答补齐到本批最长）。"
+                                  "样本对与遍数不变，只是顺序不那么随机；关闭 = 完全打乱。",
+                               label=("Group pairs by length", "按长度分组"))
     attention: str = _f("auto", "Attention kernel. 'auto' uses PyTorch's variable-length FlashAttention for "
                         "padding-free batches on NVIDIA GPUs and SDPA elsewhere.", ATTENTIONS,
                         zh="注意力内核。“auto”在 NVIDIA GPU 上对无填充批次使用 PyTorch 的变长 FlashAttention，其他情"

@@ -320,3 +320,39 @@ def test_the_worst_batch_goes_through_the_trainers_loss_as_checkpointing_auto_me
     loss.backward()
     assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0
                                         for n, p in model.named_parameters() if "lora_" in n)
+
+
+
+def test_dpo_groups_pairs_by_length_so_batches_pad_less_over_the_same_pairs(tmp_path, monkeypatch):
+    """Pairs of very different lengths: with training.group_by_length the batches of one pass pad to far fewer
+    tokens than shuffled ones (off), and every pair is still trained on exactly once a pass."""
+    from preference_rows import _data
+    from studio.config import merge
+    from studio.data.types import EncodedPair
+    from studio.training.methods import dpo
+
+    tok = tiny_tokenizer()
+    rows = [EncodedPair(row=i + 1, prompt_ids=[5] * (4 + (i % 4) * 30), chosen_ids=[6] * (3 + (i % 4) * 10) + [7],
+                        rejected_ids=[8] * 3 + [7], text=f"p{i}", rejected_text=f"r{i}") for i in range(64)]
+    original = dpo.collator
+    padded, pairs_seen = {}, {}
+    for grouped in (True, False):
+        seen: list = []
+
+        def recording(args, tokenizer, seen=seen):
+            inner = original(args, tokenizer)
+
+            def collate(examples):
+                batch = inner(examples)
+                seen.append((int(batch["input_ids"].numel()), [len(e["prompt_ids"]) for e in examples]))
+                return batch
+            return collate
+        monkeypatch.setattr(dpo, "collator", recording)
+        cfg = merge(cfg_for("dpo"), {"training": {"max_steps": 16, "group_by_length": grouped},
+                                     "data": {"max_length": 256}})
+        job = run(cfg, tmp_path / f"run-{grouped}", tok, _data(rows, []))
+        assert job.state == "done", job.message
+        padded[grouped] = sum(n for n, _ in seen[-16:])
+        pairs_seen[grouped] = sorted(x for _, ls in seen[-16:] for x in ls)
+    assert pairs_seen[True] == pairs_seen[False] == sorted(len(r.prompt_ids) for r in rows)   # one pass each
+    assert padded[True] < 0.8 * padded[False], padded

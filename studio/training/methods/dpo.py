@@ -24,9 +24,15 @@ COLUMNS = pairs.COLUMNS
 METRICS = pairs.with_eval(pairs.REWARDS)
 USUAL_BETA = 0.1
 
-dataset = pairs.dataset
 step_tokens = pairs.step_tokens
 worst_batch = pairs.worst_batch
+
+
+def dataset(rows) -> Any:
+    """The pairs, with the length a pair pads its batch to (prompt and its longer answer) for grouping."""
+    data = pairs.dataset(rows)
+    return data.add_column("length", [len(p) + max(len(c), len(r)) for p, c, r in
+                                      zip(data["prompt_ids"], data["chosen_ids"], data["rejected_ids"])])
 
 
 def losses(cfg: StudioConfig) -> tuple[list[str], list[float]]:
@@ -45,8 +51,16 @@ def training_args(cfg: StudioConfig, output_dir: str, on_cuda: bool, dtype: torc
     loss_type, weights = losses(cfg)
     return build_training_args(cfg, output_dir, on_cuda, dtype, has_validation, train_rows, DPOConfig, dict(
         **pairs.own_args(cfg, has_validation), beta=pairs.beta(cfg, USUAL_BETA), loss_type=loss_type, loss_weights=weights,
-        padding_free=False, precompute_ref_log_probs=False,
+        padding_free=False, precompute_ref_log_probs=False, **grouping(cfg),
         include_num_input_tokens_seen="non_padding"))
+
+
+def grouping(cfg: StudioConfig) -> dict:
+    """transformers' length-grouped sampler (batches of similar length, shuffled in groups) when asked for; on the
+    synthetic pairs of benchmarks/preference_speed.py it cut the padded tokens of a step (docs/BENCHMARKS.md)."""
+    if cfg.training.group_by_length and cfg.training.batch_size > 1:
+        return {"train_sampling_strategy": "group_by_length", "length_column_name": "length"}
+    return {}
 
 
 def collator(args: Any, tokenizer: Any) -> Any:
