@@ -37,6 +37,10 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
                                 "set model.quantization to '4bit-nf4'. The output of every process is in {log}.",
                                 "如果是系统内存不足，请调小 training.batch_size 或 data.max_length，或把 "
                                 "model.quantization 设为 '4bit-nf4'。每个进程的输出都在 {log} 中。"),
+    "training.node_failed": ("第 {machine} 台电脑（node rank {node}，{host}）退出了这次运行：{detail} 运行已停止。",
+                             "Check that machine (its own log says why), then start the run again on every machine. "
+                             "The main machine's log is {log}.",
+                             "检查那台电脑（它自己的日志写明了原因），然后在每台电脑上重新开始训练。主机的日志在 {log}。"),
     "training.rank_failed": ("{who_zh}失败：{detail}", "The output of every process is in {log}.",
                              "每个进程的输出都在 {log} 中。"),
     "training.rank_oom": ("{who_zh}失败：{detail}",
