@@ -67,8 +67,12 @@ def helper_command(cfg: StudioConfig, node_rank: int) -> str:
 
 
 def helper_commands(cfg: StudioConfig) -> list[str]:
-    """One command for each machine other than the main one (none for a run on one machine)."""
-    return [helper_command(cfg, r) for r in range(1, cfg.training.nnodes)] if several(cfg) else []
+    """One command for each machine other than the main one (none for a run on one machine; ``ConfigError``
+    for a main machine's address that is not ADDR:PORT)."""
+    if not several(cfg):
+        return []
+    parse_master(cfg.training.master)         # ConfigError: not ADDR:PORT
+    return [helper_command(cfg, r) for r in range(1, cfg.training.nnodes)]
 
 
 def helper_folder(cfg: StudioConfig) -> str:
