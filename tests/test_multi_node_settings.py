@@ -103,3 +103,13 @@ def test_another_machine_refuses_to_join_with_a_different_data_file(tmp_path):
     data.unlink()
     assert "is not on this machine" in differences(main, str(data))[0]
     assert "studio version" in differences({**main, "data_sha": "", "studio": "0.0.1"}, "")[0]
+
+
+def test_a_run_of_several_machines_is_refused_for_resume_in_plain_words(tmp_path):
+    from studio.errors import ResumeError
+    from studio.runs import RunFolder
+    from studio.training.resume import plan_resume
+    run = RunFolder.create(machines(nnodes=2, master="10.0.0.5:29500"), str(tmp_path / "run"))
+    with pytest.raises(ResumeError) as e:
+        plan_resume(run.path)
+    assert e.value.code == "resume.several_machines" and "2 machines" in str(e.value)

@@ -68,6 +68,10 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     # resume and extend
     "run.not_a_run": ("{path} 不是运行文件夹（没有 config.yaml）。", *_RUN),
     "resume": ("", *_NEW),
+    "resume.several_machines": ("运行 {name} 在 {nodes} 台电脑上训练（training.nnodes）；目前还不支持继续多台电脑的运行。",
+                                "Start it again (studio train --config on its folder), or extend it from its adapter "
+                                "once it has one.",
+                                "重新开始它（对它的文件夹运行 studio train --config），或在它有适配器后从适配器继续训练。"),
     "resume.finished": ("运行 {name} 已完成全部步数；没有可以继续的部分。",
                         "Extend it to train further: `studio train --extend RUN_DIR training.max_steps=N`.",
                         "要继续训练，请使用扩展：`studio train --extend 运行文件夹 training.max_steps=N`。"),
