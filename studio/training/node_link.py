@@ -51,7 +51,7 @@ class NodeLink:
         self._on_stop = on_stop            # called (from the watcher thread) when the main machine stops the run
         self.stop_seen = False
         self._thread: threading.Thread | None = None
-        self._closed = False
+        self._closed = threading.Event()
 
     @classmethod
     def open(cls, on_stop=None) -> "NodeLink | None":
@@ -146,14 +146,20 @@ class NodeLink:
         self._thread = threading.Thread(target=self._run, name="studio-node-link", daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
-        self._closed = True
+    def close(self) -> bool:
+        """Ends the thread; False if it is still inside a call to the store (the process must then leave with
+        os._exit: an interpreter shutting down under a thread inside torch's C++ code aborts)."""
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(3.0)
+            return not self._thread.is_alive()
+        return True
 
     def _run(self) -> None:
         lost_after = lost_after_s()
         last_ok = time.monotonic()
         seen: dict[int, tuple[int, float]] = {}
-        while not self._closed:
+        while not self._closed.is_set():
             now = time.monotonic()
             try:
                 self._call("add", f"beat/{self.rank}", 1)
@@ -173,7 +179,7 @@ class NodeLink:
                         _exit(f"{STOPPED_MARK}: the main machine stopped the run.", 0)
                     _exit(f"{MAIN_LOST_MARK}: lost the main machine at {os.environ.get('MASTER_ADDR')}:"
                           f"{os.environ.get('MASTER_PORT')} ({type(e).__name__}: {e}).", 1)
-            time.sleep(BEAT_S)
+            self._closed.wait(BEAT_S)
 
     def _watch(self, others: list[int], seen: dict, now: float, lost_after: float) -> None:
         """Rank 0: an error of another machine, or one silent too long, ends the run naming it."""

@@ -183,6 +183,8 @@ def _join_machines(run: RunFolder, requests: StopRequests):
     machine's (node_link.py), once this machine is found to have what the run needs."""
     from .node_link import NodeLink, differences
     link = requests.link = NodeLink.open(on_stop=requests.from_main)
+    if link is not None:
+        _LINKS.append(link)
     cfg = run.config()
     if link is None:
         return cfg
@@ -296,5 +298,17 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _exit(code: int) -> None:
+    """Exit; past a link thread still inside a store call, without the interpreter's shutdown (node_link.close)."""
+    link = _LINKS[0] if _LINKS else None
+    if link is not None and not link.close():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+_LINKS: list = []       # the link of this process, once opened (for _exit)
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
