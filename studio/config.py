@@ -352,6 +352,21 @@ class TrainingConfig:
                           "把冻结的模型权重分摊到各块 GPU（需要 4-bit QLoRA 或 16-bit 权重；用于一块卡放不下的模型）"
                           "；“自动”在估算能放进一块卡时选 ddp，否则选 fsdp。",
                        label=("Multi-GPU strategy", "多 GPU 策略"))
+    nnodes: int = _f(1, "How many computers train the run together (1 = this one only). With more than one, "
+                     "start the run on the main machine, then the command the studio shows on each other machine; "
+                     "the global batch counts the GPUs of every machine.", limits=(1, 64),
+                     zh="共同训练的电脑数量（1 = 只用这台）。多于一台时，先在主机上开始训练，再在每台其他电脑上运行"
+                        "工作室显示的命令；全局批大小按所有电脑的 GPU 总数计算。",
+                     label=("Machines", "电脑数量"))
+    node_rank: int = _f(0, "Which machine this is, counting from 0: 0 is the main machine, which writes the run "
+                        "folder; 1, 2 ... are the others, which only lend their GPUs.", limits=(0, 63),
+                        zh="这台电脑的编号，从 0 开始：0 是主机，写运行文件夹；1、2…… 是其他电脑，只出借 GPU。",
+                        label=("This machine's number", "本机编号"))
+    master: str = _f("", "The main machine's address and a free port, as ADDR:PORT (e.g. 192.168.1.10:29500), "
+                     "reachable from every machine. Needed when training.nnodes is more than 1.",
+                     zh="主机的地址和一个空闲端口，格式 ADDR:PORT（如 192.168.1.10:29500），每台电脑都必须能访问。"
+                        "training.nnodes 大于 1 时必填。",
+                     label=("Main machine's address", "主机地址"))
     isolate: bool = _f(False, "Train a one-GPU run in a separate process, as multi-GPU runs are. A crash of the GPU "
                        "driver then cannot take the studio down, but chat has to load the trained model again "
                        "afterwards.",

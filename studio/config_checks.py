@@ -11,6 +11,7 @@ module imports this one for ``validate()``, and the two must not import each oth
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Iterable
 
 from .errors import ConfigError
@@ -175,6 +176,7 @@ def validate(cfg: Config, linear_modules: Iterable[str] | None = None) -> None:
                           "(training.gradient_checkpointing on): peft hands its keys and values to every layer as a "
                           "cache, which checkpointed layers cannot take.", code="config.prefix_checkpointing")
     check_report_to(t.report_to)
+    check_machines(t)
     if t.strategy == "fsdp" and m.quantization == "8bit":
         raise ConfigError("FSDP cannot split 8-bit weights across GPUs (training.strategy fsdp with model.quantization "
                           "8bit).", code="config.fsdp_8bit")
@@ -191,6 +193,34 @@ def validate(cfg: Config, linear_modules: Iterable[str] | None = None) -> None:
     check_generation(g)
     if getattr(cfg, "grpo", None) is not None:
         check_grpo(cfg.grpo)
+
+
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)$")
+
+
+def parse_master(text: str) -> tuple[str, int]:
+    """``training.master`` as (host, port): 'ADDR:PORT', the host a name, an IPv4 address or ``[IPv6]``."""
+    value = (text or "").strip()
+    host, sep, port = value.rpartition(":")
+    if not sep or not _HOST.match(host) or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError("training.master is '{value}', which is not an address and a port: write ADDR:PORT, e.g. "
+                          "192.168.1.10:29500 (a port from 1 to 65535).", code="config.bad_master", value=value)
+    return host.strip("[]"), int(port)
+
+
+def check_machines(t: Section) -> None:
+    """training.nnodes, node_rank and master agree: the machines are numbered 0 to nnodes-1, and every one
+    needs the main machine's address when there is more than one."""
+    if t.node_rank >= t.nnodes:
+        raise ConfigError("training.node_rank is {rank}, but training.nnodes is {nodes}: the machines are numbered 0 "
+                          "to {last}.", code="config.node_rank_range", rank=t.node_rank, nodes=t.nnodes,
+                          last=t.nnodes - 1)
+    if t.nnodes > 1 and not t.master.strip():
+        raise ConfigError("training.nnodes is {nodes}, so every machine needs the main machine's address: set "
+                          "training.master to ADDR:PORT (e.g. 192.168.1.10:29500).", code="config.no_master",
+                          nodes=t.nnodes)
+    if t.master.strip():
+        parse_master(t.master)
 
 
 def check_grpo(g: Section) -> None:

@@ -31,6 +31,7 @@ from .training.distributed import plan_for_start, with_strategy
 from .training.job import ACTIVE_STATES, TrainingJob
 from .runs import RunFolder, list_run_folders, slug
 from .training.launcher import SubprocessJob
+from .training.nodes import helper_folder, is_helper
 
 __all__ = ["JobBusy", "DeviceBusy", "JobManager", "get_manager", "workspace_output_dir"]
 
@@ -96,7 +97,10 @@ class JobManager:
                 cfg = with_strategy(cfg, runner)
             if prev is not None and prev.model is not None and prev.model is not model:
                 prev.release()
-            if run_dir is None:
+            if run_dir is None and is_helper(cfg):
+                # Another machine of a run of several: the main machine writes the run folder.
+                run = RunFolder.create(cfg, helper_folder(cfg))
+            elif run_dir is None:
                 run = RunFolder.create(cfg, cfg.training.output_dir or None)
             else:
                 run = RunFolder(run_dir)

@@ -9,6 +9,8 @@ import os
 from typing import Any
 
 STRATEGY_ENV = "STUDIO_STRATEGY"       # set by the launcher for its workers: "single" | "ddp" | "fsdp"
+NODES_ENV = "STUDIO_NNODES"            # several machines (training/nodes.py): how many, and which one this is
+NODE_RANK_ENV = "STUDIO_NODE_RANK"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -28,6 +30,16 @@ def local_rank() -> int:
 
 def world_size() -> int:
     return _env_int("WORLD_SIZE", 1)
+
+
+def nnodes() -> int:
+    """The machines of the run (1: this one only)."""
+    return max(1, _env_int(NODES_ENV, 1))
+
+
+def node_rank() -> int:
+    """This machine's number in the run: 0 is the main machine, which writes the run folder."""
+    return _env_int(NODE_RANK_ENV, 0)
 
 
 def is_main() -> bool:

@@ -106,6 +106,17 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     "config.gpus_too_many": ("此运行要求 {want} 块 GPU（training.gpus），但这台电脑只有 {found} 块。",
                              "Set training.gpus to {found} or fewer (0 uses all of them).",
                              "把 training.gpus 设为 {found} 或更少（0 表示全部使用）。"),
+    "config.node_rank_range": ("training.node_rank 为 {rank}，但 training.nnodes 为 {nodes}：电脑编号为 0 到 {last}。",
+                               "Give the main machine 0 and the others 1 to {last}.",
+                               "主机设为 0，其他电脑设为 1 到 {last}。"),
+    "config.no_master": ("training.nnodes 为 {nodes}，每台电脑都需要主机的地址：请把 training.master 设为 ADDR:PORT"
+                         "（如 192.168.1.10:29500）。",
+                         "Use the main machine's address on your network and a port no other program uses.",
+                         "使用主机在局域网中的地址和一个没有被其他程序占用的端口。"),
+    "config.bad_master": ("training.master 为 '{value}'，不是地址加端口：请写成 ADDR:PORT，如 192.168.1.10:29500"
+                          "（端口 1 到 65535）。",
+                          "Use the main machine's address on your network and a port no other program uses.",
+                          "使用主机在局域网中的地址和一个没有被其他程序占用的端口。"),
     "config.fsdp_no_gpu": ("FSDP（training.strategy）把模型分到多块 NVIDIA GPU 上；但没有找到 GPU。",
                            "Set training.strategy to 'ddp', or train on one GPU.",
                            "把 training.strategy 设为 'ddp'，或只用一块 GPU 训练。"),

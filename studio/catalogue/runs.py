@@ -37,6 +37,10 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
                                 "set model.quantization to '4bit-nf4'. The output of every process is in {log}.",
                                 "如果是系统内存不足，请调小 training.batch_size 或 data.max_length，或把 "
                                 "model.quantization 设为 '4bit-nf4'。每个进程的输出都在 {log} 中。"),
+    "training.node_failed": ("第 {machine} 台电脑（node rank {node}，{host}）退出了这次运行：{detail} 运行已停止。",
+                             "Check that machine (its own log says why), then start the run again on every machine. "
+                             "The main machine's log is {log}.",
+                             "检查那台电脑（它自己的日志写明了原因），然后在每台电脑上重新开始训练。主机的日志在 {log}。"),
     "training.rank_failed": ("{who_zh}失败：{detail}", "The output of every process is in {log}.",
                              "每个进程的输出都在 {log} 中。"),
     "training.rank_oom": ("{who_zh}失败：{detail}",
@@ -64,6 +68,10 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
     # resume and extend
     "run.not_a_run": ("{path} 不是运行文件夹（没有 config.yaml）。", *_RUN),
     "resume": ("", *_NEW),
+    "resume.several_machines": ("运行 {name} 在 {nodes} 台电脑上训练（training.nnodes）；目前还不支持继续多台电脑的运行。",
+                                "Start it again (studio train --config on its folder), or extend it from its adapter "
+                                "once it has one.",
+                                "重新开始它（对它的文件夹运行 studio train --config），或在它有适配器后从适配器继续训练。"),
     "resume.finished": ("运行 {name} 已完成全部步数；没有可以继续的部分。",
                         "Extend it to train further: `studio train --extend RUN_DIR training.max_steps=N`.",
                         "要继续训练，请使用扩展：`studio train --extend 运行文件夹 training.max_steps=N`。"),

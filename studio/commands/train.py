@@ -7,6 +7,8 @@
     studio train --resume demo                           go on from the run's last complete checkpoint
     studio train --extend demo --max-steps 50            a new run starting from the run's adapter
     studio train --config big.yaml --gpus 2 --strategy fsdp   one run on two GPUs (one process each)
+    studio train --config big.yaml --nnodes 2 --node-rank 0 --master 192.168.1.10:29500   two machines: the main one
+    studio train --nnodes 2 --node-rank 1 --master 192.168.1.10:29500   ... and the other (its settings come from the main one)
 
 Shows one progress line (step, loss, ETA) and a summary at the end. Ctrl-C (SIGINT) and SIGTERM stop
 like the stop button: the current step ends, the adapter trained so far is saved, state.json is
@@ -78,7 +80,8 @@ def add_parser(sub):
 
 # flag -> setting; ``--max-steps`` with ``--extend`` says how many more steps to train.
 SHORT_FLAGS = {"--method": "training.method", "--model": "model.source", "--data": "data.file", "--max-steps": "training.max_steps",
-               "--output": "training.output_dir", "--gpus": "training.gpus", "--strategy": "training.strategy"}
+               "--output": "training.output_dir", "--gpus": "training.gpus", "--strategy": "training.strategy",
+               "--nnodes": "training.nnodes", "--node-rank": "training.node_rank", "--master": "training.master"}
 
 
 def _settings(args) -> dict:
@@ -351,7 +354,12 @@ def _train(cfg, t0: float, manager, signals: _StopSignals, start_kwargs: dict | 
     except StudioError as e:     # a setting that cannot work, or the device is busy
         report(e)
         return 2
-    print(f"Run folder: {job.run_dir}")
+    helper = getattr(job, "helper", False)
+    if helper:
+        from ..training.nodes import launch_note
+        print(launch_note(job.cfg, job.run_dir).removeprefix("studio: "))
+    else:
+        print(f"Run folder: {job.run_dir}")
     bar = ProgressLine()
     stop_code = 0
     last_message = ""
@@ -391,5 +399,8 @@ def _train(cfg, t0: float, manager, signals: _StopSignals, start_kwargs: dict | 
     if job.state == "failed":
         report(job.failure) if job.failure is not None else print(f"error: {job.message}", file=sys.stderr)
         return 1
-    _summary(job, time.monotonic() - t0)
+    if helper:
+        print(f"{job.state.capitalize()}: {job.message}\n  log            {job.run.log_path}")
+    else:
+        _summary(job, time.monotonic() - t0)
     return stop_code if stop_code and job.state == "stopped" else 0

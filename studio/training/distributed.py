@@ -23,8 +23,8 @@ from ..config import StudioConfig
 from ..errors import ConfigError
 
 # What a worker reads from its environment lives below the model loading that needs it too.
-from ..process_env import (STRATEGY_ENV, is_main, local_rank, model_placement, quantization_storage,  # noqa: F401
-                           rank, sharded, strategy, world_size)
+from ..process_env import (STRATEGY_ENV, is_main, local_rank, model_placement, nnodes, node_rank,  # noqa: F401
+                           quantization_storage, rank, sharded, strategy, world_size)
 CAP_ENV = "STUDIO_GPU_MEMORY_CAP_GB"   # test a smaller card inside a big one (benchmarks)
 # How FSDP-QLoRA groups the weights into units (benchmarks/multi_gpu.py compares them): "lora", every
 # LoRA layer a unit of its own (PEFT's wrap policy, the default); "layer", one unit a decoder layer.
@@ -91,8 +91,9 @@ def plan(cfg: StudioConfig, found: int | None = None, facts: dict | None = None,
     if want > found > 0:
         raise ConfigError("This run asks for {want} GPUs (training.gpus), but this computer has {found}.",
                           code="config.gpus_too_many", want=want, found=found)
-    if want == 1:
+    if want == 1 and t.nnodes <= 1:
         return Plan(1, "single", bool(t.isolate), found)
+    # Several machines: always torch.distributed.run, even with one process here (nodes.py).
     strategy, notes = t.strategy, []
     if strategy == "auto":
         strategy, note = choose_strategy(cfg, want, facts, card_gb)
@@ -218,6 +219,11 @@ def trainer_kwargs(on_cuda: bool) -> dict:
     out: dict = {"ddp_find_unused_parameters": False}
     if not on_cuda:
         out["ddp_backend"] = "gloo"
+    if nnodes() > 1:
+        # A machine that has gone is found by the heartbeats (node_link.py) within a minute; a collective
+        # still waiting this long means a machine that is alive but stuck (torch's default: 30 minutes).
+        from .nodes import COLLECTIVE_TIMEOUT_S
+        out["ddp_timeout"] = COLLECTIVE_TIMEOUT_S
     if sharded():
         out["fsdp"] = "full_shard auto_wrap"
         out["fsdp_config"] = {"version": 1, "backward_prefetch": "backward_pre", "forward_prefetch": False,

@@ -33,6 +33,7 @@ from typing import Any
 
 from ..config import StudioConfig
 from ..runs import MetricsFollower, RunFolder
+from . import nodes
 from .callbacks import Progress
 from .background import BackgroundRun
 from .states import DONE, FAILED, FINAL_STATES, LOADING, PENDING, SAVING, STATE_KEYS, STOPPED, TRAINING
@@ -68,7 +69,8 @@ class FollowedMetrics:
 
 
 def worker_command(run_dir: Path, processes: int, resume_from: Path | None = None,
-                   init_adapter: Path | None = None, origin: dict | None = None) -> list[str]:
+                   init_adapter: Path | None = None, origin: dict | None = None,
+                   cfg: StudioConfig | None = None) -> list[str]:
     worker = ["-m", "studio.training.worker", "--run-dir", str(run_dir)]
     if resume_from is not None:
         worker += ["--resume-from", str(resume_from)]
@@ -76,6 +78,10 @@ def worker_command(run_dir: Path, processes: int, resume_from: Path | None = Non
         worker += ["--init-adapter", str(init_adapter)]
     if origin:
         worker += ["--origin", json.dumps(origin, default=str)]
+    if cfg is not None and nodes.several(cfg):
+        # One machine of several: the main machine's store is the rendezvous (nodes.py).
+        return [sys.executable, "-m", "torch.distributed.run", *nodes.launch_args(cfg),
+                f"--nproc-per-node={processes}", *worker]
     if processes <= 1:
         return [sys.executable, *worker]
     # --standalone: a private rendezvous on a free local port, so two runs never collide.
@@ -110,7 +116,10 @@ class SubprocessJob(BackgroundRun):
         self.extra_env = dict(env or {})
         self.metrics = FollowedMetrics(run.metrics_path)
         self.progress = Progress()
+        self.several, self.helper = nodes.several(cfg), nodes.is_helper(cfg)
         self.info.update(processes=self.processes, strategy=strategy)
+        if self.several:
+            self.info.update(nnodes=cfg.training.nnodes, node_rank=cfg.training.node_rank, master=cfg.training.master)
         self.pid: int | None = None              # the launcher's (or the only worker's) pid
         self.returncode: int | None = None
         self._proc: subprocess.Popen | None = None
@@ -176,16 +185,26 @@ class SubprocessJob(BackgroundRun):
 
     def _launch(self) -> None:
         from .distributed import STRATEGY_ENV
-        cmd = worker_command(self.run.path, self.processes, self.resume_from, self.init_adapter, self.origin)
-        env = dict(os.environ, PYTHONUNBUFFERED="1", **{STRATEGY_ENV: self.strategy}, **self.extra_env)
+        cmd = worker_command(self.run.path, self.processes, self.resume_from, self.init_adapter, self.origin, self.cfg)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **{STRATEGY_ENV: self.strategy}, **nodes.worker_env(self.cfg),
+                   **self.extra_env)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH", "")) if p)
         # Memory freed between steps of different lengths can be reused for larger blocks: without it a
         # capped FSDP run failed with 1.7 GiB reserved but free (docs/BENCHMARKS.md). The user's wins.
         env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
         word = "process" if self.processes == 1 else f"{self.processes} processes ({self.strategy.upper()})"
-        self._set(LOADING, f"Starting the training {word}.")
+        if self.helper:
+            self._set(LOADING, f"Starting the training {word} of this machine; the main machine at "
+                               f"{self.cfg.training.master} writes the run folder.")
+        elif self.several:
+            self._set(LOADING, f"Starting the training {word}; waiting for the other "
+                               f"{self.cfg.training.nnodes - 1} machine(s) to join at {self.cfg.training.master}.")
+        else:
+            self._set(LOADING, f"Starting the training {word}.")
         with open(self.run.log_path, "ab") as log:
             self._log_offset = log.tell()
+            if self.several:
+                log.write(f"{_now()} {nodes.launch_note(self.cfg, self.run.path)}\n".encode())
             log.write(f"{_now()} studio: starting {' '.join(cmd)}\n".encode())
             log.flush()
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -222,6 +241,8 @@ class SubprocessJob(BackgroundRun):
     def _finish(self) -> None:
         """The final state, once every process has gone: rank 0's own when it finished cleanly, else
         a stop or a failure worded here."""
+        if self.helper:
+            return self._finish_helper()
         written = self.run.read_state() or {}
         final = written.get("state") in FINAL_STATES
         if self._stop.is_set() and final and written["state"] in (STOPPED, DONE):
@@ -237,6 +258,23 @@ class SubprocessJob(BackgroundRun):
             message, hint = self._failure(written)
             self._set(FAILED, message, hint)
 
+    def _finish_helper(self) -> None:
+        """Another machine of a run of several: its workers write no state here; the log says how it ended."""
+        from .node_link import MAIN_LOST_MARK, STOPPED_MARK
+        log = _read_from(self.run.log_path, self._log_offset)
+        main = self.cfg.training.master
+        if STOPPED_MARK in log or self._stop.is_set() and self.returncode == 0:
+            self._set(STOPPED, f"The run was stopped; the main machine at {main} has its run folder.")
+        elif self.returncode == 0:
+            self._set(DONE, f"This machine's part of the run is done; the main machine at {main} has the run folder.")
+        elif MAIN_LOST_MARK in log:
+            detail = log[log.rindex(MAIN_LOST_MARK) + len(MAIN_LOST_MARK) + 1:].splitlines()[0].strip()
+            self.error = detail
+            self._set(FAILED, f"This machine left the run: {detail}", f"The log is in {self.run.log_path}.")
+        else:
+            message, hint = self._failure({})
+            self._set(FAILED, message, hint)
+
     def _take(self, written: dict) -> None:
         self.result = written.get("result")
         self.error = written.get("error")
@@ -247,7 +285,8 @@ class SubprocessJob(BackgroundRun):
         """The message and hint of a failed run (process_failures.py); ``failure`` says them in any language."""
         from .process_failures import explain_exit
         log = _read_from(self.run.log_path, self._log_offset)
-        self.failure = explain_exit(log, self.processes, self.returncode, written, str(self.run.log_path))
+        self.failure = explain_exit(log, self.processes, self.returncode, written, str(self.run.log_path),
+                                    several=self.several)
         self.error = written.get("error") if written.get("state") == FAILED else self.failure.message
         return self.failure.message, self.failure.hint
 
@@ -302,7 +341,7 @@ class SubprocessJob(BackgroundRun):
         import psutil
         if self.pid is None:
             return []
-        if self.processes == 1:
+        if self.processes == 1 and not self.several:
             return [self.pid]
         try:
             return [c.pid for c in psutil.Process(self.pid).children()]

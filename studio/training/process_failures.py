@@ -9,15 +9,24 @@ import re
 import signal
 
 from ..errors import StudioError, TrainingFailed
+from .node_link import NODE_MARK
 from .worker import ERROR_MARK
 
 _ROOT = re.compile(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.S)
 
 
-def explain_exit(log: str, processes: int, returncode: int | None, written: dict, log_path: str) -> StudioError:
-    """The failure of a process tree that ended without finishing: which rank failed first and why."""
+def explain_exit(log: str, processes: int, returncode: int | None, written: dict, log_path: str,
+                 several: bool = False) -> StudioError:
+    """The failure of a process tree that ended without finishing: which rank failed first and why (on
+    a run of several machines, first: which other machine went, from rank 0's ``NODE_MARK`` line)."""
+    node = re.search(rf"{NODE_MARK} node=(-?\d+) host=(\S*): (.*)", log)
+    if node:
+        n = int(node.group(1))
+        return TrainingFailed("Machine {machine} (node rank {node}, {host}) left the run: {detail} The run stopped.",
+                              code="training.node_failed", machine=n + 1, node=n, host=node.group(2),
+                              detail=node.group(3).strip(), log=log_path)
     rank, exitcode = _root_cause(log)
-    if processes == 1:
+    if processes == 1 and not several:
         rank, exitcode = 0, returncode
     who, who_zh = _who(rank, processes)
     if exitcode is not None and exitcode < 0:
@@ -46,7 +55,7 @@ def explain_exit(log: str, processes: int, returncode: int | None, written: dict
 
 def _who(rank: int | None, processes: int) -> tuple[str, str]:
     """The failed process in words, for the English and the Chinese message."""
-    if rank is None or processes <= 1:
+    if rank is None or processes <= 1 and rank == 0:
         return "The training process", "训练进程"
     return (f"Training process {rank + 1} of {processes} (rank {rank})",
             f"第 {rank + 1} 个训练进程（共 {processes} 个，rank {rank}）")

@@ -43,7 +43,8 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # which kernels compute the same maths, how answers are generated afterwards).
 IGNORED_SETTINGS = {"name", "training.output_dir", "training.logging_steps", "training.eval_steps",
                     "training.save_steps", "training.gradient_checkpointing", "training.attention",
-                    "training.fused_kernels", "model.trust_remote_code", "training.report_to"}
+                    "training.fused_kernels", "model.trust_remote_code", "training.report_to",
+                    "training.master"}     # the main machine may have another address now; nnodes is compared
 IGNORED_SECTIONS = {"generation"}
 
 
@@ -330,6 +331,12 @@ def plan_resume(run_dir: str | Path, tokenizer: Any = None, data: Any = None) ->
     if state.get("state") == "done":
         raise ResumeError("The run {name} already finished all its steps; nothing is left to resume.",
                           code="resume.finished", name=run.name)
+    if cfg.training.nnodes > 1:
+        # The other machines' workers would start over while rank 0 goes on (their parts of a checkpoint,
+        # e.g. rng_state_1.pth, stayed on them): refused rather than a run whose ranks disagree on the step.
+        raise ResumeError("The run {name} trained on {nodes} machines (training.nnodes); resuming a run of several "
+                          "machines is not supported yet.", code="resume.several_machines", name=run.name,
+                          nodes=cfg.training.nnodes)
     fp = read_fingerprint(run.path)
     if fp is None:
         raise ResumeError("The run {name} has no {file} (it was made before runs recorded their data and settings), so "

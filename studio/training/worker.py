@@ -32,6 +32,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from ..config import StudioConfig, merge
 from ..runs import RunFolder
 from . import distributed as dist_info
 
@@ -59,6 +60,16 @@ class StopRequests:
     def __init__(self):
         self.requested = threading.Event()
         self.phase = LOADING
+        self.link = None        # node_link.NodeLink on a run of several machines
+
+    def from_main(self) -> None:
+        """Another machine: the main machine stopped the run (called from the link's thread)."""
+        from .node_link import STOPPED_MARK
+        if self.phase == LOADING:
+            print(f"{STOPPED_MARK}: the main machine stopped the run while loading; nothing to save.",
+                  file=sys.stderr, flush=True)
+            os._exit(0)
+        self.requested.set()
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -66,6 +77,8 @@ class StopRequests:
 
     def _handle(self, signo, frame) -> None:
         if self.phase == LOADING:
+            if self.link is not None and dist_info.is_main():
+                self.link.announce_stop()
             print(f"[rank {dist_info.rank()}] Stopped while loading; nothing to save.", file=sys.stderr, flush=True)
             os._exit(128 + signo)
         self.requested.set()
@@ -101,6 +114,8 @@ class SyncedStop(TrainerCallback):
                 dist.all_reduce(t, op=dist.ReduceOp.MAX)
                 flag = bool(t.item())
         if flag:
+            if self.requests.link is not None and dist_info.is_main():
+                self.requests.link.announce_stop()      # the other machines' messages say who stopped it
             self.job.stop()
             self.requests.phase = FINISHING
 
@@ -163,6 +178,35 @@ def save_adapter_from_checkpoint(run: RunFolder, tokenizer, chat_template: str) 
     run.write_adapter(fill, tokenizer, chat_template)
 
 
+def _join_machines(run: RunFolder, requests: StopRequests):
+    """The config this rank trains: the run's own, or on another machine of a run of several, the main
+    machine's (node_link.py), once this machine is found to have what the run needs."""
+    from .node_link import NodeLink, differences
+    link = requests.link = NodeLink.open(on_stop=requests.from_main)
+    if link is not None:
+        _LINKS.append(link)
+    cfg = run.config()
+    if link is None:
+        return cfg
+    from .nodes import JOIN_TIMEOUT_S
+    if dist_info.is_main():
+        data = Path(cfg.data.file).expanduser()
+        if cfg.data.file and data.is_file():     # the other machines read it at the same (absolute) path
+            cfg = merge(cfg, {"data": {"file": str(data.resolve())}})
+        link.share_config(cfg.to_yaml(), cfg.data.file)
+        link.start()
+        return cfg
+    link.start()
+    text, facts = link.receive_config(JOIN_TIMEOUT_S)
+    cfg = StudioConfig.from_yaml(text, "the main machine's settings")
+    problems = differences(facts, cfg.data.file)
+    if problems:
+        raise RuntimeError(f"machine {dist_info.node_rank() + 1} cannot join the run: {'; '.join(problems)}.")
+    if cfg.training.strategy in ("ddp", "fsdp"):       # as the main machine decided
+        os.environ[dist_info.STRATEGY_ENV] = cfg.training.strategy
+    return cfg
+
+
 def _report_failure(job, folder: RunFolder) -> None:
     """The failure in the run's train.log (this process's stderr): the marker line the parent quotes,
     then the traceback the job wrote to its own log (a scratch log on ranks other than 0)."""
@@ -201,7 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     requests.install()
     _setup_device()
     run = RunFolder(a.run_dir)
-    cfg, notes = dist_info.adjust_for_processes(run.config())
+    try:
+        cfg = _join_machines(run, requests)
+    except Exception as e:      # another machine that cannot join: said here, quoted by its parent and rank 0
+        text = f"{type(e).__name__}: {e}" if not isinstance(e, RuntimeError) else str(e)
+        if requests.link is not None:
+            requests.link.report_error(text)
+        print(f"{ERROR_MARK} rank={dist_info.rank()} of {dist_info.world_size()}: {text}", file=sys.stderr, flush=True)
+        return 1
+    cfg, notes = dist_info.adjust_for_processes(cfg)
     _sharded_loading(cfg.model.quantization)
     if dist_info.fsdp_layer_units():
         dist_info.wrap_whole_layers()
@@ -228,14 +280,35 @@ def main(argv: list[str] | None = None) -> int:
     try:
         job.run_sync()
         _report_memory()
+        link = requests.link
         if job.state == "failed":
+            if link is not None:
+                # rank 0 first asks which machine went (before its own error makes the others leave)
+                for line in (link.who_failed() if dist_info.is_main() else []):
+                    print(line, file=sys.stderr, flush=True)
+                link.report_error(job.error or job.message)
             _report_failure(job, folder)
             return 1
+        if link is not None and not dist_info.is_main() and link.stopped_by_main():
+            from .node_link import STOPPED_MARK
+            print(f"{STOPPED_MARK}: the main machine stopped the run.", file=sys.stderr, flush=True)
         return 0
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _exit(code: int) -> None:
+    """Exit; past a link thread still inside a store call, without the interpreter's shutdown (node_link.close)."""
+    link = _LINKS[0] if _LINKS else None
+    if link is not None and not link.close():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+_LINKS: list = []       # the link of this process, once opened (for _exit)
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

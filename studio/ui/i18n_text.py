@@ -189,6 +189,17 @@ TEXT: dict[str, tuple[str, str]] = {
     "settings.apply_yaml": ("Apply YAML", "应用 YAML"),
     "settings.yaml_applied": ("Settings taken from the YAML.", "已按 YAML 更新参数。"),
     "settings.command": ("As a command", "命令行"),
+    "settings.machines": ("Several machines", "多台电脑"),
+    "settings.machines_commands": ("On each other machine", "在每台其他电脑上"),
+    "settings.machines_one": ("Training uses this machine only. To train on several, set Machines to their number and "
+                              "the main machine's address (this one, as the others reach it), then start the run here "
+                              "and run the command shown on each other machine.",
+                              "只用这台电脑训练。要用多台电脑，请把电脑数量设为总台数，并填写主机地址（本机在其他电脑上可访"
+                              "问的地址），然后在这里开始训练，再在每台其他电脑上运行这里显示的命令。"),
+    "settings.machines_bad": ("The main machine's address must be ADDR:PORT, e.g. 192.168.1.10:29500.",
+                              "主机地址必须写成 ADDR:PORT，如 192.168.1.10:29500。"),
+    "settings.machines_run": ("Start the run here first, then on machine {machine} (node rank {rank}) run:",
+                              "先在这里开始训练，然后在第 {machine} 台电脑（node rank {rank}）上运行："),
     "settings.command_help": ("Save the YAML above as studio-config.yaml, then run:",
                               "将上面的 YAML 保存为 studio-config.yaml，然后运行："),
     "settings.save_name": ("Save current settings as preset", "将当前参数保存为预设"),

@@ -153,6 +153,16 @@ class Services:
         return requested_gpus(cfg, found)
 
     @staticmethod
+    def machine_commands(cfg: StudioConfig) -> list[str] | None:
+        """The command each other machine of a run of several runs (``nodes.helper_commands``): [] on one
+        machine, None while the main machine's address is not ADDR:PORT (Start says why)."""
+        from studio.training.nodes import helper_commands
+        try:
+            return helper_commands(cfg)
+        except ConfigError:
+            return None
+
+    @staticmethod
     def global_batch(cfg: StudioConfig, gpus: int) -> int:
         """Rows one optimizer step of ``cfg`` learns from on ``gpus`` GPUs."""
         from studio.training.distributed import global_batch

@@ -130,6 +130,16 @@ def build(ctx) -> SimpleNamespace:
                 B.widget("training", "attention")
                 B.widget("training", "fused_kernels")
                 B.widget("training", "report_to")
+        with L.add(gr.Accordion(L("settings.machines"), open=ctx.initial.training.nnodes > 1,
+                                elem_id="settings-machines-box"), label="settings.machines"):
+            with gr.Row():
+                B.widget("training", "nnodes")
+                B.widget("training", "node_rank")
+                B.widget("training", "master")
+            ui.machine_commands = L.make(gr.Code, label="settings.machines_commands",
+                                         value=views.machine_commands(ctx.svc.machine_commands(ctx.initial), L.lang),
+                                         language="shell", interactive=False, lines=2,
+                                         elem_id="settings-machine-commands")
         with L.add(gr.Accordion(L("settings.yaml"), open=False, elem_id="settings-yaml-box"), label="settings.yaml"):
             ui.yaml = L.make(gr.Code, label="settings.yaml", value=ctx.initial.to_yaml(), language="yaml",
                              interactive=True, lines=12, max_lines=24, elem_id="settings-yaml")
@@ -173,17 +183,19 @@ def wire(ctx) -> None:
         try:
             cfg = B.to_config(values)
         except Exception as e:  # a half-typed number: say so where the YAML would be
-            return (f"# {e}", *[gr.skip()] * 6)
+            return (f"# {e}", *[gr.skip()] * 7)
         est = svc.memory(cfg)
         text = views.memory(est, lang)
         gpus = svc.gpus()
         # One update object for each output: gradio consumes (pops from) the dict it is given.
         return (cfg.to_yaml(), views.command_text(lang),
                 *(gr.update(value=text, visible=bool(est)) for _ in range(3)),
-                views.gpus_found(gpus, lang), views.global_batch(cfg, len(gpus), lang))
+                views.gpus_found(gpus, lang), views.global_batch(cfg, len(gpus), lang),
+                views.machine_commands(svc.machine_commands(cfg), lang))
 
     # The estimate is shown where each decision is made: the model, the settings and the Start button.
-    shown = [ui.yaml, ui.command, ctx.model.memory, ui.memory, ctx.train.memory, ui.gpus_found, ui.global_batch]
+    shown = [ui.yaml, ui.command, ctx.model.memory, ui.memory, ctx.train.memory, ui.gpus_found, ui.global_batch,
+             ui.machine_commands]
     triggers = [w.change for w in B.inputs] + [ctx.lang.change, ctx.model.load_btn.click]
     gr.on(triggers, show_config, [ctx.lang] + B.inputs, shown,
           trigger_mode="always_last", show_progress="hidden", api_visibility="private", queue=False)

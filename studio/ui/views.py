@@ -67,8 +67,8 @@ def gpus_found(gpus: list[dict], lang: str) -> str:
 
 
 def global_batch(cfg: Any, gpus_found: int, lang: str) -> str:
-    n = Services.requested_gpus(cfg, gpus_found)
     t_ = cfg.training
+    n = Services.requested_gpus(cfg, gpus_found) * max(1, t_.nnodes)   # several machines: as many GPUs each
     return t("gpus.global_batch", lang, batch=t_.batch_size, accum=t_.grad_accum, gpus=n,
              total=Services.global_batch(cfg, n))
 
@@ -185,6 +185,18 @@ def preset_summary(name: str | None, lang: str) -> str:
 def method_note(method: str, lang: str) -> str:
     """What the training method learns from and what data it needs, in words (the Settings tab)."""
     return t(f"method.note.{method}", lang) if f"method.note.{method}" in TEXT else ""
+
+
+def machine_commands(commands: list[str] | None, lang: str) -> str:
+    """The commands of the other machines of a run of several (Settings tab), each after a comment line."""
+    if commands is None:
+        return f"# {t('settings.machines_bad', lang)}"
+    if not commands:
+        return f"# {t('settings.machines_one', lang)}"
+    lines = []
+    for i, command in enumerate(commands, start=1):
+        lines += [f"# {t('settings.machines_run', lang, machine=i + 1, rank=i)}", command]
+    return "\n".join(lines)
 
 
 def command_text(lang: str) -> str:
