@@ -187,15 +187,22 @@ def method_note(method: str, lang: str) -> str:
     return t(f"method.note.{method}", lang) if f"method.note.{method}" in TEXT else ""
 
 
+def _comment(text: str) -> str:
+    """Shell comment lines short enough for the code box (a CJK character is two columns wide)."""
+    import textwrap
+    width = 50 if any("\u3000" <= ch <= "\u9fff" for ch in text) else 100
+    return "\n".join("# " + line for line in textwrap.wrap(text, width))
+
+
 def machine_commands(commands: list[str] | None, lang: str) -> str:
     """The commands of the other machines of a run of several (Settings tab), each after a comment line."""
     if commands is None:
-        return f"# {t('settings.machines_bad', lang)}"
+        return _comment(t('settings.machines_bad', lang))
     if not commands:
-        return f"# {t('settings.machines_one', lang)}"
+        return _comment(t('settings.machines_one', lang))
     lines = []
     for i, command in enumerate(commands, start=1):
-        lines += [f"# {t('settings.machines_run', lang, machine=i + 1, rank=i)}", command]
+        lines += [_comment(t('settings.machines_run', lang, machine=i + 1, rank=i)), command]
     return "\n".join(lines)
 
 
