@@ -477,7 +477,12 @@ class TrainingJob(BackgroundRun):
                 self.info["notes"].append("Gradient checkpointing is off: prefix tuning does not work with it.")
             return
         if setting != "auto":
-            self.info["checkpointed_layers"] = "all" if setting == "on" else 0
+            self.info["checkpointed_layers"] = "all" if setting in ("on", "offload") else 0
+            if setting == "offload":        # every layer's input kept in CPU memory (models/offload.py)
+                checkpointing.set_offload(model, True)
+                self.info["activation_offload"] = True
+                log.info("Gradient checkpointing: offload, every layer's input kept in CPU memory%s.",
+                         "" if self.info["device"] == "cuda" else " (on a CPU run it already is: nothing is copied)")
             return
         if self.info["device"] != "cuda":
             checkpointing.set_checkpointed_layers(model, 0)
@@ -491,6 +496,7 @@ class TrainingJob(BackgroundRun):
         batch, tokens = self.method.worst_batch(rows, self.cfg.training.batch_size, trainer.data_collator)
         decision = checkpointing.choose(trainer, model, batch, tokens, self.info["trainable_params"] * state_bytes)
         self.info["checkpointed_layers"] = decision.layers
+        self.info["activation_offload"] = decision.offload
         self.info["notes"].append(decision.note)
         log.info(decision.note)
 
