@@ -6,7 +6,16 @@
 Every case trains the same model on the same rows (speed_setup.py) with the same seed and
 hyperparameters for the same number of optimizer steps, each in its own process, the order of the
 cases rotating from one shape/mode to the next (and reversed with ``--reverse``). A case name may
-carry studio overrides for the technique rows: ``studio:attention=sdpa+packing=false``.
+carry studio overrides for the technique rows: ``studio:attention=sdpa+packing=false``
+(``studio:gradient_checkpointing=offload``; Unsloth's checkpointing without its offload:
+``unsloth:checkpointing=true``).
+
+Long rows: ``--row-tokens N`` makes every row exactly N tokens and trains one row a step (batch 1, no
+accumulation), e.g. ``--shapes 8b --modes 4bit --row-tokens 65536 --cap-gb 24`` for a 24 GB card.
+
+Checkpoint saves: none inside the timed steps for any case by default (the studio writes its one
+checkpoint after the last step, as every run does); ``--save-every K`` saves every K steps in every
+case, each save timed on its own (``save_s``: what it held the training loop) and left out of the steps.
 
 Reported per case, and as ratios against ``plain``: non-padding tokens/s over the steps after the
 warm-up, time to the first optimizer step (from the process start: imports, loading, quantizing and
@@ -90,7 +99,9 @@ def summarise(res: dict, warmup: int, flops_per_token: float, peak_tflops: float
         return {"case": res["case"], "error": res["error"]}
     steps, tokens = res["step_s"][warmup:], res["tokens"][warmup:]
     tps = sum(tokens) / sum(steps) if steps and sum(steps) > 0 else None
+    saves = res.get("save_s") or []
     return {"case": res["case"], "tokens_per_s": round(tps) if tps else None,
+            "saves": len(saves), "save_stall_s": round(sum(saves), 2) if saves else None,
             "first_step_s": round(res["first_step_s"], 1) if res.get("first_step_s") else None,
             "peak_allocated_gb": res.get("peak_allocated_gb"), "peak_reserved_gb": res.get("peak_reserved_gb"),
             "eval_loss": res.get("eval_loss"), "final_loss": res["loss"][-1] if res.get("loss") else None,
@@ -119,12 +130,29 @@ def compare(rows: list[dict], results: list[dict]) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    cols = ["shape", "mode", "case", "tokens_per_s", "speed_x", "first_step_s", "peak_allocated_gb",
-            "peak_reserved_gb", "memory_x", "mfu", "final_loss", "loss_mad", "eval_loss", "eval_rel", "error"]
+    cols = ["shape", "mode", "case", "row_tokens", "tokens_per_s", "speed_x", "first_step_s", "peak_allocated_gb",
+            "peak_reserved_gb", "memory_x", "mfu", "saves", "save_stall_s", "final_loss", "loss_mad", "eval_loss",
+            "eval_rel", "error"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append("| " + " | ".join("" if r.get(c) is None else str(r.get(c)) for c in cols) + " |")
     return "\n".join(lines)
+
+
+def long_rows(a: argparse.Namespace) -> None:
+    """``--row-tokens N``: one row of exactly N tokens a step, as many rows as steps (and one held back)."""
+    if a.row_tokens:
+        a.batch_size, a.grad_accum, a.max_length = 1, 1, a.row_tokens
+        a.train_rows, a.eval_rows = a.steps, 1
+
+
+def rows_for(a: argparse.Namespace, work: Path, tokenizer: Path) -> tuple[Path, Path]:
+    """The rows every case reads (made once a length): exact-length ones with ``--row-tokens``."""
+    if a.row_tokens:
+        folder = Path(a.rows) if a.rows else work / f"rows-exact-{a.row_tokens}-{a.train_rows}"
+        return speed_setup.write_exact_rows(folder, tokenizer, a.train_rows, a.eval_rows, a.row_tokens)
+    folder = Path(a.rows) if a.rows else work / f"rows-{a.max_length}"
+    return speed_setup.write_rows(folder, tokenizer, a.train_rows, a.eval_rows, a.max_length)
 
 
 def main() -> int:
@@ -142,6 +170,10 @@ def main() -> int:
     ap.add_argument("--max-length", type=int, default=2048)
     ap.add_argument("--train-rows", type=int, default=640)
     ap.add_argument("--eval-rows", type=int, default=64)
+    ap.add_argument("--row-tokens", type=int, default=0,
+                    help="every row exactly this many tokens, one row a step (batch 1, no accumulation)")
+    ap.add_argument("--save-every", type=int, default=0,
+                    help="a checkpoint every this many steps in every case, timed apart (0: none inside the steps)")
     ap.add_argument("--no-checkpointing", action="store_true")
     ap.add_argument("--cap-gb", type=float, default=0, help="cap the process's GPU memory (a workstation card)")
     ap.add_argument("--gguf", default=None, help="the built-in model's GGUF file, when the package is not installed")
@@ -156,12 +188,12 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("This benchmark needs an NVIDIA GPU.")
         return 2
+    long_rows(a)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     peak = matmul_tflops()
     tokenizer = Path(a.tokenizer) if a.tokenizer else speed_setup.base_folder(a.gguf)
-    rows_dir = Path(a.rows) if a.rows else work / f"rows-{a.max_length}"
-    train, evals = speed_setup.write_rows(rows_dir, tokenizer, a.train_rows, a.eval_rows, a.max_length)
+    train, evals = rows_for(a, work, tokenizer)
     print(f"{torch.cuda.get_device_name(0)}; bf16 matmul {peak} TFLOP/s; rows {speed_setup.row_stats(train)}",
           flush=True)
     cases = a.cases.split(",")
@@ -178,7 +210,8 @@ def main() -> int:
                     "scheduler": "constant", "warmup_ratio": 0.03, "optimizer": "paged_adamw_8bit",
                     "max_grad_norm": 0.3, "seed": 42, "gradient_checkpointing": not a.no_checkpointing,
                     "lora": {"r": a.r, "alpha": a.alpha, "dropout": 0.0, "target_modules": "all-linear"},
-                    "memory_cap_gb": a.cap_gb, "max_length": a.max_length}
+                    "memory_cap_gb": a.cap_gb, "max_length": a.max_length, "save_steps": a.save_every,
+                    "row_tokens": a.row_tokens}
             spec_path = work / f"spec-{shape}-{mode}.json"
             spec_path.write_text(json.dumps(spec))
             order = cases[k % len(cases):] + cases[:k % len(cases)]
@@ -196,7 +229,8 @@ def main() -> int:
                 s = summarise(results[case], a.warmup, fpt, peak)
                 print(json.dumps({"shape": shape, "mode": mode, **s}), flush=True)
             res_list = [results[c] for c in cases]
-            rows = [{"shape": shape, "mode": mode, **summarise(r, a.warmup, fpt, peak)} for r in res_list]
+            rows = [{"shape": shape, "mode": mode, "row_tokens": a.row_tokens or None,
+                     **summarise(r, a.warmup, fpt, peak)} for r in res_list]
             compare(rows, res_list)
             all_rows += rows
     print()

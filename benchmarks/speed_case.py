@@ -72,7 +72,7 @@ def plain(spec: dict, out: str) -> None:
         per_device_eval_batch_size=spec["batch_size"], gradient_accumulation_steps=spec["grad_accum"],
         learning_rate=spec["learning_rate"], lr_scheduler_type=spec["scheduler"], warmup_steps=spec["warmup_ratio"],
         optim=spec["optimizer"], max_grad_norm=spec["max_grad_norm"], bf16=True, logging_steps=1, seed=spec["seed"],
-        data_seed=spec["seed"], report_to="none", save_strategy="no", remove_unused_columns=False,
+        data_seed=spec["seed"], report_to="none", remove_unused_columns=False, **save_args(spec),
         include_num_input_tokens_seen="non_padding", disable_tqdm=True, **_checkpointing_arg(gc))
     rec = StepRecorder()
     trainer = Trainer(model=model, args=args, train_dataset=_dataset(load_rows(spec["train_rows"])),
@@ -83,6 +83,12 @@ def plain(spec: dict, out: str) -> None:
     eval_loss = trainer.evaluate()["eval_loss"]
     write_result(out, spec, "plain", rec, eval_loss=eval_loss, load_s=round(load_s, 1),
                  notes=["padded batches, SDPA, prepare_model_for_kbit_training" if quant else "padded batches, SDPA"])
+
+
+def save_args(spec: dict) -> dict:
+    """The Trainer's checkpoint settings of a case: every ``save_steps`` steps, or none (0)."""
+    every = int(spec.get("save_steps") or 0)
+    return {"save_strategy": "steps", "save_steps": every} if every else {"save_strategy": "no"}
 
 
 def _checkpointing_arg(on: bool) -> dict:
@@ -102,7 +108,9 @@ def studio(spec: dict, out: str, overrides: dict) -> None:
     training = {"max_steps": spec["steps"], "batch_size": spec["batch_size"], "grad_accum": spec["grad_accum"],
                 "learning_rate": spec["learning_rate"], "scheduler": spec["scheduler"],
                 "warmup_ratio": spec["warmup_ratio"], "optimizer": spec["optimizer"],
-                "max_grad_norm": spec["max_grad_norm"], "seed": spec["seed"], "logging_steps": 1, "eval_steps": 0}
+                "max_grad_norm": spec["max_grad_norm"], "seed": spec["seed"], "logging_steps": 1, "eval_steps": 0,
+                # the spec's saves; none: only the one every run writes after its last step, outside the timed steps
+                "save_steps": int(spec.get("save_steps") or 0) or spec["steps"]}
     # The spec's checkpointing is the plain recipe's; the studio decides it ('auto') unless overridden.
     training.update(overrides)
     cfg = StudioConfig.from_dict({
@@ -126,6 +134,7 @@ def studio(spec: dict, out: str, overrides: dict) -> None:
     write_result(out, spec, "studio", rec, eval_loss=evals[-1]["eval_loss"] if evals else None,
                  overrides=overrides, notes=[f"attention {job.info.get('attention')}",
                                              f"checkpointed layers {job.info.get('checkpointed_layers')}",
+                                             f"activation offload {job.info.get('activation_offload', False)}",
                                              f"padding-free {job.info.get('padding_free')}",
                                              f"fused kernels {job.info.get('fused_kernels')}",
                                              *job.info.get("notes", [])])

@@ -8,10 +8,11 @@ spec: {"shape", "mode" ("4bit" | "16bit"), "model_dir", "train_rows", "eval_rows
 {"input_ids": [...], "labels": [...]}), "steps", "warmup_steps" (left out of the speed figures),
 "batch_size", "grad_accum", "learning_rate", "scheduler", "warmup_ratio", "optimizer",
 "max_grad_norm", "seed", "gradient_checkpointing", "lora": {"r", "alpha", "dropout", "target_modules"},
-"memory_cap_gb" (0 = none), "max_length"}
+"memory_cap_gb" (0 = none), "max_length", "save_steps" (0: no checkpoint inside the timed steps; the studio
+saves once, after the last step, as every run does)}
 
 result: the spec's shape/mode, the case, per-step "step_s", "loss" and "tokens" (non-padding tokens
-of the optimizer step), "first_step_s" (from the start of the case's process to the end of its first optimizer step:
+of the optimizer step), "save_s" (what each checkpoint save held the training loop, timed apart from the steps), "first_step_s" (from the start of the case's process to the end of its first optimizer step:
 imports, loading, quantizing and the first step),
 "load_s", "peak_allocated_gb", "peak_reserved_gb", "eval_loss", "notes", "versions", "error".
 """
@@ -59,10 +60,14 @@ class StepRecorder(TrainerCallback):
     The GPU is drained at the end of each step (``synchronize``) so a step's time is its own; the
     trainer drains it there anyway to log the loss. Tokens are the trainer's own count
     (``include_num_input_tokens_seen``: "non_padding" for padded batches, "all" for padding-free
-    ones, which have no padding)."""
+    ones, which have no padding).
+
+    A checkpoint save runs between one step's end and the next step's start; it is timed on its own
+    (``save_s``, from the step's end to the save's end) and left out of the next step's time."""
 
     def __init__(self):
         self.step_s: list[float] = []
+        self.save_s: list[float] = []
         self.loss: list[float] = []
         self.tokens: list[int] = []
         self.first_step_s: float | None = None
@@ -91,6 +96,12 @@ class StepRecorder(TrainerCallback):
             free, total = torch.cuda.mem_get_info()
             self.outside_allocator = max(self.outside_allocator, total - free - torch.cuda.memory_reserved())
 
+    def on_save(self, args, state, control, **kw):
+        _sync()
+        now = time.perf_counter()
+        self.save_s.append(now - self._t_step)
+        self._t_step = now
+
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and "loss" in logs and "eval_loss" not in logs:
             self.loss.append(float(logs["loss"]))
@@ -118,7 +129,7 @@ def write_result(out: str | Path, spec: dict, case: str, recorder: StepRecorder 
            "wall_s": round(time.perf_counter() - PROCESS_START, 1)}
     if recorder is not None:
         res.update(step_s=recorder.step_s, loss=recorder.loss, tokens=recorder.tokens,
-                   first_step_s=recorder.first_step_s)
+                   first_step_s=recorder.first_step_s, save_s=recorder.save_s)
     if torch.cuda.is_available():
         res.update(peak_memory())
         if recorder is not None and recorder.outside_allocator:

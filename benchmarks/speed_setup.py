@@ -106,6 +106,49 @@ def write_rows(folder: Path, tokenizer_dir: Path, n_train: int, n_eval: int, max
     return train_path, eval_path
 
 
+def write_exact_rows(folder: Path, tokenizer_dir: Path, n_train: int, n_eval: int, tokens: int,
+                     seed: int = 0) -> tuple[Path, Path]:
+    """Rows of exactly ``tokens`` tokens each (``--row-tokens``): conversations longer than that, through the
+    studio's pipeline with ``max_length=tokens`` (so each is cut to exactly that, its loss mask kept)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    train_path, eval_path = folder / "train.jsonl", folder / "eval.jsonl"
+    if train_path.exists() and eval_path.exists():
+        return train_path, eval_path
+    rng = random.Random(seed)
+    words = _words()
+    chats = folder / "chats.jsonl"
+    with open(chats, "w", encoding="utf-8") as f:
+        for _ in range(n_train + n_eval):
+            # a word is at least one token: this many words is more than ``tokens`` tokens, whatever the text
+            q = max(8, tokens // 20)
+            f.write(json.dumps({"messages": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": _text(rng, words, q)},
+                {"role": "assistant", "content": _text(rng, words, tokens + 16 - q)}]}) + "\n")
+    rows = exact_rows(chats, tokenizer_dir, n_eval, tokens, seed)
+    for path, part in ((train_path, rows[n_eval:]), (eval_path, rows[:n_eval])):
+        with open(path, "w", encoding="utf-8") as f:
+            for r in part:
+                f.write(json.dumps(r) + "\n")
+    return train_path, eval_path
+
+
+def exact_rows(chats: Path, tokenizer_dir: Path, n_eval: int, tokens: int, seed: int = 0) -> list[dict]:
+    """``{"input_ids", "labels"}`` of every conversation of ``chats``, each exactly ``tokens`` long (the first
+    ``n_eval`` the held-back ones); a conversation too short to reach it is refused."""
+    from studio.config import DataConfig, ModelConfig
+    from studio.data.pipeline import prepare
+    from studio.models.load import load_tokenizer
+
+    tok = load_tokenizer(ModelConfig(source=str(tokenizer_dir)))
+    data = prepare(DataConfig(file=str(chats), max_length=tokens, validation=n_eval), tok, seed)
+    rows = [{"input_ids": list(r.input_ids), "labels": list(r.labels)} for r in [*data.validation, *data.train]]
+    short = [len(r["input_ids"]) for r in rows if len(r["input_ids"]) != tokens]
+    if short or not rows:
+        raise ValueError(f"rows of {short} tokens, not {tokens}: the conversations are too short")
+    return rows
+
+
 def row_stats(path: Path) -> dict:
     lengths = sorted(len(json.loads(line)["input_ids"]) for line in open(path))
     n = len(lengths)

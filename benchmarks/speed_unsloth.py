@@ -40,8 +40,11 @@ def train(spec: dict, out: str, case: str, overrides: dict, sc) -> None:
 
     sc.cap_memory(spec)
     lora, seed = spec["lora"], int(spec["seed"])
-    # "unsloth" is Unsloth's own default: checkpointed activations are offloaded to CPU memory.
-    gc = "unsloth" if spec["gradient_checkpointing"] else False
+    # "unsloth" is Unsloth's own default: checkpointed activations are offloaded to CPU memory; the override
+    # checkpointing=true is its checkpointing without the offload (unsloth:checkpointing=true).
+    wanted = overrides.get("checkpointing", "unsloth")
+    gc = {"unsloth": "unsloth", True: True, "true": True, False: False, "false": False}[wanted] \
+        if spec["gradient_checkpointing"] else False
     t0 = time.perf_counter()
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=spec["model_dir"], max_seq_length=int(spec["max_length"]), dtype=torch.bfloat16,
@@ -59,9 +62,10 @@ def train(spec: dict, out: str, case: str, overrides: dict, sc) -> None:
     def rows(path):  # exactly the spec's rows, in its order; the trainer's sampler shuffles by seed
         return Dataset.from_list([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in sc.load_rows(path)])
 
-    unknown = set(overrides) - {"padding"}
+    unknown = set(overrides) - {"padding", "checkpointing"}
     if unknown or overrides.get("padding", "auto") not in PADDING:
-        raise ValueError(f"overrides: only padding=auto|padded|padding_free, got {overrides}")
+        raise ValueError(f"overrides: only padding=auto|padded|padding_free and checkpointing=unsloth|true|false, "
+                         f"got {overrides}")
     padding = overrides.get("padding", "auto")
     args = SFTConfig(
         output_dir=os.path.join(WORK, "out"), max_steps=int(spec["steps"]),
@@ -72,7 +76,9 @@ def train(spec: dict, out: str, case: str, overrides: dict, sc) -> None:
         weight_decay=float(spec.get("weight_decay", 0.0)),  # Unsloth's config would default to 0.001
         seed=seed, data_seed=seed, bf16=True, fp16=False, gradient_checkpointing=bool(spec["gradient_checkpointing"]),
         max_length=int(spec["max_length"]), padding_free=PADDING[padding], dataset_num_proc=1,
-        logging_steps=1, eval_strategy="no", save_strategy="no", report_to="none",
+        logging_steps=1, eval_strategy="no", report_to="none",
+        **({"save_strategy": "steps", "save_steps": int(spec["save_steps"])} if spec.get("save_steps")
+           else {"save_strategy": "no"}),
         prediction_loss_only=True, disable_tqdm=True, include_num_input_tokens_seen="non_padding")
     recorder = sc.StepRecorder()
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, callbacks=[recorder],
@@ -88,7 +94,8 @@ def train(spec: dict, out: str, case: str, overrides: dict, sc) -> None:
              ("padding-free batches (Unsloth's default for SFT here: each micro-batch flattened into one "
               "row, varlen attention)" if padding_free else "padded batches (pad to the longest row)")
              + f" [padding={padding}, collator {type(collator).__name__}]",
-             "gradient checkpointing: " + ("Unsloth's ('unsloth', activations offloaded to CPU)" if gc else "off"),
+             "gradient checkpointing: " + ("Unsloth's ('unsloth', activations offloaded to CPU)" if gc == "unsloth"
+                                           else "Unsloth's, without the offload" if gc else "off"),
              f"PYTORCH_ALLOC_CONF={os.environ.get('PYTORCH_ALLOC_CONF', '')} (set by unsloth_zoo at import); "
              f"Unsloth config default kept: torch_empty_cache_steps={trainer.args.torch_empty_cache_steps}"]
     # Unsloth's defaults, all on here: Triton RMSNorm, RoPE, SwiGLU and chunked cross-entropy kernels,
@@ -119,7 +126,8 @@ def main() -> int:
     ap.add_argument("--spec", required=True)
     ap.add_argument("--case", default="unsloth")
     ap.add_argument("--out", required=True)
-    ap.add_argument("overrides", nargs="*", help="key=value; only padding=auto|padded|padding_free")
+    ap.add_argument("overrides", nargs="*", help="key=value; only padding=auto|padded|padding_free, "
+                                                      "checkpointing=unsloth|true|false")
     a = ap.parse_args()
     overrides = dict(p.partition("=")[::2] for p in a.overrides)
     # Unsloth must be imported before transformers/trl/peft (it patches them); speed_common imports

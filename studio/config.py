@@ -49,7 +49,7 @@ COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 TEMPLATES = ("auto", "model", "chatml", "alpaca", "human_assistant")
 FORMATS = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text", "preference", "mapping")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts")
-CHECKPOINTING = ("auto", "on", "off")
+CHECKPOINTING = ("auto", "on", "offload", "off")
 ATTENTIONS = ("auto", "sdpa", "flex_attention", "varlen")
 STRATEGIES = ("auto", "ddp", "fsdp")
 REPORT_TO = ("none", "tensorboard", "wandb", "mlflow")
@@ -283,9 +283,16 @@ class TrainingConfig:
                               label=("Gradient clipping", "梯度裁剪"))
     gradient_checkpointing: str = _f("auto", "Recompute activations instead of storing them: much less memory, "
                                      "about 30% slower. 'auto' measures your longest batch once before training "
-                                     "and checkpoints only as many layers as this GPU needs.", CHECKPOINTING,
+                                     "and checkpoints only as many layers as this GPU needs (with 'offload' when "
+                                     "even every layer does not fit). 'offload' checkpoints every layer and keeps "
+                                     "each layer's input in the computer's memory (RAM) instead of the GPU's: the "
+                                     "least GPU memory, for very long rows, a little slower, and it needs that RAM "
+                                     "(tokens x layers x hidden size x 2 bytes).", CHECKPOINTING,
                                      zh="重新计算激活值而不是保存它们：大幅省显存，约慢 30%。“自动”会在训练前用最长的"
-                                        "一批数据测量一次，只对这块 GPU 需要的层做检查点。",
+                                        "一批数据测量一次，只对这块 GPU 需要的层做检查点（所有层都做检查点仍放不下时用 "
+                                        "'offload'）。'offload' 对所有层做检查点，并把每层的输入放在电脑内存（RAM）"
+                                        "而不是显存里：显存最省，适合很长的行，稍慢，且需要这么多内存"
+                                        "（token 数 x 层数 x 隐藏维度 x 2 字节）。",
                                      label=("Gradient checkpointing", "梯度检查点"))
     seed: int = _f(42, "Random seed, so a run can be repeated.", limits=(0, 2**32 - 1),
                    zh="随机种子，便于复现一次训练。",
@@ -655,7 +662,7 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
             return "on" if value.strip().lower() in _TRUE else "off"
         if isinstance(value, str):
             return value.strip().lower()
-        raise ConfigError("{key} must be auto, on or off, not {value!r}.", code="config.bad_checkpointing", key=where,
+        raise ConfigError("{key} must be auto, on, offload or off, not {value!r}.", code="config.bad_checkpointing", key=where,
                           value=value)
     if section == "grpo" and f.name in ("rewards", "reward_weights") and isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value)      # a YAML list of names or weights: kept as the text it reads as

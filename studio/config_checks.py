@@ -171,7 +171,7 @@ def validate(cfg: Config, linear_modules: Iterable[str] | None = None) -> None:
         if linear_modules is not None:
             check_target_modules(l, linear_modules)
     _check_adapter(l, m.quantization)
-    if getattr(l, "adapter", "lora") == "prefix" and t.gradient_checkpointing == "on":
+    if getattr(l, "adapter", "lora") == "prefix" and t.gradient_checkpointing in ("on", "offload"):
         raise ConfigError("Prefix tuning (lora.adapter prefix) does not work with gradient checkpointing "
                           "(training.gradient_checkpointing on): peft hands its keys and values to every layer as a "
                           "cache, which checkpointed layers cannot take.", code="config.prefix_checkpointing")

@@ -27,22 +27,30 @@ def fit_to_gpu(cfg: StudioConfig, facts: dict, budget_gb: float,
                step_tokens: StepTokens | None = None) -> tuple[StudioConfig, list[str], bool]:
     """(settings, what changed in words, whether they fit). Tries every micro-batch that divides the
     global batch, largest first, without checkpointing and then with it ('auto', which checkpoints
-    only what the GPU needs at run time). ``step_tokens`` says what one micro-batch of a candidate holds
-    (the training method's; without it, the estimate's own batch x max length)."""
+    only what the GPU needs at run time, judged at its smallest on the GPU: every layer checkpointed).
+    When none fits so, the same micro-batches again with the layers' inputs in CPU memory ('auto' again,
+    which offloads when every layer checkpointed does not fit; the estimate says so). ``step_tokens`` says
+    what one micro-batch of a candidate holds (the training method's; without it, the estimate's own batch x
+    max length)."""
     t = cfg.training
     global_batch = t.batch_size * t.grad_accum
     batches = [b for b in range(global_batch, 0, -1) if global_batch % b == 0]
     for batch in batches:
-        for checkpointing in ("off", "auto"):
-            candidate = _with(cfg, batch, global_batch // batch, checkpointing)
-            est = _estimate(candidate, facts, budget_gb, step_tokens)
-            if est["fits"]:
+        for checkpointing, judged_as in (("off", "off"), ("auto", "on")):
+            if _estimate(_with(cfg, batch, global_batch // batch, judged_as), facts, budget_gb, step_tokens)["fits"]:
+                candidate = _with(cfg, batch, global_batch // batch, checkpointing)
+                est = _estimate(candidate, facts, budget_gb, step_tokens)
                 return candidate, _changes(cfg, candidate, est, budget_gb), True
-    smallest = _with(cfg, 1, global_batch, "on")
+    for batch in batches:       # the layers' inputs in CPU memory: longer rows, at some speed
+        est = _estimate(_with(cfg, batch, global_batch // batch, "offload"), facts, budget_gb, step_tokens)
+        if est["fits"]:
+            candidate = _with(cfg, batch, global_batch // batch, "auto")
+            return candidate, _changes(cfg, candidate, est, budget_gb), True
+    smallest = _with(cfg, 1, global_batch, "offload")
     est = _estimate(smallest, facts, budget_gb, step_tokens)
-    return cfg, [f"Even one example a step with gradient checkpointing needs about {est['total_gb']:.1f} GB of "
-                 f"{budget_gb:.1f} GB: lower the max length (data.max_length) or load the model in 4-bit "
-                 f"(model.quantization)."], False
+    return cfg, [f"Even one example a step with gradient checkpointing, its layers' inputs in CPU memory, needs "
+                 f"about {est['total_gb']:.1f} GB of {budget_gb:.1f} GB: lower the max length (data.max_length) or "
+                 f"load the model in 4-bit (model.quantization)."], False
 
 
 def _changes(old: StudioConfig, new: StudioConfig, est: dict, budget_gb: float) -> list[str]:
@@ -55,4 +63,7 @@ def _changes(old: StudioConfig, new: StudioConfig, est: dict, budget_gb: float) 
     g = new.training.batch_size * new.training.grad_accum
     summary = (f"needs about {est['total_gb']:.1f} GB of {budget_gb:.1f} GB; "
                f"{g} examples per update, as before")
+    if est.get("checkpointing") == "offload":
+        summary += (f"; every layer checkpointed with its input in CPU memory (offload: about "
+                    f"{est['cpu_offload_gb']:.1f} GB of RAM)")
     return (out or ["nothing to change"]) + [summary]

@@ -143,11 +143,13 @@ def test_fit_to_my_gpu_picks_settings_whose_estimate_fits(budget):
     t = fitted.training
     assert fits and _estimate(fitted, facts, budget)["fits"]
     assert t.batch_size * t.grad_accum == 16                 # the global batch is kept
-    # ...and it is the largest micro-batch that fits: the next larger one does not.
+    # ...and it is the largest micro-batch that fits: the next larger one does not (every layer checkpointed on
+    # the GPU; a larger one with the layers' inputs in CPU memory is what Fit tries only when none fits so).
     larger = [b for b in range(t.batch_size + 1, 17) if 16 % b == 0]
     if larger:
         from studio.fit import _with
-        assert not _estimate(_with(cfg, larger[0], 16 // larger[0], "auto"), facts, budget)["fits"]
+        judged = "offload" if _estimate(fitted, facts, budget)["checkpointing"] == "offload" else "on"
+        assert not _estimate(_with(cfg, larger[0], 16 // larger[0], judged), facts, budget)["fits"]
     assert any("batch size" in c for c in changes) or t.batch_size == 16
 
 

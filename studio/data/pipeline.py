@@ -23,7 +23,7 @@ from .template_features import keep_supported_tools, place_reasoning
 from .rules import check_validation, too_long, validation_count
 from .rules import nothing_usable as _nothing_usable
 from .rules import why_none as _why_none
-from .summary import ROW_NOTE, context_warnings_for
+from .summary import ROW_NOTE, context_warnings_for, cut_note
 from .summary import load as _load
 from .summary import row_note as _row_note
 from .summary import summary as _summary
@@ -109,10 +109,10 @@ def _lengths(tokenizer, convs: list[Conversation], jinja: str) -> tuple[list[Con
 
 
 def length_rule(tokenizer, convs: list[Conversation], lengths: list[int], jinja: str, cfg: DataConfig
-                ) -> tuple[list[Conversation], list[Problem], int]:
-    """The rows training keeps, the problems of those it leaves out, and how many it cuts. A row over the
-    maximum is dropped with overlong='drop'; otherwise it is cut, unless no trained token is left."""
-    kept, problems, cut = [], [], 0
+                ) -> tuple[list[Conversation], list[Problem], list]:
+    """The rows training keeps, the problems of those it leaves out, and the [row, tokens] of those it cuts. A
+    row over the maximum is dropped with overlong='drop'; otherwise it is cut, unless no trained token is left."""
+    kept, problems, cut = [], [], []
     for conv, n in zip(convs, lengths):
         if n <= cfg.max_length:
             kept.append(conv)
@@ -125,7 +125,7 @@ def length_rule(tokenizer, convs: list[Conversation], lengths: list[int], jinja:
                 continue
             if fit(conv.row, ids, labels, text, ends, cfg.max_length, "truncate", tokenizer) is not None:
                 kept.append(conv)
-                cut += 1
+                cut.append([conv.row, n])
                 continue
         problems.append(too_long(conv.row, n, cfg))
     return kept, problems, cut
@@ -186,7 +186,10 @@ def inspect(source: str, fmt: str = "auto", mapping: dict | None = None, tokeniz
         convs, lengths, refused = _lengths(tokenizer, convs, jinja)
         report.problems += refused
         report.token_stats = token_stats(lengths, cfg.max_length)
-        convs, refused, report.cut = length_rule(tokenizer, convs, lengths, jinja, cfg)
+        convs, refused, report.cut_rows = length_rule(tokenizer, convs, lengths, jinja, cfg)
+        report.cut = len(report.cut_rows)
+        if report.cut_rows:
+            report.notes.append(cut_note(report.cut_rows, cfg.max_length))
         report.problems += refused
         report.left_out_long = len(refused)
     report.system_prompt = system_prompt.summarise(convs)
@@ -232,7 +235,8 @@ def prepare(data_cfg: DataConfig, tokenizer, seed: int, shape: str = "conversati
         convs = convs[:cfg.max_rows]
     rows: list[EncodedRow] = []
     lengths: list[int] = []
-    cut = left_out = 0
+    cut_rows: list = []
+    left_out = 0
     for conv in convs:
         try:
             ids, labels, text, ends = encode_full(tokenizer, conv, jinja, cfg.train_on)
@@ -245,9 +249,11 @@ def prepare(data_cfg: DataConfig, tokenizer, seed: int, shape: str = "conversati
             problems.append(too_long(conv.row, len(ids), cfg))
             left_out += 1
             continue
-        cut += row.truncated
+        if row.truncated:
+            cut_rows.append([conv.row, len(ids)])
         rows.append(row)
     problems.sort(key=lambda p: p.row)
+    cut = len(cut_rows)
     total = len(read.records) + len(read.problems)
     if not rows:
         raise _nothing_usable(problems)
@@ -262,8 +268,10 @@ def prepare(data_cfg: DataConfig, tokenizer, seed: int, shape: str = "conversati
                         columns=columns, suggested_mapping=suggest_mapping(columns), template=name,
                         token_stats=stats, kind=read.kind,
                         notes=list(read.notes) + notes + _row_note(read.kind, problems),
-                        encoding=read.encoding, encoding_sample=read.sample, cut=cut, left_out_long=left_out,
-                        system_prompt=prompt_info)
+                        encoding=read.encoding, encoding_sample=read.sample, cut=cut, cut_rows=cut_rows,
+                        left_out_long=left_out, system_prompt=prompt_info)
+    if cut_rows:
+        report.notes.append(cut_note(cut_rows, cfg.max_length))
     for conv in sorted(used, key=lambda c: c.row)[:3]:
         text, marks = _preview(tokenizer, conv, jinja, cfg)
         report.preview.append(text)

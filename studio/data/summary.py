@@ -42,6 +42,21 @@ def summary(fmt: str, rows: int, total: int, problems: list[Problem], template: 
     return "; ".join(parts) + "."
 
 
+def cut_note(cut_rows: list, max_length: int, shown: int = 5) -> str:
+    """The rows cut to the maximum length, each named with its length: no row is ever cut without a word."""
+    if not cut_rows:
+        return ""
+    cut_rows = sorted(cut_rows)
+    listed = ", ".join(f"row {row} ({n:,} tokens)" for row, n in cut_rows[:shown])
+    more = f" and {len(cut_rows) - shown} more" if len(cut_rows) > shown else ""
+    longest = max(n for _, n in cut_rows)
+    many = len(cut_rows) != 1
+    return (f"{len(cut_rows)} row{'s are' if many else ' is'} longer than data.max_length ({max_length:,} tokens) and "
+            f"will be cut to it, the end{'s' if many else ''} not trained on: {listed}{more}. Set data.max_length to "
+            f"{longest:,} or more to keep {'them' if many else 'it'} whole, or data.overlong to 'drop' to leave "
+            f"{'such rows' if many else 'it'} out.")
+
+
 def context_warnings_for(cfg: DataConfig, context_length: int | None) -> list[str]:
     from ..config import StudioConfig
     return ["Warning: " + w for w in context_warnings(StudioConfig(data=cfg), context_length)]

@@ -53,6 +53,7 @@ class DataReport:
     encoding: str = ""                            # the text encoding the file was read with ('' for parquet/Hub)
     encoding_sample: str = ""                     # a short piece of the decoded text, to judge the encoding by
     cut: int = 0                                  # rows training will cut to the maximum length
+    cut_rows: list = field(default_factory=list)  # [row, tokens] of each of them, named in ``notes``
     left_out_long: int = 0                        # rows training will leave out for their length
     system_prompt: dict = field(default_factory=dict)   # see studio.data.system_prompt.summarise
     shape: str = "conversation"                   # what the rows were read as: a key of DATA_SHAPES
@@ -67,6 +68,7 @@ class DataReport:
                 "preview": self.preview, "token_stats": self.token_stats, "message": self.message,
                 "kind": self.kind, "notes": self.notes, "preview_marked": self.preview_marked,
                 "encoding": self.encoding, "encoding_sample": self.encoding_sample, "cut": self.cut,
+                "cut_rows": self.cut_rows,
                 "left_out_long": self.left_out_long, "system_prompt": self.system_prompt,
                 "shape": self.shape, "preview_pairs": self.preview_pairs, "labels": self.labels}
 

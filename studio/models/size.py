@@ -171,7 +171,9 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
       4 + 4 otherwise; plus 8 for Adam, 2 for 8-bit Adam;
     - activations without checkpointing: T x L x (12h + 4kv + 6i) bytes x _ACT_SCALE (4 per value on a
       CPU); with checkpointing ('on', and 'auto' at its smallest) each layer keeps its input, T x L x h x 2,
-      plus one layer being recomputed;
+      plus one layer being recomputed; with 'offload' (and 'auto' when 'on' does not fit) the inputs are in
+      CPU memory (``cpu_offload_gb``, not counted in the total) and the GPU holds two of them in flight and
+      the layer being recomputed (``checkpointing`` says which mode the figures are for);
     - loss: TRL's chunked LM head never builds the logits of the whole vocabulary: one tile of
       4,096 tokens x 32,768 columns in 16-bit, and the answer tokens' hidden states and their gradient;
     - reference (DPO and KTO only, ``config.REFERENCE_METHODS``): their reference forward over the same T tokens
@@ -200,24 +202,43 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
     tokens = step_tokens if step_tokens is not None else training_cfg.batch_size * data_cfg.max_length
     per_layer = (12 * hidden_size + 4 * (kv_width or hidden_size) + 6 * inter) * (
         _ACT_SCALE.get(quant, 1.0) if on_gpu else 2.0)
-    # 'auto' needs at least this much; prefix tuning never checkpoints (its cache cannot pass checkpointed layers)
-    if training_cfg.gradient_checkpointing != "off" and lora_cfg.adapter != "prefix":
-        kept = _CKPT_BYTES.get(quant, 2.0) if on_gpu else 4.0
-        activations = tokens * (num_layers * hidden_size * kept + per_layer)
-    else:
-        activations = tokens * num_layers * per_layer
+    kept = _CKPT_BYTES.get(quant, 2.0) if on_gpu else 4.0
+    inputs = tokens * num_layers * hidden_size * kept        # every checkpointed layer's input
     value_bytes = 2 if on_gpu else 4
     tile = min(tokens, _LOSS_TILE[0]) * min(vocab_size, _LOSS_TILE[1])
     logits = (tile + 2 * tokens * hidden_size) * value_bytes
-    overhead = _GPU_CONTEXT + _ALLOCATOR_SLACK * activations if on_gpu else 0.5e9
-    parts = {"weights": weights, "adapters_and_optimizer": adapters, "activations": activations,
-             "logits": logits, "overhead": overhead}
-    if getattr(training_cfg, "method", "sft") in REFERENCE_METHODS:
-        parts["reference"] = (tile + tokens * hidden_size) * value_bytes
-    total = sum(parts.values()) / 1e9
     free = float(dev.get("free_gb") or 0.0)
+
+    def parts_for(mode: str) -> tuple[dict, float]:
+        """(the GPU's parts, bytes kept in CPU memory) with checkpointing ``mode``."""
+        cpu = 0.0
+        if mode == "off":
+            activations = tokens * num_layers * per_layer
+        elif mode == "offload" and on_gpu:
+            # the inputs in CPU memory; on the GPU the layer being recomputed and two inputs in flight
+            activations, cpu = tokens * (min(2, num_layers) * hidden_size * kept + per_layer), inputs
+        else:      # 'on' (and 'offload' on a CPU, where the inputs already are)
+            activations = inputs + tokens * per_layer
+        overhead = _GPU_CONTEXT + _ALLOCATOR_SLACK * activations if on_gpu else 0.5e9
+        parts = {"weights": weights, "adapters_and_optimizer": adapters, "activations": activations,
+                 "logits": logits, "overhead": overhead}
+        if getattr(training_cfg, "method", "sft") in REFERENCE_METHODS:
+            parts["reference"] = (tile + tokens * hidden_size) * value_bytes
+        return parts, cpu
+
+    # 'auto' needs at least what every layer checkpointed needs, or, when that does not fit, the offload's
+    # (checkpointing.choose does the same at run time); prefix tuning never checkpoints (its cache cannot pass
+    # checkpointed layers).
+    mode = training_cfg.gradient_checkpointing if lora_cfg.adapter != "prefix" else "off"
+    if mode == "auto":
+        mode = "on"
+        if on_gpu and sum(parts_for("on")[0].values()) / 1e9 > free:
+            mode = "offload"
+    parts, cpu = parts_for(mode)
+    total = sum(parts.values()) / 1e9
     return {"parts": {k: round(v / 1e9, 3) for k, v in parts.items()}, "total_gb": round(total, 2),
-            "free_gb": free, "fits": total <= free, "device": dev.get("device", "cpu"), "lora_params": n_lora}
+            "free_gb": free, "fits": total <= free, "device": dev.get("device", "cpu"), "lora_params": n_lora,
+            "checkpointing": mode, "cpu_offload_gb": round(cpu / 1e9, 3)}
 
 
 def estimate_from_facts(cfg: StudioConfig, facts: dict, device: dict | None = None,

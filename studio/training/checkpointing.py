@@ -12,6 +12,10 @@ the process's memory cap, minus a margin and the optimizer state). The predictio
 every kept activation is counted as alive at the worst moment of the all-checkpointed run.
 
     peak(n) = peak(all checkpointed) + (L - n) x A x 1.25
+
+When even every layer checkpointed does not fit (the probe runs out of memory, or its peak is over the
+budget: long rows, where the layers' inputs alone fill the card), every layer stays checkpointed and
+keeps its input in CPU memory (``models/offload.py``, the 'offload' mode), measured once more.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from ..models.offload import decoder_layers, set_offload  # noqa: F401  (decoder_layers: this module's name for them)
 
 MARGIN = 0.85         # of the budget: allocator fragmentation, the evaluation pass, other processes
 # A layer's measured cost is raised by this much: with a 24 GB cap on an 8B model at 16k tokens, the
@@ -33,11 +39,7 @@ class Decision:
     layers: int          # layers checkpointed, counted from the input side
     total: int
     note: str
-
-
-def decoder_layers(model: Any) -> list:
-    from transformers.modeling_layers import GradientCheckpointingLayer
-    return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    offload: bool = False    # every layer checkpointed, its input kept in CPU memory
 
 
 def set_checkpointed_layers(model: Any, n: int) -> None:
@@ -84,10 +86,31 @@ def layers_to_checkpoint(total: int, peak_all: float, per_layer: float, room: fl
     return max(0, total - free_layers)
 
 
+def needs_offload(peak_all: float | None, room: float) -> bool:
+    """Whether every layer checkpointed still does not fit: its probe ran out of memory (None) or peaked over
+    ``room``. Then the layers' inputs go to CPU memory."""
+    return peak_all is None or peak_all >= room
+
+
+def _offload_decision(trainer: Any, model: Any, batch: dict, tokens: int, total: int, base: int,
+                      optimizer_bytes: int, peak_all: float | None) -> Decision:
+    set_checkpointed_layers(model, total)
+    set_offload(model, True)
+    gc.collect()
+    torch.cuda.empty_cache()
+    peak, _ = _probe(trainer, model, batch)      # out of memory even so: the run cannot fit, and says so
+    gb = lambda b: f"{b / 2**30:.1f} GB"  # noqa: E731
+    why = "runs out of memory" if peak_all is None else f"needs about {gb(base + optimizer_bytes + peak_all)}"
+    return Decision(total, total, f"Gradient checkpointing (auto): all {total} layers checkpointed with their inputs "
+                                  f"kept in CPU memory (offload): the largest batch ({tokens:,} tokens) {why} with "
+                                  f"every layer checkpointed on the GPU; offloaded it peaks at "
+                                  f"{gb(base + optimizer_bytes + peak)} of a {gb(memory_budget())} budget.", offload=True)
+
+
 def choose(trainer: Any, model: Any, batch: dict, tokens: int, optimizer_bytes: int, probe_layers: int = 2) -> Decision:
     """Measure the largest micro-batch, ``batch`` of ``tokens`` tokens (the training method's ``worst_batch``),
     twice (every layer checkpointed; all but ``probe_layers``) and keep checkpointing only on as many layers
-    as the budget needs."""
+    as the budget needs; when every layer checkpointed does not fit either, offload their inputs to the CPU."""
     layers = decoder_layers(model)
     total = len(layers)
     if total == 0:
@@ -96,7 +119,12 @@ def choose(trainer: Any, model: Any, batch: dict, tokens: int, optimizer_bytes: 
     base = torch.cuda.memory_allocated()
     room = memory_budget() * MARGIN - base - optimizer_bytes
     set_checkpointed_layers(model, total)
-    peak_all, stored_all = _probe(trainer, model, batch)
+    try:
+        peak_all, stored_all = _probe(trainer, model, batch)
+    except torch.cuda.OutOfMemoryError:
+        peak_all = stored_all = None
+    if needs_offload(peak_all, room):
+        return _offload_decision(trainer, model, batch, tokens, total, base, optimizer_bytes, peak_all)
     k = min(probe_layers, total)
     try:
         set_checkpointed_layers(model, total - k)

@@ -88,6 +88,7 @@ class TrainingJob(BackgroundRun):
         self._holding_device = False
         self._outcome: str | None = None
         self._neftune = None  # NEFTune's hooks while training (neftune.py)
+        self._saver = None    # checkpoints written in the background (background_save.py), one-process runs
         self.progress = Progress(total_steps=cfg.training.max_steps)
         self.metrics = MetricsLog(self.run.metrics_path)
         if self.resume_from is not None:
@@ -349,6 +350,8 @@ class TrainingJob(BackgroundRun):
                                  resolved.precision, method.collator(resolved.args, self.tokenizer))
         from ..models.lora import follow_patched_forward
         follow_patched_forward(self._peft_model)
+        from . import background_save
+        self._saver = background_save.install(trainer)     # None: the Trainer's own saves (several processes)
         self._tensorboard_into_run(trainer)
         self._checkpoint_layers(trainer, self._peft_model, data.train, resolved, log)
         if self.cfg.training.neftune_noise_alpha > 0:
@@ -392,6 +395,10 @@ class TrainingJob(BackgroundRun):
                 self._set(message="Measuring the validation loss.", key="validating")
                 trainer.evaluate()     # the one evaluation at the end when eval_steps is 0
         finally:
+            if self._saver is not None:
+                # A checkpoint still being written is finished before anything else (a failure of the run is
+                # already on its way; the end of training waited, and raised a failed write, itself).
+                self._saver.wait(raise_failure=False)
             torch.set_num_threads(threads_before)
 
     def _save(self, metrics_cb: MetricsCallback, stopped: bool, on_cuda: bool, log) -> None:
@@ -470,7 +477,12 @@ class TrainingJob(BackgroundRun):
                 self.info["notes"].append("Gradient checkpointing is off: prefix tuning does not work with it.")
             return
         if setting != "auto":
-            self.info["checkpointed_layers"] = "all" if setting == "on" else 0
+            self.info["checkpointed_layers"] = "all" if setting in ("on", "offload") else 0
+            if setting == "offload":        # every layer's input kept in CPU memory (models/offload.py)
+                checkpointing.set_offload(model, True)
+                self.info["activation_offload"] = True
+                log.info("Gradient checkpointing: offload, every layer's input kept in CPU memory%s.",
+                         "" if self.info["device"] == "cuda" else " (on a CPU run it already is: nothing is copied)")
             return
         if self.info["device"] != "cuda":
             checkpointing.set_checkpointed_layers(model, 0)
@@ -484,6 +496,7 @@ class TrainingJob(BackgroundRun):
         batch, tokens = self.method.worst_batch(rows, self.cfg.training.batch_size, trainer.data_collator)
         decision = checkpointing.choose(trainer, model, batch, tokens, self.info["trainable_params"] * state_bytes)
         self.info["checkpointed_layers"] = decision.layers
+        self.info["activation_offload"] = decision.offload
         self.info["notes"].append(decision.note)
         log.info(decision.note)
 

@@ -11,7 +11,9 @@ names what differs, because the restored optimizer and data order would silently
 
 Checkpoints are the trainer's own (``checkpoints/checkpoint-N``: the LoRA weights, optimizer,
 scheduler, RNG and trainer state, never the base model). A callback marks each one complete once the
-trainer has written all of it (``COMPLETE_MARK``); one without the mark was cut off mid-write and is
+trainer has written all of it (``COMPLETE_MARK``); a one-process run writes them in the background
+(``background_save.py``: the mark written, then the folder renamed from ``.tmp-checkpoint-N``, which no
+reader here lists). One without the mark was cut off mid-write and is
 skipped with a note instead of being loaded, and removed only once the resume really starts, when no
 process owns the run (``prepare_folder``). A checkpoint that has the mark but lacks a file or holds a
 damaged one is skipped and named, never removed: it was complete once, and its other files may be

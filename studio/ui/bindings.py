@@ -94,6 +94,7 @@ SPECS: list[Spec] = [
     Spec("training", "max_grad_norm", "float", step=0.1),
     Spec("training", "gradient_checkpointing", "radio", choice_keys={"auto": "choice.checkpointing.auto",
                                                                       "on": "choice.checkpointing.on",
+                                                                      "offload": "choice.checkpointing.offload",
                                                                       "off": "choice.checkpointing.off"}),
     Spec("training", "packing", "bool"),
     Spec("training", "attention", "dropdown"),

@@ -47,7 +47,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "choice.overlong.truncate": ("Cut", "截断"),
     "choice.overlong.drop": ("Leave out", "丢弃"),
     "choice.checkpointing.auto": ("Auto (as the GPU needs)", "自动（按显存需要）"),
-    "choice.checkpointing.on": ("On (least memory)", "开启（最省显存）"),
+    "choice.checkpointing.on": ("On (less memory)", "开启（更省显存）"),
+    "choice.checkpointing.offload": ("Offload (least GPU memory, uses RAM)", "卸载到内存（显存最省，占用内存）"),
     "choice.checkpointing.off": ("Off (fastest)", "关闭（最快）"),
     # model tab
     "warn.remote_code": ("⚠ **Remote code runs Python from the model's authors on this computer.** "
