@@ -76,7 +76,9 @@ def _studio_config(spec: dict, method: str, data_file: str, extra: dict, overrid
                  "target_modules": lora["target_modules"]},
         "training": {"method": method, "max_steps": spec["steps"], "batch_size": spec["batch_size"],
                      "grad_accum": spec["grad_accum"], "learning_rate": spec["learning_rate"], "seed": spec["seed"],
-                     "logging_steps": 1, "eval_steps": 0, "save_steps": 0, **overrides},
+                     "logging_steps": 1, "eval_steps": 0,
+                     # one save, after the last step, outside the timed steps (as the TRL case saves none)
+                     "save_steps": spec["steps"], **overrides},
         **extra})
 
 
