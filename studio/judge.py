@@ -121,7 +121,8 @@ def parse_verdict(reply: str) -> dict:
 
 
 def _short(text: str, limit: int = 240) -> str:
-    text = " ".join(text.split())
+    # control characters (a confused model's bytes) would only garble the table
+    text = " ".join("".join(c for c in text if c.isprintable() or c.isspace()).split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
@@ -170,9 +171,17 @@ class Judge:
         return cls(lambda text: chat.reply(None, text, use_adapter=True), source, chat)
 
     def grade(self, question: str, reference: str, answer: str) -> dict:
-        """{'verdict', 'reason', 'raw'}: the judge's reading of one answer. A reply it cannot read is
-        'unclear'; a judge that fails to answer at all (out of memory...) raises, as any answer would."""
-        raw = self._reply(judge_prompt(question, reference, answer))
+        """{'verdict', 'reason', 'raw'}: the judge's reading of one answer. A reply it cannot read, or a
+        prompt longer than the judge reads, is 'unclear'; a judge that fails to answer at all (out of
+        memory...) raises, as any answer would."""
+        from .errors import ChatError
+        try:
+            raw = self._reply(judge_prompt(question, reference, answer))
+        except ChatError as e:
+            if e.code != "chat.prompt_too_long":
+                raise
+            # One long answer must not end the evaluation: the judge could not read it, so no verdict.
+            return {"verdict": "unclear", "reason": str(e).split("\n")[0], "raw": ""}
         return {**parse_verdict(raw), "raw": str(raw or "")}
 
     def close(self) -> None:

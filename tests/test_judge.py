@@ -185,3 +185,15 @@ def test_eval_help_shows_the_judge_prompt(capsys):
         main(["eval", "--help"])
     out = capsys.readouterr().out
     assert "--judge SOURCE" in out and PROMPT.splitlines()[-2] in out
+
+
+def test_a_prompt_longer_than_the_judge_reads_is_unclear_not_an_error(tiny_dir):
+    from studio.device import DeviceLock
+    from studio.judge import Judge
+
+    judge = Judge.open(str(tiny_dir), device_lock=DeviceLock())      # the tiny model reads 512 tokens
+    try:
+        v = judge.grade("What is the warranty?", "Two years.", "Two years. " * 200)
+    finally:
+        judge.close()
+    assert v["verdict"] == "unclear" and "512" in v["reason"] and v["raw"] == ""

@@ -61,10 +61,12 @@ def build(ctx) -> SimpleNamespace:
             with L.add(gr.Accordion(L("runs.judge_prompt"), open=False, elem_id="runs-judge-prompt-box"),
                        label="runs.judge_prompt"):
                 L.make(gr.Markdown, text="runs.judge_prompt_note", elem_classes=["note"])
-                ui.judge_prompt = gr.Code(ctx.svc.judge_prompt("en"), language=None, interactive=False,
-                                          label="English", elem_id="runs-judge-prompt")
-                ui.judge_prompt_zh = gr.Code(ctx.svc.judge_prompt("zh"), language=None, interactive=False,
-                                             label="中文", elem_id="runs-judge-prompt-zh")
+                # Textboxes, not Code: the prompt's long lines wrap instead of running off the box.
+                with gr.Row(equal_height=False):
+                    ui.judge_prompt = gr.Textbox(ctx.svc.judge_prompt("en"), lines=12, max_lines=20,
+                                                 interactive=False, label="English", elem_id="runs-judge-prompt")
+                    ui.judge_prompt_zh = gr.Textbox(ctx.svc.judge_prompt("zh"), lines=12, max_lines=20,
+                                                    interactive=False, label="中文", elem_id="runs-judge-prompt-zh")
         ui.eval_totals = gr.Markdown("", elem_id="runs-eval-totals")
         with L.add(gr.Accordion(L("runs.eval_table"), open=True, elem_id="runs-eval-box"), label="runs.eval_table"):
             ui.eval_table = gr.HTML("", elem_id="runs-eval-table", max_height=640)
