@@ -15,6 +15,11 @@ adapter; the other runs' adapters are loaded onto the same model under their own
 ``set_adapter``, so memory holds one base whatever the number of runs. Every run gets ``eval.jsonl`` in
 its folder (prompt, reference, its answer and score, the base answer and score, the settings used) and
 ``eval_summary.json`` (the totals). ``stop`` (an Event) ends it between prompts.
+
+``judge`` (off by default): a chat model (``studio.judge``) grades every answer with a reference against
+it, after the last answer, once the evaluated model is freed. Each row then comes a second time, the same
+dict with ``row["judge"]`` set (a verdict per model); eval.jsonl gets ``judge`` / ``base_judge`` and the
+summary ``judge`` totals only when every row was judged (a stopped judge leaves the answers' files as they were).
 """
 
 from __future__ import annotations
@@ -25,13 +30,14 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from . import paths
 from .config import GenerationConfig
 from .device import DeviceLock
 from .errors import EvalError
 from .scoring import score_answer, shared_facts, totals
+from . import judge as judging
 
 
 def load_prompts(source: str | Path | None = None) -> list[dict]:
@@ -131,7 +137,8 @@ def validation_loss(run_dir: str | Path) -> float | None:
 
 def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: int | None = None,
              stop: threading.Event | None = None, *, device_lock: DeviceLock,
-             generation: GenerationConfig | None = None) -> Iterator[dict]:
+             generation: GenerationConfig | None = None,
+             judge: str | Callable[[str], str] | None = None) -> Iterator[dict]:
     """Yield one table row per prompt: prompt, reference, base answer and each run's answer, and
     ``scores`` (``studio.scoring.score_answer`` per answer, None without a reference) and ``settings``
     (the generation settings each run answered with). ``device_lock``: the lock every answer holds.
@@ -139,11 +146,15 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
     Each run answers as chatting with it answers: its own recorded system prompt, chat template and
     generation settings; ``generation`` replaces the settings for all, ``max_new_tokens`` only the length.
     The table's base column is the base model asked as the first run asks; each run's eval.jsonl keeps the
-    base answer to its own way of asking."""
+    base answer to its own way of asking.
+
+    ``judge``: a model source (``studio.judge.Judge.open``), or a function from the judge's prompt to its
+    reply (tests); None: no judge."""
     from .inference import ChatSession, check_adapter
     from .runs import RunFolder
 
     runs = [RunFolder(r) for r in run_dirs]
+    rows: list[dict] = []
     if not runs:
         raise EvalError("Choose at least one run to evaluate.", code="eval.no_runs")
     names = [r.name for r in runs]
@@ -170,6 +181,10 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
                             code="eval.no_adapter", name=r.name)
     for r in runs:
         check_adapter(r.adapter_dir, r.name)
+    if isinstance(judge, str):
+        judge = judge.strip() or None
+        if judge:
+            judging.check_source(judge)       # refused now, not after minutes of answers
     session = ChatSession.from_run(runs[0].path, device_lock=device_lock)
     model = session.model
     first_adapter = getattr(model, "active_adapter", "default")
@@ -180,12 +195,68 @@ def evaluate(run_dirs: list[str | Path], prompts: list[dict], max_new_tokens: in
             adapters[r.name] = _adapter_name(r.name)
         asks = {r.name: _asking(session.as_run(r.path), generation, max_new_tokens) for r in runs}
         _check_lengths(prompts, list(asks.values()))
-        yield from _answer_all(runs, prompts, asks, adapters, model, stop)
+        for row in _answer_all(runs, prompts, asks, adapters, model, stop):
+            rows.append(row)
+            yield row
     finally:
         model.set_adapter(first_adapter)
         for name in adapters:
             if adapters[name] != first_adapter:
                 model.delete_adapter(adapters[name])
+    if not judge or len(rows) != len(prompts):
+        return
+    # One model in memory at a time: the evaluated one goes before the judge loads.
+    del session, model, asks
+    import gc
+    gc.collect()
+    yield from _judge_all(runs, rows, judge, device_lock, stop)
+
+
+def _judge_all(runs, rows: list[dict], judge, device_lock: DeviceLock, stop) -> Iterator[dict]:
+    """Grade every answer with a reference (each distinct answer once), yield each row again with
+    ``row["judge"]``, then rewrite each run's eval.jsonl and summary with the verdicts."""
+    grader = (judging.Judge.open(judge, device_lock=device_lock) if isinstance(judge, str)
+              else judging.Judge(judge, "custom"))
+    records = {r.name: _read_jsonl(r.path / "eval.jsonl") for r in runs}
+    seen: dict[tuple, dict] = {}
+
+    def verdict(prompt: str, reference: str, answer: str) -> dict:
+        key = (prompt, reference, answer)
+        if key not in seen:
+            seen[key] = grader.grade(prompt, reference, answer)
+        return seen[key]
+
+    judged = 0
+    try:
+        for n, row in enumerate(rows):
+            if stop is not None and stop.is_set():
+                break
+            ref = row["reference"]
+            row["judge"] = {name: verdict(row["prompt"], ref, row[name]) if ref.strip() else None
+                            for name in row["scores"]}
+            for r in runs:
+                rec = records[r.name][n]
+                rec["judge"] = row["judge"][r.name]
+                rec["base_judge"] = verdict(rec["prompt"], ref, rec["base_answer"]) if ref.strip() else None
+            judged += 1
+            yield row
+    finally:
+        grader.close()
+    if judged != len(rows):
+        return
+    for r in runs:
+        recs = records[r.name]
+        tmp = r.path / "eval.jsonl.partial"
+        tmp.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in recs), encoding="utf-8")
+        tmp.replace(r.path / "eval.jsonl")
+        summary = read_summary(r.path) or {}
+        summary["judge"] = {"model": grader.name, "tuned": judging.totals([x.get("judge") for x in recs]),
+                            "base": judging.totals([x.get("base_judge") for x in recs])}
+        _write_summary(r.path, summary["tuned"], summary["base"], summary["prompts"], summary["judge"])
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _asking(chat, generation: GenerationConfig | None, max_new_tokens: int | None):
@@ -256,8 +327,8 @@ def _way(chat) -> tuple:
     return chat.system_prompt, chat.chat_template, tuple(sorted(dataclasses.asdict(chat.generation).items()))
 
 
-def _write_summary(run_dir: Path, tuned: dict, base: dict, prompts: int) -> None:
-    summary = {"prompts": prompts, "tuned": tuned, "base": base}
+def _write_summary(run_dir: Path, tuned: dict, base: dict, prompts: int, judge: dict | None = None) -> None:
+    summary = {"prompts": prompts, "tuned": tuned, "base": base, **({"judge": judge} if judge else {})}
     tmp = run_dir / "eval_summary.json.partial"
     tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8")
     tmp.replace(run_dir / "eval_summary.json")
@@ -287,7 +358,8 @@ def read_rows(run_dir: str | Path) -> list[dict]:
         out.append({"prompt": r.get("prompt", ""), "reference": r.get("reference", ""),
                     "base": r.get("base_answer", ""), name: r.get("answer", ""),
                     "scores": {"base": r.get("base_score"), name: r.get("score")},
-                    "settings": {name: r.get("generation")}})
+                    "settings": {name: r.get("generation")},
+                    **({"judge": {"base": r.get("base_judge"), name: r.get("judge")}} if "judge" in r else {})})
     return out
 
 
@@ -301,6 +373,20 @@ def totals_of(rows: list[dict]) -> dict:
 def summary_line(tot: dict) -> str:
     """'tuned 7 of 8 · base 0 of 8' for ``totals_of``'s result, in its column order."""
     return " · ".join(f"{name} {t['right']} of {t['scored']}" for name, t in tot.items() if t["scored"])
+
+
+def judge_totals_of(rows: list[dict]) -> dict:
+    """{"base": judge totals, "<run>": ...} over judged rows (``studio.judge.totals``); {} without a judge."""
+    judged = [row["judge"] for row in rows if row.get("judge") is not None]
+    if not judged:
+        return {}
+    return {name: judging.totals([j.get(name) for j in judged]) for name in rows[0]["scores"]}
+
+
+def judge_line(tot: dict) -> str:
+    """'tuned 6 of 8 · base 1 of 8' for ``judge_totals_of``'s result ('2 unclear' said when there are any)."""
+    return " · ".join(f"{name} {t['right']} of {t['judged']}" + (f" ({t['unclear']} unclear)" if t["unclear"] else "")
+                      for name, t in tot.items() if t["judged"])
 
 
 def _check_lengths(prompts: list[dict], asks: list) -> None:
@@ -330,6 +416,10 @@ def table_rows(rows: list[dict]) -> list[dict]:
             flat[f"{name} right"] = "" if not score or score["right"] is None else ("yes" if score["right"] else "no")
             flat[f"{name} facts"] = score["explanation"] if score else ""
             flat[f"{name} similarity"] = "" if not score or score["similarity"] is None else score["similarity"]
+            if "judge" in row:       # only an evaluation with a judge has these columns
+                verdict = (row["judge"] or {}).get(name)
+                flat[f"{name} judge"] = verdict["verdict"] if verdict else ""
+                flat[f"{name} judge reason"] = verdict["reason"] if verdict else ""
             flat[name] = row[name]
         out.append(flat)
     return out

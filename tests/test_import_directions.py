@@ -60,7 +60,9 @@ ALLOWED: dict[str, set[str]] = {
     # chat with an exported GGUF in llama.cpp: the adapter's base from its Modelfile, the run's settings
     "studio.gguf_chat": FOUNDATION | {"studio.export", "studio.data", "studio.runs", "studio.inference"},
     "studio.evaluation": FOUNDATION | {"studio.device", "studio.runs", "studio.inference", "studio.scoring",
-                                       "studio.base_answers", "studio.data"},
+                                       "studio.base_answers", "studio.data", "studio.judge"},
+    # the evaluation's optional judge: a chat model loaded as chat loads one (a run folder: its adapter too)
+    "studio.judge": FOUNDATION | {"studio.device", "studio.runs", "studio.inference", "studio.models"},
 }
 ENGINE = set(ALLOWED)
 ALLOWED["studio.commands"] = ENGINE - {"studio"}

@@ -197,3 +197,34 @@ def test_continue_with_preference_data_trains_the_picked_method_from_the_chosen_
     assert path == "/runs/sft-1" and cfg.training.method == "orpo"
     assert said.startswith("orpo from sft-1 started as run-1") and "Train tab" in said
     assert fns["continue_run"](None, "dpo", "en", *values) == "Pick a run above first."
+
+
+def test_the_judge_control_is_off_by_default_and_its_handler_passes_the_judge_to_the_service(app, monkeypatch, tmp_path):
+    demo, svc, fns = app
+    by_id = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+    assert by_id["runs-judge-on"].value is False and by_id["runs-judge-box"].visible is False
+    assert "VERDICT: right or wrong" in by_id["runs-judge-prompt"].value
+    assert "待评分的回答" in by_id["runs-judge-prompt-zh"].value
+    calls = []
+
+    def evaluate(paths_, prompts_file=None, judge=None):
+        calls.append(judge)
+        row = {"prompt": "Q?", "reference": "R.", "base": "a", "run": "b", "scores": {"base": None, "run": None}}
+        yield row
+        if judge:
+            row["judge"] = {"base": {"verdict": "wrong", "reason": "says a", "raw": ""},
+                            "run": {"verdict": "right", "reason": "says R", "raw": ""}}
+            yield row
+
+    monkeypatch.setattr(svc, "evaluate", evaluate)
+    monkeypatch.setattr(svc, "eval_csv", lambda rows, path: tmp_path / "eval.csv")
+    outs = list(fns["evaluate_runs"]([str(tmp_path)], None, "en", False, "default", ""))
+    assert calls == [None] and "Judge" not in outs[-1][1]               # off: no judge, no column
+    outs = list(fns["evaluate_runs"]([str(tmp_path)], None, "en", True, "hub", " Qwen/Qwen2.5-1.5B-Instruct "))
+    assert calls[-1] == "Qwen/Qwen2.5-1.5B-Instruct"
+    totals, table, csv = outs[-1]
+    assert "Judge" in table and "✓" in table and "says R" in table and "✗" in table
+    assert "**Judge:** **base** 0 of 1 right · **run** 1 of 1 right" in totals and csv.endswith("eval.csv")
+    assert "…" in outs[0][1]                                            # waiting for the judge
+    list(fns["evaluate_runs"]([str(tmp_path)], None, "zh", True, "default", "ignored"))
+    assert calls[-1] == "default"

@@ -143,6 +143,9 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
                             "Evaluate the runs of each adapter kind separately.", "按适配器种类分别评估这些运行。"),
     "eval.no_adapter": ("运行 {name} 还没有适配器；完成或停止后才能评估。", *_FINISHED),
     "eval.nothing_to_save": ("还没有可以保存的回答。", "Run the evaluation first.", "请先运行评估。"),
+    "eval.judge_no_template": ("评判模型 '{source}' 没有对话模板，所以无法向它提问；请选择一个对话（指令）模型。",
+                               "Pick an instruct or chat model as the judge, e.g. the built-in default.",
+                               "选择一个指令或对话模型作为评判，例如内置默认模型。"),
     # export
     "export": ("", "Check the run and the destination, then export again.", "检查运行和保存位置后重新导出。"),
     "export.no_adapter": ("运行 {name} 还没有已保存的适配器；完成或停止后才能导出。", *_FINISHED),

@@ -174,6 +174,22 @@ def source_value(section: str, kind: str, text: str) -> str:
     return (text or "").strip()
 
 
+def source_picker(L: Labels, section: str, value: str, *, elem: str, label: str, kind_label: str,
+                  placeholder: str, info: Any = None, **kw) -> tuple[Any, Any]:
+    """Where a model (``section`` 'model') or data set comes from: the kind radio and the path / id textbox,
+    shown only for a kind that needs one. The config's source fields and the Runs tab's judge model share it;
+    ``source_value(section, kind, text)`` reads the pair back."""
+    kinds = MODEL_KINDS if section == "model" else DATA_KINDS
+    kind = (model_kind if section == "model" else data_kind)(value)
+    radio = L.make(gr.Radio, choices=[(f"choice.{section}_kind.{k}", k) for k in kinds], value=kind,
+                   label=kind_label, info=info, elem_id=elem + "-kind", **kw)
+    text = L.make(gr.Textbox, value="" if kind in BUILT_IN else value, label=label, placeholder=placeholder,
+                  elem_id=elem, visible=kind not in BUILT_IN, **kw)
+    radio.change(lambda k: gr.update(visible=k not in BUILT_IN), radio, text, queue=False,
+                 show_progress="hidden", api_visibility="private")
+    return radio, text
+
+
 def module_value(selected: Sequence[str] | None) -> Any:
     selected = list(selected or [])
     if ALL_LINEAR in selected:
@@ -216,15 +232,8 @@ class Bindings:
         label = f"field.{spec.key}"
         common = dict(elem_id=kw.pop("elem_id", elem), label=label, info=info, **kw)
         if spec.kind == "source":
-            kinds = MODEL_KINDS if spec.section == "model" else DATA_KINDS
-            kind = (model_kind if spec.section == "model" else data_kind)(value)
-            radio = L.make(gr.Radio, choices=[(f"choice.{spec.section}_kind.{k}", k) for k in kinds], value=kind,
-                           label=f"field.{spec.key}.kind", info=info, elem_id=elem + "-kind", **kw)
-            text = L.make(gr.Textbox, value="" if kind in BUILT_IN else value, label=label,
-                          placeholder=f"placeholder.{spec.key}", elem_id=elem, visible=kind not in BUILT_IN, **kw)
-            radio.change(lambda k: gr.update(visible=k not in BUILT_IN), radio, text, queue=False,
-                         show_progress="hidden", api_visibility="private")
-            return radio, text
+            return source_picker(L, spec.section, value, elem=elem, label=label, kind_label=f"field.{spec.key}.kind",
+                                 placeholder=f"placeholder.{spec.key}", info=info, **kw)
         if spec.kind == "bool":
             return L.make(gr.Checkbox, value=bool(value), **common)
         if spec.kind in ("int", "float"):

@@ -368,6 +368,29 @@ TEXT: dict[str, tuple[str, str]] = {
                    "还没有打分的回答：点击“评估”，或训练一个运行（训练结束时会自动检验）。"),
     "eval.question": ("Question", "问题"),
     "eval.reference": ("Reference", "参考答案"),
+    "eval.judge_col": ("Judge", "评判模型"),
+    "eval.judge_line": ("**Judge:**", "**评判模型：**"),
+    "eval.judge_total": ("**{name}** {right} of {judged} right", "**{name}** {judged} 题中判对 {right} 题"),
+    "eval.judge_unclear": (" ({n} unclear)", "（{n} 题无法判定）"),
+    "eval.judge_no_reason": ("no reason given", "未给出理由"),
+    "runs.judge_on": ("Also ask a judge model", "同时请评判模型打分"),
+    "runs.judge_on_info": ("Off by default. After the answers, a chat model you pick reads each question, its reference "
+                           "and the answer, and says right or wrong with a short reason. It is an opinion beside the "
+                           "facts score, not a measurement; a small judge is often wrong, and on a CPU it adds about "
+                           "as long again as the answers took.",
+                           "默认关闭。回答生成后，由你选择的对话模型阅读每个问题、参考答案和回答，判断对或错并给出简短理由。"
+                           "这是事实评分之外的一个意见，不是测量；小模型当评判时常常判错，在 CPU 上大约还要再花一次生成回答的时间。"),
+    "field.judge.kind": ("Judge model", "评判模型"),
+    "field.judge.source": ("Judge model: path or Hub id", "评判模型：路径或 Hub ID"),
+    "placeholder.judge.source": ("e.g. Qwen/Qwen2.5-1.5B-Instruct, /models/my-model, or a run folder",
+                                 "例如 Qwen/Qwen2.5-1.5B-Instruct、/models/my-model 或一个运行文件夹"),
+    "runs.judge_prompt": ("The judge's prompt (fixed; filled in for each answer)", "评判提示（固定不变；每个回答填入其中）"),
+    "runs.judge_prompt_note": ("A question written in Chinese gets the Chinese prompt, every other question the English "
+                               "one. The judge answers greedily and briefly; a reply without a readable VERDICT line "
+                               "counts as **?** (unclear), never as right.",
+                               "用中文写的问题使用中文提示，其他问题使用英文提示。评判模型以贪心解码简短作答；"
+                               "回复中没有可读的 VERDICT 行时记为 **?**（无法判定），不会算作对。"),
+    "runs.col_judge": ("Judge (base)", "评判（基础模型）"),
     "train.scores": ("**{right} of {scored}** held-out questions answered with the right facts "
                      "(the untuned base: {base_right} of {base_scored}). Each answer and why it was judged so: "
                      "below, and in the Runs tab.",

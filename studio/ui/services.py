@@ -493,14 +493,27 @@ class Services:
         return [[k, *[str(s.get(k, "")) for s in settings]] for k in keys
                 if len({repr(s.get(k)) for s in settings}) > 1]
 
-    def evaluate(self, paths_: list[str], prompts_file: Any = None) -> Any:
-        """Rows of the evaluation table as they are ready (one base model, adapters switched)."""
+    def evaluate(self, paths_: list[str], prompts_file: Any = None, judge: str | None = None) -> Any:
+        """Rows of the evaluation table as they are ready (one base model, adapters switched); ``judge``: a
+        model source grading each answer afterwards (each row then comes again with ``row["judge"]``)."""
         from studio.evaluation import evaluate, load_prompts
         source = getattr(prompts_file, "name", prompts_file) or None
         prompts = load_prompts(source)
         self.release_chat()
         self.eval_stop.clear()        # each run answers with its own recorded settings, as its chat does
-        return evaluate(list(paths_), prompts, stop=self.eval_stop, device_lock=self.manager().device_lock)
+        return evaluate(list(paths_), prompts, stop=self.eval_stop, device_lock=self.manager().device_lock,
+                        judge=judge or None)
+
+    @staticmethod
+    def judge_prompt(lang: str = "en") -> str:
+        """The fixed prompt the judge reads (the Chinese one for Chinese questions)."""
+        from studio.judge import PROMPT, PROMPT_ZH
+        return PROMPT_ZH if lang == "zh" else PROMPT
+
+    @staticmethod
+    def eval_judge_totals(rows: list[dict]) -> dict:
+        from studio.evaluation import judge_totals_of
+        return judge_totals_of(rows)
 
     # ---- chat ---------------------------------------------------------------------------
     @staticmethod

@@ -13,6 +13,7 @@ import pandas as pd
 from studio.config import METHODS
 
 from . import eval_table, plots, views
+from .bindings import source_value, source_picker
 from .common import GPU, guarded
 from .i18n import t
 from .services import Services
@@ -50,6 +51,22 @@ def build(ctx) -> SimpleNamespace:
                     ui.eval_stop_btn = L.make(gr.Button, text="runs.eval_stop", variant="stop",
                                               elem_id="runs-eval-stop-btn")
                 ui.eval_csv = L.make(gr.File, label="runs.eval_csv", interactive=False, elem_id="runs-eval-csv")
+        # The optional judge: off by default; its model picked as the Model tab picks one, its prompt shown.
+        ui.judge_on = L.make(gr.Checkbox, label="runs.judge_on", info="runs.judge_on_info", value=False,
+                             elem_id="runs-judge-on")
+        with gr.Column(visible=False, elem_id="runs-judge-box") as ui.judge_box:
+            ui.judge_kind, ui.judge_source = source_picker(
+                L, "model", "default", elem="runs-judge-source", label="field.judge.source",
+                kind_label="field.judge.kind", placeholder="placeholder.judge.source")
+            with L.add(gr.Accordion(L("runs.judge_prompt"), open=False, elem_id="runs-judge-prompt-box"),
+                       label="runs.judge_prompt"):
+                L.make(gr.Markdown, text="runs.judge_prompt_note", elem_classes=["note"])
+                # Textboxes, not Code: the prompt's long lines wrap instead of running off the box.
+                with gr.Row(equal_height=False):
+                    ui.judge_prompt = gr.Textbox(ctx.svc.judge_prompt("en"), lines=12, max_lines=20,
+                                                 interactive=False, label="English", elem_id="runs-judge-prompt")
+                    ui.judge_prompt_zh = gr.Textbox(ctx.svc.judge_prompt("zh"), lines=12, max_lines=20,
+                                                    interactive=False, label="中文", elem_id="runs-judge-prompt-zh")
         ui.eval_totals = gr.Markdown("", elem_id="runs-eval-totals")
         with L.add(gr.Accordion(L("runs.eval_table"), open=True, elem_id="runs-eval-box"), label="runs.eval_table"):
             ui.eval_table = gr.HTML("", elem_id="runs-eval-table", max_height=640)
@@ -128,26 +145,35 @@ def wire(ctx) -> None:
     ctx.on_lang.append((overlay, [ui.select, ctx.lang], ui.plot))
     ctx.on_lang.append((differences, [ui.select, ctx.lang], ui.diff))
 
-    @guarded(3)
-    def evaluate(selected, prompts_file, lang):
-        """Answer the prompts with the base and each selected run, scored; rows stream in as they are ready."""
-        rows = []
-        for row in svc.evaluate(selected or [], prompts_file):
-            rows.append(row)
-            totals = svc.eval_totals(rows)
-            yield eval_table.totals_line(totals, lang), eval_table.table_html(rows, totals, lang), None
-        csv = svc.eval_csv(rows, Path(selected[0]) / "eval.csv")
-        totals = svc.eval_totals(rows)
-        yield eval_table.totals_line(totals, lang), eval_table.table_html(rows, totals, lang), str(csv)
+    ui.judge_on.change(lambda on: gr.update(visible=bool(on)), ui.judge_on, ui.judge_box, queue=False,
+                       show_progress="hidden", api_visibility="private")
 
-    ui.eval_btn.click(evaluate, [ui.select, ui.eval_prompts, ctx.lang], [ui.eval_totals, ui.eval_table, ui.eval_csv],
-                      api_name="evaluate_runs", **GPU)
+    def shown(rows, lang, judging=False):
+        totals, judges = svc.eval_totals(rows), svc.eval_judge_totals(rows)
+        return (eval_table.totals_line(totals, lang, judges),
+                eval_table.table_html(rows, totals, lang, judges, judging=judging))
+
+    @guarded(3)
+    def evaluate(selected, prompts_file, lang, judge_on=False, judge_kind="default", judge_text=""):
+        """Answer the prompts with the base and each selected run, scored; rows stream in as they are ready.
+        ``judge_on``: then the judge model (kind and path / id, as the Model tab picks one) grades each answer."""
+        judge = source_value("model", judge_kind or "default", judge_text) if judge_on else None
+        rows = []
+        for row in svc.evaluate(selected or [], prompts_file, judge=judge):
+            if "judge" not in row:      # a judged row is one already shown, now with its verdicts
+                rows.append(row)
+            yield *shown(rows, lang, judging=bool(judge)), None
+        csv = svc.eval_csv(rows, Path(selected[0]) / "eval.csv")
+        yield *shown(rows, lang), str(csv)
+
+    ui.eval_btn.click(evaluate, [ui.select, ui.eval_prompts, ctx.lang, ui.judge_on, ui.judge_kind, ui.judge_source],
+                      [ui.eval_totals, ui.eval_table, ui.eval_csv], api_name="evaluate_runs", **GPU)
 
     @guarded(2)
     def last_scores(path, lang):
         """The opened run's last scored evaluation (the check after training, or an Evaluate)."""
-        rows, totals = svc.run_scores(path)
-        return eval_table.totals_line(totals, lang), eval_table.table_html(rows, totals, lang) if rows else ""
+        rows, _ = svc.run_scores(path)
+        return shown(rows, lang) if rows else (shown(rows, lang)[0], "")
 
     ui.open.change(last_scores, [ui.open, ctx.lang], [ui.eval_totals, ui.eval_table], api_name="run_scores",
                    show_progress="hidden")

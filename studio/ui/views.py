@@ -307,15 +307,31 @@ def _short(source: str) -> str:
     return Path(source).name if source.startswith(("/", "~", ".")) else source
 
 
+def judge_cell(summary: dict | None) -> str:
+    """'6/8 (1/8)' from an eval_summary.json's judge totals, '–' without a judge."""
+    judge = (summary or {}).get("judge") or {}
+    tuned, base = judge.get("tuned") or {}, judge.get("base") or {}
+    if not tuned.get("judged"):
+        return "–"
+    return f"{tuned['right']}/{tuned['judged']} ({base.get('right', 0)}/{base.get('judged', 0)})"
+
+
 def runs_frame(runs: Sequence[dict], lang: str) -> pd.DataFrame:
     cols = ["runs.col_name", "runs.col_date", "runs.col_model", "runs.col_data", "runs.col_steps",
             "runs.col_train_loss", "runs.col_eval_loss", "runs.col_facts", "runs.col_state"]
+    # The judge's column only once some run was judged: most never are, and the table is narrow.
+    judged = any(((r.get("scores") or {}).get("judge") or {}).get("tuned") for r in runs)
+    if judged:
+        cols.insert(8, "runs.col_judge")
     rows = []
     for r in runs:
         steps = f"{r.get('step', 0)} / {r.get('total_steps') or '–'}"
-        rows.append([r["name"], (r.get("started") or "").replace("T", " "), _short(r.get("model_source", "")),
-                     _short(r.get("data_source", "")), steps, _loss(r.get("final_loss")), _loss(r.get("final_eval_loss")),
-                     facts_cell(r.get("scores")), t("state." + r.get("state", ""), lang)])
+        row = [r["name"], (r.get("started") or "").replace("T", " "), _short(r.get("model_source", "")),
+               _short(r.get("data_source", "")), steps, _loss(r.get("final_loss")), _loss(r.get("final_eval_loss")),
+               facts_cell(r.get("scores")), t("state." + r.get("state", ""), lang)]
+        if judged:
+            row.insert(8, judge_cell(r.get("scores")))
+        rows.append(row)
     return pd.DataFrame(rows, columns=[t(c, lang) for c in cols])
 
 
