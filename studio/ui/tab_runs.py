@@ -20,6 +20,8 @@ from .services import Services
 
 CONTINUE_METHODS = tuple(m for m in METHODS if m != "sft")    # what a finished run may be trained further with
 
+JUDGE_SUGGESTED = "Qwen/Qwen2.5-7B-Instruct"   # an instruction model of a size that can follow the prompt
+
 
 def export_choices() -> list[tuple]:
     """The engine's exports as the Radio's (label key, value) pairs."""
@@ -51,12 +53,13 @@ def build(ctx) -> SimpleNamespace:
                     ui.eval_stop_btn = L.make(gr.Button, text="runs.eval_stop", variant="stop",
                                               elem_id="runs-eval-stop-btn")
                 ui.eval_csv = L.make(gr.File, label="runs.eval_csv", interactive=False, elem_id="runs-eval-csv")
-        # The optional judge: off by default; its model picked as the Model tab picks one, its prompt shown.
+        # The optional judge: off by default; its model picked as the Model tab picks one, its prompt shown. The
+        # built-in model is not suggested: asked to grade 24 demo answers it wrote no verdict line to any.
         ui.judge_on = L.make(gr.Checkbox, label="runs.judge_on", info="runs.judge_on_info", value=False,
                              elem_id="runs-judge-on")
         with gr.Column(visible=False, elem_id="runs-judge-box") as ui.judge_box:
             ui.judge_kind, ui.judge_source = source_picker(
-                L, "model", "default", elem="runs-judge-source", label="field.judge.source",
+                L, "model", JUDGE_SUGGESTED, elem="runs-judge-source", label="field.judge.source",
                 kind_label="field.judge.kind", placeholder="placeholder.judge.source")
             with L.add(gr.Accordion(L("runs.judge_prompt"), open=False, elem_id="runs-judge-prompt-box"),
                        label="runs.judge_prompt"):
