@@ -161,6 +161,15 @@ def test_the_estimate_counts_offloaded_inputs_in_cpu_memory():
     assert not _estimate(65536, "on", 24.0)["fits"] and _estimate(65536, "offload", 24.0)["fits"]
 
 
+def test_the_settings_tab_says_what_ram_the_offloaded_inputs_take():
+    from studio.ui import views
+    off, on = _estimate(65536, "offload", 24.0), _estimate(65536, "on", 24.0)
+    gb = f"{off['cpu_offload_gb']:.1f} GB"
+    assert f"about {gb}, in this computer's memory (RAM)" in views.memory(off, "en")
+    assert f"约 {gb}" in views.memory(off, "zh")
+    assert "RAM" not in views.memory(on, "en")
+
+
 def test_auto_is_estimated_as_offload_only_when_every_layer_checkpointed_does_not_fit():
     assert _estimate(65536, "auto", 24.0)["checkpointing"] == "offload"
     assert _estimate(65536, "auto", 24.0)["fits"]

@@ -91,6 +91,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "choice.strategy.auto": ("Auto", "自动"),
     "choice.strategy.ddp": ("DDP: a copy on each GPU", "DDP：每块 GPU 一份完整模型"),
     "choice.strategy.fsdp": ("FSDP: weights split across GPUs (QLoRA)", "FSDP：权重分摊到各 GPU（QLoRA）"),
+    "mem.offload": ("Gradient checkpointing 'offload' keeps the layer inputs, about {gb:.1f} GB, in this computer's "
+                    "memory (RAM) instead of the GPU's: the computer needs that much free RAM besides the studio.",
+                    "梯度检查点“卸载”把各层输入（约 {gb:.1f} GB）放在这台电脑的内存（RAM）而不是 GPU 显存里："
+                    "除了工作室本身，电脑还需要这么多空闲内存。"),
     "mem.whole_at_load": ("Each GPU first loads the whole 4-bit model (about {gb:.1f} GB) before it is split; the "
                           "estimate is never below that.",
                           "每块 GPU 会先载入完整的 4 位模型（约 {gb:.1f} GB），再进行切分；估算不会低于此值。"),

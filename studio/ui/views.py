@@ -112,7 +112,9 @@ def memory(est: dict | None, lang: str) -> str:
             t("mem.line", lang, need=need, free=est.get("free_gb", 0)) +
             f" — {verdict}  \n{cards_line}<small>{detail} GB</small>" +
             (f"  \n<small>{t('mem.whole_at_load', lang, gb=est['whole_model_at_load_gb'])}</small>"
-             if est.get("whole_model_at_load_gb") else ""))
+             if est.get("whole_model_at_load_gb") else "") +
+            # offload moves the layer inputs off the GPU, not out of the computer: say what RAM they take
+            (f"  \n{t('mem.offload', lang, gb=est['cpu_offload_gb'])}" if est.get("cpu_offload_gb") else ""))
 
 
 # ---- Data tab -------------------------------------------------------------------------------
