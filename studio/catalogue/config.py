@@ -59,6 +59,7 @@ MESSAGES: dict[str, tuple[str, str, str]] = {
                            "Write 'all-linear', or layer names separated by commas (e.g. q_proj, v_proj).",
                            "填写 'all-linear'，或用逗号分隔的层名（如 q_proj, v_proj）。"),
     "config.bad_checkpointing": ("{key} 必须是 auto、on 或 off，而不是 {value!r}。", *_FIX),
+    "config.bad_tile_mlp": ("{key} 必须是 auto、on 或 off，而不是 {value!r}。", *_FIX),
     "config.no_rewards": ("grpo.rewards 是空的：至少指定一个奖励（{choices}）。", *_FIX),
     "config.reward_weights": ("grpo.reward_weights 必须是用逗号分隔的数字，而不是 {value!r}。",
                               "Write numbers such as '1, 0.5', one for each reward, or leave it empty for equal weights.",

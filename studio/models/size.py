@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .adapter_size import adapter_params
-from ..config import REFERENCE_METHODS, DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig
+from ..config import MLP_TILE_TOKENS, REFERENCE_METHODS, DataConfig, LoraConfig, ModelConfig, StudioConfig, TrainingConfig
 
 
 def meta_model(config: dict) -> Any:
@@ -173,7 +173,9 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
       CPU); with checkpointing ('on', and 'auto' at its smallest) each layer keeps its input, T x L x h x 2,
       plus one layer being recomputed; with 'offload' (and 'auto' when 'on' does not fit) the inputs are in
       CPU memory (``cpu_offload_gb``, not counted in the total) and the GPU holds two of them in flight and
-      the layer being recomputed (``checkpointing`` says which mode the figures are for);
+      the layer being recomputed (``checkpointing`` says which mode the figures are for); with the MLP tiled
+      (``training.tile_mlp`` 'on', or 'auto' with 'offload'; ``tile_mlp`` says) the MLP's 6i of a layer's
+      values are kept for one tile of ``config.MLP_TILE_TOKENS`` tokens, not for T;
     - loss: TRL's chunked LM head never builds the logits of the whole vocabulary: one tile of
       4,096 tokens x 32,768 columns in 16-bit, and the answer tokens' hidden states and their gradient;
     - reference (DPO and KTO only, ``config.REFERENCE_METHODS``): their reference forward over the same T tokens
@@ -200,8 +202,9 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
     adapter_bytes = 4 if quant != "none" else 8
     adapters = n_lora * (adapter_bytes + _OPTIMIZER_BYTES.get(training_cfg.optimizer, 8))
     tokens = step_tokens if step_tokens is not None else training_cfg.batch_size * data_cfg.max_length
-    per_layer = (12 * hidden_size + 4 * (kv_width or hidden_size) + 6 * inter) * (
-        _ACT_SCALE.get(quant, 1.0) if on_gpu else 2.0)
+    scale = _ACT_SCALE.get(quant, 1.0) if on_gpu else 2.0
+    per_layer = (12 * hidden_size + 4 * (kv_width or hidden_size) + 6 * inter) * scale
+    mlp_per_token = 6 * inter * scale           # the MLP's gate, up and their product: what tiling keeps to one tile
     kept = _CKPT_BYTES.get(quant, 2.0) if on_gpu else 4.0
     inputs = tokens * num_layers * hidden_size * kept        # every checkpointed layer's input
     value_bytes = 2 if on_gpu else 4
@@ -209,9 +212,16 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
     logits = (tile + 2 * tokens * hidden_size) * value_bytes
     free = float(dev.get("free_gb") or 0.0)
 
+    tile_setting = getattr(training_cfg, "tile_mlp", "off")
+
     def parts_for(mode: str) -> tuple[dict, float]:
         """(the GPU's parts, bytes kept in CPU memory) with checkpointing ``mode``."""
         cpu = 0.0
+        tiled = tile_setting == "on" or (tile_setting == "auto" and mode == "offload")
+        # tiled, the MLP's values of every layer exist for one tile at a time (models/tiling.py)
+        # (rows no longer than a tile run whole)
+        mlp_saved = ((tokens * (num_layers if mode == "off" else 1) - MLP_TILE_TOKENS) * mlp_per_token
+                     if tiled and tokens > MLP_TILE_TOKENS else 0.0)
         if mode == "off":
             activations = tokens * num_layers * per_layer
         elif mode == "offload" and on_gpu:
@@ -219,6 +229,7 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
             activations, cpu = tokens * (min(2, num_layers) * hidden_size * kept + per_layer), inputs
         else:      # 'on' (and 'offload' on a CPU, where the inputs already are)
             activations = inputs + tokens * per_layer
+        activations -= mlp_saved
         overhead = _GPU_CONTEXT + _ALLOCATOR_SLACK * activations if on_gpu else 0.5e9
         parts = {"weights": weights, "adapters_and_optimizer": adapters, "activations": activations,
                  "logits": logits, "overhead": overhead}
@@ -238,7 +249,8 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
     total = sum(parts.values()) / 1e9
     return {"parts": {k: round(v / 1e9, 3) for k, v in parts.items()}, "total_gb": round(total, 2),
             "free_gb": free, "fits": total <= free, "device": dev.get("device", "cpu"), "lora_params": n_lora,
-            "checkpointing": mode, "cpu_offload_gb": round(cpu / 1e9, 3)}
+            "checkpointing": mode, "cpu_offload_gb": round(cpu / 1e9, 3),
+            "tile_mlp": tile_setting == "on" or (tile_setting == "auto" and mode == "offload")}
 
 
 def estimate_from_facts(cfg: StudioConfig, facts: dict, device: dict | None = None,

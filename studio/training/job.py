@@ -471,6 +471,9 @@ class TrainingJob(BackgroundRun):
         from . import checkpointing
 
         setting = self.cfg.training.gradient_checkpointing
+        tile = getattr(self.cfg.training, "tile_mlp", "off")
+        if tile == "on" or (tile == "auto" and setting == "offload"):
+            self._tile_mlp(model, log)
         if self.cfg.lora.adapter == "prefix":       # its cache of keys and values cannot pass checkpointed layers
             self.info["checkpointed_layers"] = 0
             if setting == "auto" and self.info["device"] == "cuda":
@@ -499,6 +502,18 @@ class TrainingJob(BackgroundRun):
         self.info["activation_offload"] = decision.offload
         self.info["notes"].append(decision.note)
         log.info(decision.note)
+        if decision.offload and tile == "auto":
+            self._tile_mlp(model, log)
+
+    def _tile_mlp(self, model, log) -> None:
+        """Each layer's MLP over long rows in tiles (training.tile_mlp, models/tiling.py)."""
+        from ..config import MLP_TILE_TOKENS
+        from ..models.tiling import set_mlp_tiling
+        n = set_mlp_tiling(model, True)
+        self.info["mlp_tiled"] = bool(n)
+        if n:
+            log.info("MLP tiling: %d layers' MLPs run rows longer than %s tokens in tiles.", n,
+                     f"{MLP_TILE_TOKENS:,}")
 
     def _save_adapter(self, peft_model, tokenizer, chat_template: str) -> None:
         """Write adapter/ atomically: to a side folder first, renamed when complete. A PiSSA / OLoRA
