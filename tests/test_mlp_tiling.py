@@ -136,3 +136,24 @@ def test_the_estimate_keeps_the_mlp_to_one_tile():
     assert _estimate(8192, "offload", "on")["total_gb"] == _estimate(8192, "offload", "off")["total_gb"]
     assert _estimate(tokens, "auto", "auto")["checkpointing"] == "offload"
     assert _estimate(tokens, "auto", "auto")["tile_mlp"]
+
+
+def test_a_training_job_tiles_when_asked_and_learns_what_an_untiled_one_learns(tmp_path, monkeypatch):
+    """The job's wiring: tile_mlp 'on' tiles every MLP (tiles of 4 tokens here, so the tiny rows are cut into many)
+    and trains the same losses as 'off'; 'auto' without offload does not tile."""
+    import functools
+    import json
+
+    from studio.models import tiling
+    from test_training_job import run_job
+
+    monkeypatch.setattr(tiling, "set_mlp_tiling", functools.partial(tiling.set_mlp_tiling, tokens=4))
+    losses = {}
+    for mode in ("on", "off", "auto"):
+        job = run_job(tmp_path, name=mode, max_steps=3, tile_mlp=mode, gradient_checkpointing="on")
+        assert job.state == "done", job.message
+        assert bool(job.info.get("mlp_tiled")) is (mode == "on")
+        rows = [json.loads(x) for x in (job.run_dir / "metrics.jsonl").read_text().splitlines()]
+        losses[mode] = [r["loss"] for r in rows if r["type"] == "train"]
+    assert len(losses["on"]) == 3
+    assert losses["on"] == pytest.approx(losses["off"], rel=1e-4, abs=1e-5)
