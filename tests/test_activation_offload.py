@@ -169,6 +169,18 @@ def test_the_settings_tab_says_what_ram_the_offloaded_inputs_take():
     assert f"about {gb}, in this computer's memory (RAM)" in views.memory(off, "en")
     assert f"约 {gb}" in views.memory(off, "zh")
     assert "RAM" not in views.memory(on, "en")
+    # the offloaded inputs must fit the computer's free memory as well as the GPU
+    ram = {"device": "cuda", "free_gb": 24.0}
+    from studio.config import StudioConfig
+    from studio.models.size import config_facts, estimate_from_facts
+    cfg = StudioConfig.from_dict({"model": {"quantization": "4bit-nf4"}, "data": {"max_length": 65536},
+                                  "lora": {"r": 16}, "training": {"batch_size": 1, "gradient_checkpointing": "offload",
+                                                                  "optimizer": "paged_adamw_8bit"}})
+    short = estimate_from_facts(cfg, config_facts(LLAMA_3_8B), device={**ram, "ram_free_gb": 8.0})
+    room = estimate_from_facts(cfg, config_facts(LLAMA_3_8B), device={**ram, "ram_free_gb": 64.0})
+    assert short["ram_short"] and not short["fits"] and room["fits"] and not room["ram_short"]
+    assert "only 8.0 GB free" in views.memory(short, "en") and "8.0 GB 空闲内存" in views.memory(short, "zh")
+    assert "only" not in views.memory(room, "en")
 
 
 def test_auto_is_estimated_as_offload_only_when_every_layer_checkpointed_does_not_fit():
@@ -200,6 +212,14 @@ def test_fit_to_my_gpu_offloads_a_long_row_and_not_a_short_one():
     assert fits and not any("offload" in c for c in changes), changes
     cfg, changes, fits = fitted(1_048_576, 24.0)       # a million tokens: even offloaded it does not fit
     assert not fits and "CPU memory" in changes[0]
+    # the offloaded inputs must also fit the computer's free memory: with 8 GB of RAM free, 65,536 tokens do not
+    cfg = StudioConfig.from_dict({"model": {"quantization": "4bit-nf4"}, "data": {"max_length": 65536},
+                                  "training": {"batch_size": 1, "grad_accum": 4, "gradient_checkpointing": "off",
+                                               "optimizer": "paged_adamw_8bit"}})
+    roomy, _, fits_roomy = fit_to_gpu(cfg, facts, 24.0, ram_free_gb=256.0)
+    _, changes, fits = fit_to_gpu(cfg, facts, 24.0, ram_free_gb=8.0)
+    assert fits_roomy and roomy.training.gradient_checkpointing == "auto"
+    assert not fits and "this computer has 8.0 GB free" in changes[0], changes
 
 
 def test_auto_at_run_time_offloads_when_every_layer_checkpointed_does_not_fit():

@@ -68,8 +68,9 @@ def device_info() -> dict:
             free, total = torch.cuda.mem_get_info(0)
         except RuntimeError:
             free, total = 0, torch.cuda.get_device_properties(0).total_memory
+        # ram_free_gb: what gradient checkpointing 'offload' may fill with layer inputs (models/size.py)
         return {"device": "cuda", "name": torch.cuda.get_device_name(0), "total_gb": round(total / 1e9, 2),
-                "free_gb": round(free / 1e9, 2), "bf16": _gpu_has_bf16(),
+                "free_gb": round(free / 1e9, 2), "ram_free_gb": round(_cpu_memory_gb()[1], 2), "bf16": _gpu_has_bf16(),
                 "note": "" if _gpu_has_bf16() else "This GPU has no fast bfloat16: float16 is used."}
     total, free = _cpu_memory_gb()
     return {"device": "cpu", "name": f"CPU ({os.cpu_count() or 1} cores)", "total_gb": round(total, 2),

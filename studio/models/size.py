@@ -247,8 +247,13 @@ def estimate_memory(num_params: int, model_cfg: ModelConfig, lora_cfg: LoraConfi
             mode = "offload"
     parts, cpu = parts_for(mode)
     total = sum(parts.values()) / 1e9
+    # the offloaded inputs must fit the computer's free memory too, or the run swaps or is killed ('ram_free_gb':
+    # known for the machine the app runs on, not for a budget 'Fit to my GPU' is asked about)
+    ram = dev.get("ram_free_gb")
+    ram_short = bool(cpu and ram is not None and cpu / 1e9 > float(ram))
     return {"parts": {k: round(v / 1e9, 3) for k, v in parts.items()}, "total_gb": round(total, 2),
-            "free_gb": free, "fits": total <= free, "device": dev.get("device", "cpu"), "lora_params": n_lora,
+            "free_gb": free, "fits": total <= free and not ram_short, "device": dev.get("device", "cpu"),
+            "lora_params": n_lora, "ram_short": ram_short, "ram_free_gb": ram,
             "checkpointing": mode, "cpu_offload_gb": round(cpu / 1e9, 3),
             "tile_mlp": tile_setting == "on" or (tile_setting == "auto" and mode == "offload")}
 

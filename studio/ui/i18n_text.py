@@ -95,6 +95,9 @@ TEXT: dict[str, tuple[str, str]] = {
                     "memory (RAM) instead of the GPU's: the computer needs that much free RAM besides the studio.",
                     "梯度检查点“卸载”把各层输入（约 {gb:.1f} GB）放在这台电脑的内存（RAM）而不是 GPU 显存里："
                     "除了工作室本身，电脑还需要这么多空闲内存。"),
+    "mem.offload_ram_short": ("This computer has only {free:.1f} GB free: shorten the rows (Max sequence length) or "
+                              "free memory.",
+                              "这台电脑只有 {free:.1f} GB 空闲内存：请缩短样本（最大序列长度）或释放内存。"),
     "mem.whole_at_load": ("Each GPU first loads the whole 4-bit model (about {gb:.1f} GB) before it is split; the "
                           "estimate is never below that.",
                           "每块 GPU 会先载入完整的 4 位模型（约 {gb:.1f} GB），再进行切分；估算不会低于此值。"),

@@ -137,8 +137,9 @@ class Services:
         """'Fit to my GPU': (settings, what changed in words, whether they fit) (``studio.fit.fit_to_gpu``, with
         what one step of the run's training method holds)."""
         from studio.fit import fit_to_gpu
+        from studio.models.load import device_info
         from studio.training.methods import step_tokens
-        return fit_to_gpu(cfg, facts, budget_gb, step_tokens)
+        return fit_to_gpu(cfg, facts, budget_gb, step_tokens, device_info().get("ram_free_gb"))
 
     @staticmethod
     def method_metrics(method: str) -> tuple[str, ...]:

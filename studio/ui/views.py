@@ -114,7 +114,8 @@ def memory(est: dict | None, lang: str) -> str:
             (f"  \n<small>{t('mem.whole_at_load', lang, gb=est['whole_model_at_load_gb'])}</small>"
              if est.get("whole_model_at_load_gb") else "") +
             # offload moves the layer inputs off the GPU, not out of the computer: say what RAM they take
-            (f"  \n{t('mem.offload', lang, gb=est['cpu_offload_gb'])}" if est.get("cpu_offload_gb") else ""))
+            (f"  \n{t('mem.offload', lang, gb=est['cpu_offload_gb'])}" if est.get("cpu_offload_gb") else "") +
+            (f" ✗ {t('mem.offload_ram_short', lang, free=est['ram_free_gb'])}" if est.get("ram_short") else ""))
 
 
 # ---- Data tab -------------------------------------------------------------------------------
