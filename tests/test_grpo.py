@@ -285,3 +285,40 @@ def test_the_data_hash_of_prompt_rows_follows_the_reference():
     assert data_hash(a) == data_hash(b)
     b.train[0].reference = "The Aurora kettle costs 89 dollars."
     assert data_hash(a) != data_hash(b)
+
+
+def test_grpo_from_an_sft_runs_adapter_keeps_it_as_the_kl_reference(tmp_path):
+    """kl_beta > 0 from a trained adapter: the KL reference is the SFT model (TRL's frozen 'ref' copy, kept), its
+    KL starts at 0 against that model; the adapter folder still holds the trained adapter only."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from test_training_job import make_cfg, prepared as sft_prepared, write_data
+    from studio.training import TrainingJob
+    from studio.training.extend import plan_from_run
+
+    tok = tiny_tokenizer()
+    sft_cfg = make_cfg(write_data(tmp_path), max_steps=5)
+    sft = TrainingJob(sft_cfg, tmp_path / "sft", model=tiny_model(tok), tokenizer=tok,
+                      data=sft_prepared(sft_cfg, tok)).run_sync()
+    assert sft.state == "done", sft.message
+    saved = load_file(sft.run.adapter_dir / "adapter_model.safetensors")
+
+    class AtStart(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            self.adapters = list(model.peft_config)
+            self.ref = {k: v.clone() for k, v in get_peft_model_state_dict(model, adapter_name="ref").items()}
+
+    cfg, origin = plan_from_run(sft.run_dir, cfg_with(kl_beta=0.1))
+    assert cfg.training.method == "grpo"
+    start = AtStart()
+    job = TrainingJob(cfg, tmp_path / "grpo", model=tiny_model(tok), tokenizer=tok, data=prepared(tok),
+                      callbacks=[start], init_adapter=origin["started_from"]["adapter"], origin=origin)
+    job.run_sync()
+    assert job.state == "done", job.message
+    assert start.adapters == ["default", "ref"]
+    for k in saved:          # the reference is the SFT adapter, frozen
+        torch.testing.assert_close(start.ref[k], saved[k])
+    first = [r for r in job.run.metrics() if r.get("type") == "train"][0]
+    assert first["kl"] == pytest.approx(0.0, abs=1e-6)      # the model starts where its reference is
+    assert not (job.run.adapter_dir / "ref").exists()

@@ -12,10 +12,12 @@ passes these columns to every reward function.
 and every batch TRL generates for then holds whole groups of one question's answers, the rule TRL checks
 (generation batch divisible by ``num_generations``) holding by construction.
 
-With ``grpo.kl_beta`` above 0 the KL penalty's reference is the base model with the adapter switched off: TRL
-would copy the starting adapter as a second adapter 'ref' when given a model that already has one, which for
-a fresh adapter (LoRA's B starts at zero) is the same model; it is removed so the saved adapter folder holds
-the trained adapter only and no copy is kept.
+With ``grpo.kl_beta`` above 0 the KL penalty's reference is the model as the run started, as for DPO
+(``reference.base_as_reference``): TRL copies the starting adapter as a second adapter 'ref'; for a fresh adapter
+(LoRA's B starts at zero) that copy is the base and is removed, so the reference is the adapter switched off and
+nothing is duplicated; a run started from an SFT run's adapter (``--from-run``) keeps it (a few MB), so the penalty
+holds the model near the SFT model it started from. (Removing it there failed the run at its first step: TRL had
+already chosen to read the reference through 'ref'.) The saved adapter folder holds the trained adapter only.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 
 from ...config import REWARDS, StudioConfig
 from ..args import ResolvedArgs, build_training_args
+from .reference import base_as_reference
 
 DATA = "prompt"
 COLUMNS = ("prompt", "prompt_ids", "reference", "question")
@@ -142,8 +145,7 @@ def trainer(model, args, tokenizer, train, validation, callbacks, precision: str
         if part is not None:
             out.prompt_ids_of.update(zip(part["prompt"], part["prompt_ids"]))
     unwrapped = out.accelerator.unwrap_model(out.model)
-    if "ref" in getattr(unwrapped, "peft_config", {}):     # the reference is the adapter switched off instead
-        unwrapped.delete_adapter("ref")
+    base_as_reference(unwrapped)    # a fresh adapter's copy is the base: dropped; a trained one's is kept
     if precision == "fp16":       # float16 mixed precision's gradient scaler needs float32 adapters (as sft.py)
         for p in model.parameters():
             if p.requires_grad and p.dtype != torch.float32:
