@@ -10,65 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable
+from typing import Any, Iterable
 
 import yaml
 
-
+from .config_fields import (  # noqa: F401 - the words of the settings, read from here by the rest of the studio
+    QUANTIZATIONS, ALL_LINEAR, COMPUTE_DTYPES, TEMPLATES, FORMATS, SCHEDULERS, CHECKPOINTING, TILE_MLP,
+    MLP_TILE_TOKENS, ATTENTIONS, STRATEGIES, REPORT_TO, OPTIMIZERS, METHODS, REFERENCE_METHODS, DPO_LOSSES,
+    REWARDS, ADAPTERS, PROMPT_ADAPTERS, LORA_INITS, _f, split_names)
+from .config_methods import GrpoConfig, PreferenceConfig
 from .errors import ConfigError
-
-
-def _f(default: Any, help: str, choices: tuple | None = None, *, limits: tuple | None = None, typical: str = "",
-       zh: str = "", label: tuple[str, str], **kw):
-    """A config field and what every interface shows of it: ``help`` (English), ``choices``, ``limits``
-    (low, high; None = open; validate() refuses values outside, saying the ``typical`` values when given:
-    numbers, the same in every language), its Chinese help ``zh`` and its ``label`` (English, Chinese).
-    The app and ``studio train --help`` read them from here; ``label`` is required so that no field's
-    name on the screen has to live anywhere else."""
-    meta: dict[str, Any] = {"help": help}
-    if choices is not None:
-        meta["choices"] = choices
-    if limits is not None:
-        meta["limits"] = limits
-    if typical:
-        meta["typical"] = typical
-    if zh:
-        meta["help_zh"] = zh
-    meta["label"] = label
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
-    return field(default=default, metadata=meta, **kw)
-
-
-QUANTIZATIONS = ("none", "8bit", "4bit-nf4", "4bit-fp4")
-ALL_LINEAR = "all-linear"     # lora.target_modules: every linear layer but the output head (PEFT's own word)
-COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
-TEMPLATES = ("auto", "model", "chatml", "alpaca", "human_assistant")
-FORMATS = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion", "text", "preference", "mapping")
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts")
-CHECKPOINTING = ("auto", "on", "offload", "off")
-TILE_MLP = ("auto", "on", "off")
-MLP_TILE_TOKENS = 8192      # training.tile_mlp: tokens a tile (models/tiling.py, the estimate in models/size.py)
-ATTENTIONS = ("auto", "sdpa", "flex_attention", "varlen")
-STRATEGIES = ("auto", "ddp", "fsdp")
-REPORT_TO = ("none", "tensorboard", "wandb", "mlflow")
-OPTIMIZERS = ("adamw_torch", "paged_adamw_8bit", "adamw_8bit", "paged_adamw_32bit", "sgd", "adafactor")
-# training.method: how a run learns from its rows. Each name is a module of studio/training/methods/ (the
-# registry of methods: a new one adds its name here).
-METHODS = ("sft", "dpo", "kto", "orpo", "simpo", "grpo")
-# The methods whose every step also runs the reference (the base with the adapter off) over the step's rows, without
-# gradients, while the trained forward's activations wait for the backward: the memory estimate adds its loss tile.
-REFERENCE_METHODS = ("dpo", "kto")
-# preference.loss: DPO's losses (TRL's DPOConfig.loss_type) that need no further setting.
-DPO_LOSSES = ("sigmoid", "ipo", "hinge", "bco_pair", "sppo_hard", "nca_pair", "apo_zero", "apo_down")
-# grpo.rewards: what a GRPO answer is scored by, each a function of studio/training/rewards.py of that name.
-REWARDS = ("facts", "format", "length", "similarity")
-ADAPTERS = ("lora", "loha", "lokr", "ia3", "prefix", "prompt", "llama-adapter")   # lora.adapter, peft's family
-PROMPT_ADAPTERS = ("prefix", "prompt", "llama-adapter")   # learned tokens, not weight changes: nothing to merge
-LORA_INITS = ("default", "pissa", "olora")
 
 
 @dataclass
@@ -400,48 +353,6 @@ class TrainingConfig:
 
 
 @dataclass
-class PreferenceConfig:
-    """Settings of the preference methods (training.method dpo, kto, orpo, simpo); SFT ignores them."""
-    beta: float = _f(0.0, "How strongly to prefer the chosen answer over the rejected one (how far the model may "
-                     "move from where it started). 0 = the method's usual value: 0.1 for DPO, KTO and ORPO, 2.0 for "
-                     "SimPO. Higher keeps the model closer to its start.", limits=(0, 100), typical="0.1",
-                     zh="偏向被选中回答的力度（模型可以离开起点多远）。0 = 该方法的常用值：DPO、KTO、ORPO 为 0.1，"
-                        "SimPO 为 2.0。越大越贴近起点。",
-                     label=("Preference strength (beta)", "偏好强度（beta）"))
-    loss: str = _f("sigmoid", "DPO only: how the preference is scored. 'sigmoid' is the DPO paper's loss; 'ipo' "
-                   "(IPO) does not push the margin without end, so it overfits less on small or noisy data; 'hinge' "
-                   "stops once the margin is large enough (SLiC); 'bco_pair', 'sppo_hard', 'nca_pair', 'apo_zero' and "
-                   "'apo_down' are variants from later papers.", DPO_LOSSES,
-                   zh="仅 DPO：如何给偏好打分。'sigmoid' 是 DPO 论文的损失；'ipo'（IPO）不会无限拉大差距，在小数据或噪声数据上"
-                      "更不易过拟合；'hinge' 在差距足够大后停止（SLiC）；'bco_pair'、'sppo_hard'、'nca_pair'、'apo_zero'、"
-                      "'apo_down' 是后续论文的变体。",
-                   label=("DPO loss", "DPO 损失"))
-    sft_weight: float = _f(0.0, "DPO only: also learn to write the chosen answer, with this weight (RPO; 1.0 is "
-                           "typical). Helps keep facts learned earlier. 0 = off.", limits=(0, 100),
-                           zh="仅 DPO：同时学习写出被选中的回答，权重为此值（RPO；常用 1.0）。有助于保留之前学到的事实。"
-                              "0 = 关闭。",
-                           label=("Keep writing the chosen answer (weight)", "同时学习被选中回答（权重）"))
-    simpo_gamma: float = _f(0.5, "SimPO only: the margin the chosen answer should win by (the paper used 0.5 to 1.5 "
-                            "with beta 2.0).", limits=(0, 100),
-                            zh="仅 SimPO：被选中回答应领先的目标差距（论文在 beta 为 2.0 时用 0.5 到 1.5）。",
-                            label=("SimPO target margin", "SimPO 目标差距"))
-    balance: str = _f("auto", "KTO only: how good and bad answers are weighed. 'auto' weighs the rarer kind up so "
-                      "both kinds count about equally (as the KTO paper advises for unbalanced data); 'manual' uses "
-                      "the two weights below.", ("auto", "manual"),
-                      zh="仅 KTO：如何给好回答和坏回答加权。“自动”提高较少一类的权重，使两类的影响大致相当（KTO 论文对不"
-                         "平衡数据的建议）；“手动”使用下面两个权重。",
-                      label=("KTO balance", "KTO 平衡"))
-    desirable_weight: float = _f(1.0, "KTO only, with balance 'manual': the weight of the answers marked good.",
-                                 limits=(0, 100),
-                                 zh="仅 KTO，平衡为“手动”时：标为好的回答的权重。",
-                                 label=("Weight of good answers", "好回答的权重"))
-    undesirable_weight: float = _f(1.0, "KTO only, with balance 'manual': the weight of the answers marked bad.",
-                                   limits=(0, 100),
-                                   zh="仅 KTO，平衡为“手动”时：标为坏的回答的权重。",
-                                   label=("Weight of bad answers", "坏回答的权重"))
-
-
-@dataclass
 class GenerationConfig:
     max_new_tokens: int = _f(200, "Longest answer in tokens.", limits=(1, 32_768),
                              zh="回答的最大 token 数。",
@@ -461,78 +372,6 @@ class GenerationConfig:
         zh="大于 1 时减少重复相同的词。1.1 来自测量：内置模型的 16 次运行在留出的演示问题上贪心回答，1.1 答对 128 个事实中的 57 个，"
            "1.0 答对 54 个；它还能防止未微调的模型陷入循环。聊天、评估和导出的模型都使用该运行的设置。",
         label=("Repetition penalty", "重复惩罚"))
-
-
-@dataclass
-class GrpoConfig:
-    """Settings of ``training.method: grpo`` (studio/training/methods/grpo.py); other methods ignore them."""
-    REWARD_NAMES: ClassVar[tuple[str, ...]] = REWARDS     # what config_checks accepts in ``rewards``
-
-    rewards: str = _f("facts", "What a good answer is, as names separated by commas: 'facts' (it states the numbers, "
-                      "codes and names of the row's answer, and contradicts none), 'format' (its last line matches "
-                      "grpo.format_pattern), 'length' (its word count lies between grpo.length_min_words and "
-                      "grpo.length_max_words), 'similarity' (its wording is close to the row's answer).",
-                      zh="怎样才算好回答，用逗号分隔的名称：'facts'（说出该行回答中的数字、代码和名称，且不与之矛盾）、"
-                         "'format'（最后一行符合 grpo.format_pattern）、'length'（字数在 grpo.length_min_words 与 "
-                         "grpo.length_max_words 之间）、'similarity'（措辞接近该行的回答）。",
-                      label=("Rewards", "奖励"))
-    reward_weights: str = _f("", "How much each reward counts, numbers separated by commas in the order of "
-                             "grpo.rewards (e.g. '1, 0.5'). Empty = all count the same.",
-                             zh="每项奖励的权重，用逗号分隔的数字，顺序与 grpo.rewards 相同（如 '1, 0.5'）。留空 = 同等权重。",
-                             label=("Reward weights", "奖励权重"))
-    generations: int = _f(4, "Answers the model writes to each question per step; they are compared with each other, "
-                          "so at least 2. More compare better and cost proportionally more time: on a CPU (one core) "
-                          "one step of the built-in model, 1 question x 4 answers of 64 tokens, took 12-21 s; on one H100 GPU a 1B "
-                          "model in 4-bit, 4 questions x 8 answers of 128 tokens, 8.5 s (docs/GRPO.md).", limits=(2, 64), typical="4-16",
-                          zh="每一步模型对每个问题写出的回答数；这些回答相互比较，所以至少 2 个。越多比较越准，耗时也按比例增加。"
-                             "在 CPU（单核）上，内置模型每步 1 个问题 × 4 个 64 token 的回答需 12-21 秒；"
-                             "在一块 H100 GPU 上，4 位量化的 1B 模型每步 4 个问题 × 8 个 128 token 的回答需 8.5 秒（docs/GRPO.md）。",
-                          label=("Answers per question", "每个问题的回答数"))
-    max_answer_tokens: int = _f(128, "Longest answer the model writes while training, in tokens; longer ones are cut "
-                                "there.", limits=(1, 32_768), typical="64-512",
-                                zh="训练时模型写出的回答的最大 token 数；更长的会在此截断。",
-                                label=("Max answer tokens", "回答最大 token 数"))
-    format_pattern: str = _f(r"Answer: .+", "With the 'format' reward: the pattern (a Python regular expression) the "
-                             "answer's last line must match, e.g. 'Answer: .+'.",
-                             zh="使用 'format' 奖励时：回答最后一行必须匹配的模式（Python 正则表达式），如 'Answer: .+'。",
-                             label=("Required last line", "要求的最后一行"))
-    length_min_words: int = _f(5, "With the 'length' reward: the fewest words a full-score answer has (Chinese: "
-                               "characters count as words).", limits=(0, 100_000),
-                               zh="使用 'length' 奖励时：满分回答的最少字数（中文按字计）。",
-                               label=("Fewest words", "最少字数"))
-    length_max_words: int = _f(80, "With the 'length' reward: the most words a full-score answer has; the score falls "
-                               "off outside the range.", limits=(1, 100_000),
-                               zh="使用 'length' 奖励时：满分回答的最多字数；超出范围分数逐渐降低。",
-                               label=("Most words", "最多字数"))
-    kl_beta: float = _f(0.0, "How strongly answers are held near the base model's (the KL penalty). 0, the default of "
-                        "TRL and of recent GRPO work (DAPO, Dr. GRPO), skips it and the extra pass it costs; 0.001-0.04 "
-                        "keeps the tuned model from drifting far, the reference being the base model with the adapter "
-                        "switched off.", limits=(0, 10), typical="0-0.04",
-                        zh="让回答保持接近基础模型的程度（KL 惩罚）。0 是 TRL 和近来 GRPO 工作（DAPO、Dr. GRPO）的默认值，"
-                           "跳过它及其额外的计算；0.001-0.04 防止微调后的模型偏离太远，参照是关闭适配器的基础模型。",
-                        label=("KL penalty (beta)", "KL 惩罚（beta）"))
-
-    def reward_list(self) -> list[str]:
-        """The names of ``rewards`` (commas or spaces between them)."""
-        return split_names(self.rewards)
-
-    def weight_list(self) -> list[float] | None:
-        """The numbers of ``reward_weights`` (None: all equal); a word that is no number is refused."""
-        items = split_names(self.reward_weights)
-        if not items:
-            return None
-        try:
-            return [float(x) for x in items]
-        except ValueError:
-            raise ConfigError("grpo.reward_weights must be numbers separated by commas, not {value!r}.",
-                              code="config.reward_weights", value=self.reward_weights) from None
-
-
-def split_names(text: Any) -> list[str]:
-    """'facts, format' or [facts, format] as a list of its parts."""
-    if isinstance(text, (list, tuple)):
-        return [str(x).strip() for x in text if str(x).strip()]
-    return [p for p in re.split(r"[,\s]+", str(text or "").strip().strip("[]")) if p]
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "lora": LoraConfig,

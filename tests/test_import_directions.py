@@ -22,7 +22,8 @@ import studio
 PACKAGE = Path(studio.__file__).resolve().parent
 
 # Bottom of the table first. A unit is a top-level module (studio.jobs) or a package (studio.data).
-FOUNDATION = {"studio.config", "studio.config_checks", "studio.config_yaml", "studio.paths", "studio.offline", "studio.errors", "studio.catalogue",
+FOUNDATION = {"studio.config", "studio.config_fields", "studio.config_methods", "studio.config_checks",
+              "studio.config_yaml", "studio.paths", "studio.offline", "studio.errors", "studio.catalogue",
               "studio.process_env"}
 ALLOWED: dict[str, set[str]] = {
     "studio": set(),
@@ -31,7 +32,10 @@ ALLOWED: dict[str, set[str]] = {
     "studio.errors": {"studio.catalogue"},          # an error says itself in a language from the catalogue's words
     "studio.catalogue": set(),
     "studio.process_env": set(),
-    "studio.config": {"studio.errors", "studio.config_checks", "studio.config_yaml"},  # validate(), load()
+    "studio.config": {"studio.errors", "studio.config_checks", "studio.config_yaml",  # validate(), load()
+                      "studio.config_fields", "studio.config_methods"},           # its fields, its method sections
+    "studio.config_fields": set(),
+    "studio.config_methods": {"studio.config_fields", "studio.errors"},
     "studio.config_yaml": {"studio.errors"},
     "studio.config_checks": {"studio.errors"},      # it reads the fields of the config it is given
     "studio.presets": FOUNDATION,

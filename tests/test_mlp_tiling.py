@@ -93,7 +93,8 @@ def test_a_row_no_longer_than_a_tile_runs_whole():
 
 
 def test_the_setting_round_trips_through_yaml_and_takes_yes_and_no():
-    from studio.config import StudioConfig, field_help, ConfigError
+    from studio.config import StudioConfig, field_help
+    from studio.errors import ConfigError
     assert StudioConfig().training.tile_mlp == "auto"
     for value in ("auto", "on", "off"):
         cfg = StudioConfig.from_dict({"training": {"tile_mlp": value}})
