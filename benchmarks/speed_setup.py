@@ -73,6 +73,23 @@ def _text(rng: random.Random, words: list[str], n_words: int) -> str:
     return " ".join(out) + "."
 
 
+def _write_chats(folder: Path, n: int, seed: int, lengths) -> Path:
+    """``folder/chats.jsonl``: ``n`` conversations of real words, a system line, then a question and an answer of
+    ``lengths(rng)`` = (question words, answer words)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    words = _words()
+    chats = folder / "chats.jsonl"
+    with open(chats, "w", encoding="utf-8") as f:
+        for _ in range(n):
+            q, a = lengths(rng)
+            f.write(json.dumps({"messages": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": _text(rng, words, q)},
+                {"role": "assistant", "content": _text(rng, words, a)}]}) + "\n")
+    return chats
+
+
 def write_rows(folder: Path, tokenizer_dir: Path, n_train: int, n_eval: int, max_length: int,
                seed: int = 0) -> tuple[Path, Path]:
     """Rows through the studio's pipeline (chat template, assistant-only loss mask, cut at max length)."""
@@ -81,22 +98,16 @@ def write_rows(folder: Path, tokenizer_dir: Path, n_train: int, n_eval: int, max
     from studio.models.load import load_tokenizer
     from studio.config import ModelConfig
 
-    folder.mkdir(parents=True, exist_ok=True)
     train_path, eval_path = folder / "train.jsonl", folder / "eval.jsonl"
     if train_path.exists() and eval_path.exists():
         return train_path, eval_path
-    rng = random.Random(seed)
-    words = _words()
-    chats = folder / "chats.jsonl"
-    with open(chats, "w", encoding="utf-8") as f:
-        for _ in range(n_train + n_eval):
-            # ~1.3 tokens a word; total tokens log-normal around 300 (sigma 0.75: 1% of rows > ~1,700).
-            total_words = max(20, int(math.exp(rng.gauss(math.log(300 / 1.3), 0.75))))
-            q = max(5, int(total_words * rng.uniform(0.15, 0.6)))
-            f.write(json.dumps({"messages": [
-                {"role": "system", "content": "You are a helpful assistant."},
-                {"role": "user", "content": _text(rng, words, q)},
-                {"role": "assistant", "content": _text(rng, words, total_words - q)}]}) + "\n")
+
+    def lengths(rng: random.Random) -> tuple[int, int]:
+        # ~1.3 tokens a word; total tokens log-normal around 300 (sigma 0.75: 1% of rows > ~1,700).
+        total_words = max(20, int(math.exp(rng.gauss(math.log(300 / 1.3), 0.75))))
+        q = max(5, int(total_words * rng.uniform(0.15, 0.6)))
+        return q, total_words - q
+    chats = _write_chats(folder, n_train + n_eval, seed, lengths)
     tok = load_tokenizer(ModelConfig(source=str(tokenizer_dir)))
     data = prepare(DataConfig(file=str(chats), max_length=max_length, validation=n_eval), tok, seed)
     for path, rows in ((train_path, data.train), (eval_path, data.validation)):
@@ -110,21 +121,12 @@ def write_exact_rows(folder: Path, tokenizer_dir: Path, n_train: int, n_eval: in
                      seed: int = 0) -> tuple[Path, Path]:
     """Rows of exactly ``tokens`` tokens each (``--row-tokens``): conversations longer than that, through the
     studio's pipeline with ``max_length=tokens`` (so each is cut to exactly that, its loss mask kept)."""
-    folder.mkdir(parents=True, exist_ok=True)
     train_path, eval_path = folder / "train.jsonl", folder / "eval.jsonl"
     if train_path.exists() and eval_path.exists():
         return train_path, eval_path
-    rng = random.Random(seed)
-    words = _words()
-    chats = folder / "chats.jsonl"
-    with open(chats, "w", encoding="utf-8") as f:
-        for _ in range(n_train + n_eval):
-            # a word is at least one token: this many words is more than ``tokens`` tokens, whatever the text
-            q = max(8, tokens // 20)
-            f.write(json.dumps({"messages": [
-                {"role": "system", "content": "You are a helpful assistant."},
-                {"role": "user", "content": _text(rng, words, q)},
-                {"role": "assistant", "content": _text(rng, words, tokens + 16 - q)}]}) + "\n")
+    # a word is at least one token: this many words is more than ``tokens`` tokens, whatever the text
+    q = max(8, tokens // 20)
+    chats = _write_chats(folder, n_train + n_eval, seed, lambda rng: (q, tokens + 16 - q))
     rows = exact_rows(chats, tokenizer_dir, n_eval, tokens, seed)
     for path, part in ((train_path, rows[n_eval:]), (eval_path, rows[:n_eval])):
         with open(path, "w", encoding="utf-8") as f:

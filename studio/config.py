@@ -506,24 +506,16 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
         raise ConfigError("{key} must be 'all-linear' or a list of layer names, not {value!r}.", code="config.bad_modules",
                           key=where, value=value)
     if section == "training" and f.name == "tile_mlp":
-        if isinstance(value, bool):
-            return "on" if value else "off"
-        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-            return "on" if value.strip().lower() in _TRUE else "off"
-        if isinstance(value, str):
-            return value.strip().lower()
-        raise ConfigError("{key} must be auto, on or off, not {value!r}.", code="config.bad_tile_mlp", key=where,
-                          value=value)
+        if (word := _on_off(value)) is None:
+            raise ConfigError("{key} must be auto, on or off, not {value!r}.", code="config.bad_tile_mlp", key=where,
+                              value=value)
+        return word
     if f.name == "gradient_checkpointing":
         # true/false from older configs and presets mean on/off.
-        if isinstance(value, bool):
-            return "on" if value else "off"
-        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-            return "on" if value.strip().lower() in _TRUE else "off"
-        if isinstance(value, str):
-            return value.strip().lower()
-        raise ConfigError("{key} must be auto, on, offload or off, not {value!r}.", code="config.bad_checkpointing", key=where,
-                          value=value)
+        if (word := _on_off(value)) is None:
+            raise ConfigError("{key} must be auto, on, offload or off, not {value!r}.", code="config.bad_checkpointing",
+                              key=where, value=value)
+        return word
     if section == "grpo" and f.name in ("rewards", "reward_weights") and isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value)      # a YAML list of names or weights: kept as the text it reads as
     if section == "training" and f.name == "gpus" and isinstance(value, str) and value.strip().lower() == "all":
@@ -566,6 +558,17 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
             raise ConfigError("{key} must be text, not {value!r}.", code="config.not_text", key=where, value=value)
         return value
     return value
+
+
+def _on_off(value: Any) -> str | None:
+    """A choice that yes/no also answer (true, 'yes', 1 = 'on'; false, 'no', 0 = 'off'), lower-cased (the choice
+    itself is checked by validate()); None for what is neither a word nor a yes/no."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, str):
+        word = value.strip().lower()
+        return ("on" if word in _TRUE else "off") if word in _TRUE + _FALSE else word
+    return None
 
 
 def merge(cfg: StudioConfig, overrides: dict) -> StudioConfig:
