@@ -71,8 +71,9 @@ class GrpoConfig:
                              label=("Reward weights", "奖励权重"))
     generations: int = _f(4, "Answers the model writes to each question per step; they are compared with each other, "
                           "so at least 2. More compare better and cost proportionally more time: on a CPU (one core) "
-                          "one step of the built-in model, 1 question x 4 answers of 64 tokens, took 12-21 s; on one H100 GPU a 1B "
-                          "model in 4-bit, 4 questions x 8 answers of 128 tokens, 8.5 s (docs/GRPO.md).", limits=(2, 64), typical="4-16",
+                          "one step of the built-in model, 1 question x 4 answers of 64 tokens, took 12-21 s; on one "
+                          "H100 GPU a 1B model in 4-bit, 4 questions x 8 answers of 128 tokens, 8.5 s (docs/GRPO.md).",
+                          limits=(2, 64), typical="4-16",
                           zh="每一步模型对每个问题写出的回答数；这些回答相互比较，所以至少 2 个。越多比较越准，耗时也按比例增加。"
                              "在 CPU（单核）上，内置模型每步 1 个问题 × 4 个 64 token 的回答需 12-21 秒；"
                              "在一块 H100 GPU 上，4 位量化的 1B 模型每步 4 个问题 × 8 个 128 token 的回答需 8.5 秒（docs/GRPO.md）。",
@@ -95,10 +96,12 @@ class GrpoConfig:
                                label=("Most words", "最多字数"))
     kl_beta: float = _f(0.0, "How strongly answers are held near the base model's (the KL penalty). 0, the default of "
                         "TRL and of recent GRPO work (DAPO, Dr. GRPO), skips it and the extra pass it costs; 0.001-0.04 "
-                        "keeps the tuned model from drifting far, the reference being the base model with the adapter "
-                        "switched off.", limits=(0, 10), typical="0-0.04",
+                        "keeps the tuned model from drifting far from where the run started: the base model with the "
+                        "adapter switched off, or, for a run started from another run's adapter, that run's model.",
+                        limits=(0, 10), typical="0-0.04",
                         zh="让回答保持接近基础模型的程度（KL 惩罚）。0 是 TRL 和近来 GRPO 工作（DAPO、Dr. GRPO）的默认值，"
-                           "跳过它及其额外的计算；0.001-0.04 防止微调后的模型偏离太远，参照是关闭适配器的基础模型。",
+                           "跳过它及其额外的计算；0.001-0.04 防止微调后的模型偏离起点太远：参照是关闭适配器的基础模型，"
+                           "从另一次运行的适配器开始时则是那次运行的模型。",
                         label=("KL penalty (beta)", "KL 惩罚（beta）"))
 
     def reward_list(self) -> list[str]:
