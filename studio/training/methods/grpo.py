@@ -194,7 +194,7 @@ def pace(row: dict, total_steps: int) -> dict | None:
     which the Train tab's status line says in the user's language."""
     left = total_steps - int(row.get("step") or 0)
     eta = row.get("eta_s")
-    if row.get("type") != "train" or left <= 0 or not eta:
+    if row.get("type") != "train" or left <= 0 or eta is None:      # 0.0: steps shorter than its rounding
         return None
     return {"step_s": round(eta / left, 1), "left": left, "rest_s": round(eta, 1)}
 
