@@ -180,8 +180,9 @@ class Judge:
         except ChatError as e:
             if e.code != "chat.prompt_too_long":
                 raise
-            # One long answer must not end the evaluation: the judge could not read it, so no verdict.
-            return {"verdict": "unclear", "reason": str(e).split("\n")[0], "raw": ""}
+            # One long answer must not end the evaluation: the judge could not read it, so no verdict. The
+            # error goes with it so the table can say why in the reader's language (``reason`` is English).
+            return {"verdict": "unclear", "reason": e.message, "raw": "", "error": e.to_dict()}
         return {**parse_verdict(raw), "raw": str(raw or "")}
 
     def close(self) -> None:

@@ -197,3 +197,8 @@ def test_a_prompt_longer_than_the_judge_reads_is_unclear_not_an_error(tiny_dir):
     finally:
         judge.close()
     assert v["verdict"] == "unclear" and "512" in v["reason"] and v["raw"] == ""
+    # The table gives the reason in the reader's language, not the English of the log.
+    from studio.ui.eval_table import judge_cell
+    row = {"reference": "Two years.", "judge": {"tuned": v}}
+    assert "512" in judge_cell(row, ["tuned"], "en") and "reads at most" not in judge_cell(row, ["tuned"], "zh")
+    assert "最多只能读取 512" in judge_cell(row, ["tuned"], "zh")

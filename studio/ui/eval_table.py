@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 
+from ..errors import StudioError
 from .i18n import t
 
 _OK, _BAD, _NONE = "#15803d", "#b91c1c", "#6b7280"
@@ -47,10 +48,17 @@ def judge_cell(row: dict, models: list[str], lang: str) -> str:
         if not v:
             continue
         sign, colour = JUDGE_MARKS.get(v["verdict"], JUDGE_MARKS["unclear"])
-        reason = v["reason"] or t("eval.judge_no_reason", lang)
+        reason = _reason(v, lang)
         lines.append(f'<div style="margin-bottom:4px"><span style="color:{colour};font-weight:700">{sign}</span> '
                      f'<b>{html.escape(name)}</b>: <span style="color:{_NONE}">{html.escape(reason)}</span></div>')
     return "".join(lines)
+
+
+def _reason(verdict: dict, lang: str) -> str:
+    """The judge's reason; for a prompt the judge could not read, the studio's own words in ``lang``."""
+    if verdict.get("error"):
+        return StudioError.from_dict(verdict["error"]).render(lang)[0]
+    return verdict["reason"] or t("eval.judge_no_reason", lang)
 
 
 def table_html(rows: list[dict], totals: dict, lang: str, judges: dict | None = None, judging: bool = False) -> str:
