@@ -21,6 +21,8 @@ class CopyingOffload(CpuOffload):
         self.shapes: list = []
 
     def pack(self, t):
+        if t.numel() == 0:      # as the real hooks: an empty placeholder (saved where CUDA is present) stays
+            return t
         self.shapes.append(tuple(t.shape))
         return ("copied", t.detach().clone().requires_grad_(t.requires_grad))
 
@@ -227,3 +229,28 @@ def test_auto_at_run_time_offloads_when_every_layer_checkpointed_does_not_fit():
     assert needs_offload(None, 20e9)                 # the all-checkpointed probe ran out of memory
     assert needs_offload(21e9, 20e9)
     assert not needs_offload(19e9, 20e9)
+
+
+def test_auto_tiles_the_mlp_before_it_measures_offload(monkeypatch):
+    """At 131,072 tokens an 8B model's untiled MLP does not fit 24 GB even offloaded: 'auto' must measure the
+    offloaded run with the MLP already tiled, or it runs out of memory instead of choosing what fits."""
+    from studio.models.tiling import is_tiled, set_mlp_tiling
+    from studio.training import checkpointing
+
+    model = _lora_model("on")
+    probes: list[tuple[bool, bool]] = []
+
+    def probe(trainer, m, batch):       # (offloaded, tiled) of each measurement; untiled runs out of memory
+        probes.append((is_offloaded(m), is_tiled(m)))
+        if not is_tiled(m):
+            raise torch.cuda.OutOfMemoryError("out of memory")
+        return 10 * 2**30, 2**30
+
+    monkeypatch.setattr(checkpointing, "_probe", probe)
+    monkeypatch.setattr(checkpointing, "memory_budget", lambda: 24 * 2**30)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: 0)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    decision = checkpointing.choose(None, model, {}, 131072, 0, prepare_offload=lambda: set_mlp_tiling(model, True))
+    assert decision.offload and decision.layers == decision.total == 2
+    assert probes == [(False, False), (True, True)]      # all checkpointed on the GPU, then offloaded and tiled
+    assert "10.0 GB of a 24.0 GB budget" in decision.note

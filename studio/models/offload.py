@@ -36,7 +36,7 @@ class CpuOffload:
         return self._streams[device]
 
     def pack(self, t: torch.Tensor) -> Any:
-        if not t.is_cuda:
+        if not t.is_cuda or t.numel() == 0:      # an empty placeholder (some layers save one) is not worth a copy
             return t
         stream = self._stream(t.device)
         stream.wait_stream(torch.cuda.current_stream(t.device))      # the layer that made ``t`` has finished it

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -93,9 +93,12 @@ def needs_offload(peak_all: float | None, room: float) -> bool:
 
 
 def _offload_decision(trainer: Any, model: Any, batch: dict, tokens: int, total: int, base: int,
-                      optimizer_bytes: int, peak_all: float | None) -> Decision:
+                      optimizer_bytes: int, peak_all: float | None,
+                      prepare_offload: Callable[[], None] | None = None) -> Decision:
     set_checkpointed_layers(model, total)
     set_offload(model, True)
+    if prepare_offload:     # what comes with offload (MLP tiling) must be in place before it is measured
+        prepare_offload()
     gc.collect()
     torch.cuda.empty_cache()
     peak, _ = _probe(trainer, model, batch)      # out of memory even so: the run cannot fit, and says so
@@ -107,10 +110,13 @@ def _offload_decision(trainer: Any, model: Any, batch: dict, tokens: int, total:
                                   f"{gb(base + optimizer_bytes + peak)} of a {gb(memory_budget())} budget.", offload=True)
 
 
-def choose(trainer: Any, model: Any, batch: dict, tokens: int, optimizer_bytes: int, probe_layers: int = 2) -> Decision:
+def choose(trainer: Any, model: Any, batch: dict, tokens: int, optimizer_bytes: int, probe_layers: int = 2,
+           prepare_offload: Callable[[], None] | None = None) -> Decision:
     """Measure the largest micro-batch, ``batch`` of ``tokens`` tokens (the training method's ``worst_batch``),
     twice (every layer checkpointed; all but ``probe_layers``) and keep checkpointing only on as many layers
-    as the budget needs; when every layer checkpointed does not fit either, offload their inputs to the CPU."""
+    as the budget needs; when every layer checkpointed does not fit either, offload their inputs to the CPU,
+    after ``prepare_offload()`` (the job's MLP tiling: at 131,072 tokens an 8B model's untiled MLP alone
+    does not fit a 24 GB card, offloaded or not)."""
     layers = decoder_layers(model)
     total = len(layers)
     if total == 0:
@@ -124,7 +130,8 @@ def choose(trainer: Any, model: Any, batch: dict, tokens: int, optimizer_bytes: 
     except torch.cuda.OutOfMemoryError:
         peak_all = stored_all = None
     if needs_offload(peak_all, room):
-        return _offload_decision(trainer, model, batch, tokens, total, base, optimizer_bytes, peak_all)
+        return _offload_decision(trainer, model, batch, tokens, total, base, optimizer_bytes, peak_all,
+                                 prepare_offload)
     k = min(probe_layers, total)
     try:
         set_checkpointed_layers(model, total - k)

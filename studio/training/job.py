@@ -497,13 +497,12 @@ class TrainingJob(BackgroundRun):
             apply_liger_kernel(model, resolved.args.liger_kernel_config)
         state_bytes = 2 if "8bit" in resolved.optimizer else 8
         batch, tokens = self.method.worst_batch(rows, self.cfg.training.batch_size, trainer.data_collator)
-        decision = checkpointing.choose(trainer, model, batch, tokens, self.info["trainable_params"] * state_bytes)
+        decision = checkpointing.choose(trainer, model, batch, tokens, self.info["trainable_params"] * state_bytes,
+                                        prepare_offload=(lambda: self._tile_mlp(model, log)) if tile == "auto" else None)
         self.info["checkpointed_layers"] = decision.layers
         self.info["activation_offload"] = decision.offload
         self.info["notes"].append(decision.note)
         log.info(decision.note)
-        if decision.offload and tile == "auto":
-            self._tile_mlp(model, log)
 
     def _tile_mlp(self, model, log) -> None:
         """Each layer's MLP over long rows in tiles (training.tile_mlp, models/tiling.py)."""
