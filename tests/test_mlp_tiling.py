@@ -9,7 +9,7 @@ import torch
 
 from studio.models.offload import set_offload
 from studio.models.tiling import is_tiled, mlp_modules, set_mlp_tiling
-from tiny import tiny_model, tiny_tokenizer
+from tiny import loss_and_grads, tiny_model, tiny_tokenizer
 
 TILE = 5          # tokens a tile in these tests: 48 tokens in 10 tiles, the last one short
 
@@ -37,22 +37,13 @@ def _model(lora: bool, mode: str):
     return model
 
 
-def _loss_and_grads(model):
-    torch.manual_seed(2)
-    ids = torch.randint(3, 300, (2, 48))
-    out = model(input_ids=ids, labels=ids)
-    out.loss.backward()
-    return out.loss.detach(), {n: p.grad.detach().clone() for n, p in model.named_parameters()
-                               if p.requires_grad and p.grad is not None}
-
-
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
 @pytest.mark.parametrize("mode", ["off", "on", "offload"])
 def test_tiled_mlp_gives_the_loss_and_gradients_of_untiled(lora, mode):
-    loss, grads = _loss_and_grads(_model(lora, mode))
+    loss, grads = loss_and_grads(_model(lora, mode))
     tiled_model = _model(lora, mode)
     assert set_mlp_tiling(tiled_model, True, tokens=TILE) == 2 and is_tiled(tiled_model)
-    tloss, tgrads = _loss_and_grads(tiled_model)
+    tloss, tgrads = loss_and_grads(tiled_model)
     assert torch.allclose(loss, tloss, atol=1e-6)
     assert grads.keys() == tgrads.keys() and len(grads) > 0
     if lora:
@@ -68,7 +59,7 @@ def test_the_mlp_runs_per_tile_in_the_forward_and_in_the_layers_recompute():
     seen: list = []
     for mlp in mlp_modules(model):
         mlp.gate_proj.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[-2]))
-    _loss_and_grads(model)
+    loss_and_grads(model)
     # 2 layers x 10 tiles, run in the forward, again in the layer's recompute, again in the tile's recompute
     # (PyTorch's checkpoint stops a recompute early once it has what the backward needs: a few fewer)
     assert seen and max(seen) == TILE and 2 * 10 * 2 < len(seen) <= 2 * 10 * 3, seen
@@ -88,7 +79,7 @@ def test_a_row_no_longer_than_a_tile_runs_whole():
     set_mlp_tiling(model, True, tokens=64)
     seen: list = []
     mlp_modules(model)[0].gate_proj.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[-2]))
-    _loss_and_grads(model)
+    loss_and_grads(model)
     assert seen == [48]
 
 

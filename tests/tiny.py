@@ -3,6 +3,7 @@
 ``tiny_tokenizer()`` is a byte-level BPE trained on a few sentences (vocab ~400) with a chatml
 chat template; ``tiny_model()`` a 2-layer Llama of a few hundred thousand parameters.
 ``tiny_model_dir(tmp)`` saves both as a normal Hugging Face folder, usable as a model source.
+``loss_and_grads(model)`` runs one fixed batch forward and backward, for tests that compare two ways of training.
 """
 
 from __future__ import annotations
@@ -52,6 +53,18 @@ def tiny_model(tokenizer=None, seed: int = 0):
                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                       bos_token_id=None, tie_word_embeddings=False)
     return LlamaForCausalLM(cfg)
+
+
+def loss_and_grads(model):
+    """(loss, {name: gradient}) of one forward and backward of a fixed random batch (2 x 48 token ids); only the
+    trainable parameters that received a gradient are in the dict."""
+    import torch
+    torch.manual_seed(2)
+    ids = torch.randint(3, 300, (2, 48))
+    out = model(input_ids=ids, labels=ids)
+    out.loss.backward()
+    return out.loss.detach(), {n: p.grad.detach().clone() for n, p in model.named_parameters()
+                               if p.requires_grad and p.grad is not None}
 
 
 def tiny_model_dir(folder: Path, with_template: bool = True) -> Path:
