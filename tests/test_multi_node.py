@@ -47,6 +47,15 @@ def start_other_machine(cfg, tmp_path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+def start_both(manager, cfg, tmp_path, leftovers: list):
+    """The run on the main machine (this process's job manager), then machine 2's command; machine 2 goes on
+    ``leftovers`` so the fixture kills it if the test does not end it."""
+    job = manager.start(cfg)
+    other = start_other_machine(cfg, tmp_path)
+    leftovers.append(other)
+    return job, other
+
+
 def tree(proc: subprocess.Popen) -> list[psutil.Process]:
     try:
         p = psutil.Process(proc.pid)
@@ -100,9 +109,7 @@ def test_two_machines_train_the_losses_of_one_process_at_the_same_global_batch(t
 
     manager = JobManager()
     cfg = main_cfg(tmp_path / "a", tiny_dir, free_port(), batch_size=2)
-    job = manager.start(cfg)
-    other = start_other_machine(cfg, tmp_path)
-    no_leftovers.append(other)
+    job, other = start_both(manager, cfg, tmp_path, no_leftovers)
     assert job.join(150) and job.state == "done", job.message
     code, out = finish(other, 60)
     assert code == 0, out[-3000:]
@@ -128,9 +135,7 @@ def test_stop_on_the_main_machine_ends_the_other_machines_processes_within_secon
 
     manager = JobManager()
     cfg = main_cfg(tmp_path, tiny_dir, free_port(), max_steps=100_000)
-    job = manager.start(cfg)
-    other = start_other_machine(cfg, tmp_path)
-    no_leftovers.append(other)
+    job, other = start_both(manager, cfg, tmp_path, no_leftovers)
     wait_for(lambda: job.progress.step >= 2 or not job.active, 150, "training to start on both machines")
     assert job.active, job.message
     theirs = tree(other)
@@ -150,9 +155,7 @@ def test_a_killed_machine_fails_the_run_with_a_message_naming_it(tmp_path, tiny_
 
     manager = JobManager()
     cfg = main_cfg(tmp_path, tiny_dir, free_port(), max_steps=100_000)
-    job = manager.start(cfg)
-    other = start_other_machine(cfg, tmp_path)
-    no_leftovers.append(other)
+    job, other = start_both(manager, cfg, tmp_path, no_leftovers)
     wait_for(lambda: job.progress.step >= 1 or not job.active, 150, "training to start on both machines")
     assert job.active, job.message
     t0 = time.monotonic()
