@@ -26,6 +26,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 
@@ -197,11 +198,13 @@ def _has_cuda() -> bool:
         return False
 
 
-def warm_up() -> None:
+def warm_up(model_source: str = "") -> threading.Thread:
     """Import the engine (torch, transformers...) in the background while the browser loads the page,
-    so the first clicks do not wait ten seconds for imports. A failing import is reported by the action that needs it."""
+    so the first clicks do not wait ten seconds for imports; and when the first screen's model is the
+    built-in one and not yet converted from its GGUF, convert it now (17 s on two CPU cores, the first
+    Start's wait otherwise; sources.py's lock makes a Start during it wait for it, not convert twice).
+    A failure here is reported by the action that needs it."""
     import importlib
-    import threading
 
     def run() -> None:
         for name in ("studio.models.load", "studio.jobs", "studio.data.pipeline", "studio.inference"):
@@ -209,7 +212,15 @@ def warm_up() -> None:
                 importlib.import_module(name)
             except Exception:
                 pass
-    threading.Thread(target=run, name="engine-warm-up", daemon=True).start()
+        if model_source.strip().lower() == "default":
+            try:
+                from studio.models.sources import resolve_source
+                resolve_source("default")
+            except Exception:
+                pass
+    thread = threading.Thread(target=run, name="engine-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 class _Terminated(KeyboardInterrupt):
@@ -298,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
                     app_kwargs={"middleware": middleware})
         if demo.share_url:
             allowed.add(demo.share_url)
-        warm_up()   # after the server is up: the page loads while the engine imports
+        warm_up(cfg.model.source)   # after the server is up: the page loads while the engine imports
     except OSError as e:
         raise SystemExit(f"Could not listen on {args.host}:{args.port} ({e}). Is another studio running? "
                          "Choose another port with --port.") from None

@@ -81,3 +81,14 @@ def test_one_sigterm_delivered_twice_is_one_stop(monkeypatch):
     launch._last_stop[-1] -= 2.0                   # a real second stop, later
     with pytest.raises(launch._Terminated):
         launch._on_sigterm(sig.SIGTERM, None)
+
+
+@pytest.mark.parametrize("source, converted", [("default", ["default"]), (" Default ", ["default"]),
+                                               ("/models/mine", []), ("", [])])
+def test_the_warm_up_converts_the_built_in_model_only_when_the_first_screen_uses_it(monkeypatch, source, converted):
+    from studio.models import sources
+    asked: list[str] = []
+    monkeypatch.setattr(sources, "resolve_source", lambda s, *a, **k: asked.append(s))
+    launch.warm_up(source).join(120)
+    assert asked == converted
+
