@@ -182,6 +182,21 @@ def test_soft_capped_attention_never_gets_the_varlen_kernel(monkeypatch):
     assert attention.resolve_attention("auto", True, True, Gemma2Config()) == "sdpa"
 
 
+def test_float32_training_on_a_gpu_never_gets_the_16_bit_only_varlen_kernel(monkeypatch):
+    """FlashAttention takes fp16/bf16 inputs only: compute_dtype float32 with packing on a GPU failed in the
+    first attention call (seen running the tiny-model job tests on an H100). SDPA there, asked for or not."""
+    import torch
+    from transformers import LlamaConfig
+
+    from studio.training import attention
+    monkeypatch.setattr(attention, "varlen_available", lambda: True)
+    monkeypatch.setattr(attention, "register", lambda: None)
+    for choice in ("auto", "varlen"):
+        assert attention.resolve_attention(choice, True, True, LlamaConfig(), torch.float32) == "sdpa"
+        assert attention.resolve_attention(choice, True, True, LlamaConfig(), torch.bfloat16) == attention.VARLEN
+        assert attention.resolve_attention(choice, True, True, LlamaConfig(), torch.float16) == attention.VARLEN
+
+
 def test_a_model_that_refuses_an_attention_kernel_keeps_sdpa():
     from studio.training.attention import set_attention
     model = tiny_model(tiny_tokenizer())

@@ -43,14 +43,17 @@ def kernel_fits(model_config: Any) -> bool:
     return not getattr(text, "attn_logit_softcapping", None)
 
 
-def resolve_attention(choice: str, on_cuda: bool, padding_free: bool, model_config: Any = None) -> str:
-    """The transformers ``attn_implementation`` for a config choice on this device and model.
+def resolve_attention(choice: str, on_cuda: bool, padding_free: bool, model_config: Any = None,
+                      dtype: torch.dtype | None = None) -> str:
+    """The transformers ``attn_implementation`` for a config choice on this device, model and compute dtype.
 
     'auto' picks the variable-length kernel for padding-free batches on a GPU that has it, and SDPA
-    everywhere else (padded batches, CPUs, older GPUs, soft-capped attention), where it is the
+    everywhere else (padded batches, CPUs, older GPUs, soft-capped attention, float32 training: the
+    FlashAttention kernel takes 16-bit inputs only and fails on float32 ones), where it is the
     fastest built-in choice."""
     if choice == "varlen" or (choice == "auto" and padding_free and on_cuda and varlen_available()):
-        if not padding_free or not varlen_available() or (model_config is not None and not kernel_fits(model_config)):
+        if (not padding_free or not varlen_available() or dtype == torch.float32
+                or (model_config is not None and not kernel_fits(model_config))):
             return "sdpa"
         register()
         return VARLEN

@@ -300,11 +300,12 @@ class TrainingJob(BackgroundRun):
         self._set(message="Adding the LoRA adapters.", key="adding_lora")
         set_seed(cfg.training.seed)     # LoRA's A matrices are random: the same seed gives the same run
         has_val = len(data.validation) > 0
-        resolved = self.method.training_args(cfg, str(self.run.checkpoints_dir), on_cuda, resolve_dtype(cfg.model),
-                                             has_val, len(data.train))
+        dtype = resolve_dtype(cfg.model)
+        resolved = self.method.training_args(cfg, str(self.run.checkpoints_dir), on_cuda, dtype, has_val,
+                                             len(data.train))
         padding_free = getattr(resolved.args, "padding_free", False)     # GRPO's batches are padded
         attention = set_attention(model, resolve_attention(cfg.training.attention, on_cuda, padding_free,
-                                                           getattr(model, "config", None)))
+                                                           getattr(model, "config", None), dtype))
         peft_model = apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing != "off")
         self._peft_model = self.model = peft_model
         from ..models.lora import converts_on_save
