@@ -185,7 +185,6 @@ def test_soft_capped_attention_never_gets_the_varlen_kernel(monkeypatch):
 def test_float32_training_on_a_gpu_never_gets_the_16_bit_only_varlen_kernel(monkeypatch):
     """FlashAttention takes fp16/bf16 inputs only: compute_dtype float32 with packing on a GPU failed in the
     first attention call (seen running the tiny-model job tests on an H100). SDPA there, asked for or not."""
-    import torch
     from transformers import LlamaConfig
 
     from studio.training import attention

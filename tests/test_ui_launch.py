@@ -91,4 +91,3 @@ def test_the_warm_up_converts_the_built_in_model_only_when_the_first_screen_uses
     monkeypatch.setattr(sources, "resolve_source", lambda s, *a, **k: asked.append(s))
     launch.warm_up(source).join(120)
     assert asked == converted
-
