@@ -293,7 +293,7 @@ class TrainingJob(BackgroundRun):
         from transformers import set_seed
 
         from ..models.load import resolve_dtype
-        from ..models.lora import apply_lora, parameter_counts
+        from ..models.lora import apply_lora, parameter_counts, skip_input_casts_under_autocast
         from .attention import resolve_attention, set_attention
 
         cfg = self.cfg
@@ -307,6 +307,7 @@ class TrainingJob(BackgroundRun):
         attention = set_attention(model, resolve_attention(cfg.training.attention, on_cuda, padding_free,
                                                            getattr(model, "config", None), dtype))
         peft_model = apply_lora(model, cfg.lora, cfg.training.gradient_checkpointing != "off")
+        skip_input_casts_under_autocast(peft_model)
         self._peft_model = self.model = peft_model
         from ..models.lora import converts_on_save
         if converts_on_save(cfg.lora) and rank() == 0:     # one process writes the run folder
