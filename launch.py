@@ -212,9 +212,9 @@ def warm_up(model_source: str = "") -> threading.Thread:
                 importlib.import_module(name)
             except Exception:
                 pass
-        if model_source.strip().lower() == "default":
+        from studio.models.sources import is_builtin, resolve_source
+        if is_builtin(model_source):
             try:
-                from studio.models.sources import resolve_source
                 resolve_source("default")
             except Exception:
                 pass

@@ -218,3 +218,13 @@ def test_hub_refusals_are_explained(online, monkeypatch, error, message):
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", refuse)
     with pytest.raises(ModelError, match=message):
         resolve_source("org/name")
+
+
+def test_the_built_in_model_is_named_alike_everywhere():
+    # 'Default' typed in the config or the CLI is the built-in model for every part that asks, not only for
+    # loading: the export's Hub id (its model card) once took only the exact lower-case word.
+    from studio.export.adapter import DEFAULT_HUB_ID, base_hub_id
+    for spelled in ("default", "Default", " DEFAULT "):
+        assert ms.is_builtin(spelled)
+        assert base_hub_id(spelled) == DEFAULT_HUB_ID
+    assert not ms.is_builtin("defaults") and not ms.is_builtin(None)

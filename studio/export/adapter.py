@@ -26,8 +26,8 @@ DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 def base_hub_id(source: str) -> str | None:
     """The Hub id of a model source: the built-in default's, a Hub id itself, or one recorded in a
     local folder's config (``_name_or_path``); None when unknown."""
-    from ..models.sources import looks_like_hub_id
-    if source == "default":
+    from ..models.sources import is_builtin, looks_like_hub_id
+    if is_builtin(source):
         return DEFAULT_HUB_ID
     if looks_like_hub_id(source) and not Path(source).expanduser().exists():
         return source

@@ -34,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import ExportError
+from ..models.sources import is_builtin
 from ..runs import RunFolder
 from .files import check_free_space, side_path
 
@@ -150,7 +151,7 @@ def base_name(run_dir: str | Path) -> str:
     """The base GGUF's name, the same for every run on one base: its source's last part, and the 4-bit
     kind for a QLoRA run (its adapter applies to the dequantized 4-bit weights, not the original ones)."""
     cfg = RunFolder(run_dir).config().model
-    source = "SmolLM2-135M-Instruct" if cfg.source == "default" else Path(cfg.source.rstrip("/")).name
+    source = "SmolLM2-135M-Instruct" if is_builtin(cfg.source) else Path(cfg.source.rstrip("/")).name
     source = Path(source).stem if source.endswith(".gguf") else source
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", source).strip("-") or "base"
     rounded = "" if cfg.quantization == "none" else f"-{cfg.quantization}-dequantized"

@@ -120,7 +120,7 @@ def facts_for(model_cfg: Any) -> dict | None:
     an unreadable header); a source that cannot be used at all raises what ``resolve_source`` says."""
     from . import sources as ms
     source = model_cfg.source
-    if source == "default" and not ms.is_converted(ms.default_model_dir()):
+    if ms.is_builtin(source) and not ms.is_converted(ms.default_model_dir()):
         config = ms.builtin_config()
         return config_facts(config) if config else None
     if ms.looks_like_hub_id(source) and not Path(source).exists():

@@ -400,12 +400,17 @@ def _first_line(e: BaseException) -> str:
 
 # ---- the entry point ---------------------------------------------------------------------------
 
+def is_builtin(source: str | None) -> bool:
+    """Whether a model source names the built-in model ('default', in any case, spaces around it allowed)."""
+    return (source or "").strip().lower() == "default"
+
+
 def resolve_source(source: str, trust_remote_code: bool = False) -> Path:
     """A local Hugging Face folder (config.json, weights, tokenizer) for any model source."""
     source = (source or "").strip()
     if not source:
         raise ModelError("model.source is empty: choose a base model.", code="config.no_model")
-    if source.lower() == "default":
+    if is_builtin(source):
         return _converted(default_gguf(), default_model_dir(), "the built-in model")
     path = Path(source).expanduser()
     if path.exists():

@@ -84,7 +84,7 @@ def _local_folder(source: str) -> Path | None:
     s = (source or "").strip()
     if not s:
         return None
-    if s.lower() == "default":
+    if ms.is_builtin(s):
         return ms.default_model_dir()
     p = Path(s).expanduser()
     if p.is_dir():
@@ -106,7 +106,8 @@ def explain(exc: BaseException, source: str) -> ModelError | None:
         return None
     folder = _local_folder(source)
     bad = damaged_files(folder) if folder else []
-    builtin = source.strip().lower() == "default"
+    from .sources import is_builtin
+    builtin = is_builtin(source)
     if bad:
         named = "; ".join(f"{p} ({why})" for p, why in bad)
         return ModelError("The model file is damaged or incomplete: {files}.",
