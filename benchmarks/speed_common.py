@@ -14,7 +14,8 @@ saves once, after the last step, as every run does)}
 result: the spec's shape/mode, the case, per-step "step_s", "loss" and "tokens" (non-padding tokens
 of the optimizer step), "save_s" (what each checkpoint save held the training loop, timed apart from the steps), "first_step_s" (from the start of the case's process to the end of its first optimizer step:
 imports, loading, quantizing and the first step),
-"load_s", "peak_allocated_gb", "peak_reserved_gb", "eval_loss", "notes", "versions", "error".
+"load_s", "peak_allocated_gb", "peak_reserved_gb" (the whole process), "train_peak_allocated_gb" (from the first
+step on: without the loading and the studio's 'auto' probes), "eval_loss", "notes", "versions", "error".
 """
 
 from __future__ import annotations
@@ -74,9 +75,15 @@ class StepRecorder(TrainerCallback):
         self._t_step = 0.0
         self._tokens_seen = 0
         self.outside_allocator = 0
+        self.setup_peak = 0
 
     def on_train_begin(self, args, state, control, **kw):
         _sync()
+        if torch.cuda.is_available():
+            # The peak before training (loading, and the studio's 'auto' probes, one of which may run out of
+            # memory on purpose) is kept apart, so train_peak_allocated_gb is what the steps themselves need.
+            self.setup_peak = torch.cuda.max_memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
         self._t_step = time.perf_counter()
         self._tokens_seen = state.num_input_tokens_seen
 
@@ -107,9 +114,14 @@ class StepRecorder(TrainerCallback):
             self.loss.append(float(logs["loss"]))
 
 
-def peak_memory() -> dict:
-    return {"peak_allocated_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3),
-            "peak_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 3)}
+def peak_memory(setup_peak: int = 0) -> dict:
+    """The process's peak (setup and training) and, when the recorder kept the setup's apart, the steps' own."""
+    steps = torch.cuda.max_memory_allocated()
+    out = {"peak_allocated_gb": round(max(steps, setup_peak) / 2**30, 3),
+           "peak_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 3)}
+    if setup_peak:
+        out["train_peak_allocated_gb"] = round(steps / 2**30, 3)
+    return out
 
 
 def versions() -> dict:
@@ -131,7 +143,7 @@ def write_result(out: str | Path, spec: dict, case: str, recorder: StepRecorder 
         res.update(step_s=recorder.step_s, loss=recorder.loss, tokens=recorder.tokens,
                    first_step_s=recorder.first_step_s, save_s=recorder.save_s)
     if torch.cuda.is_available():
-        res.update(peak_memory())
+        res.update(peak_memory(recorder.setup_peak if recorder is not None else 0))
         if recorder is not None and recorder.outside_allocator:
             outside = recorder.outside_allocator / 2**30
             res.update(outside_allocator_gb=round(outside, 3),

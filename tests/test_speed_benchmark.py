@@ -92,3 +92,16 @@ def test_the_studio_case_runs_on_the_tiny_shape(tmp_path, tiny_dir, monkeypatch)
     assert len(res["step_s"]) == 4 and res["tokens"] == [256] * 4
     assert len(res["save_s"]) == 2                  # steps 2 and 4, each timed on its own
     assert "activation offload True" in res["notes"]
+
+
+def test_the_steps_peak_is_kept_apart_from_the_setups(monkeypatch):
+    # 'auto' probes before training, one of them out of memory on purpose: the process's peak then says what the
+    # probe reached, not what the run needs, so the result carries the steps' own peak as well.
+    import torch
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a, **k: 5 * gib)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a, **k: 6 * gib)
+    both = speed_common.peak_memory(setup_peak=8 * gib)
+    assert both["peak_allocated_gb"] == 8 and both["train_peak_allocated_gb"] == 5
+    alone = speed_common.peak_memory()
+    assert alone["peak_allocated_gb"] == 5 and "train_peak_allocated_gb" not in alone
