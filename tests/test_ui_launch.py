@@ -86,7 +86,13 @@ def test_one_sigterm_delivered_twice_is_one_stop(monkeypatch):
 @pytest.mark.parametrize("source, converted", [("default", ["default"]), (" Default ", ["default"]),
                                                ("/models/mine", []), ("", [])])
 def test_the_warm_up_converts_the_built_in_model_only_when_the_first_screen_uses_it(monkeypatch, source, converted):
+    import importlib
+
     from studio.models import sources
+    # The warm-up imports these; imported first under the patch, they would keep the fake resolve_source
+    # (``from .sources import resolve_source``) for every later test.
+    for name in ("studio.models.load", "studio.jobs", "studio.data.pipeline", "studio.inference"):
+        importlib.import_module(name)
     asked: list[str] = []
     monkeypatch.setattr(sources, "resolve_source", lambda s, *a, **k: asked.append(s))
     launch.warm_up(source).join(120)
