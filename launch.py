@@ -212,12 +212,12 @@ def warm_up(model_source: str = "") -> threading.Thread:
                 importlib.import_module(name)
             except Exception:
                 pass
-        from studio.models.sources import is_builtin, resolve_source
-        if is_builtin(model_source):
-            try:
+        try:
+            from studio.models.sources import is_builtin, resolve_source
+            if is_builtin(model_source):
                 resolve_source("default")
-            except Exception:
-                pass
+        except Exception:
+            pass
     thread = threading.Thread(target=run, name="engine-warm-up", daemon=True)
     thread.start()
     return thread

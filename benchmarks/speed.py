@@ -104,7 +104,8 @@ def summarise(res: dict, warmup: int, flops_per_token: float, peak_tflops: float
             "saves": len(saves), "save_stall_s": round(sum(saves), 2) if saves else None,
             "first_step_s": round(res["first_step_s"], 1) if res.get("first_step_s") else None,
             "peak_allocated_gb": res.get("peak_allocated_gb"), "peak_reserved_gb": res.get("peak_reserved_gb"),
-            "train_peak_allocated_gb": res.get("train_peak_allocated_gb"), "eval_loss": res.get("eval_loss"), "final_loss": res["loss"][-1] if res.get("loss") else None,
+            "train_peak_allocated_gb": res.get("train_peak_allocated_gb"), "eval_loss": res.get("eval_loss"),
+            "final_loss": res["loss"][-1] if res.get("loss") else None,
             "mfu": round(tps * flops_per_token / (peak_tflops * 1e12), 3) if tps else None}
 
 
@@ -131,8 +132,8 @@ def compare(rows: list[dict], results: list[dict]) -> None:
 
 def table(rows: list[dict]) -> str:
     cols = ["shape", "mode", "case", "row_tokens", "tokens_per_s", "speed_x", "first_step_s", "peak_allocated_gb",
-            "train_peak_allocated_gb", "peak_reserved_gb", "memory_x", "mfu", "saves", "save_stall_s", "final_loss", "loss_mad", "eval_loss",
-            "eval_rel", "error"]
+            "train_peak_allocated_gb", "peak_reserved_gb", "memory_x", "mfu", "saves", "save_stall_s", "final_loss",
+            "loss_mad", "eval_loss", "eval_rel", "error"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append("| " + " | ".join("" if r.get(c) is None else str(r.get(c)) for c in cols) + " |")

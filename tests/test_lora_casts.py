@@ -43,7 +43,8 @@ def test_a_step_under_autocast_is_bit_identical_with_fewer_copies(tiny_dir):
     assert grads_a.keys() == grads_b.keys() and len(grads_a) > 0
     for name in grads_a:
         assert torch.equal(grads_a[name], grads_b[name]), name
-    plain.zero_grad(), lean.zero_grad()
+    plain.zero_grad()
+    lean.zero_grad()
     assert _copies(lean) < _copies(plain)
 
 

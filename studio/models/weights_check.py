@@ -106,8 +106,8 @@ def explain(exc: BaseException, source: str) -> ModelError | None:
         return None
     folder = _local_folder(source)
     bad = damaged_files(folder) if folder else []
-    from .sources import is_builtin
-    builtin = is_builtin(source)
+    from . import sources as ms
+    builtin = ms.is_builtin(source)
     if bad:
         named = "; ".join(f"{p} ({why})" for p, why in bad)
         return ModelError("The model file is damaged or incomplete: {files}.",
